@@ -1,0 +1,250 @@
+"""The svcpulse event contract, v1: the wire format every emitter follows (see docs/contract.md).
+
+Standard library only, so collectors, the loader, the API and emitters' test suites can import it.
+One JSON object per Kafka message, UTF-8, timestamps in Unix epoch milliseconds. Unknown extra
+fields are dropped (not an error); a missing required field, a wrong type or a value out of range
+is a `Rejection` naming the field, what was expected and what was got.
+Evolution rule: v1 changes only by adding optional fields (`Field(required=False, default=...)`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+CONTRACT_VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024  # larger messages are rejected before parsing
+MAX_STRING = 1024  # default cap on string fields (a cgroup path or URL template fits easily)
+
+Event = dict[str, Any]
+
+
+class Rejection(ValueError):
+    """Why a message is not a valid event: the reason goes to the dead-letter topic verbatim."""
+
+    def __init__(self, reason: str, field: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: type  # int, float or str
+    doc: str
+    choices: tuple[Any, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    max_len: int = MAX_STRING
+    required: bool = True
+    default: Any = None
+
+
+def _common_head() -> tuple[Field, ...]:
+    return (
+        Field("v", int, "contract version", choices=(CONTRACT_VERSION,)),
+        Field("ts_ms", int, "event time, Unix epoch milliseconds", minimum=1, maximum=2**63 - 1),
+    )
+
+
+_PORT = {"minimum": 0, "maximum": 65535}
+_COUNT = {"minimum": 0, "maximum": 2**63 - 1}
+
+TCP_FIELDS: tuple[Field, ...] = (
+    *_common_head(),
+    Field("host", str, "node that observed the connection", max_len=255),
+    Field("pid", int, "process id, cached in process context", minimum=0, maximum=2**32 - 1),
+    Field("comm", str, "process name", max_len=64),
+    Field("cgroup", str, 'cgroup v2 path of the process ("" if unknown)', max_len=4096),
+    Field("family", int, "address family", choices=(4, 6)),
+    Field("laddr", str, "local address", max_len=64),
+    Field("lport", int, "local port", **_PORT),
+    Field("raddr", str, "remote address", max_len=64),
+    Field("rport", int, "remote port", **_PORT),
+    Field("role", str, "client = active open, server = passive open", choices=("client", "server", "")),
+    Field("tx_bytes", int, "bytes acked over the lifetime", **_COUNT),
+    Field("rx_bytes", int, "bytes received over the lifetime", **_COUNT),
+    Field("duration_ms", float, "open to close", minimum=0),
+)
+
+RPC_FIELDS: tuple[Field, ...] = (
+    *_common_head(),
+    Field("caller", str, 'calling service ("" if unknown)', max_len=255),
+    Field("callee", str, "called service", max_len=255),
+    Field("interface", str, "method or route template, never a raw URL with ids", max_len=512),
+    Field("instance", str, 'callee instance "host:port"', max_len=255),
+    Field("side", str, "who measured the call", choices=("client", "server")),
+    Field("latency_ms", float, "call latency", minimum=0),
+    Field("status", str, "outcome", choices=("ok", "error", "timeout")),
+    Field("code", str, 'protocol code ("200", "503", "UNAVAILABLE")', max_len=64),
+    Field("version", str, 'callee instance version label ("" if unknown)', max_len=128),
+    Field("host", str, "node where the call was measured", max_len=255),
+    Field("cgroup", str, "cgroup v2 path where the call was measured", max_len=4096),
+)
+
+LOAD_FIELDS: tuple[Field, ...] = (
+    *_common_head(),
+    Field("host", str, "node", max_len=255),
+    Field("cgroup", str, 'cgroup v2 path ("" = the whole host)', max_len=4096),
+    Field("instance", str, 'instance label "host:port" (may be "")', max_len=255),
+    Field("cpu_cores", float, "CPU used, in cores", minimum=0),
+    Field("cpu_limit_cores", float, "CPU limit in cores, 0 = none", minimum=0),
+    Field("mem_bytes", int, "memory in use", **_COUNT),
+    Field("mem_limit_bytes", int, "memory limit, 0 = none", **_COUNT),
+)
+
+DLQ_FIELDS: tuple[Field, ...] = (
+    *_common_head(),
+    Field("reason", str, "why the message was rejected", max_len=4096),
+    Field("topic", str, "source topic", max_len=255),
+    Field("partition", int, "source partition", minimum=0, maximum=2**31 - 1),
+    Field("offset", int, "source offset", minimum=-1, maximum=2**63 - 1),
+    Field("payload", str, "the original message bytes, as text or base64", max_len=2 * MAX_MESSAGE_BYTES),
+    Field("encoding", str, "how payload holds the bytes", choices=("utf-8", "base64")),
+)
+
+SCHEMAS: dict[str, tuple[Field, ...]] = {
+    "tcp": TCP_FIELDS,
+    "rpc": RPC_FIELDS,
+    "load": LOAD_FIELDS,
+    "dlq": DLQ_FIELDS,
+}
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    return {int: "integer", float: "number", str: "string", dict: "object", list: "array"}.get(
+        type(value), "null" if value is None else type(value).__name__
+    )
+
+
+def _preview(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check(field: Field, value: Any) -> Any:
+    """The field's value, normalised (ints accepted for floats), or a Rejection."""
+    kind = field.type
+    if isinstance(value, bool) or not isinstance(value, (float, int) if kind is float else kind):
+        expected = {int: "integer", float: "number", str: "string"}[kind]
+        raise Rejection(f"field '{field.name}': expected {expected}, got {_type_name(value)}", field.name)
+    if kind is float:
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise Rejection(f"field '{field.name}': expected a finite number, got {value}", field.name)
+    if field.choices and value not in field.choices:
+        allowed = ", ".join(repr(c) for c in field.choices)
+        raise Rejection(f"field '{field.name}': expected one of {allowed}, got {_preview(value)}", field.name)
+    if kind is str:
+        if len(value) > field.max_len:
+            raise Rejection(
+                f"field '{field.name}': expected at most {field.max_len} characters, got {len(value)}",
+                field.name,
+            )
+    elif (field.minimum is not None and value < field.minimum) or (
+        field.maximum is not None and value > field.maximum
+    ):
+        raise Rejection(
+            f"field '{field.name}': expected {field.minimum}..{field.maximum}, got {_preview(value)}", field.name
+        )
+    return value
+
+
+def validate(kind: str, obj: Any) -> Event:
+    """A clean event holding exactly the contract's fields of `kind`, or a Rejection."""
+    fields = SCHEMAS.get(kind)
+    if fields is None:
+        raise Rejection(f"unknown event kind '{kind}' (expected one of {', '.join(SCHEMAS)})")
+    if not isinstance(obj, dict):
+        raise Rejection(f"expected a JSON object, got {_type_name(obj)}")
+    event: Event = {}
+    for field in fields:
+        if field.name in obj:
+            event[field.name] = _check(field, obj[field.name])
+        elif field.required:
+            raise Rejection(f"field '{field.name}': required, missing", field.name)
+        else:
+            event[field.name] = field.default
+    return event
+
+
+def decode(kind: str, raw: bytes, loads: Callable[[bytes], Any] = json.loads) -> Event:
+    """Parse and validate one message. `loads` may be a faster JSON parser with json's contract."""
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise Rejection(f"message of {len(raw)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
+    try:
+        obj = loads(raw)
+    except UnicodeDecodeError:
+        raise Rejection("message is not valid UTF-8") from None
+    except RecursionError:
+        raise Rejection("message nests too deeply to parse") from None
+    except ValueError as err:  # json.JSONDecodeError and orjson.JSONDecodeError are ValueErrors
+        reason = str(err).splitlines()[0][:200]
+        if "utf-8" in reason.lower() or "surrogate" in reason.lower():
+            raise Rejection("message is not valid UTF-8") from None
+        raise Rejection(f"message is not valid JSON: {reason}") from None
+    return validate(kind, obj)
+
+
+def encode(kind: str, event: Event) -> bytes:
+    """Validate and serialise an event to its wire form (compact JSON, UTF-8)."""
+    clean = validate(kind, event)
+    return json.dumps(clean, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def dead_letter(reason: str, topic: str, partition: int, offset: int, raw: bytes, ts_ms: int) -> Event:
+    """The dlq event for a rejected message; the original bytes survive exactly."""
+    try:
+        payload, encoding = raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        payload, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+    return {
+        "v": CONTRACT_VERSION,
+        "ts_ms": ts_ms,
+        "reason": reason[:4096],
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "payload": payload,
+        "encoding": encoding,
+    }
+
+
+def dead_letter_payload(event: Event) -> bytes:
+    """The original message bytes held by a dlq event."""
+    if event["encoding"] == "base64":
+        return base64.b64decode(event["payload"])
+    return event["payload"].encode("utf-8")
+
+
+def json_schema(kind: str) -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of one event kind, for emitters in other languages."""
+    properties: dict[str, Any] = {}
+    for field in SCHEMAS[kind]:
+        spec: dict[str, Any] = {"description": field.doc}
+        spec["type"] = {int: "integer", float: "number", str: "string"}[field.type]
+        if field.choices:
+            spec["enum"] = list(field.choices)
+        if field.type is str:
+            spec["maxLength"] = field.max_len
+        else:
+            if field.minimum is not None:
+                spec["minimum"] = field.minimum
+            if field.maximum is not None:
+                spec["maximum"] = field.maximum
+        properties[field.name] = spec
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"https://svcpulse.dev/schema/v{CONTRACT_VERSION}/{kind}.json",
+        "title": f"svcpulse {kind} event v{CONTRACT_VERSION}",
+        "type": "object",
+        "properties": properties,
+        "required": [f.name for f in SCHEMAS[kind] if f.required],
+        "additionalProperties": True,
+    }

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Install everything svcpulse needs on a fresh Debian 12 machine (as root), idempotently:
+#   - Debian packages: ClickHouse 18.16 server, bcc/eBPF tooling, HAProxy, Chromium
+#   - a virtualenv at .venv with the pinned Python dependencies and the project itself
+#   - the Debian `bcc` module linked into the venv, kernel headers linked for bcc
+# Usage: scripts/bootstrap.sh [--no-apt]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+log() { echo "[bootstrap] $*"; }
+
+APT_PACKAGES=(clickhouse-server clickhouse-client haproxy chromium chromium-driver
+              bpfcc-tools python3-bpfcc libbpf-tools linux-headers-amd64 bpftool kmod iproute2)
+
+install_apt() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then log "Debian packages present"; return; fi
+  if [ "$(id -u)" != 0 ]; then log "not root: cannot install ${missing[*]} (tests needing them will skip)"; return; fi
+  log "installing Debian packages: ${missing[*]} (a few minutes the first time)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # clickhouse-server's postinst may try to start a service; policy-rc.d keeps it from doing so.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/svcpulse-apt.log 2>&1 \
+    || { tail -30 /tmp/svcpulse-apt.log; rm -f /usr/sbin/policy-rc.d; exit 1; }
+  rm -f /usr/sbin/policy-rc.d
+}
+
+link_kernel_headers() {
+  # bcc compiles against /lib/modules/$(uname -r)/build; Debian ships headers for its own kernel
+  # only, so point the running kernel's build/source links at the newest installed headers.
+  local mod=/lib/modules/$(uname -r)
+  [ -e "$mod/build/include" ] && return
+  local hdr common
+  hdr=$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -1) || true
+  common=$(ls -d /usr/src/linux-headers-*-common 2>/dev/null | sort -V | tail -1) || true
+  [ -n "$hdr" ] && [ -n "$common" ] || return 0
+  mkdir -p "$mod"; ln -sfn "$hdr" "$mod/build"; ln -sfn "$common" "$mod/source"
+  log "linked $mod/build -> $hdr"
+}
+
+mount_tracefs() {
+  [ -d /sys/kernel/tracing/events ] && return
+  mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true
+}
+
+install_venv() {
+  local py=${SVCPULSE_PYTHON:-python3.11}
+  command -v "$py" >/dev/null || py=python3
+  if [ ! -x .venv/bin/python ]; then log "creating .venv with $py"; "$py" -m venv .venv; fi
+  local stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
+  if [ ! -f "$stamp" ]; then
+    log "installing Python dependencies into .venv (chdb is ~500 MB: about a minute)"
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q -e ".[dev]"
+    rm -f .venv/.installed-*; touch "$stamp"
+  else
+    log "Python dependencies present"
+  fi
+  # The bcc module is Debian's (python3-bpfcc); the PyPI package called bcc is unrelated.
+  local site; site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  [ -d /usr/lib/python3/dist-packages/bcc ] && ln -sfn /usr/lib/python3/dist-packages/bcc "$site/bcc"
+  return 0
+}
+
+[ "${1:-}" = "--no-apt" ] || install_apt
+if [ "$(id -u)" = 0 ]; then link_kernel_headers; mount_tracefs; fi
+install_venv
+log "ready: $ROOT/.venv/bin/svcpulse"
