@@ -1,0 +1,77 @@
+"""Numbered plain-SQL migrations (pipeline/migrations/NNNN_name.sql) applied in order, each recorded.
+
+`$db` in a file stands for the store's database. A file holds statements separated by `;` at the
+end of a line. Re-running is a no-op: applied versions are read from `schema_migrations` first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import string
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.store import Store
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()[:16]
+
+    def statements(self, database: str) -> list[str]:
+        text = string.Template(self.sql).substitute(db=database)
+        text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+        return [part.strip() for part in re.split(r";\s*$", text, flags=re.MULTILINE) if part.strip()]
+
+
+def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    found = []
+    for path in sorted(directory.glob("*.sql")):
+        match = _FILE_NAME.match(path.name)
+        if not match:
+            raise ValueError(f"migration file {path.name}: expected NNNN_name.sql")
+        found.append(Migration(int(match[1]), match[2], path.read_text()))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"duplicate migration numbers in {directory}")
+    return found
+
+
+def applied_versions(store: Store) -> set[int]:
+    store.execute(
+        f"CREATE TABLE IF NOT EXISTS {store.database}.schema_migrations "
+        "(version UInt32, name String, checksum String, applied_at DateTime) "
+        "ENGINE = MergeTree ORDER BY version"
+    )
+    return {row[0] for row in store.execute("SELECT version FROM schema_migrations")}
+
+
+def migrate(store: Store, log: bool = True) -> list[Migration]:
+    """Apply the pending migrations in order; returns what was applied (empty when up to date)."""
+    store.create_database()
+    done = applied_versions(store)
+    applied = []
+    for migration in load_migrations():
+        if migration.version in done:
+            continue
+        if log:
+            print(f"[migrate] {migration.version:04d}_{migration.name} on {store.dialect}:{store.database}")
+        for statement in migration.statements(store.database):
+            store.execute(statement)
+        store.insert("schema_migrations", ["version", "name", "checksum", "applied_at"],
+                     [[migration.version], [migration.name], [migration.checksum], [int(time.time())]])
+        applied.append(migration)
+    if log and not applied:
+        print(f"[migrate] {store.dialect}:{store.database} is up to date ({len(done)} migrations applied)")
+    return applied

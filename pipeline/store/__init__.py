@@ -1,0 +1,75 @@
+"""One small Store interface over ClickHouse, chosen by URL.
+
+- `clickhouse://host:port/database` — a ClickHouse server over the native protocol (clickhouse-driver);
+  `clickhouses://` for TLS. Query options: `?user=...&password=...&timeout=...`.
+- `chdb:///path/to/dir/database` — embedded current ClickHouse (chdb) with data under the directory;
+  the last path segment is the database (`chdb:///var/lib/svcpulse` means database `svcpulse`).
+
+SQL is shared between both: clickhouse-driver `%(name)s` parameters (substituted client-side, since
+ClickHouse 18.16 has no server-side parameters), unqualified table names (each store uses its
+database), and results as tuples of plain Python values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlparse
+
+DEFAULT_DATABASE = "svcpulse"
+
+
+class StoreError(RuntimeError):
+    """The store is unreachable or rejected a statement; the message is safe to show to users."""
+
+
+class Store(Protocol):
+    database: str
+    dialect: str  # "clickhouse" (server) or "chdb" (embedded)
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run one statement in the store's database; rows as tuples."""
+        ...
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run one SELECT; rows as dicts keyed by column name."""
+        ...
+
+    def insert(self, table: str, columns: Sequence[str], data: Sequence[Sequence[Any]]) -> None:
+        """Insert one block, columnar: `data[i]` holds the values of `columns[i]`."""
+        ...
+
+    def create_database(self) -> None: ...
+
+    def ping(self) -> None:
+        """Raise StoreError unless the store answers."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_store(url: str) -> Store:
+    """Open the store a URL names; a bad URL is a ValueError that says what was expected."""
+    parsed = urlparse(url)
+    options = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
+    if parsed.scheme in ("clickhouse", "clickhouses"):
+        from pipeline.store.clickhouse import ClickHouseStore
+
+        database = parsed.path.strip("/") or DEFAULT_DATABASE
+        return ClickHouseStore(
+            host=parsed.hostname or "127.0.0.1",
+            port=parsed.port or (9440 if parsed.scheme == "clickhouses" else 9000),
+            database=database,
+            user=parsed.username or options.get("user", "default"),
+            password=parsed.password or options.get("password", ""),
+            secure=parsed.scheme == "clickhouses",
+            timeout_s=float(options.get("timeout", 30)),
+        )
+    if parsed.scheme == "chdb":
+        from pipeline.store.embedded import ChdbStore
+
+        path = parsed.path.rstrip("/")
+        if not path:
+            raise ValueError(f"store URL {url!r}: expected chdb:///path/to/data (a directory)")
+        return ChdbStore(directory=path, database=path.rsplit("/", 1)[-1] or DEFAULT_DATABASE)
+    raise ValueError(f"store URL {url!r}: expected clickhouse://host:port/database or chdb:///path")

@@ -1,0 +1,62 @@
+"""The ClickHouse server store (native protocol, clickhouse-driver); works on 18.16 and current."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from clickhouse_driver import Client
+from clickhouse_driver.errors import Error as DriverError
+
+from pipeline.store import StoreError
+
+
+class ClickHouseStore:
+    dialect = "clickhouse"
+
+    def __init__(self, host: str, port: int, database: str, user: str = "default", password: str = "",
+                 secure: bool = False, timeout_s: float = 30.0) -> None:
+        self.database = database
+        self._options: dict[str, Any] = {
+            "host": host, "port": port, "user": user, "password": password, "secure": secure,
+            "connect_timeout": 5, "send_receive_timeout": timeout_s, "sync_request_timeout": 5,
+        }
+        self._lock = threading.Lock()  # a driver Client is one connection: not shareable across threads
+        self._client = Client(database=database, **self._options)
+
+    def _run(self, sql: str, params: Any = None, **kwargs: Any) -> Any:
+        with self._lock:
+            try:
+                return self._client.execute(sql, params, **kwargs)
+            except (DriverError, OSError, EOFError) as err:
+                self._client.disconnect()  # the next call reconnects
+                raise StoreError(f"ClickHouse {self._options['host']}:{self._options['port']}: "
+                                 f"{str(err).splitlines()[0][:300]}") from err
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return list(self._run(sql, params))
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        rows, columns = self._run(sql, params, with_column_types=True)
+        names = [name for name, _ in columns]
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def insert(self, table: str, columns: Sequence[str], data: Sequence[Sequence[Any]]) -> None:
+        self._run(f"INSERT INTO {table} ({', '.join(columns)}) VALUES", list(data), columnar=True)
+
+    def create_database(self) -> None:
+        bootstrap = Client(database="default", **self._options)
+        try:
+            bootstrap.execute(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+        except (DriverError, OSError, EOFError) as err:
+            raise StoreError(f"ClickHouse: cannot create database {self.database}: {err}") from err
+        finally:
+            bootstrap.disconnect()
+
+    def ping(self) -> None:
+        self._run("SELECT 1")
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.disconnect()
