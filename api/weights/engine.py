@@ -1,0 +1,258 @@
+"""The weight engine: one pure step from (recent data, previous state, now) to weights and states.
+
+    result = compute_weights(windows, previous=result.state, now_ms=now, config=EngineConfig())
+
+No I/O and no clock reads: the caller queries the last `config.window_s` seconds of calls per
+instance, passes the time in, and keeps `result.state` for the next cycle (every ~5 s).
+The rules are explained with worked examples in docs/weights.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+
+from api.weights.model import (
+    DEFAULT_CONFIG,
+    EngineConfig,
+    EngineResult,
+    EngineState,
+    InstanceResult,
+    InstanceState,
+    InstanceWindow,
+    Mode,
+    Override,
+    State,
+)
+from api.weights.scoring import Fleet, Score, choose_ejections, degraded_together, fleet_stats, score
+
+_NO_OVERRIDE = Override()
+
+
+@dataclass(frozen=True)
+class _Cycle:
+    """Everything decided for the whole fleet before instances are stepped one by one."""
+
+    now_ms: int
+    dt_s: float
+    warm: bool  # False on the first cycle: nothing is "new" when everything is
+    mode: Mode
+    protective_text: str
+    fleet: Fleet
+    ejections: Mapping[str, str]  # instance -> reason, ejected this cycle
+    held_back: Mapping[str, str]  # instance -> reason, would be ejected but for the cap
+    config: EngineConfig
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One instance after this cycle; `dead` ones get their weight from the probe share."""
+
+    window: InstanceWindow
+    state: InstanceState
+    weight: int
+    reason: str
+    dead: bool = False
+
+
+def compute_weights(
+    windows: Sequence[InstanceWindow],
+    previous: EngineState,
+    now_ms: int,
+    config: EngineConfig = DEFAULT_CONFIG,
+    overrides: Mapping[str, Override] | None = None,
+) -> EngineResult:
+    """Step every instance once. Instances missing from `windows` are forgotten."""
+    overrides = overrides or {}
+    cycle = _plan(windows, previous, now_ms, config, overrides)
+    steps = [_step(w, previous.instances.get(w.instance), overrides.get(w.instance), cycle) for w in windows]
+    steps = _apply_probe_share(steps, config)
+    state = EngineState(now_ms, MappingProxyType({s.window.instance: s.state for s in steps}))
+    return EngineResult(state, cycle.mode, tuple(_result(s) for s in steps), now_ms, config.window_s)
+
+
+def _plan(
+    windows: Sequence[InstanceWindow],
+    previous: EngineState,
+    now_ms: int,
+    config: EngineConfig,
+    overrides: Mapping[str, Override],
+) -> _Cycle:
+    active = [w for w in windows if w.enabled and not overrides.get(w.instance, _NO_OVERRIDE).drained]
+    fleet = fleet_stats(active, config)
+    ejected = {w.instance for w in active if _is_ejected(previous.instances.get(w.instance), now_ms)}
+    degraded, counted = degraded_together(active, ejected, config)
+    protective = counted > 0 and degraded > config.protective_fraction * counted
+    ejections: dict[str, str] = {}
+    held: dict[str, str] = {}
+    if not protective:
+        pinned = {name for name, o in overrides.items() if o.pinned_weight is not None}
+        ejections, held = choose_ejections(active, fleet, len(ejected), ejected | pinned, config)
+    dt_s = max(0.0, (now_ms - previous.updated_ms) / 1000) if previous.updated_ms else 0.0
+    return _Cycle(
+        now_ms=now_ms,
+        dt_s=dt_s,
+        warm=bool(previous.instances),
+        mode="protective" if protective else "normal",
+        protective_text=f"protective mode: {degraded} of {counted} instances degraded together",
+        fleet=fleet,
+        ejections=ejections,
+        held_back=held,
+        config=config,
+    )
+
+
+def _step(window: InstanceWindow, prev: InstanceState | None, override: Override | None, c: _Cycle) -> _Step:
+    override = override or _NO_OVERRIDE
+    if override.drained or not window.enabled:
+        return _drained(window, prev, override, c)
+    step = _lifecycle(window, prev or _first_sight(c), c)
+    pin = override.pinned_weight
+    if pin is None:
+        return step
+    reason = f"pinned to {pin} by operator; {step.reason}"
+    return replace(step, state=replace(step.state, weight=pin), weight=pin, dead=False, reason=reason)
+
+
+def _lifecycle(window: InstanceWindow, prev: InstanceState, c: _Cycle) -> _Step:
+    if prev.state == "drained":  # back from a drain: ramp up like a new host
+        prev = replace(prev, state="slow_start", ramp_since_ms=c.now_ms, health=1.0)
+    if window.instance in c.ejections:
+        return _eject(window, prev, c.ejections[window.instance], c)
+    if _is_ejected(prev, c.now_ms):
+        return _still_ejected(window, prev, c)
+    if prev.state == "ejected":  # ejection just ran out: full health, slow start from its end
+        prev = replace(prev, state="slow_start", health=1.0, ramp_since_ms=prev.ejected_until_ms)
+    return _judge(window, prev, c)
+
+
+def _judge(window: InstanceWindow, prev: InstanceState, c: _Cycle) -> _Step:
+    """Move health towards the score's target: cuts at once, recovery at recovery_per_s."""
+    cfg = c.config
+    evidence = score(window, c.fleet, cfg)
+    health, change = _next_health(prev.health, evidence, c)
+    ramp, ramp_text = _ramp(prev, c)
+    state: State = "healthy" if health >= cfg.degraded_below else "degraded"
+    if ramp < 1.0:
+        state = "new" if prev.state == "new" else "slow_start"
+    weight = round(window.static_weight * health * ramp)
+    extras = [t for t in (c.held_back.get(window.instance), change, ramp_text) if t]
+    if c.mode == "protective":
+        extras.append(c.protective_text + "; weights not cut")
+    reason = "; ".join([evidence.text, *extras]) if window.requests else "; ".join(["no calls", *extras])
+    ramp_since = prev.ramp_since_ms if ramp < 1.0 else None
+    new_state = replace(prev, weight=weight, state=state, health=health, ramp_since_ms=ramp_since)
+    return _Step(window, new_state, weight, reason, dead=weight == 0)
+
+
+def _next_health(health: float, evidence: Score, c: _Cycle) -> tuple[float, str]:
+    cfg, target, calls = c.config, evidence.target, evidence.calls
+    # Cutting needs min_requests; raising needs fewer, because a cut instance only sees probe traffic
+    # and would otherwise never collect enough calls to come back (recovery is gradual anyway).
+    if calls < cfg.recover_min_requests or (target < health and calls < cfg.min_requests):
+        return health, f"{calls} calls < {cfg.min_requests} needed to judge; health kept at {health:.0%}"
+    if target < health:
+        if c.mode == "protective":
+            return health, ""
+        return target, f"health cut {health:.0%} -> {target:.0%}"
+    if target > health:
+        raised = min(target, health + cfg.recovery_per_s * c.dt_s)
+        return raised, f"recovering {health:.0%} -> {raised:.0%} (+{cfg.recovery_per_s:.0%}/s)"
+    return health, ""
+
+
+def _ramp(prev: InstanceState, c: _Cycle) -> tuple[float, str]:
+    """Slow start: linear from slow_start_min to 1 over slow_start_s (Envoy / nginx slow start)."""
+    cfg = c.config
+    if prev.ramp_since_ms is None or cfg.slow_start_s <= 0:
+        return 1.0, ""
+    progress = max(0.0, (c.now_ms - prev.ramp_since_ms) / 1000 / cfg.slow_start_s)
+    if progress >= 1.0:
+        return 1.0, ""
+    ramp = cfg.slow_start_min + (1.0 - cfg.slow_start_min) * progress
+    kind = "new instance" if prev.state == "new" else "slow start"
+    return ramp, f"{kind}: at {ramp:.0%} of a {cfg.slow_start_s:.0f} s ramp"
+
+
+def _first_sight(c: _Cycle) -> InstanceState:
+    # On the engine's first cycle every instance is "first seen"; ramping them all would change no
+    # share and only confuse readers of the feed, so only instances appearing later are "new".
+    if c.warm:
+        return InstanceState(0, "new", 1.0, first_seen_ms=c.now_ms, ramp_since_ms=c.now_ms)
+    return InstanceState(0, "healthy", 1.0, first_seen_ms=c.now_ms)
+
+
+def _drained(window: InstanceWindow, prev: InstanceState | None, override: Override, c: _Cycle) -> _Step:
+    why = "drained by operator" if override.drained else "disabled in registry"
+    base = prev or InstanceState(0, "drained", 1.0, first_seen_ms=c.now_ms)
+    return _Step(window, replace(base, weight=0, state="drained", ramp_since_ms=None), 0, why)
+
+
+def _is_ejected(prev: InstanceState | None, now_ms: int) -> bool:
+    return prev is not None and prev.ejected_until_ms is not None and now_ms < prev.ejected_until_ms
+
+
+def _eject(window: InstanceWindow, prev: InstanceState, why: str, c: _Cycle) -> _Step:
+    """Ejection time grows with repeats: base_ejection_s x times, capped (Envoy)."""
+    cfg = c.config
+    times = _remembered_ejections(prev, c) + 1
+    seconds = min(cfg.base_ejection_s * times, cfg.max_ejection_s)
+    reason = f"{why}; ejected {seconds:.0f} s ({_ordinal(times)} time)"
+    state = replace(
+        prev,
+        state="ejected",
+        ejections=times,
+        ejected_until_ms=c.now_ms + int(seconds * 1000),
+        eject_reason=reason,
+        ramp_since_ms=None,
+    )
+    return _Step(window, state, 0, reason, dead=True)
+
+
+def _still_ejected(window: InstanceWindow, prev: InstanceState, c: _Cycle) -> _Step:
+    left = ((prev.ejected_until_ms or 0) - c.now_ms) / 1000
+    reason = f"{prev.eject_reason}; {left:.0f} s left"
+    return _Step(window, replace(prev, state="ejected"), 0, reason, dead=True)
+
+
+def _remembered_ejections(prev: InstanceState, c: _Cycle) -> int:
+    """Past ejections, one forgotten per ejection_forgive_s since the last one ended."""
+    if prev.ejected_until_ms is None or c.config.ejection_forgive_s <= 0:
+        return prev.ejections
+    forgiven = int(max(0, c.now_ms - prev.ejected_until_ms) / 1000 // c.config.ejection_forgive_s)
+    return max(0, prev.ejections - forgiven)
+
+
+def _apply_probe_share(steps: list[_Step], config: EngineConfig) -> list[_Step]:
+    """Dead instances (ejected, or cut to 0) share probe_share of the live weight, >= 1 each (MSEC).
+
+    Without the probe they would get no calls, so there would be no data to see them recover.
+    """
+    dead = [s for s in steps if s.dead]
+    if not dead:
+        return steps
+    live = sum(s.weight for s in steps if not s.dead)
+    probe = max(1, round(config.probe_share * live / len(dead)))
+    return [replace(s, weight=probe, state=replace(s.state, weight=probe)) if s.dead else s for s in steps]
+
+
+def _result(step: _Step) -> InstanceResult:
+    w = step.window
+    has_calls = w.requests > 0
+    return InstanceResult(
+        instance=w.instance,
+        weight=step.weight,
+        state=step.state.state,
+        reason=step.reason,
+        success_rate=w.success_rate,
+        latency_ms_p50=w.latency_ms_p50 if has_calls else None,
+        latency_ms_p99=w.latency_ms_p99 if has_calls else None,
+        rps=w.rps,
+        version=w.version,
+    )
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"

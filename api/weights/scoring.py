@@ -1,0 +1,170 @@
+"""Fleet statistics, per-instance scores and the ejection / protective-mode rules (pure).
+
+The engine (engine.py) turns these judgements into weights and states over time.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from api.weights.model import EngineConfig, InstanceWindow
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """What "normal" looks like this cycle, from the active instances with enough calls."""
+
+    bar: float  # success needed to cost nothing: min(success_good, fleet median success)
+    median_p50: float | None
+    median_p99: float | None
+    mean_success: float | None  # over instances with >= eject_min_requests, None below outlier_min_hosts
+    stdev_success: float | None
+
+
+@dataclass(frozen=True)
+class Score:
+    """How one instance compares with the fleet; `target` is the health it deserves (0..1)."""
+
+    calls: int
+    success_factor: float
+    latency_factor: float
+    text: str  # human-readable evidence, e.g. "success 91.0% < bar 98.0% (x0.51); ..."
+
+    @property
+    def target(self) -> float:
+        return self.success_factor * self.latency_factor
+
+
+def fleet_stats(active: Sequence[InstanceWindow], config: EngineConfig) -> Fleet:
+    judged = [w for w in active if w.requests >= config.min_requests]
+    rates = [_success(w) for w in judged]
+    # The median, not the mean: one broken instance must not lower the bar for everyone.
+    bar = min(config.success_good, statistics.median(rates)) if rates else config.success_good
+    volume = [_success(w) for w in active if w.requests >= config.eject_min_requests]
+    mean = stdev = None
+    if len(volume) >= config.outlier_min_hosts:
+        mean, stdev = statistics.fmean(volume), statistics.pstdev(volume)  # population, as Envoy
+    return Fleet(
+        bar=bar,
+        median_p50=statistics.median([w.latency_ms_p50 for w in judged]) if judged else None,
+        median_p99=statistics.median([w.latency_ms_p99 for w in judged]) if judged else None,
+        mean_success=mean,
+        stdev_success=stdev,
+    )
+
+
+def score(window: InstanceWindow, fleet: Fleet, config: EngineConfig, bar: float | None = None) -> Score:
+    """Success factor (s / bar) ** exponent times latency factor (tolerance / ratio) ** exponent."""
+    success = _success(window)
+    bar = fleet.bar if bar is None else bar
+    s_factor = 1.0 if success >= bar or bar <= 0 else (success / bar) ** config.success_exponent
+    ratio = latency_ratio(window, fleet, config)
+    tolerance = config.latency_tolerance
+    l_factor = 1.0 if ratio <= tolerance else (tolerance / ratio) ** config.latency_exponent
+    parts = [f"success {_pct(success)} over {window.requests} calls"]
+    if s_factor < 1.0:
+        parts[0] = f"success {_pct(success)} < bar {_pct(bar)} over {window.requests} calls (x{s_factor:.2f})"
+    latency = f"p50 {window.latency_ms_p50:.0f} ms, p99 {window.latency_ms_p99:.0f} ms"
+    if fleet.median_p50 is not None and fleet.median_p99 is not None:
+        latency += f" ({ratio:.1f}x fleet {fleet.median_p50:.0f}/{fleet.median_p99:.0f} ms)"
+    if l_factor < 1.0:
+        latency += f" (x{l_factor:.2f})"
+    return Score(window.requests, s_factor, l_factor, "; ".join([*parts, latency]))
+
+
+def latency_ratio(window: InstanceWindow, fleet: Fleet, config: EngineConfig) -> float:
+    """Geometric mean of the p50 and p99 ratios to the fleet medians (both typical and tail count)."""
+    if fleet.median_p50 is None or fleet.median_p99 is None:
+        return 1.0
+    slack = config.latency_slack_ms
+    r50 = (window.latency_ms_p50 + slack) / (fleet.median_p50 + slack)
+    r99 = (window.latency_ms_p99 + slack) / (fleet.median_p99 + slack)
+    return math.sqrt(r50 * r99)
+
+
+def ejection_reason(window: InstanceWindow, fleet: Fleet, config: EngineConfig) -> str | None:
+    """Why this instance should be ejected now (absolute floor or fleet outlier), or None."""
+    if window.requests < config.eject_min_requests:
+        return None
+    success = _success(window)
+    if success < config.eject_success_floor:
+        floor = _pct(config.eject_success_floor)
+        return f"success {_pct(success)} < floor {floor} over {window.requests} calls"
+    if fleet.mean_success is None or fleet.stdev_success is None:
+        return None
+    spread = config.outlier_stdev_factor * fleet.stdev_success
+    if success < fleet.mean_success - max(spread, config.outlier_min_gap):
+        mean, stdev = _pct(fleet.mean_success), _pct(fleet.stdev_success)
+        return (
+            f"success {_pct(success)} < fleet mean {mean} - {config.outlier_stdev_factor} x stdev {stdev}"
+            f" over {window.requests} calls"
+        )
+    return None
+
+
+def ejection_cap(active_count: int, config: EngineConfig) -> int:
+    """At most max_ejected_fraction of the active hosts, at least 1 once there are 2 hosts.
+
+    One host is never ejected: with nowhere else to send traffic, ejecting it only adds failures.
+    """
+    if active_count < 2:
+        return 0
+    return max(1, math.floor(active_count * config.max_ejected_fraction))
+
+
+def choose_ejections(
+    active: Sequence[InstanceWindow],
+    fleet: Fleet,
+    already_ejected: int,
+    exempt: Collection[str],
+    config: EngineConfig,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Return (ejected now: instance -> reason, held back by the cap: instance -> reason).
+
+    The worst success rates go first; `exempt` holds instances that are ejected already or pinned.
+    """
+    candidates = []
+    for window in active:
+        reason = None if window.instance in exempt else ejection_reason(window, fleet, config)
+        if reason:
+            candidates.append((_success(window), window.instance, reason))
+    candidates.sort()
+    cap = ejection_cap(len(active), config)
+    slots = max(0, cap - already_ejected)
+    ejected = {name: reason for _, name, reason in candidates[:slots]}
+    held = {
+        name: f"{reason}; not ejected: cap of {cap} ejected reached" for _, name, reason in candidates[slots:]
+    }
+    return ejected, held
+
+
+def degraded_together(
+    active: Sequence[InstanceWindow], ejected: Collection[str], config: EngineConfig
+) -> tuple[int, int]:
+    """(degraded, counted) for protective mode, judged against the ABSOLUTE bar, not the fleet's.
+
+    Counted: instances with enough calls plus the ones already ejected (MSEC counts dead ones too).
+    """
+    absolute = Fleet(config.success_good, None, None, None, None)
+    degraded = counted = 0
+    for window in active:
+        if window.instance in ejected:
+            degraded, counted = degraded + 1, counted + 1
+        elif window.requests >= config.min_requests:
+            counted += 1
+            bad = _success(window) < config.eject_success_floor
+            if bad or score(window, absolute, config).success_factor < config.protective_health:
+                degraded += 1
+    return degraded, counted
+
+
+def _success(window: InstanceWindow) -> float:
+    rate = window.success_rate
+    return 1.0 if rate is None else rate
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.1f}%"
