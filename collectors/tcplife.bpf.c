@@ -110,28 +110,22 @@ static __always_inline void remember_owner(struct sock_info *info)
     bpf_get_current_comm(&info->comm, sizeof(info->comm));
 }
 
-static __always_inline void emit(struct tracepoint__sock__inet_sock_set_state *args,
-                                 const void *sk, struct sock_info *info)
+// ev arrives with the tracepoint fields filled in (bcc defines the args struct inside the probe only).
+static __always_inline void emit(struct event *ev, const void *sk, struct sock_info *info)
 {
-    struct event ev = {};
     if (!info->pid)
         remember_owner(info);  // e.g. an RST-aborted accepted socket: best effort
     if (!wanted_owner(info->pid, info->cgroup_id))
         return;
-    ev.ts_ns = bpf_ktime_get_ns();
-    ev.span_ns = ev.ts_ns - info->start_ns;
-    bpf_probe_read_kernel(&ev.tx_bytes, sizeof(ev.tx_bytes), (const char *)sk + OFF_BYTES_ACKED);
-    bpf_probe_read_kernel(&ev.rx_bytes, sizeof(ev.rx_bytes), (const char *)sk + OFF_BYTES_RECEIVED);
-    ev.cgroup_id = info->cgroup_id;
-    ev.pid = info->pid;
-    ev.lport = args->sport;
-    ev.rport = args->dport;
-    __builtin_memcpy(ev.laddr, args->saddr_v6, sizeof(ev.laddr));
-    __builtin_memcpy(ev.raddr, args->daddr_v6, sizeof(ev.raddr));
-    __builtin_memcpy(ev.comm, info->comm, sizeof(ev.comm));
-    ev.family = args->family == FAMILY_INET ? 4 : 6;
-    ev.role = info->role;
-    if (events.ringbuf_output(&ev, sizeof(ev), 0) < 0)
+    ev->ts_ns = bpf_ktime_get_ns();
+    ev->span_ns = ev->ts_ns - info->start_ns;
+    bpf_probe_read_kernel(&ev->tx_bytes, sizeof(ev->tx_bytes), (const char *)sk + OFF_BYTES_ACKED);
+    bpf_probe_read_kernel(&ev->rx_bytes, sizeof(ev->rx_bytes), (const char *)sk + OFF_BYTES_RECEIVED);
+    ev->cgroup_id = info->cgroup_id;
+    ev->pid = info->pid;
+    __builtin_memcpy(ev->comm, info->comm, sizeof(ev->comm));
+    ev->role = info->role;
+    if (events.ringbuf_output(ev, sizeof(*ev), 0) < 0)
         count(COUNTER_RING_FULL);
 }
 
@@ -165,7 +159,13 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     if (newstate == TCP_SYN_SENT || newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK)
         remember_owner(info);
     if (newstate == TCP_CLOSE) {
-        emit(args, args->skaddr, info);
+        struct event ev = {};
+        ev.lport = args->sport;
+        ev.rport = args->dport;
+        __builtin_memcpy(ev.laddr, args->saddr_v6, sizeof(ev.laddr));
+        __builtin_memcpy(ev.raddr, args->daddr_v6, sizeof(ev.raddr));
+        ev.family = args->family == FAMILY_INET ? 4 : 6;
+        emit(&ev, args->skaddr, info);
         socks.delete(&key);
     }
     return 0;
