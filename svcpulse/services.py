@@ -7,6 +7,7 @@ started (its pid file names it and its command line must name our work directory
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -138,10 +139,8 @@ class _Process:
 
 def _reap(pid: int) -> None:
     """Collect a child that exited so it does not linger as a zombie (no-op for non-children)."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 @dataclass

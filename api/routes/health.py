@@ -1,0 +1,63 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import socket
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+
+from api.deps import SettingsDep, StoreDep
+from pipeline.store import StoreError
+
+router = APIRouter(tags=["health"])
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    store: str
+    broker: str
+
+
+def broker_reachable(bootstrap: str, timeout_s: float = 1.0) -> str:
+    """"ok" if any bootstrap server accepts a TCP connection, else why not."""
+    errors = []
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout_s):
+                return "ok"
+        except (OSError, ValueError) as err:
+            errors.append(f"{server}: {err}")
+    return "; ".join(errors) or "no bootstrap servers configured"
+
+
+@router.get("/healthz", response_model=Health, summary="The process is alive")
+def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Readiness, summary="The store and the Kafka broker are reachable",
+            responses={503: {"model": Readiness, "description": "a dependency is unreachable"}})
+def readyz(store: StoreDep, settings: SettingsDep) -> Response:
+    try:
+        store.ping()
+        store_state = "ok"
+    except StoreError as err:
+        store_state = str(err)
+    broker_state = broker_reachable(settings.kafka_bootstrap)
+    ready = store_state == "ok" and broker_state == "ok"
+    body = Readiness(status="ready" if ready else "not ready", store=store_state, broker=broker_state)
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics (loader lag, rows/s, batches, DLQ, insert latency)",
+            response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+def prometheus_metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,102 @@
+"""The dead-letter topic: see why messages were rejected, export them, and replay fixed ones.
+
+`replay` sends each dead letter's original bytes (or the fixed bytes from an exported file) back to
+its source topic if they now pass the contract; the rest are reported with their reasons and kept.
+Reading the topic uses the consumer group `svcpulse-dlq-replay`, so each dead letter is replayed once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from pipeline import events
+from pipeline.kafka import make_consumer, make_producer
+from pipeline.topics import DLQ, KEY_FIELD, KIND_BY_TOPIC
+
+REPLAY_GROUP = "svcpulse-dlq-replay"
+
+
+@dataclass
+class ReplayReport:
+    replayed: int = 0
+    still_invalid: list[tuple[events.Event, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        reasons = Counter(reason for _, reason in self.still_invalid)
+        lines = [f"replayed {self.replayed} message(s); {len(self.still_invalid)} still invalid"]
+        lines += [f"  {count:>7}  {reason}" for reason, count in reasons.most_common(10)]
+        return "\n".join(lines)
+
+
+def read_dead_letters(bootstrap: str, group_id: str | None, idle_ms: int = 3000,
+                      limit: int | None = None) -> Iterator[events.Event]:
+    """Dead-letter events from the topic until it stays idle for idle_ms (committed if group_id)."""
+    consumer = make_consumer(bootstrap, group_id or "svcpulse-dlq-peek", consumer_timeout_ms=idle_ms,
+                             enable_auto_commit=False)
+    consumer.subscribe([DLQ])
+    try:
+        for count, record in enumerate(consumer, start=1):
+            try:
+                yield events.decode("dlq", record.value)
+            except events.Rejection:
+                continue  # not ours: the DLQ only holds events the loader wrote
+            if group_id:
+                consumer.commit()
+            if limit and count >= limit:
+                break
+    finally:
+        consumer.close(autocommit=False)
+
+
+def export(dead_letters: Iterator[events.Event], out: TextIO) -> int:
+    """Write dead letters as JSON lines (edit `payload` to fix them, then `replay --from-file`)."""
+    written = 0
+    for event in dead_letters:
+        out.write(json.dumps(event, ensure_ascii=False) + "\n")
+        written += 1
+    return written
+
+
+def read_export(path: Path) -> Iterator[events.Event]:
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                try:
+                    yield events.validate("dlq", json.loads(line))
+                except (ValueError, events.Rejection) as err:
+                    raise ValueError(f"{path}:{number}: not a dead-letter event: {err}") from None
+
+
+def replay(bootstrap: str, dead_letters: Iterator[events.Event], requeue_invalid: bool) -> ReplayReport:
+    """Send the dead letters that now pass the contract back to their source topics.
+
+    With requeue_invalid (replaying from the topic itself), those still invalid go back to the DLQ
+    with their current reason once reading is done, so nothing is lost and the next replay sees them.
+    """
+    report = ReplayReport()
+    producer = make_producer(bootstrap)
+    try:
+        for event in dead_letters:
+            raw = events.dead_letter_payload(event)
+            kind = KIND_BY_TOPIC.get(event["topic"])
+            try:
+                if kind is None or kind == "dlq":
+                    raise events.Rejection(f"source topic '{event['topic']}' is not a loaded topic")
+                fixed = events.decode(kind, raw)
+            except events.Rejection as rejection:
+                report.still_invalid.append((event, rejection.reason))
+                continue
+            producer.send(event["topic"], key=str(fixed[KEY_FIELD[kind]]).encode(), value=raw)
+            report.replayed += 1
+        if requeue_invalid:
+            for event, reason in report.still_invalid:
+                producer.send(DLQ, value=events.encode("dlq", {**event, "reason": reason}))
+        producer.flush(timeout=30)
+    finally:
+        producer.close(timeout=10)
+    return report

@@ -1,0 +1,5 @@
+import sys
+
+from svcpulse.cli import main
+
+sys.exit(main())

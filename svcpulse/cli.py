@@ -1,0 +1,113 @@
+"""The `svcpulse` command: one entry point, a subcommand per job (see docs/cli.md for examples)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from svcpulse import commands
+from svcpulse.settings import Settings
+
+EPILOG = "Every command prints what it does; see docs/cli.md for worked examples."
+
+
+def _add(sub: argparse._SubParsersAction, name: str, summary: str, example: str,
+         run: Callable[[argparse.Namespace, Settings], int]) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=summary, description=summary, epilog=f"example:\n  {example}",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(run=run)
+    return parser
+
+
+def _store_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", help="store URL (clickhouse://host:port/db or chdb:///path/db); "
+                        "default $SVCPULSE_STORE_URL")
+
+
+def _kafka_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers; default $SVCPULSE_KAFKA_BOOTSTRAP")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="svcpulse", description=__doc__, epilog=EPILOG)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = _add(sub, "up", "run everything embedded: broker, chdb store, loader, API, demo fleet",
+              "svcpulse up --port 8000", commands.up)
+    up.add_argument("--data-dir", type=Path, default=Path("svcpulse-data"), help="where chdb keeps data")
+    up.add_argument("--host", default="127.0.0.1", help="API listen address")
+    up.add_argument("--port", type=int, default=8000, help="API port (0 = any free port)")
+    up.add_argument("--no-demo", action="store_true", help="do not start the demo fleet")
+    up.add_argument("--no-ebpf", action="store_true", help="do not start the eBPF collector even as root")
+    up.add_argument("--duration", type=float, default=0, help="stop after N seconds (0 = until Ctrl-C)")
+
+    services = _add(sub, "services", "start, stop or show the local real services (Tansu, ClickHouse)",
+                    "svcpulse services start && svcpulse services status", commands.services)
+    services.add_argument("action", choices=("start", "stop", "status"))
+    services.add_argument("--dir", type=Path, default=Path(".svcpulse/services"), help="work directory")
+    services.add_argument("--kafka-port", type=int, default=19092)
+    services.add_argument("--clickhouse-port", type=int, default=19000)
+
+    migrate = _add(sub, "migrate", "apply pending schema migrations (a no-op when up to date)",
+                   "svcpulse migrate --store clickhouse://127.0.0.1:19000/svcpulse", commands.migrate)
+    _store_flags(migrate)
+
+    load = _add(sub, "load", "load events from Kafka into ClickHouse until SIGTERM",
+                "svcpulse load --bootstrap 127.0.0.1:19092 --store clickhouse://127.0.0.1:19000/svcpulse",
+                commands.load)
+    _kafka_flags(load)
+    _store_flags(load)
+    load.add_argument("--group", help="consumer group (default svcpulse-loader)")
+    load.add_argument("--batch-rows", type=int, help="flush at this many rows (default 100000)")
+    load.add_argument("--batch-age", type=float, help="flush at this age in seconds (default 1.0)")
+    load.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port")
+
+    api = _add(sub, "api", "serve the HTTP API (weights, queries, console, /metrics)",
+               "svcpulse api --port 8000 --store clickhouse://127.0.0.1:19000/svcpulse", commands.api)
+    _store_flags(api)
+    _kafka_flags(api)
+    api.add_argument("--host", help="listen address (default 127.0.0.1)")
+    api.add_argument("--port", type=int, help="listen port (default 8000)")
+
+    dlq = _add(sub, "dlq", "inspect, export or replay dead-lettered messages",
+               "svcpulse dlq export --out dead.jsonl && svcpulse dlq replay --from-file dead.jsonl",
+               commands.dlq)
+    dlq.add_argument("action", choices=("show", "export", "replay"))
+    _kafka_flags(dlq)
+    dlq.add_argument("--out", type=Path, help="export: file to write (JSON lines)")
+    dlq.add_argument("--from-file", type=Path, help="replay: fixed dead letters from an export")
+    dlq.add_argument("--limit", type=int, default=20, help="show: how many to print")
+
+    retention = _add(sub, "retention", "drop day partitions older than each table's retention",
+                     "svcpulse retention --dry-run", commands.retention)
+    _store_flags(retention)
+    retention.add_argument("--dry-run", action="store_true", help="only print what would be dropped")
+
+    schema = _add(sub, "schema", "export the event contract as JSON Schema files",
+                  "svcpulse schema export schemas/", commands.schema)
+    schema.add_argument("action", choices=("export",))
+    schema.add_argument("dir", type=Path)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING if not args.verbose else logging.DEBUG)
+    try:
+        return args.run(args, Settings())
+    except KeyboardInterrupt:
+        return 130
+    except commands.UserError as err:
+        print(f"svcpulse {args.command}: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
