@@ -54,17 +54,24 @@ def walk(root: Path) -> dict[int, str]:
 
 
 class CgroupPaths:
-    """Cached id -> path; an unknown id triggers one re-walk, at most every `min_rewalk_s` seconds.
+    """Cached id -> path; an unknown id triggers a re-walk of the mount.
 
-    Short-lived cgroups (a CI job, a container run) appear after start-up, so the cache must refresh;
-    but an id whose cgroup is already gone would re-walk on every event without the rate limit.
+    Short-lived cgroups (a CI job, a container run) appear after start-up, so a miss must re-walk at
+    once; but the cgroup of a connection that outlived it is already gone, so an id that was just
+    looked for in vain is not looked for again for `retry_s`, and walks are `min_interval_s` apart.
     """
 
-    def __init__(self, root: Path | None = None, min_rewalk_s: float = 1.0) -> None:
+    def __init__(self, root: Path | None = None, retry_s: float = 10.0, min_interval_s: float = 0.05) -> None:
         self.root = root or find_cgroup2_mount()
-        self.min_rewalk_s = min_rewalk_s
+        self.retry_s = retry_s
+        self.min_interval_s = min_interval_s
+        self._missed: dict[int, float] = {}
+        self._rewalk(time.monotonic())
+
+    def _rewalk(self, now: float) -> None:
         self._paths = walk(self.root)
-        self._walked_at = time.monotonic()
+        self._walked_at = now
+        self._missed = {i: t for i, t in self._missed.items() if now - t < self.retry_s}
 
     def path(self, cgroup_id: int) -> str:
         """The cgroup's path, or "" if it is not (or no longer) known."""
@@ -72,10 +79,16 @@ class CgroupPaths:
         if found is not None:
             return found
         now = time.monotonic()
-        if now - self._walked_at >= self.min_rewalk_s:
-            self._paths = walk(self.root)
-            self._walked_at = now
-        return self._paths.get(cgroup_id, "")
+        if now - self._missed.get(cgroup_id, -self.retry_s) < self.retry_s:
+            return ""
+        if now - self._walked_at < self.min_interval_s:
+            return ""  # not marked missed: the next event of this id tries again
+        self._rewalk(now)
+        found = self._paths.get(cgroup_id)
+        if found is None:
+            self._missed[cgroup_id] = now
+            return ""
+        return found
 
     def id_of(self, path: str) -> int:
         """cgroup id of a path relative to the root ("/system.slice") or an absolute one."""
@@ -87,7 +100,6 @@ class CgroupPaths:
     def subtree_ids(self, path: str) -> list[int]:
         """Ids of a cgroup and every cgroup below it, as they exist now."""
         top = self.id_of(path)
-        self._paths = walk(self.root)
-        self._walked_at = time.monotonic()
+        self._rewalk(time.monotonic())
         prefix = self._paths.get(top, "")
         return [i for i, p in self._paths.items() if p == prefix or p.startswith(prefix.rstrip("/") + "/")]
