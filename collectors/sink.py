@@ -1,0 +1,312 @@
+"""The one Kafka producer wrapper every collector sends through (kafka-python), plus a JSON-lines sink.
+
+`send()` validates and encodes with the contract (pipeline.events.encode; a bad event raises
+`Rejection` at once, in the caller, where the bug is) and appends to an in-memory queue; it never
+talks to Kafka. One shipper thread per sink takes batches from the head of that queue, produces
+them (key = the kind's KEY_FIELD value, so a key always lands on one partition, in order) and
+removes them only once Kafka acknowledged all of them.
+
+When a batch fails (broker gone, timeouts) and a spool directory is configured, the whole queue,
+the failed batch at its head, moves to the on-disk spool and every later event is appended behind
+it; the shipper replays the spool in order and only when it is empty do new events go to memory
+again. So there is one ordered stream at any time and per-key order holds across an outage.
+Delivery is at-least-once: a batch that failed half-way is sent again whole.
+Without a spool the queue is bounded in memory and the newest events are dropped when it is full.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TextIO
+
+from prometheus_client import Counter
+
+from collectors.spool import Position, Record, Spool
+from pipeline.events import Event, encode
+from pipeline.topics import KEY_FIELD, TOPIC_BY_KIND
+
+log = logging.getLogger("svcpulse.sink")
+
+SENT = Counter("svcpulse_sink_sent", "Events acknowledged by Kafka (or written, for jsonl)", ["kind"])
+SPOOLED = Counter("svcpulse_sink_spooled", "Events written to the disk spool", ["kind"])
+DROPPED = Counter("svcpulse_sink_dropped", "Events lost: queue or spool full, or undeliverable", ["kind"])
+REPLAYED = Counter("svcpulse_sink_replayed", "Spooled events later acknowledged by Kafka", ["kind"])
+_METRICS = {"sent": SENT, "spooled": SPOOLED, "dropped": DROPPED, "replayed": REPLAYED}
+
+
+class Sink(Protocol):
+    def send(self, kind: str, event: Event) -> None: ...
+    def flush(self, timeout_s: float = 10.0) -> bool: ...
+    def close(self, timeout_s: float = 10.0) -> None: ...
+    def stats(self) -> dict[str, int]: ...
+
+
+@dataclass
+class SinkOptions:
+    linger_ms: int = 20
+    compression: str | None = "auto"  # "auto" = lz4 when its module is installed, else gzip
+    batch_records: int = 1000  # per shipper round trip
+    memory_queue: int = 20_000  # events held in memory before spilling to the spool (or dropping)
+    delivery_timeout_ms: int = 10_000  # a batch not acknowledged by then counts as failed
+    spool_max_bytes: int = 256 * 1024 * 1024
+    spool_segment_bytes: int = 16 * 1024 * 1024
+    retry_backoff_max_s: float = 5.0
+    client_id: str = "svcpulse-collector"
+    producer_config: dict[str, Any] = field(default_factory=dict)  # passed to KafkaProducer as is
+
+
+class _Counts:
+    """Per-sink counters that also feed the process-wide prometheus counters."""
+
+    def __init__(self) -> None:
+        self.by_name: collections.Counter[str] = collections.Counter()
+
+    def add(self, name: str, kind: str, n: int = 1) -> None:
+        if n:
+            self.by_name[name] += n
+            _METRICS[name].labels(kind=kind).inc(n)
+
+    def add_records(self, name: str, records: list[Record]) -> None:
+        for kind, n in collections.Counter(r.kind for r in records).items():
+            self.add(name, kind, n)
+
+
+def _key(kind: str, event: Event) -> bytes | None:
+    name = KEY_FIELD.get(kind)
+    return str(event.get(name, "")).encode() if name else None
+
+
+class JsonlSink:
+    """Writes each valid event as one compact JSON line (for `--output jsonl`, pipes and debugging)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream, self._lock, self._counts = stream, threading.Lock(), _Counts()
+
+    def send(self, kind: str, event: Event) -> None:
+        line = encode(kind, event).decode() + "\n"
+        with self._lock:
+            self._stream.write(line)
+            self._counts.add("sent", kind)
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        with self._lock:
+            self._stream.flush()
+        return True
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        self.flush()  # the stream belongs to the caller (often stdout): not closed here
+
+    def stats(self) -> dict[str, int]:
+        return {name: self._counts.by_name[name] for name in _METRICS}
+
+
+class KafkaSink:
+    """Batching, compressing Kafka producer with an ordered disk spool; see the module docstring."""
+
+    def __init__(self, bootstrap_servers: str, spool_dir: str | None, options: SinkOptions) -> None:
+        self.bootstrap_servers, self.options = bootstrap_servers, options
+        self._counts = _Counts()
+        self._spool = (
+            None
+            if spool_dir is None
+            else Spool(
+                spool_dir,
+                options.spool_max_bytes,
+                options.spool_segment_bytes,
+                on_drop=lambda kind, n: self._counts.add("dropped", kind, n),
+            )
+        )
+        self._cond = threading.Condition()
+        self._memory: collections.deque[Record] = collections.deque()
+        self._spooling = bool(self._spool is not None and len(self._spool))  # an earlier run's leftovers
+        self._inflight: list[Any] | None = None  # ["memory", n] or ["spool", Position]
+        self._producer: Any = None
+        self._healthy = True
+        self._stopping = False
+        self._thread = threading.Thread(target=self._ship_loop, name="svcpulse-sink", daemon=True)
+        self._thread.start()
+
+    # -- caller side -----------------------------------------------------------------------------
+    def send(self, kind: str, event: Event) -> None:
+        record = Record(kind, _key(kind, event), encode(kind, event))
+        with self._cond:
+            if self._stopping:
+                self._counts.add("dropped", kind)
+            elif self._spooling:
+                self._spool_append(record)
+            elif len(self._memory) < self.options.memory_queue:
+                self._memory.append(record)
+                if len(self._memory) == 1:
+                    self._cond.notify_all()
+            elif self._spool is not None:
+                self._move_memory_to_spool()
+                self._spool_append(record)
+            else:
+                self._counts.add("dropped", kind)
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until everything sent so far is acknowledged (spool included); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(self._drained, timeout=timeout_s)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Deliver what can be delivered within `timeout_s`, keep the rest in the spool, stop."""
+        self.flush(timeout_s)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        # the shipper may be inside one delivery: bootstrap + metadata wait + acknowledgement wait
+        self._thread.join(timeout=self.options.delivery_timeout_ms / 1000 + 10)
+        with self._cond:
+            if self._memory and self._spool is not None:
+                self._move_memory_to_spool()
+            self._counts.add_records("dropped", list(self._memory))
+            self._memory.clear()
+            if self._spool is not None:
+                self._spool.close()
+        self._discard_producer()
+
+    def stats(self) -> dict[str, int]:
+        with self._cond:
+            counts = {name: self._counts.by_name[name] for name in _METRICS}
+            counts["queued"] = len(self._memory)
+            counts["spool_records"] = len(self._spool) if self._spool is not None else 0
+            return counts
+
+    # -- shared state (all called with the lock held) ----------------------------------------------
+    def _drained(self) -> bool:
+        return not self._memory and self._inflight is None and not (self._spool and len(self._spool))
+
+    def _spool_append(self, record: Record) -> Position:
+        assert self._spool is not None
+        self._counts.add("spooled", record.kind)
+        return self._spool.append(record.kind, record.key, record.value)
+
+    def _move_memory_to_spool(self) -> None:
+        """Spill the queue (the in-flight batch at its head) to the spool; later events go behind it."""
+        inflight_n = self._inflight[1] if self._inflight and self._inflight[0] == "memory" else 0
+        for i, record in enumerate(self._memory):
+            pos = self._spool_append(record)
+            if i + 1 == inflight_n:  # the shipper's batch now lives in the spool: commit it there
+                self._inflight = ["spool", pos]
+        self._memory.clear()
+        self._spooling = True
+
+    def _take_batch(self) -> list[Record]:
+        n = self.options.batch_records
+        if self._memory:
+            batch = list(itertools.islice(self._memory, n))
+            self._inflight = ["memory", len(batch)]
+            return batch
+        if self._spool is not None and len(self._spool):
+            batch, pos = self._spool.read(n)
+            self._inflight = ["spool", pos] if batch else None
+            return batch
+        self._spooling = False
+        return []
+
+    def _finish(self, batch: list[Record], ok: bool) -> None:
+        where, ticket = self._inflight or ("", None)
+        self._inflight = None
+        if ok:
+            self._counts.add_records("sent", batch)
+            if where == "memory":
+                for _ in range(ticket):
+                    self._memory.popleft()
+            elif where == "spool":
+                self._counts.add_records("replayed", batch)
+                self._spool.commit(ticket)  # type: ignore[union-attr]
+                if not len(self._spool):  # type: ignore[arg-type]
+                    self._spooling = False
+        elif where == "memory" and self._spool is not None:
+            self._move_memory_to_spool()  # the failed batch is still at the queue's head
+        self._cond.notify_all()
+
+    # -- shipper thread ---------------------------------------------------------------------------
+    def _ship_loop(self) -> None:
+        backoff = 0.0
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._stopping or not self._drained(), timeout=1.0)
+                if self._stopping:  # close() flushed first; what is left stays for the spool
+                    return
+                batch = self._take_batch()
+                if not batch:
+                    self._cond.wait(timeout=0.1)
+                    continue
+            ok = self._deliver(batch)
+            with self._cond:
+                self._finish(batch, ok)
+                if not ok:
+                    backoff = min(max(backoff * 2, 0.25), self.options.retry_backoff_max_s)
+                    self._cond.wait_for(lambda: self._stopping, timeout=backoff)
+                else:
+                    backoff = 0.0
+
+    def _deliver(self, batch: list[Record]) -> bool:
+        """Produce the batch and wait for every acknowledgement; False on any failure."""
+        try:
+            producer = self._producer or self._new_producer()
+            futures = [producer.send(TOPIC_BY_KIND[r.kind], value=r.value, key=r.key) for r in batch]
+            deadline = time.monotonic() + self.options.delivery_timeout_ms / 1000 + 2
+            for future in futures:
+                future.get(timeout=max(deadline - time.monotonic(), 0.01))
+        except Exception as err:  # any client error means: not delivered, keep it, retry later
+            if self._healthy:
+                log.warning("kafka at %s unavailable (%s); spooling", self.bootstrap_servers, err)
+            self._healthy = False
+            self._discard_producer()  # a fresh producer re-bootstraps (a restarted broker, new ids)
+            return False
+        if not self._healthy:
+            log.warning("kafka at %s is back; replaying in order", self.bootstrap_servers)
+        self._healthy = True
+        return True
+
+    def _new_producer(self) -> Any:
+        from kafka import KafkaProducer
+        from kafka.codec import has_lz4
+
+        opts = self.options
+        compression = opts.compression
+        if compression == "auto":
+            compression = "lz4" if has_lz4() else "gzip"
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "client_id": opts.client_id,
+            "acks": "all",
+            "compression_type": compression,
+            "linger_ms": opts.linger_ms,
+            "batch_size": 64 * 1024,
+            "delivery_timeout_ms": opts.delivery_timeout_ms,
+            "request_timeout_ms": max(opts.delivery_timeout_ms // 2, 1000),
+            "max_block_ms": 5000,  # metadata wait inside send(): bounded, and only this thread waits
+            "bootstrap_timeout_ms": 3000,
+            "reconnect_backoff_max_ms": 2000,
+            **opts.producer_config,
+        }
+        self._producer = KafkaProducer(**config)
+        return self._producer
+
+    def _discard_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=0)
+            except Exception:  # closing a broken client must not take the shipper down
+                log.debug("producer close failed", exc_info=True)
+
+
+def open_sink(bootstrap_servers: str, spool_dir: str | None = None, **opts: Any) -> KafkaSink:
+    """A started KafkaSink; `opts` are SinkOptions fields (unknown names raise TypeError)."""
+    return KafkaSink(bootstrap_servers, spool_dir, SinkOptions(**opts))
+
+
+def describe(sink: Sink) -> str:
+    """One line of counters for logs."""
+    return json.dumps(sink.stats(), sort_keys=True)
