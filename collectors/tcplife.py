@@ -27,6 +27,7 @@ from prometheus_client import Counter
 
 from collectors import btf
 from collectors.cgroups import CgroupError, CgroupPaths
+from pipeline.events import Rejection
 
 BPF_SOURCE = Path(__file__).with_name("tcplife.bpf.c")
 TRACEPOINTS = (
@@ -196,7 +197,7 @@ class Collector:
     def __init__(self, bpf: Any, output: Output, host: str, cgroup_path: Callable[[int], str]) -> None:
         self.bpf, self.output, self.host, self.cgroup_path = bpf, output, host, cgroup_path
         self.wall_offset_ns = time.time_ns() - time.monotonic_ns()
-        self.emitted = self.lost = self._counted = 0
+        self.emitted = self.lost = self.rejected = self._counted = 0
         self.stopping = False
         self.error: str | None = None
         bpf["events"].open_ring_buffer(self.on_event)
@@ -210,6 +211,10 @@ class Collector:
             self.emitted += 1
         except BrokenPipeError:  # e.g. `... --output jsonl | head`: the reader is gone
             self.stop()
+        except Rejection as err:  # the sink validates: one odd event must not stop the collector
+            self.rejected += 1
+            if self.rejected == 1:
+                print(f"svcpulse collect tcp: event rejected: {err.reason}", file=sys.stderr, flush=True)
         except Exception as err:  # a ctypes callback must not raise: bcc would only print it
             self.stop(f"output failed: {type(err).__name__}: {err}")
         return 0
