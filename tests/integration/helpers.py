@@ -1,0 +1,72 @@
+"""Helpers for tests against the real broker and store: an independent producer, waiting, loaders."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from confluent_kafka import Producer
+
+from pipeline import events
+from pipeline.loader import Loader, LoaderConfig
+from pipeline.store import Store, StoreError
+from pipeline.topics import KEY_FIELD, TOPIC_BY_KIND
+
+
+def produce(bootstrap: str, items: Iterable[tuple[str, Any]]) -> int:
+    """Produce (kind, event-or-raw-bytes) with confluent-kafka: a client independent of the loader's."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "queue.buffering.max.messages": 500_000})
+    sent = 0
+    for kind, item in items:
+        if isinstance(item, bytes):
+            value, key = item, b"raw"
+        else:
+            value, key = events.encode(kind, item), str(item[KEY_FIELD[kind]]).encode()
+        while True:
+            try:
+                producer.produce(TOPIC_BY_KIND[kind], value=value, key=key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        sent += 1
+    assert producer.flush(60) == 0, "messages left unsent"
+    return sent
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.25) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except StoreError:
+            pass  # the store may be down on purpose
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def count(store: Store, table: str) -> int:
+    return int(store.execute(f"SELECT count() FROM {table}")[0][0])
+
+
+def distinct_offsets(store: Store, table: str) -> int:
+    return int(store.execute(f"SELECT uniqExact(_topic, _partition, _offset) FROM {table}")[0][0])
+
+
+class LoaderThread:
+    """A real Loader running in a thread of the test process."""
+
+    def __init__(self, bootstrap: str, store: Store, **config: Any) -> None:
+        self.loader = Loader(LoaderConfig(bootstrap=bootstrap, batch_age_s=0.5, **config), store)
+        self.thread = threading.Thread(target=self.loader.run, daemon=True)
+
+    def __enter__(self) -> Loader:
+        self.thread.start()
+        return self.loader
+
+    def __exit__(self, *exc: object) -> None:
+        self.loader.stop()
+        self.thread.join(timeout=60)
+        assert not self.thread.is_alive(), "loader did not stop"

@@ -1,0 +1,77 @@
+import json
+
+import pytest
+
+from pipeline import events
+from tests.factories import FACTORIES, rpc_event, tcp_event
+
+
+@pytest.mark.parametrize("kind", ["rpc", "tcp", "load"])
+def test_valid_events_round_trip(kind: str) -> None:
+    event = FACTORIES[kind](3)
+    assert events.decode(kind, events.encode(kind, event)) == event
+
+
+def test_unknown_fields_are_dropped_not_rejected() -> None:
+    assert "extra" not in events.validate("rpc", {**rpc_event(1), "extra": {"deep": 1}})
+
+
+def test_integer_accepted_where_a_number_is_expected() -> None:
+    decoded = events.validate("rpc", rpc_event(1, latency_ms=12))
+    assert decoded["latency_ms"] == 12.0 and isinstance(decoded["latency_ms"], float)
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"latency_ms": "12"}, "field 'latency_ms': expected number, got string"),
+    ({"ts_ms": 1.5}, "field 'ts_ms': expected integer, got number"),
+    ({"ts_ms": True}, "field 'ts_ms': expected integer, got boolean"),
+    ({"callee": None}, "field 'callee': expected string, got null"),
+    ({"status": "fine"}, "field 'status': expected one of 'ok', 'error', 'timeout', got 'fine'"),
+    ({"side": ["client"]}, "field 'side': expected string, got array"),
+    ({"v": 2}, "field 'v': expected one of 1, got 2"),
+    ({"latency_ms": -1}, "field 'latency_ms': expected 0..None, got -1.0"),
+    ({"interface": "x" * 600}, "field 'interface': expected at most 512 characters, got 600"),
+])
+def test_rejections_name_field_expected_and_got(change: dict, reason: str) -> None:
+    with pytest.raises(events.Rejection) as caught:
+        events.validate("rpc", rpc_event(1, **change))
+    assert caught.value.reason == reason
+
+
+def test_missing_required_field() -> None:
+    event = tcp_event(1)
+    del event["rx_bytes"]
+    with pytest.raises(events.Rejection, match="field 'rx_bytes': required, missing"):
+        events.validate("tcp", event)
+
+
+def test_port_out_of_range_and_nan() -> None:
+    with pytest.raises(events.Rejection, match="field 'rport': expected 0..65535, got 70000"):
+        events.validate("tcp", tcp_event(1, rport=70000))
+    with pytest.raises(events.Rejection, match="expected a finite number"):
+        events.decode("tcp", json.dumps(tcp_event(1, duration_ms=float("nan"))).encode())
+
+
+@pytest.mark.parametrize(("raw", "reason"), [
+    (b"[1, 2]", "expected a JSON object, got array"),
+    (b"{not json", "message is not valid JSON"),
+    (b'{"v": "\xff\xfe"}', "message is not valid UTF-8"),
+    (b"[" * 100_000 + b"]" * 100_000, "exceeds the 65536-byte limit"),
+    (b"[" * 30_000 + b"]" * 30_000, "nests too deeply"),
+])
+def test_hostile_messages_are_rejected_with_a_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(events.Rejection, match=reason.replace("(", r"\(")):
+        events.decode("rpc", raw)
+
+
+def test_dead_letter_keeps_original_bytes_exactly() -> None:
+    for raw in (b'{"broken": ', b"\xff\x00binary"):
+        dead = events.dead_letter("why", "svcpulse.rpc", 2, 41, raw, 123)
+        assert events.dead_letter_payload(events.decode("dlq", events.encode("dlq", dead))) == raw
+
+
+@pytest.mark.parametrize("kind", list(events.SCHEMAS))
+def test_json_schema_lists_every_field_as_required(kind: str) -> None:
+    schema = events.json_schema(kind)
+    assert schema["required"] == [f.name for f in events.SCHEMAS[kind]]
+    assert set(schema["properties"]) == set(schema["required"])
