@@ -142,9 +142,14 @@ class WeightFeedClient:
         timeout = httpx.Timeout(5.0, read=self.wait_s + 10.0)
         async with httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout) as http:
             delay = 0.0
+            loop = asyncio.get_running_loop()
             while not self._stop.is_set():
                 try:
-                    await self._poll(http)
+                    started = loop.time()
+                    if not await self._poll(http):
+                        # Unchanged: pace the next request, in case the server answers at once
+                        # instead of holding the long-poll (at most one per min(1 s, wait_s)).
+                        await asyncio.sleep(min(1.0, self.wait_s) - (loop.time() - started))
                     delay = 0.0
                 except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
                     # Unreachable, a bad status or a malformed body: keep what we have, back off.
@@ -152,7 +157,8 @@ class WeightFeedClient:
                     delay = min(self.max_backoff_s, max(0.25, delay * 2))
                     await asyncio.sleep(delay)
 
-    async def _poll(self, http: httpx.AsyncClient) -> None:
+    async def _poll(self, http: httpx.AsyncClient) -> bool:
+        """One request; True if it brought a new revision."""
         with self._lock:
             revision = self._view.revision
         # The first request (no revision yet) must answer at once; later ones wait for a change.
@@ -162,22 +168,24 @@ class WeightFeedClient:
         if response.status_code == 304:
             with self._lock:
                 self._last_contact = self._clock()
-            return
+            return False
         response.raise_for_status()
-        self._accept(response.json(), _etag_revision(response.headers.get("etag")))
+        return self._accept(response.json(), _etag_revision(response.headers.get("etag")))
 
-    def _accept(self, feed: dict[str, Any], etag_revision: str) -> None:
+    def _accept(self, feed: dict[str, Any], etag_revision: str) -> bool:
         rows = feed["instances"]
         weights = {str(r["instance"]): int(r["weight"]) for r in rows}
         states = {str(r["instance"]): str(r.get("state", "")) for r in rows}
         revision = etag_revision or str(feed["revision"])
         with self._lock:
-            if revision != self._view.revision:
+            changed = revision != self._view.revision
+            if changed:
                 self._generation += 1
             key = (self._generation, False)
             self._view = FeedView(weights, revision, str(feed.get("mode", "")), False, key, states)
             self._last_contact = self._clock()
         self._ready.set()
+        return changed
 
 
 class Balancer:

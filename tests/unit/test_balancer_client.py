@@ -45,6 +45,7 @@ class FeedServer:
     def __init__(self, document: dict[str, Any]) -> None:
         self.document = document
         self.status = 200  # set to 503 to simulate a broken API
+        self.long_poll = True  # False: answer at once, as a server that ignores wait_s would
         self.seen: list[tuple[str, str | None, str | None]] = []  # (authorization, if-none-match, wait_s)
         app = FastAPI()
         app.get("/v1/weights/{service}")(self._weights)
@@ -64,7 +65,7 @@ class FeedServer:
         )
         if self.status != 200:
             return Response(status_code=self.status)
-        deadline = asyncio.get_running_loop().time() + wait_s
+        deadline = asyncio.get_running_loop().time() + (wait_s if self.long_poll else 0)
         while asked == self._etag() and asyncio.get_running_loop().time() < deadline:
             if await request.is_disconnected():
                 return Response(status_code=499)
@@ -178,6 +179,16 @@ def test_server_errors_keep_the_last_weights(
     assert eventually(lambda: "503" in client.last_error)
     assert client.current().weights == {"10.0.0.1:80": 3, "10.0.0.2:80": 1}
     assert not client.current().stale
+
+
+def test_a_server_ignoring_the_long_poll_is_not_hammered(
+    server: FeedServer, make_client: Callable[..., WeightFeedClient]
+) -> None:
+    server.long_poll = False
+    client = make_client(server.url, wait_s=30)
+    assert client.wait_ready(3)
+    time.sleep(1.5)
+    assert len(server.seen) <= 3  # paced at one request per second, not a tight loop
 
 
 def test_fallback_instances_before_any_feed(make_client: Callable[..., WeightFeedClient]) -> None:
