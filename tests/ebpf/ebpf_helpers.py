@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -95,9 +96,10 @@ def _lines(proc: subprocess.Popen[str]) -> dict[str, list[str]]:
     return {line.split()[0]: line.split()[1:] for line in out.splitlines()}
 
 
-def connect(host: str, upload: int = 0, download: int = 0, cgroup_procs: str | None = None) -> Connection:
+def connect(host: str, upload: int = 0, download: int = 0, cgroup_procs: str | None = None,
+            port: int = 0) -> Connection:
     """Run a server and a client process; the client sends `upload` bytes, the server `download`."""
-    server = subprocess.Popen([sys.executable, str(PEER), "server", host, str(download)],
+    server = subprocess.Popen([sys.executable, str(PEER), "server", host, str(download), str(port)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert server.stdout is not None
     port = int(server.stdout.readline().split()[1])
@@ -107,3 +109,9 @@ def connect(host: str, upload: int = 0, download: int = 0, cgroup_procs: str | N
     client_out, server_out = _lines(client), _lines(server)
     return Connection(host, server.pid, port, client.pid, int(client_out["local"][1]),
                       int(server_out["received"][0]), int(client_out["received"][0]))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

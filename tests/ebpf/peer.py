@@ -1,6 +1,6 @@
 """One end of a test TCP connection, run as its own process so the PID and comm are known.
 
-    python peer.py server HOST NBYTES_TO_SEND            -> prints "port P", accepts one connection
+    python peer.py server HOST NBYTES_TO_SEND [PORT]     -> prints "port P", accepts one connection
     python peer.py client HOST PORT NBYTES_TO_SEND [CGROUP_PROCS_FILE]  -> prints "local ADDR PORT"
 
 Each side sends its bytes, reads until the peer closes and then closes; the side that sends data
@@ -34,10 +34,11 @@ def _exchange(conn: socket.socket, to_send: int) -> int:
     return received
 
 
-def server(host: str, to_send: int) -> None:
+def server(host: str, to_send: int, port: int = 0) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as listener:
-        listener.bind((host, 0))
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
         listener.listen(1)
         print("port", listener.getsockname()[1], flush=True)
         conn, _peer = listener.accept()
@@ -58,6 +59,6 @@ if __name__ == "__main__":
     role = sys.argv[1]
     _name(role)
     if role == "server":
-        server(sys.argv[2], int(sys.argv[3]))
+        server(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else 0)
     else:
         client(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] if len(sys.argv) > 5 else None)
