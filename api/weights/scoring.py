@@ -56,10 +56,9 @@ def fleet_stats(active: Sequence[InstanceWindow], config: EngineConfig) -> Fleet
     )
 
 
-def score(window: InstanceWindow, fleet: Fleet, config: EngineConfig, bar: float | None = None) -> Score:
+def score(window: InstanceWindow, fleet: Fleet, config: EngineConfig) -> Score:
     """Success factor (s / bar) ** exponent times latency factor (tolerance / ratio) ** exponent."""
-    success = _success(window)
-    bar = fleet.bar if bar is None else bar
+    success, bar = _success(window), fleet.bar
     s_factor = 1.0 if success >= bar or bar <= 0 else (success / bar) ** config.success_exponent
     ratio = latency_ratio(window, fleet, config)
     tolerance = config.latency_tolerance
