@@ -139,8 +139,9 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     int newstate = args->newstate;
     struct sock_info *info = socks.lookup(&key);
     if (!info) {
-        // Listening sockets carry no traffic; a close without a birth is a listener or a socket
-        // whose birth was dropped (map full), and is not reported.
+        // The first state change seen is the birth. Listening sockets carry no traffic; a close
+        // without a birth is a listener or a socket that found the map full: not reported.
+        // A connection open before start-up is tracked from its first change seen (role unknown).
         if (newstate == TCP_CLOSE || newstate == TCP_LISTEN)
             return 0;
         struct sock_info fresh = {};
@@ -148,7 +149,9 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         socks.insert(&key, &fresh);  // fails when full, or when another CPU inserted first
         info = socks.lookup(&key);
         if (!info) {
-            count(COUNTER_MAP_FULL);
+            // Count a connection once, at its birth; its later transitions find the map full too.
+            if (newstate == TCP_SYN_SENT || newstate == TCP_SYN_RECV)
+                count(COUNTER_MAP_FULL);
             return 0;
         }
     }

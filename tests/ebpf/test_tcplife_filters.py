@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,3 +99,28 @@ def test_cgroup_filter(test_cgroup: Path) -> None:
     assert [(e["pid"], e["role"], e["cgroup"]) for e in events] == [
         (conn.client_pid, "client", f"/{test_cgroup.name}")]
     assert {e["cgroup"] for e in collector.events} == {f"/{test_cgroup.name}"}
+
+
+def metric(port: int, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    assert match, f"{name} not exported"
+    return float(match[1])
+
+
+def test_full_socket_map_counts_lost_events() -> None:
+    # A map of one socket cannot hold both ends of a loopback connection: one end must be lost.
+    port, metrics_port = free_port(), free_port()
+    collector = start_collector("--map-size", "1", "--ports", str(port), "--metrics-port", str(metrics_port))
+    try:
+        connect("127.0.0.1", upload=100, port=port)
+        deadline = time.monotonic() + 10
+        while metric(metrics_port, "svcpulse_tcplife_lost_events_total") < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        lost = metric(metrics_port, "svcpulse_tcplife_lost_events_total")
+        reported = metric(metrics_port, "svcpulse_tcplife_events_total")
+    finally:
+        assert stop_collector(collector) == 0
+    assert lost >= 1 and reported <= 1
+    assert lost + reported == 2  # every socket is either reported or counted as lost
+    assert re.search(rf"{int(reported)} connections reported, {int(lost)} lost", collector.stderr[-1])
