@@ -17,6 +17,7 @@ import signal
 import socket
 import struct
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -108,8 +109,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Flags of `svcpulse collect tcp`."""
     parser.add_argument("--output", choices=("kafka", "jsonl"), default="kafka",
                         help="kafka: topic svcpulse.tcp via the shared sink; jsonl: JSON lines on stdout")
-    parser.add_argument("--bootstrap-servers", default=os.environ.get("SVCPULSE_KAFKA", "127.0.0.1:9092"),
-                        help="Kafka bootstrap servers (default $SVCPULSE_KAFKA or 127.0.0.1:9092)")
+    parser.add_argument("--bootstrap-servers", "--bootstrap", dest="bootstrap_servers",
+                        default=os.environ.get("SVCPULSE_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
+                        help="Kafka bootstrap servers (default $SVCPULSE_KAFKA_BOOTSTRAP or 127.0.0.1:19092)")
     parser.add_argument("--spool-dir", default=None, help="Kafka sink's disk spool for broker outages")
     parser.add_argument("--ports", type=_int_list, default=[],
                         help="comma-separated ports: only connections with this local or remote port")
@@ -175,11 +177,11 @@ def load(args: argparse.Namespace, offsets: dict[str, int], cgroup_ids: list[int
     bpf = BPF(src_file=str(BPF_SOURCE).encode(), cflags=cflags)
     one = ctypes.c_uint8(1)
     for port in args.ports:
-        bpf["port_filter"][ctypes.c_uint16(port)] = one
+        bpf[b"port_filter"][ctypes.c_uint16(port)] = one
     for pid in args.pids:
-        bpf["pid_filter"][ctypes.c_uint32(pid)] = one
+        bpf[b"pid_filter"][ctypes.c_uint32(pid)] = one
     for cgroup_id in cgroup_ids:
-        bpf["cgroup_filter"][ctypes.c_uint64(cgroup_id)] = one
+        bpf[b"cgroup_filter"][ctypes.c_uint64(cgroup_id)] = one
     return bpf
 
 
@@ -200,7 +202,8 @@ class Collector:
         self.emitted = self.lost = self.rejected = self._counted = 0
         self.stopping = False
         self.error: str | None = None
-        bpf["events"].open_ring_buffer(self.on_event)
+        self.counters = bpf[b"counters"]
+        bpf[b"events"].open_ring_buffer(self.on_event)
 
     def on_event(self, _ctx: Any, data: int, size: int) -> int:
         if self.stopping:
@@ -226,21 +229,20 @@ class Collector:
     def tick(self) -> None:
         """Once per loop: counters to Prometheus; wall clock re-read in case NTP stepped it."""
         self.wall_offset_ns = time.time_ns() - time.monotonic_ns()
-        counters = self.bpf["counters"]
-        lost = sum(counters.sum(ctypes.c_int(i)).value for i in (COUNTER_RING_FULL, COUNTER_MAP_FULL))
+        lost = sum(self.counters.sum(ctypes.c_int(i)).value for i in (COUNTER_RING_FULL, COUNTER_MAP_FULL))
         if lost > self.lost:
             LOST.inc(lost - self.lost)
             self.lost = lost
         EMITTED.inc(self.emitted - self._counted)
         self._counted = self.emitted
 
-    def run(self, interval: float) -> None:
+    def run(self, interval: float, stop: threading.Event) -> None:
         # Reading in batches every `interval` costs far less CPU than waking per event; the ring
         # buffer (--ring-pages) absorbs the events that arrive in between.
-        while not self.stopping:
+        while not self.stopping and not stop.is_set():
             self.bpf.ring_buffer_consume()
             self.tick()
-            time.sleep(interval)
+            stop.wait(interval)
         self.stopping = self.error is not None  # drain what is left unless the output broke
         self.bpf.ring_buffer_consume()
         self.tick()
@@ -251,8 +253,12 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
-def run(args: argparse.Namespace) -> int:
-    """`svcpulse collect tcp`: trace until SIGINT/SIGTERM; 0 on a clean stop."""
+def run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
+    """`svcpulse collect tcp`: trace until SIGINT/SIGTERM (or `stop` is set); 0 on a clean stop.
+
+    Signal handlers are installed only on the main thread; an embedding caller that runs this in
+    another thread stops it with `stop`.
+    """
     problem = check_args(args)
     if problem:
         return _fail(problem, 2)
@@ -274,22 +280,24 @@ def run(args: argparse.Namespace) -> int:
     except Exception as err:  # ImportError before the sink exists, or a broker refusing us
         bpf.cleanup()
         return _fail(f"cannot open {args.output} output: {err}")
-    return _trace(args, bpf, output, cgroups, offsets)
+    return _trace(args, bpf, output, cgroups, offsets, stop or threading.Event())
 
 
 def _trace(args: argparse.Namespace, bpf: Any, output: Output, cgroups: CgroupPaths | None,
-           offsets: dict[str, int]) -> int:
+           offsets: dict[str, int], stop: threading.Event) -> int:
     collector = Collector(bpf, output, args.host, cgroups.path if cgroups else lambda _id: "")
     if args.metrics_port:
         from prometheus_client import start_http_server
 
         start_http_server(args.metrics_port)
-    stop_signals = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, lambda *_: collector.stop()) for sig in stop_signals}
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: collector.stop())
     print(f"svcpulse collect tcp: tracing (tcp_sock.bytes_acked@{offsets['bytes_acked']}, "
           f"bytes_received@{offsets['bytes_received']}, output {args.output})", file=sys.stderr, flush=True)
     try:
-        collector.run(args.poll_interval)
+        collector.run(args.poll_interval, stop)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import socket
+import threading
 import time
 import urllib.request
 import uuid
@@ -124,3 +126,19 @@ def test_full_socket_map_counts_lost_events() -> None:
     assert lost >= 1 and reported <= 1
     assert lost + reported == 2  # every socket is either reported or counted as lost
     assert re.search(rf"{int(reported)} connections reported, {int(lost)} lost", collector.stderr[-1])
+
+
+def test_run_in_a_thread_stops_on_its_event() -> None:
+    # How `svcpulse up` can embed the collector: no signal handlers off the main thread.
+    from collectors import tcplife
+
+    parser = argparse.ArgumentParser()
+    tcplife.configure(parser)
+    args = parser.parse_args(["--output", "jsonl", "--ports", str(free_port())])
+    stop, result = threading.Event(), []
+    worker = threading.Thread(target=lambda: result.append(tcplife.run(args, stop)))
+    worker.start()
+    time.sleep(2.0)  # compile and attach
+    stop.set()
+    worker.join(timeout=10)
+    assert not worker.is_alive() and result == [0]
