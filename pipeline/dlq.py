@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from kafka import TopicPartition
+from kafka.structs import OffsetAndMetadata
+
 from pipeline import events
 from pipeline.kafka import make_consumer, make_producer
 from pipeline.topics import DLQ, KEY_FIELD, KIND_BY_TOPIC
@@ -33,22 +36,33 @@ class ReplayReport:
         return "\n".join(lines)
 
 
-def read_dead_letters(bootstrap: str, group_id: str | None, idle_ms: int = 3000,
-                      limit: int | None = None) -> Iterator[events.Event]:
-    """Dead-letter events from the topic until it stays idle for idle_ms (committed if group_id)."""
-    consumer = make_consumer(bootstrap, group_id or "svcpulse-dlq-peek", consumer_timeout_ms=idle_ms,
-                             enable_auto_commit=False)
-    consumer.subscribe([DLQ])
+def read_dead_letters(bootstrap: str, group_id: str | None, limit: int | None = None,
+                      idle_ms: int = 2000) -> Iterator[events.Event]:
+    """The dead letters in the topic until it stays idle for idle_ms, oldest first per partition.
+
+    With group_id, reading starts at the group's committed position and commits as it goes (so a
+    replay handles each dead letter once). Partitions are assigned, not joined: no group wait.
+    Tansu answers end-offset requests at batch granularity, so "the end" is when nothing more comes.
+    """
+    consumer = make_consumer(bootstrap, group_id or "svcpulse-dlq-peek", enable_auto_commit=False)
+    partitions = [TopicPartition(DLQ, p) for p in sorted(consumer.partitions_for_topic(DLQ) or ())]
+    consumer.assign(partitions)
+    for tp in partitions:
+        consumer.seek(tp, (consumer.committed(tp) if group_id else None) or 0)
+    read = 0
     try:
-        for count, record in enumerate(consumer, start=1):
-            try:
-                yield events.decode("dlq", record.value)
-            except events.Rejection:
-                continue  # not ours: the DLQ only holds events the loader wrote
-            if group_id:
-                consumer.commit()
-            if limit and count >= limit:
-                break
+        while polled := consumer.poll(timeout_ms=idle_ms):
+            for tp, records in polled.items():
+                for record in records:
+                    try:
+                        yield events.decode("dlq", record.value)
+                    except events.Rejection:
+                        continue  # not ours: the DLQ only holds events the loader wrote
+                    read += 1
+                    if limit and read >= limit:
+                        return
+                if group_id:
+                    consumer.commit({tp: OffsetAndMetadata(records[-1].offset + 1, "", -1)})
     finally:
         consumer.close(autocommit=False)
 

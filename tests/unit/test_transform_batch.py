@@ -1,10 +1,10 @@
+import datetime as dt
+
 from pipeline import events
 from pipeline.batch import Batch
 from pipeline.retention import expired
 from pipeline.transform import COLUMNS, Message, transform
 from tests.factories import rpc_event, tcp_event
-
-import datetime as dt
 
 
 def message(topic: str, value: bytes, offset: int = 7) -> Message:
