@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import collections
 import itertools
-import json
 import logging
 import threading
 import time
@@ -305,8 +304,3 @@ class KafkaSink:
 def open_sink(bootstrap_servers: str, spool_dir: str | None = None, **opts: Any) -> KafkaSink:
     """A started KafkaSink; `opts` are SinkOptions fields (unknown names raise TypeError)."""
     return KafkaSink(bootstrap_servers, spool_dir, SinkOptions(**opts))
-
-
-def describe(sink: Sink) -> str:
-    """One line of counters for logs."""
-    return json.dumps(sink.stats(), sort_keys=True)
