@@ -6,8 +6,10 @@ connections at that rate for ~10 s from worker processes, then stop the collecto
   - collector CPU as % of one core (utime + stime from /proc/<pid>/stat over the load window),
   - connections reported vs expected (2 sockets per connection) and lost events,
   - in-kernel BPF time per state change (kernel.bpf_stats_enabled, charged to the workload).
+With --kafka the collector sends to a local Tansu broker through the shared sink instead, and the
+sink's Prometheus counters (sent / dropped by the time the load ends) are printed too.
 Targets: <= 5% of a core at 5k/s; zero lost at 20k/s. Needs root and bcc. Loopback only, bounded.
-Usage: .venv/bin/python bench/tcplife_bench.py [--seconds 10] [--rates 1000,5000,20000] [--workers 2]
+Usage: .venv/bin/python bench/tcplife_bench.py [--seconds 10] [--rates 1000,5000,20000] [--workers 2] [--kafka]
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,8 +72,14 @@ def bpf_prog_stats() -> tuple[int, int]:
     return sum(p.get("run_time_ns", 0) for p in progs), sum(p.get("run_cnt", 0) for p in progs)
 
 
-def start_collector() -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "collectors.tcplife", "--output", "jsonl", "--host", "bench"]
+def scrape(port: int, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(float(m[1]) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE))
+
+
+def start_collector(output: list[str], metrics_port: int) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "collectors.tcplife", *output, "--host", "bench",
+           "--metrics-port", str(metrics_port)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     line = proc.stderr.readline()
@@ -79,8 +89,9 @@ def start_collector() -> subprocess.Popen[str]:
     return proc
 
 
-def measure(rate: int, seconds: float, workers: int) -> dict[str, float]:
-    proc = start_collector()
+def measure(rate: int, seconds: float, workers: int, output: list[str]) -> dict[str, float]:
+    metrics_port = free_port()
+    proc = start_collector(output, metrics_port)
     time.sleep(0.5)
     runtime0, count0 = bpf_prog_stats()
     cpu0, wall0 = cpu_seconds(proc.pid), time.monotonic()
@@ -94,6 +105,7 @@ def measure(rate: int, seconds: float, workers: int) -> dict[str, float]:
     time.sleep(0.3)  # let the collector read the last batch inside the window
     cpu, wall = cpu_seconds(proc.pid) - cpu0, time.monotonic() - wall0
     runtime, count = bpf_prog_stats()
+    sink = [scrape(metrics_port, f"svcpulse_sink_{n}_total") for n in ("sent", "dropped")]
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=30)
     summary = re.search(r"(\d+) connections reported, (\d+) lost", err or "")
@@ -103,7 +115,14 @@ def measure(rate: int, seconds: float, workers: int) -> dict[str, float]:
         "expected": 2 * made, "reported": int(summary[1]) if summary else -1,
         "lost": int(summary[2]) if summary else -1,
         "ns_per_run": (runtime - runtime0) / max(1, count - count0),
+        "sink_sent": sink[0], "sink_dropped": sink[1],
     }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def main() -> int:
@@ -111,20 +130,37 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rates", default="1000,5000,20000")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--kafka", action="store_true", help="output to a local Tansu broker via the sink")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("tcplife bench: needs root", file=sys.stderr)
         return 1
+    if not args.kafka:
+        return run_all(args, ["--output", "jsonl"])
+    from svcpulse.services import Tansu
+
+    with tempfile.TemporaryDirectory() as workdir:
+        broker = Tansu(port=free_port(), workdir=Path(workdir))
+        broker.start()
+        try:
+            return run_all(args, ["--output", "kafka", "--bootstrap-servers", broker.bootstrap])
+        finally:
+            broker.stop()
+
+
+def run_all(args: argparse.Namespace, output: list[str]) -> int:
     stats_before = STATS_SYSCTL.read_text().strip()
     STATS_SYSCTL.write_text("1")  # per-program run time, restored below
     try:
-        print(f"cores: {os.cpu_count()}, {args.seconds:.0f} s per rate, {args.workers} generator processes")
+        print(f"cores: {os.cpu_count()}, {args.seconds:.0f} s per rate, {args.workers} generator processes, "
+              f"collector {' '.join(output)}")
         print(f"{'target/s':>9} {'achieved/s':>10} {'collector CPU':>13} {'expected':>9} {'reported':>9} "
-              f"{'lost':>5} {'BPF ns/call':>11}")
+              f"{'lost':>5} {'BPF ns/call':>11}" + ("  sink sent / dropped" if args.kafka else ""))
         for rate in (int(r) for r in args.rates.split(",")):
-            r = measure(rate, args.seconds, args.workers)
+            r = measure(rate, args.seconds, args.workers, output)
+            sink = f"  {r['sink_sent']:.0f} / {r['sink_dropped']:.0f}" if args.kafka else ""
             print(f"{r['target']:>9} {r['achieved']:>10.0f} {r['cpu_pct']:>12.1f}% {r['expected']:>9} "
-                  f"{r['reported']:>9} {r['lost']:>5} {r['ns_per_run']:>11.0f}", flush=True)
+                  f"{r['reported']:>9} {r['lost']:>5} {r['ns_per_run']:>11.0f}{sink}", flush=True)
     finally:
         STATS_SYSCTL.write_text(stats_before)
     return 0

@@ -91,7 +91,12 @@ class Connection:
 
 
 def _lines(proc: subprocess.Popen[str]) -> dict[str, list[str]]:
-    out, err = proc.communicate(timeout=30)
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # a hung peer must not outlive the test
+        proc.communicate()
+        raise
     assert proc.returncode == 0, err
     return {line.split()[0]: line.split()[1:] for line in out.splitlines()}
 
@@ -106,7 +111,10 @@ def connect(host: str, upload: int = 0, download: int = 0, cgroup_procs: str | N
     client_cmd = [sys.executable, str(PEER), "client", host, str(port), str(upload)]
     client = subprocess.Popen([*client_cmd, *([cgroup_procs] if cgroup_procs else [])],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    client_out, server_out = _lines(client), _lines(server)
+    try:
+        client_out = _lines(client)
+    finally:
+        server_out = _lines(server)
     return Connection(host, server.pid, port, client.pid, int(client_out["local"][1]),
                       int(server_out["received"][0]), int(client_out["received"][0]))
 
