@@ -49,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "svcpulse services start && svcpulse services status", commands.services)
     services.add_argument("action", choices=("start", "stop", "status"))
     services.add_argument("--dir", type=Path, default=Path(".svcpulse/services"), help="work directory")
-    services.add_argument("--kafka-port", type=int, default=19092)
-    services.add_argument("--clickhouse-port", type=int, default=19000)
+    services.add_argument("--kafka-port", type=int, help="broker port (start default 19092; else as started)")
+    services.add_argument("--clickhouse-port", type=int, help="ClickHouse native port (start default 19000)")
 
     migrate = _add(sub, "migrate", "apply pending schema migrations (a no-op when up to date)",
                    "svcpulse migrate --store clickhouse://127.0.0.1:19000/svcpulse", commands.migrate)

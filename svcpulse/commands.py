@@ -34,10 +34,12 @@ def _bootstrap(args: argparse.Namespace, settings: Settings) -> str:
 
 
 def services(args: argparse.Namespace, settings: Settings) -> int:
-    managed = [Tansu(port=args.kafka_port, workdir=args.dir / "tansu"),
-               ClickHouseServer(port=args.clickhouse_port, workdir=args.dir / "clickhouse")]
+    managed = [Tansu(port=args.kafka_port or 19092, workdir=args.dir / "tansu"),
+               ClickHouseServer(port=args.clickhouse_port or 19000, workdir=args.dir / "clickhouse")]
     try:
-        for service in managed:
+        for service, port_flag in zip(managed, (args.kafka_port, args.clickhouse_port), strict=True):
+            if port_flag is None:
+                service.adopt_recorded_port()
             if args.action == "start":
                 print(f"[services] starting {service.name} on 127.0.0.1:{service.port} ...", flush=True)
                 service.start()
@@ -47,8 +49,8 @@ def services(args: argparse.Namespace, settings: Settings) -> int:
     except ServiceError as err:
         raise UserError(str(err)) from None
     if args.action == "start":
-        print(f"export SVCPULSE_KAFKA_BOOTSTRAP=127.0.0.1:{args.kafka_port}")
-        print(f"export SVCPULSE_STORE_URL=clickhouse://127.0.0.1:{args.clickhouse_port}/svcpulse")
+        print(f"export SVCPULSE_KAFKA_BOOTSTRAP={managed[0].bootstrap}")
+        print(f"export SVCPULSE_STORE_URL={managed[1].url}")
         print("next: svcpulse migrate && svcpulse load & svcpulse api")
     return 0
 
@@ -105,8 +107,10 @@ def api(args: argparse.Namespace, settings: Settings) -> int:
 def dlq(args: argparse.Namespace, settings: Settings) -> int:
     bootstrap = _bootstrap(args, settings)
     if args.action == "show":
-        for event in dead_letters.read_dead_letters(bootstrap, None, limit=args.limit):
+        shown = 0
+        for shown, event in enumerate(dead_letters.read_dead_letters(bootstrap, None, limit=args.limit), 1):
             print(f"{event['topic']}[{event['partition']}]@{event['offset']}: {event['reason']}")
+        print(f"[dlq] {shown} dead letter(s) shown from {bootstrap} (at most --limit {args.limit})")
     elif args.action == "export":
         if not args.out:
             raise UserError("export needs --out FILE")

@@ -86,14 +86,22 @@ class _Process:
     def prepare(self) -> None:
         """Write config files and create directories before the first start."""
 
+    def adopt_recorded_port(self) -> None:
+        """Use the port of the process we started last (status/stop need no port flags)."""
+        try:
+            self.port = int(self.pid_file.read_text().split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+
     def pid(self) -> int | None:
         """The pid of our running process, or None (a stale pid file or a reused pid is not ours)."""
         try:
-            pid = int(self.pid_file.read_text())
+            pid, port = (int(word) for word in self.pid_file.read_text().split()[:2])
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except (OSError, ValueError):
             return None
-        return pid if str(self.workdir) in cmdline or f":{self.port}" in cmdline else None
+        # Ours if its command line names our port (Tansu) or our work directory (ClickHouse's config).
+        return pid if f":{port} " in cmdline or str(self.workdir.resolve()) in cmdline else None
 
     def running(self) -> bool:
         return self.pid() is not None and port_open(self.port)
@@ -108,7 +116,7 @@ class _Process:
         with self.log_file.open("ab") as log:
             proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                     cwd=self.workdir, start_new_session=True)
-        self.pid_file.write_text(str(proc.pid))
+        self.pid_file.write_text(f"{proc.pid} {self.port}\n")
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not port_open(self.port):
             if proc.poll() is not None or time.monotonic() > deadline:

@@ -21,3 +21,14 @@ class Settings(BaseSettings):
     retention_days_raw: int = Field(7, ge=1, description="days kept in raw tables")
     retention_days_rollup: int = Field(90, ge=1, description="days kept in per-minute rollups")
     retention_days_load: int = Field(30, ge=1, description="days kept in instance_load")
+    users_file: str = Field("", description="users, the roles each may hold, sha256 token hashes (JSON or TOML)")
+    feed_open: bool = Field(False, description="serve the weight feed and other reads without a token")
+    weights_interval_s: float = Field(2.0, gt=0, le=5, description="recompute weights this often (at most 5 s)")
+    weights_window_s: int = Field(10, ge=2, le=300, description="sliding window of calls the weights judge")
+    forget_instance_s: int = Field(300, ge=10, description="an unregistered instance leaves the feed this long "
+                                   "after its last call")
+    canary_error_margin: float = Field(0.02, ge=0, le=1, description="abort a gray release when the canary's "
+                                       "error rate exceeds the baseline's by more than this (0.02 = 2 points)")
+    canary_p99_margin: float = Field(0.5, ge=0, description="...or its p99 exceeds the baseline's by this "
+                                     "fraction (0.5 = 50% slower)")
+    canary_min_requests: int = Field(50, ge=1, description="canary calls in the window needed before judging")

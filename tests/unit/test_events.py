@@ -75,3 +75,13 @@ def test_json_schema_lists_every_field_as_required(kind: str) -> None:
     schema = events.json_schema(kind)
     assert schema["required"] == [f.name for f in events.SCHEMAS[kind]]
     assert set(schema["properties"]) == set(schema["required"])
+
+
+def test_the_contract_doc_lists_every_field() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "contract.md").read_text()
+    for kind, fields in events.SCHEMAS.items():
+        section = doc.split(f"({kind})")[1].split("\n## ")[0]
+        assert [f.name for f in fields] == [line.split("`")[1] for line in section.splitlines()
+                                            if line.startswith("| `")], kind
