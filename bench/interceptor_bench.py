@@ -138,9 +138,7 @@ def grpc_client_pair(emitter: Emitter, n: int) -> tuple[list[int], list[int]]:
     def continuation(d: Any, request: Any) -> FinishedCall:
         return call
 
-    interceptor = SvcpulseClientInterceptor(
-        CONFIG, callee="users", instance="10.0.0.1:50051", emitter=emitter
-    )
+    interceptor = SvcpulseClientInterceptor(CONFIG, callee="users", instance="10.0.0.1:50051", emitter=emitter)
     base = time_sync(lambda i: continuation(details, b"x"), n)
     return base, time_sync(lambda i: interceptor.intercept_unary_unary(continuation, details, b"x"), n)
 
@@ -151,9 +149,7 @@ def grpc_server_pair(emitter: Emitter, n: int) -> tuple[list[int], list[int]]:
 
     handler = grpc.unary_unary_rpc_method_handler(behavior)
     interceptor = SvcpulseServerInterceptor(CONFIG, emitter=emitter)
-    call_details = type(
-        "HCD", (), {"method": "/svc.Users/Get", "invocation_metadata": (("x-svcpulse-caller", "web"),)}
-    )
+    call_details = type("HCD", (), {"method": "/svc.Users/Get", "invocation_metadata": (("x-svcpulse-caller", "web"),)})
     context = Context()
     base = time_sync(lambda i: handler.unary_unary(b"x", context), n)
     # intercept_service runs once per call in grpc (it picks the handler), so it is inside the timing
@@ -164,9 +160,7 @@ def grpc_server_pair(emitter: Emitter, n: int) -> tuple[list[int], list[int]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=20_000)
     args = parser.parse_args()
     devnull = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process

@@ -144,17 +144,13 @@ def read_host(proc: Path = Path("/proc")) -> Reading:
         name, _, rest = line.partition(":")
         meminfo[name] = int(rest.split()[0]) * 1024
     total = meminfo["MemTotal"]
-    return Reading(
-        busy / os.sysconf("SC_CLK_TCK"), float(os.cpu_count() or 1), total - meminfo["MemAvailable"], total
-    )
+    return Reading(busy / os.sysconf("SC_CLK_TCK"), float(os.cpu_count() or 1), total - meminfo["MemAvailable"], total)
 
 
 class Sampler:
     """Turns successive readings into events: CPU cores = CPU-time delta over wall-time delta."""
 
-    def __init__(
-        self, targets: list[Target], host: str, include_host: bool = True, reader: Any = None
-    ) -> None:
+    def __init__(self, targets: list[Target], host: str, include_host: bool = True, reader: Any = None) -> None:
         self.targets, self.host, self.include_host = targets, host, include_host
         self.reader = reader or CgroupReader()
         self._last: dict[tuple[str, str], tuple[float, float]] = {}  # -> (monotonic time, cpu seconds)

@@ -47,9 +47,7 @@ class SvcpulseClientInterceptor(
     grpc.StreamUnaryClientInterceptor,
     grpc.StreamStreamClientInterceptor,
 ):
-    def __init__(
-        self, config: RpcConfig, callee: str, instance: str = "", emitter: Emitter | None = None
-    ) -> None:
+    def __init__(self, config: RpcConfig, callee: str, instance: str = "", emitter: Emitter | None = None) -> None:
         self.config, self.callee, self.instance = config, callee, instance
         self.emitter = emitter or get_emitter()
 
@@ -145,9 +143,7 @@ class _ServerRecorder:
 
         return unary
 
-    def wrap_stream(
-        self, behavior: Callable[[Any, Any], Iterator[Any]]
-    ) -> Callable[[Any, Any], Iterator[Any]]:
+    def wrap_stream(self, behavior: Callable[[Any, Any], Iterator[Any]]) -> Callable[[Any, Any], Iterator[Any]]:
         def stream(request: Any, context: Any) -> Iterator[Any]:
             started = time.perf_counter()
             try:

@@ -119,9 +119,7 @@ class _Recorder:
 class SvcpulseTransport(httpx.BaseTransport):
     """Wraps a sync transport (default httpx.HTTPTransport()); other arguments as _Recorder."""
 
-    def __init__(
-        self, config: RpcConfig, transport: httpx.BaseTransport | None = None, **kwargs: object
-    ) -> None:
+    def __init__(self, config: RpcConfig, transport: httpx.BaseTransport | None = None, **kwargs: object) -> None:
         self._inner = transport or httpx.HTTPTransport()
         self._recorder = _Recorder(config, **kwargs)  # type: ignore[arg-type]
 
@@ -145,9 +143,7 @@ class SvcpulseTransport(httpx.BaseTransport):
 class AsyncSvcpulseTransport(httpx.AsyncBaseTransport):
     """Wraps an async transport (default httpx.AsyncHTTPTransport()); other arguments as _Recorder."""
 
-    def __init__(
-        self, config: RpcConfig, transport: httpx.AsyncBaseTransport | None = None, **kwargs: object
-    ) -> None:
+    def __init__(self, config: RpcConfig, transport: httpx.AsyncBaseTransport | None = None, **kwargs: object) -> None:
         self._inner = transport or httpx.AsyncHTTPTransport()
         self._recorder = _Recorder(config, **kwargs)  # type: ignore[arg-type]
 

@@ -88,9 +88,7 @@ def build_app(emitter: Emitter) -> FastAPI:
 def http_server() -> Iterator[tuple[str, Emitter, CaptureSink]]:
     emitter, sink = capture()
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(build_app(emitter), host="127.0.0.1", port=port, log_level="critical")
-    )
+    server = uvicorn.Server(uvicorn.Config(build_app(emitter), host="127.0.0.1", port=port, log_level="critical"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -152,9 +150,7 @@ def test_httpx_async(http_server: tuple[str, Emitter, CaptureSink]) -> None:
 
     async def main() -> None:
         config = RpcConfig(service="web")
-        transport = AsyncSvcpulseTransport(
-            config, callee={"127.0.0.1": "users"}, routes=ROUTES, emitter=emitter
-        )
+        transport = AsyncSvcpulseTransport(config, callee={"127.0.0.1": "users"}, routes=ROUTES, emitter=emitter)
         async with httpx.AsyncClient(transport=transport, base_url=base) as client:
             for path in EXPECTED:
                 await client.get(path)

@@ -24,9 +24,7 @@ def burn(seconds: float) -> None:
 
 
 def own_v2_path() -> str:
-    return next(
-        line[3:] for line in Path("/proc/self/cgroup").read_text().splitlines() if line.startswith("0::")
-    )
+    return next(line[3:] for line in Path("/proc/self/cgroup").read_text().splitlines() if line.startswith("0::"))
 
 
 def test_self_target_follows_proc_self_cgroup() -> None:
@@ -110,9 +108,7 @@ def test_cli_rejects_relative_cgroup(capsys: pytest.CaptureFixture[str]) -> None
 
 def test_cli_kafka(broker: Tansu, tmp_path: Path) -> None:
     flags = ["--interval", "0.2", "--count", "1", "--cgroup", "self=svc:9", "--host", "n7"]
-    code = load.run(
-        args_for("--bootstrap-servers", broker.bootstrap, "--spool-dir", str(tmp_path / "s"), *flags)
-    )
+    code = load.run(args_for("--bootstrap-servers", broker.bootstrap, "--spool-dir", str(tmp_path / "s"), *flags))
     assert code == 0
     consumer = KafkaConsumer(
         "svcpulse.load",

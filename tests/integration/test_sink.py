@@ -40,15 +40,9 @@ def consume_all(bootstrap: str, last: dict[tuple[str, str], int], timeout_s: flo
     """(kind, key) -> sequence numbers in partition order (the order a loader would see), read until
     every (kind, key) of `last` has shown its last sequence number."""
     kinds = sorted({kind for kind, _ in last})
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-    )
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
     try:
-        parts = [
-            TopicPartition(TOPIC_BY_KIND[k], p)
-            for k in kinds
-            for p in _partitions(consumer, TOPIC_BY_KIND[k])
-        ]
+        parts = [TopicPartition(TOPIC_BY_KIND[k], p) for k in kinds for p in _partitions(consumer, TOPIC_BY_KIND[k])]
         consumer.assign(parts)  # no group: no join delay, every partition from the start
         consumer.seek_to_beginning()
         seen: dict[tuple[str, str], list[int]] = defaultdict(list)

@@ -82,9 +82,7 @@ def test_full_spool_drops_oldest_segment_and_counts(tmp_path: Path) -> None:
     assert spool.size_bytes <= 4096
     kept = _drain(spool)
     assert dropped["rpc"] + len(kept) == 500
-    assert kept == [
-        f'{{"seq":{i}}}'.encode() for i in range(500 - len(kept), 500)
-    ]  # newest survive, in order
+    assert kept == [f'{{"seq":{i}}}'.encode() for i in range(500 - len(kept), 500)]  # newest survive, in order
 
 
 def test_commit_of_dropped_position_is_ignored(tmp_path: Path) -> None:
