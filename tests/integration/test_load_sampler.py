@@ -106,6 +106,7 @@ def test_cli_rejects_relative_cgroup(capsys: pytest.CaptureFixture[str]) -> None
     assert "absolute cgroup path" in capsys.readouterr().err
 
 
+@pytest.mark.services
 def test_cli_kafka(broker: Tansu, tmp_path: Path) -> None:
     flags = ["--interval", "0.2", "--count", "1", "--cgroup", "self=svc:9", "--host", "n7"]
     code = load.run(args_for("--bootstrap-servers", broker.bootstrap, "--spool-dir", str(tmp_path / "s"), *flags))

@@ -13,11 +13,14 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from collectors.sink import open_sink
 from pipeline.topics import KEY_FIELD, TOPIC_BY_KIND
 from svcpulse.services import Tansu, free_port
+
+pytestmark = pytest.mark.services  # a real Tansu broker (started per test)
 
 BASE_MS = 1_700_000_000_000  # ts_ms = BASE_MS + sequence number within the key
 
