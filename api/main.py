@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,12 +10,23 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 import pipeline.metrics  # noqa: F401  (registers the loader's metrics so /metrics always lists them)
-from api.routes import health
+from api.auth import Directory, load_users
+from api.queries.registry import held_roles
+from api.routes import audit, health, overrides, registry, releases, users, weights
+from api.weights.service import WeightService
 from pipeline.store import Store, StoreError, open_store
 from svcpulse.settings import Settings
 
 DESCRIPTION = """svcpulse turns what services see of each other (eBPF TCP lifetimes, RPC calls, load)
 into routing weights, queries, capacity estimates and alarms."""
+
+
+def _directory(settings: Settings, store: Store) -> Directory:
+    users = load_users(settings.users_file)
+    try:
+        return Directory(users, held_roles(store) if users else {})
+    except StoreError:
+        return Directory(users)  # store down at start: file roles until an admin assigns again
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
@@ -25,14 +37,20 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.store = store or open_store(settings.store_url)
+        app.state.directory = _directory(settings, app.state.store)
+        app.state.weights = WeightService(app.state.store, settings)
+        loop_task = asyncio.create_task(app.state.weights.run(), name="weights")
         try:
             yield
         finally:
+            app.state.weights.stop()
+            await asyncio.wait_for(loop_task, timeout=60)  # let a cycle in its thread finish with the store
             if store is None:
                 app.state.store.close()
 
     app = FastAPI(title="svcpulse", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
-    app.include_router(health.router)
+    for module in (health, weights, registry, overrides, releases, users, audit):
+        app.include_router(module.router)
 
     @app.exception_handler(StoreError)
     async def store_unavailable(request: Request, exc: StoreError) -> JSONResponse:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -12,6 +14,8 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers, host:port[,...]")
     store_url: str = Field("clickhouse://127.0.0.1:19000/svcpulse",
                            description="clickhouse://host:port/db or chdb:///path/db")
+    kafka_client: Literal["kafka-python", "confluent"] = Field(
+        "kafka-python", description="the loader's Kafka client: kafka-python, or confluent (librdkafka, faster)")
     group_id: str = Field("svcpulse-loader", description="Kafka consumer group of the loaders")
     batch_rows: int = Field(100_000, ge=1, description="flush a batch at this many rows")
     batch_age_s: float = Field(1.0, gt=0, description="flush a batch at this age (seconds)")

@@ -1,0 +1,1 @@
+"""All SQL of the API, one module per area; functions take a Store and return rows."""
