@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from balancer import haproxy
 from svcpulse import commands
 from svcpulse.settings import Settings
 
@@ -91,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
                   "svcpulse schema export schemas/", commands.schema)
     schema.add_argument("action", choices=("export",))
     schema.add_argument("dir", type=Path)
+
+    balancer = sub.add_parser("balancer", help="keep a load balancer's weights in step with the feed")
+    kinds = balancer.add_subparsers(dest="balancer", required=True, metavar="KIND")
+    haproxy_parser = _add(kinds, "haproxy", "set HAProxy server weights from the feed (runtime API socket)",
+                          "svcpulse balancer haproxy --api http://127.0.0.1:8000 --service shop.cart "
+                          "--socket /run/haproxy/admin.sock --backend cart", lambda args, _: haproxy.run(args))
+    haproxy.configure(haproxy_parser)
 
     return parser
 
