@@ -15,7 +15,8 @@ STATE = """1
 
 
 def test_parse() -> None:
-    assert parse_servers_state(STATE) == [Server("s1", "127.0.0.1:18001", 100, 8), Server("s2", "127.0.0.1:18002", 7, 0)]
+    assert parse_servers_state(STATE) == [Server("s1", "127.0.0.1:18001", 100, 8),
+                                          Server("s2", "127.0.0.1:18002", 7, 0)]
     with pytest.raises(RuntimeApiError, match="unexpected answer"):
         parse_servers_state("Can't find backend.\n")
 
