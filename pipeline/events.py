@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import json
+import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -156,21 +158,52 @@ def _check(field: Field, value: Any) -> Any:
     return value
 
 
+def _fast_plan(fields: tuple[Field, ...]) -> tuple[tuple[Any, ...], ...]:
+    """Per field: (name, exact type, low, high, choices, max length, field), for validate's fast path."""
+    plan = []
+    for field in fields:
+        low = -math.inf if field.minimum is None else field.minimum
+        high = sys.float_info.max if field.maximum is None else field.maximum  # rejects inf, NaN fails both
+        plan.append((field.name, field.type, low, high, frozenset(field.choices) or None, field.max_len, field))
+    return tuple(plan)
+
+
+_PLANS = {kind: _fast_plan(fields) for kind, fields in SCHEMAS.items()}
+_MISSING = object()
+
+
 def validate(kind: str, obj: Any) -> Event:
-    """A clean event holding exactly the contract's fields of `kind`, or a Rejection."""
-    fields = SCHEMAS.get(kind)
-    if fields is None:
+    """A clean event holding exactly the contract's fields of `kind`, or a Rejection.
+
+    The loop accepts well-formed values inline (the loader validates ~100k events/s); anything it
+    does not accept goes to _check, which finds the precise reason.
+    """
+    plan = _PLANS.get(kind)
+    if plan is None:
         raise Rejection(f"unknown event kind '{kind}' (expected one of {', '.join(SCHEMAS)})")
     if not isinstance(obj, dict):
         raise Rejection(f"expected a JSON object, got {_type_name(obj)}")
     event: Event = {}
-    for field in fields:
-        if field.name in obj:
-            event[field.name] = _check(field, obj[field.name])
-        elif field.required:
-            raise Rejection(f"field '{field.name}': required, missing", field.name)
-        else:
-            event[field.name] = field.default
+    for name, kind_type, low, high, choices, max_len, field in plan:
+        value = obj.get(name, _MISSING)
+        value_type = type(value)
+        if value_type is kind_type:
+            if kind_type is str:
+                if len(value) <= max_len and (choices is None or value in choices):
+                    event[name] = value
+                    continue
+            elif low <= value <= high and (choices is None or value in choices):
+                event[name] = value
+                continue
+        elif kind_type is float and value_type is int and low <= value <= high:
+            event[name] = float(value)
+            continue
+        if value is _MISSING:
+            if field.required:
+                raise Rejection(f"field '{name}': required, missing", name)
+            event[name] = field.default
+            continue
+        event[name] = _check(field, value)  # raises with the reason (or accepts a subclass value)
     return event
 
 

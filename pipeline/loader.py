@@ -15,18 +15,17 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from kafka import TopicPartition as KafkaTopicPartition
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import CommitFailedError, KafkaError
-from kafka.structs import OffsetAndMetadata
+from confluent_kafka import KafkaException
+from kafka.errors import KafkaError
 
 from pipeline import events, metrics
-from pipeline.batch import Batch
-from pipeline.kafka import ensure_topics, make_consumer, make_producer
+from pipeline.batch import Batch, TopicPartition
+from pipeline.consumer import open_consumer
+from pipeline.kafka import ensure_topics, make_producer
 from pipeline.redelivery import RedeliveryGuard
 from pipeline.store import Store, StoreError
 from pipeline.topics import DLQ, LOADED_TOPICS, TABLE_BY_KIND
-from pipeline.transform import COLUMNS, Message, transform
+from pipeline.transform import COLUMNS, transform
 
 log = logging.getLogger("svcpulse.loader")
 
@@ -41,20 +40,7 @@ class LoaderConfig:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 10.0
     partitions: int = 4
-
-
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, loader: Loader) -> None:
-        self.loader = loader
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        if not self.loader.flushing:  # a rebalance during a retry: the retry loop finishes the batch
-            self.loader.flush()  # commit what we hold while the partitions are still ours
-        self.loader.guard.revoked({(tp.topic, tp.partition) for tp in revoked})
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        self.loader.guard.assigned({(tp.topic, tp.partition) for tp in assigned})
-        log.info("assigned %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
+    kafka_client: str = "kafka-python"  # or "confluent" (librdkafka), see pipeline/consumer.py
 
 
 class Loader:
@@ -66,7 +52,7 @@ class Loader:
         self.stop_event = threading.Event()
         self._inserted: set[str] = set()  # kinds of the current batch already in the store
         ensure_topics(config.bootstrap, (*LOADED_TOPICS, DLQ), config.partitions)
-        self.consumer = make_consumer(config.bootstrap, config.group_id)
+        self.consumer = open_consumer(config.kafka_client, config.bootstrap, config.group_id)
         self.producer = make_producer(config.bootstrap)
         self.flushing = False
         self.rows_loaded = 0
@@ -77,28 +63,35 @@ class Loader:
 
     def run(self) -> None:
         """Load until stop() is called; then flush, commit and close."""
-        self.consumer.subscribe(list(LOADED_TOPICS), listener=_Rebalance(self))
-        log.info("loading %s from %s", ", ".join(LOADED_TOPICS), self.config.bootstrap)
+        self.consumer.subscribe(list(LOADED_TOPICS), self._assigned, self._revoked)
+        log.info("loading %s from %s with %s", ", ".join(LOADED_TOPICS), self.config.bootstrap,
+                 self.config.kafka_client)
         try:
             while not self.stop_event.is_set():
-                polled = self.consumer.poll(timeout_ms=self.config.poll_timeout_ms)
-                for records in polled.values():
-                    self._take(records)
+                self._take(self.consumer.poll(self.config.poll_timeout_ms / 1000))
                 if self.batch.ready():
                     self.flush()
                 self._update_lag()
             self.flush()
         finally:
-            self.consumer.close(autocommit=False)
+            self.consumer.close()
             self.producer.close(timeout=10)
 
     def stop(self) -> None:
         self.stop_event.set()
 
+    def _assigned(self, partitions: set[TopicPartition]) -> None:
+        self.guard.assigned(partitions)
+        log.info("assigned %s", sorted(f"{topic}[{partition}]" for topic, partition in partitions))
+
+    def _revoked(self, partitions: set[TopicPartition]) -> None:
+        if not self.flushing:  # during a retry the retry loop finishes the batch itself
+            self.flush()  # commit what we hold while the partitions are still ours
+        self.guard.revoked(partitions)
+
     def _take(self, records: list[Any]) -> None:
         for record in records:
-            message = Message(record.topic, record.partition, record.offset, record.timestamp, record.value)
-            result = transform(message)
+            result = transform(record)
             if isinstance(result, tuple):
                 self.batch.add_row(*result)
             else:
@@ -115,7 +108,7 @@ class Loader:
             try:
                 self._write()
                 break
-            except (StoreError, KafkaError) as err:
+            except (StoreError, KafkaError, KafkaException) as err:
                 metrics.INSERT_FAILURES.inc()
                 metrics.PAUSED.set(1)
                 log.warning("write failed (%s); retrying in %.1f s with partitions paused", err, backoff)
@@ -130,10 +123,13 @@ class Loader:
         """Keep polling (so the group keeps us) without taking records while the store recovers."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            self.consumer.pause(*self.consumer.assignment())  # re-paused: a rebalance may add partitions
-            for tp, records in self.consumer.poll(timeout_ms=200).items():
-                self.consumer.seek(tp, records[0].offset)  # not taken now: read again after the pause
-        self.consumer.resume(*self.consumer.paused())
+            self.consumer.pause_all()  # again each time: a rebalance may have added partitions
+            first: dict[TopicPartition, int] = {}
+            for record in self.consumer.poll(0.2):
+                first.setdefault((record.topic, record.partition), record.offset)
+            for partition, offset in first.items():
+                self.consumer.rewind(partition, offset)  # not taken now: read again after the pause
+        self.consumer.resume_all()
 
     def _write(self) -> None:
         for kind, rows in self.batch.rows.items():
@@ -150,15 +146,10 @@ class Loader:
                 self.rows_loaded += len(fresh)
             self._inserted.add(kind)
         self._publish_dead_letters()
-        try:
-            self.consumer.commit({
-                KafkaTopicPartition(topic, partition): OffsetAndMetadata(offset + 1, "", -1)
-                for (topic, partition), offset in self.batch.offsets.items()
-            })
-        except CommitFailedError as err:
+        if not self.consumer.commit({tp: offset + 1 for tp, offset in self.batch.offsets.items()}):
             # The group moved our partitions while we retried. The rows are in; the new owner is
             # redelivered them and its RedeliveryGuard skips them, so nothing is lost or doubled.
-            log.warning("commit refused after a rebalance (%s); the new owner skips these rows", err)
+            log.warning("commit refused after a rebalance; the new owner skips these rows")
         metrics.BATCHES.inc()
 
     def _publish_dead_letters(self) -> None:
@@ -176,9 +167,6 @@ class Loader:
             return
         metrics.ROWS_PER_SECOND.set((self.rows_loaded - rows_then) / (now - started))
         self._rate_mark = (now, self.rows_loaded)
-        for tp in self.consumer.assignment():
-            highwater = self.consumer.highwater(tp)
-            if highwater is not None:
-                position = self.consumer.position(tp, timeout_ms=1000) or 0
-                metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+        for (topic, partition), lag in self.consumer.lag().items():
+            metrics.LAG.labels(topic, str(partition)).set(lag)
 

@@ -25,21 +25,24 @@ _FIELD_NAMES = {kind: tuple(field.name for field in events.SCHEMAS[kind]) for ki
 Row = tuple[Any, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Message:
-    """Where a message came from and its bytes; kafka_ts_ms is the broker/producer timestamp."""
+    """Where a message came from and its bytes; timestamp is Kafka's (producer or broker) in ms.
+
+    kafka-python's ConsumerRecord has the same attributes, so the loader passes those unconverted.
+    """
 
     topic: str
     partition: int
     offset: int
-    kafka_ts_ms: int
+    timestamp: int
     value: bytes
 
 
 def to_row(kind: str, event: events.Event, message: Message) -> Row:
     values = [event[name] for name in _FIELD_NAMES[kind]]
     return (event["ts_ms"] // 1000, *values, message.topic, message.partition, message.offset,
-            message.kafka_ts_ms)
+            message.timestamp)
 
 
 def transform(message: Message, loads: Callable[[bytes], Any] = orjson.loads) -> tuple[str, Row] | events.Event:
@@ -53,4 +56,4 @@ def transform(message: Message, loads: Callable[[bytes], Any] = orjson.loads) ->
         return kind, to_row(kind, events.decode(kind, message.value, loads), message)
     except events.Rejection as rejection:
         return events.dead_letter(rejection.reason, message.topic, message.partition, message.offset,
-                                  message.value or b"", message.kafka_ts_ms)
+                                  message.value or b"", message.timestamp)

@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--group", help="consumer group (default svcpulse-loader)")
     load.add_argument("--batch-rows", type=int, help="flush at this many rows (default 100000)")
     load.add_argument("--batch-age", type=float, help="flush at this age in seconds (default 1.0)")
+    load.add_argument("--kafka-client", choices=("kafka-python", "confluent"),
+                      help="Kafka client library (default kafka-python; confluent is faster)")
     load.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port")
 
     api = _add(sub, "api", "serve the HTTP API (weights, queries, console, /metrics)",

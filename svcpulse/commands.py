@@ -73,6 +73,7 @@ def load(args: argparse.Namespace, settings: Settings) -> int:
         batch_rows=args.batch_rows or settings.batch_rows,
         batch_age_s=args.batch_age or settings.batch_age_s,
         partitions=settings.partitions,
+        kafka_client=args.kafka_client or settings.kafka_client,
     )
     store = _store(args, settings)
     if args.metrics_port:
@@ -83,7 +84,7 @@ def load(args: argparse.Namespace, settings: Settings) -> int:
     loader = Loader(config, store)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: loader.stop())  # finish the batch, commit, leave the group
-    print(f"[load] {config.bootstrap} -> {store.dialect}:{store.database} "
+    print(f"[load] {config.bootstrap} ({config.kafka_client}) -> {store.dialect}:{store.database} "
           f"(batches of {config.batch_rows} rows or {config.batch_age_s} s); SIGTERM stops cleanly", flush=True)
     loader.run()
     store.close()
@@ -107,10 +108,10 @@ def api(args: argparse.Namespace, settings: Settings) -> int:
 def dlq(args: argparse.Namespace, settings: Settings) -> int:
     bootstrap = _bootstrap(args, settings)
     if args.action == "show":
-        shown = 0
-        for shown, event in enumerate(dead_letters.read_dead_letters(bootstrap, None, limit=args.limit), 1):
+        shown = list(dead_letters.read_dead_letters(bootstrap, None, limit=args.limit))
+        for event in shown:
             print(f"{event['topic']}[{event['partition']}]@{event['offset']}: {event['reason']}")
-        print(f"[dlq] {shown} dead letter(s) shown from {bootstrap} (at most --limit {args.limit})")
+        print(f"[dlq] {len(shown)} dead letter(s) shown from {bootstrap} (at most --limit {args.limit})")
     elif args.action == "export":
         if not args.out:
             raise UserError("export needs --out FILE")

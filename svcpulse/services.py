@@ -88,10 +88,8 @@ class _Process:
 
     def adopt_recorded_port(self) -> None:
         """Use the port of the process we started last (status/stop need no port flags)."""
-        try:
+        with contextlib.suppress(OSError, ValueError, IndexError):  # nothing recorded: keep the default
             self.port = int(self.pid_file.read_text().split()[1])
-        except (OSError, ValueError, IndexError):
-            pass
 
     def pid(self) -> int | None:
         """The pid of our running process, or None (a stale pid file or a reused pid is not ours)."""

@@ -24,11 +24,12 @@ pytestmark = pytest.mark.services
 TABLES = {"rpc": "rpc_calls", "tcp": "tcp_connections", "load": "instance_load"}
 
 
-def test_n_events_arrive_as_n_rows_field_for_field(broker: Tansu, ch_store: Store) -> None:
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
+def test_n_events_arrive_as_n_rows_field_for_field(broker: Tansu, ch_store: Store, client: str) -> None:
     sent = {"rpc": [rpc_event(i) for i in range(3000)], "tcp": [tcp_event(i) for i in range(1000)],
             "load": [load_event(i) for i in range(500)]}
     produce(broker.bootstrap, [(kind, e) for kind, batch in sent.items() for e in batch])
-    with LoaderThread(broker.bootstrap, ch_store):
+    with LoaderThread(broker.bootstrap, ch_store, kafka_client=client):
         wait_for(lambda: all(count(ch_store, TABLES[k]) == len(v) for k, v in sent.items()), 60, "all rows")
     for kind, batch in sent.items():
         names = [name for name in COLUMNS[kind] if not name.startswith("_") and name != "ts"]
@@ -80,24 +81,25 @@ def test_clickhouse_down_30s_mid_stream_loses_nothing(broker: Tansu, ch_store: S
     assert distinct_offsets(ch_store, "rpc_calls") == len(first) + len(second)
 
 
-def _loader_process(bootstrap: str, store_url: str, log: Path) -> subprocess.Popen:
+def _loader_process(bootstrap: str, store_url: str, log: Path, client: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "svcpulse", "load", "--bootstrap", bootstrap, "--store", store_url,
-               "--batch-rows", "5000", "--batch-age", "0.3"]
+               "--batch-rows", "5000", "--batch-age", "0.3", "--kafka-client", client]
     return subprocess.Popen(command, stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
 def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(
-        broker: Tansu, ch_store: Store, clickhouse: ClickHouseServer, tmp_path: Path) -> None:
+        broker: Tansu, ch_store: Store, clickhouse: ClickHouseServer, tmp_path: Path, client: str) -> None:
     total = 120_000
     produce(broker.bootstrap, [("rpc", rpc_event(i)) for i in range(total)])
     url = f"clickhouse://127.0.0.1:{clickhouse.port}/{ch_store.database}"
     log = tmp_path / "loader.log"
     for kill_at in (10_000, 50_000, 90_000):
-        proc = _loader_process(broker.bootstrap, url, log)
+        proc = _loader_process(broker.bootstrap, url, log, client)
         wait_for(lambda at=kill_at: count(ch_store, "rpc_calls") >= at, 90, f"{kill_at} rows", every_s=0.05)
         os.kill(proc.pid, signal.SIGKILL)  # between an insert and its commit, often enough
         proc.wait()
-    proc = _loader_process(broker.bootstrap, url, log)
+    proc = _loader_process(broker.bootstrap, url, log, client)
     try:
         wait_for(lambda: distinct_offsets(ch_store, "rpc_calls") == total, 120, "every row")
         time.sleep(2)  # anything still redelivered would land now
@@ -107,14 +109,15 @@ def test_kill_9_mid_stream_then_restart_loses_and_duplicates_nothing(
         assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
 
 
-def test_rows_inserted_but_not_committed_are_not_inserted_again(broker: Tansu, ch_store: Store) -> None:
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
+def test_rows_inserted_but_not_committed_are_not_inserted_again(broker: Tansu, ch_store: Store, client: str) -> None:
     """The crash window made deterministic: rows are in the table but their offsets were never committed."""
     produce(broker.bootstrap, [("tcp", tcp_event(i)) for i in range(2000)])
-    with LoaderThread(broker.bootstrap, ch_store, group_id="first"):
+    with LoaderThread(broker.bootstrap, ch_store, group_id="first", kafka_client=client):
         wait_for(lambda: count(ch_store, "tcp_connections") == 2000, 60, "first load")
     # A new group has no committed offsets: everything is redelivered, as after a crash before commit.
     produce(broker.bootstrap, [("tcp", tcp_event(i)) for i in range(2000, 2500)])
-    with LoaderThread(broker.bootstrap, ch_store, group_id="second") as loader:
+    with LoaderThread(broker.bootstrap, ch_store, group_id="second", kafka_client=client) as loader:
         wait_for(lambda: count(ch_store, "tcp_connections") >= 2500, 60, "the new rows")
         time.sleep(1.5)
     assert count(ch_store, "tcp_connections") == 2500

@@ -1,0 +1,118 @@
+"""bench/loader: 1,000,000 rpc events from the broker into the ClickHouse 18.16 server.
+
+Starts a fresh Tansu broker and ClickHouse server on free loopback ports, runs `svcpulse load` as a
+separate process, produces the events with confluent-kafka as fast as it can, and prints:
+  - sustained events/s (first produce acknowledged -> last row visible in ClickHouse), and
+  - produce -> visible delay p50/p99 (a row's delay = when a poll first sees its offset minus when
+    the broker acknowledged it; polls every 100 ms).
+Target on a 2-core machine: >= 100,000 events/s and p99 <= 5 s.
+Usage: .venv/bin/python bench/loader.py [--events N] [--batch-rows N] [--extra-loader-args ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from confluent_kafka import Producer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline import events  # noqa: E402
+from pipeline.kafka import ensure_topics  # noqa: E402
+from pipeline.migrate import migrate  # noqa: E402
+from pipeline.store import open_store  # noqa: E402
+from pipeline.topics import RPC, TOPIC_BY_KIND  # noqa: E402
+from svcpulse.services import ClickHouseServer, Tansu, free_port  # noqa: E402
+from tests.factories import rpc_event  # noqa: E402
+
+
+def produce(bootstrap: str, total: int, acked: dict[int, list[float]]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.num.messages": 10000,
+                         "queue.buffering.max.messages": 1_000_000})
+
+    def on_delivery(err: object, msg: object) -> None:
+        if err is None:
+            acked.setdefault(msg.partition(), []).append(time.monotonic())  # type: ignore[attr-defined]
+
+    payloads = [events.encode("rpc", rpc_event(i, ts_ms=1_764_000_000_000 + i)) for i in range(1000)]
+    for i in range(total):
+        while True:
+            try:
+                producer.produce(TOPIC_BY_KIND["rpc"], payloads[i % 1000], key=b"k%d" % (i % 64),
+                                 on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        if i % 10000 == 0:
+            producer.poll(0)
+    producer.flush(120)
+
+
+def watch(store_url: str, total: int, acked: dict[int, list[float]]) -> tuple[float, list[float]]:
+    """Poll max(_offset) per partition; newly visible offsets get their delay. Returns (end time, delays)."""
+    store = open_store(store_url)
+    seen: dict[int, int] = {}
+    delays: list[float] = []
+    visible = 0
+    while visible < total:
+        time.sleep(0.1)
+        now = time.monotonic()
+        for partition, high in store.execute("SELECT _partition, max(_offset) FROM rpc_calls GROUP BY _partition"):
+            times = acked.get(partition, [])
+            start = seen.get(partition, -1) + 1
+            delays += [now - t for t in times[start:high + 1]]
+            seen[partition] = high
+        visible = sum(high + 1 for high in seen.values())
+    store.close()
+    return time.monotonic(), delays
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--batch-rows", type=int, default=100_000)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-loader-"))
+    broker, clickhouse = Tansu(port=free_port(), workdir=work / "tansu"), ClickHouseServer(port=free_port(),
+                                                                                           workdir=work / "ch")
+    broker.start()
+    clickhouse.start()
+    store_url = f"clickhouse://127.0.0.1:{clickhouse.port}/bench"
+    migrate(open_store(store_url), log=False)
+    ensure_topics(broker.bootstrap, [RPC])
+    log = (work / "loader.log").open("w")
+    loader = subprocess.Popen([sys.executable, "-m", "svcpulse", "load", "--bootstrap", broker.bootstrap,
+                               "--store", store_url, "--batch-rows", str(args.batch_rows)], stdout=log, stderr=log)
+    try:
+        time.sleep(5)  # group join
+        print(f"[bench/loader] producing {args.events:,} rpc events to {broker.bootstrap} ...", flush=True)
+        acked: dict[int, list[float]] = {}
+        started = time.monotonic()
+        producer = threading.Thread(target=produce, args=(broker.bootstrap, args.events, acked))
+        producer.start()
+        ended, delays = watch(store_url, args.events, acked)
+        producer.join()
+        produce_rate = args.events / (max(max(t) for t in acked.values()) - started)
+        delays.sort()
+        print(f"events                 {args.events:,}")
+        print(f"produce rate           {produce_rate:,.0f} events/s (confluent-kafka)")
+        print(f"sustained load rate    {args.events / (ended - started):,.0f} events/s")
+        print(f"produce->visible p50   {statistics.median(delays):.2f} s")
+        print(f"produce->visible p99   {delays[int(len(delays) * 0.99)]:.2f} s")
+        print(f"loader log             {work / 'loader.log'}")
+    finally:
+        loader.terminate()
+        loader.wait(60)
+        broker.stop()
+        clickhouse.stop()
+
+
+if __name__ == "__main__":
+    main()
