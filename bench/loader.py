@@ -6,7 +6,7 @@ separate process, produces the events with confluent-kafka as fast as it can, an
   - produce -> visible delay p50/p99 (a row's delay = when a poll first sees its offset minus when
     the broker acknowledged it; polls every 100 ms).
 Target on a 2-core machine: >= 100,000 events/s and p99 <= 5 s.
-Usage: .venv/bin/python bench/loader.py [--events N] [--batch-rows N] [--extra-loader-args ...]
+Usage: .venv/bin/python bench/loader.py [--events N] [--batch-rows N] [--kafka-client kafka-python|confluent]
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from confluent_kafka import Producer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import events  # noqa: E402
-from pipeline.kafka import ensure_topics  # noqa: E402
-from pipeline.migrate import migrate  # noqa: E402
-from pipeline.store import open_store  # noqa: E402
-from pipeline.topics import RPC, TOPIC_BY_KIND  # noqa: E402
-from svcpulse.services import ClickHouseServer, Tansu, free_port  # noqa: E402
-from tests.factories import rpc_event  # noqa: E402
+from pipeline import events
+from pipeline.kafka import ensure_topics
+from pipeline.migrate import migrate
+from pipeline.store import open_store
+from pipeline.topics import RPC, TOPIC_BY_KIND
+from svcpulse.services import ClickHouseServer, Tansu, free_port
+from tests.factories import rpc_event
 
 
 def produce(bootstrap: str, total: int, acked: dict[int, list[float]]) -> None:
@@ -78,6 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--batch-rows", type=int, default=100_000)
+    parser.add_argument("--kafka-client", choices=("kafka-python", "confluent"), default="kafka-python")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-loader-"))
     broker, clickhouse = Tansu(port=free_port(), workdir=work / "tansu"), ClickHouseServer(port=free_port(),
@@ -89,7 +90,8 @@ def main() -> None:
     ensure_topics(broker.bootstrap, [RPC])
     log = (work / "loader.log").open("w")
     loader = subprocess.Popen([sys.executable, "-m", "svcpulse", "load", "--bootstrap", broker.bootstrap,
-                               "--store", store_url, "--batch-rows", str(args.batch_rows)], stdout=log, stderr=log)
+                               "--store", store_url, "--batch-rows", str(args.batch_rows),
+                               "--kafka-client", args.kafka_client], stdout=log, stderr=log)
     try:
         time.sleep(5)  # group join
         print(f"[bench/loader] producing {args.events:,} rpc events to {broker.bootstrap} ...", flush=True)
@@ -101,7 +103,7 @@ def main() -> None:
         producer.join()
         produce_rate = args.events / (max(max(t) for t in acked.values()) - started)
         delays.sort()
-        print(f"events                 {args.events:,}")
+        print(f"events                 {args.events:,} (loader Kafka client: {args.kafka_client})")
         print(f"produce rate           {produce_rate:,.0f} events/s (confluent-kafka)")
         print(f"sustained load rate    {args.events / (ended - started):,.0f} events/s")
         print(f"produce->visible p50   {statistics.median(delays):.2f} s")

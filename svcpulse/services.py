@@ -216,7 +216,7 @@ class ClickHouseServer(_Process):
         return (self.workdir / "clickhouse").resolve()
 
     def prepare(self) -> None:
-        self.http_port = self.http_port or self.port + 1
+        self.http_port = self.http_port or free_port()  # port + 1 may well be taken
         for sub in ("data", "tmp", "user_files", "format_schemas"):
             (self.home / sub).mkdir(parents=True, exist_ok=True)
         (self.home / "config.xml").write_text(
