@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from balancer import haproxy
+from collectors import load as load_sampler
+from collectors import tcplife
 from svcpulse import commands
 from svcpulse.settings import Settings
 
@@ -102,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
                           "--socket /run/haproxy/admin.sock --backend cart", lambda args, _: haproxy.run(args))
     haproxy.configure(haproxy_parser)
 
+    collect = sub.add_parser("collect", help="run a collector on this node (eBPF TCP, cgroup load)")
+    collectors = collect.add_subparsers(dest="collector", required=True, metavar="COLLECTOR")
+    tcp_parser = _add(collectors, "tcp", "record every TCP connection with eBPF (root; see docs/collect-tcp.md)",
+                      "svcpulse collect tcp --output jsonl", lambda args, _: tcplife.run(args))
+    tcplife.configure(tcp_parser)
+    load_parser = _add(collectors, "load", "sample CPU and memory per cgroup and host (docs/collect-load.md)",
+                       "svcpulse collect load --output jsonl --interval 5 --count 1",
+                       lambda args, _: load_sampler.run(args))
+    load_sampler.configure(load_parser)
     return parser
 
 

@@ -5,15 +5,24 @@ import pytest
 
 from svcpulse.cli import build_parser, main
 
-COMMANDS = ["up", "services", "migrate", "load", "api", "dlq", "retention", "schema"]
+COMMANDS = ["up", "services", "migrate", "load", "api", "dlq", "retention", "schema", "balancer haproxy",
+            "collect tcp", "collect load"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help_with_a_worked_example(command: str, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exited:
-        build_parser().parse_args([command, "--help"])
+        build_parser().parse_args([*command.split(), "--help"])
     assert exited.value.code == 0
     assert f"svcpulse {command}" in capsys.readouterr().out.split("example:")[1]
+
+
+def test_every_command_has_a_worked_example_in_the_docs() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "cli.md").read_text()
+    for command in COMMANDS:
+        assert f"## svcpulse {command}" in doc and f"$ svcpulse {command}" in doc, command
 
 
 def test_schema_export_writes_one_schema_per_kind(tmp_path) -> None:
