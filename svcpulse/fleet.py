@@ -85,7 +85,7 @@ class Fleet:
             server.should_exit = True
         for _, thread in self._servers:
             thread.join(timeout=10)
-        self._emitter.stop()
+        self._emitter.close()
         self._sink.close()
 
     @property
