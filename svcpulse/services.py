@@ -71,6 +71,7 @@ class _Process:
     name: str
     port: int
     workdir: Path
+    graceful: bool = True  # stop with SIGTERM and wait (False: SIGKILL at once)
 
     @property
     def pid_file(self) -> Path:
@@ -126,7 +127,7 @@ class _Process:
     def stop(self, kill: bool = False) -> None:
         pid = self.pid()
         if pid is not None:
-            os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
+            os.kill(pid, signal.SIGKILL if kill or not self.graceful else signal.SIGTERM)
             deadline = time.monotonic() + 15
             while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
                 _reap(pid)
@@ -156,6 +157,7 @@ class Tansu(_Process):
     name: str = "tansu"
     port: int = 19092
     workdir: Path = Path(".svcpulse/services")
+    graceful: bool = False  # memory storage: nothing to flush, and SIGTERM takes it ~5 s
 
     @property
     def bootstrap(self) -> str:
