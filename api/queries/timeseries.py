@@ -1,0 +1,91 @@
+"""SQL of the RPC query API: calls, errors, timeouts and latency quantiles grouped by time and dimensions.
+
+Whole-minute steps (and whole-window summaries) read the per-minute rollup `rpc_calls_1m`; finer
+steps read the raw `rpc_calls`. Both give the same columns, so everything above this module is
+indifferent to the source. Buckets are `intDiv(toUInt32(time), step) * step` (epoch-aligned), which
+runs on ClickHouse 18.16 and current alike; empty buckets are simply absent (no WITH FILL).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from api.timerange import Window
+from pipeline.store import Store
+
+# API dimension -> column (the contract calls the called service "callee").
+DIMENSIONS = {"service": "callee", "interface": "interface", "instance": "instance", "caller": "caller",
+              "version": "version"}
+Side = Literal["server", "client", "all"]
+Order = Literal["calls", "failures", "p99"]
+
+_ROLLUP = ("rpc_calls_1m", "minute", "countMerge(calls) AS calls, sumMerge(errors) AS errors, "
+           "sumMerge(timeouts) AS timeouts, quantilesTDigestMerge(0.5, 0.95, 0.99)(latency) AS q")
+_RAW = ("rpc_calls", "ts", "count() AS calls, countIf(status = 'error') AS errors, "
+        "countIf(status = 'timeout') AS timeouts, quantilesTDigest(0.5, 0.95, 0.99)(latency_ms) AS q")
+_ORDER_SQL = {"calls": "calls DESC", "failures": "errors + timeouts DESC, calls DESC", "p99": "q[3] DESC"}
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which calls: equality filters per dimension (None = any) and whose measurement (side)."""
+
+    filters: tuple[tuple[str, str], ...] = ()
+    side: Side = "server"
+
+    @classmethod
+    def of(cls, side: Side = "server", **filters: str | None) -> Selector:
+        unknown = set(filters) - set(DIMENSIONS)
+        if unknown:
+            raise ValueError(f"unknown dimension(s) {sorted(unknown)}; choose from {list(DIMENSIONS)}")
+        return cls(tuple(sorted((k, v) for k, v in filters.items() if v is not None)), side)
+
+    def where(self, time_column: str) -> tuple[str, dict[str, Any]]:
+        clauses = [f"{time_column} >= toDateTime(%(from_s)s)", f"{time_column} < toDateTime(%(to_s)s)"]
+        params: dict[str, Any] = {}
+        for name, value in self.filters:
+            clauses.append(f"{DIMENSIONS[name]} = %(f_{name})s")
+            params[f"f_{name}"] = value
+        if self.side != "all":
+            clauses.append("side = %(side)s")
+            params["side"] = self.side
+        return " AND ".join(clauses), params
+
+
+def rpc_aggregates(store: Store, selector: Selector, by: tuple[str, ...], window: Window, bucketed: bool = True,
+                   order: Order | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """Rows {t (bucket start s, if bucketed), <each dimension in by>, calls, errors, timeouts, p50, p95, p99}."""
+    table, time_column, aggregates = _ROLLUP if window.uses_rollup else _RAW
+    where, params = selector.where(time_column)
+    keys = [f"{DIMENSIONS[d]} AS {d}" if DIMENSIONS[d] != d else d for d in by]
+    if bucketed:
+        keys.insert(0, f"intDiv(toUInt32({time_column}), %(step)s) * %(step)s AS t")
+    group = ", ".join(["t", *by] if bucketed else by)
+    order_sql = _ORDER_SQL[order] if order else ("t" if bucketed else "calls DESC")
+    sql = (f"SELECT {', '.join([*keys, aggregates])} FROM {table} WHERE {where} "
+           f"{'GROUP BY ' + group if group else ''} ORDER BY {order_sql}"
+           f"{' LIMIT %(limit)s' if limit else ''}")
+    params.update(from_s=window.from_s, to_s=window.to_s, step=window.step_s, limit=limit)
+    return [_plain(row) for row in store.query(sql, params)]
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """Quantiles of no calls are NaN (JSON has no NaN): None, and ints where ClickHouse gave UInt64."""
+    q = row.pop("q")
+    for name, value in zip(("p50", "p95", "p99"), q, strict=True):
+        row[name] = None if math.isnan(value) else round(float(value), 3)
+    for name in ("calls", "errors", "timeouts"):
+        row[name] = int(row[name])
+    if "t" in row:
+        row["t"] = int(row["t"])
+    return row
+
+
+def service_names(store: Store, window: Window) -> list[str]:
+    """Services (callees) with calls in the window, from the rollup."""
+    rows = store.execute("SELECT DISTINCT callee FROM rpc_calls_1m WHERE minute >= toDateTime(%(from_s)s) "
+                         "AND minute < toDateTime(%(to_s)s) AND callee != '' ORDER BY callee",
+                         {"from_s": window.from_s, "to_s": window.to_s})
+    return [row[0] for row in rows]
