@@ -253,6 +253,16 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
+def _cgroups(required: bool) -> CgroupPaths | None:
+    """The id -> path cache; without a cgroup2 mount every path is "" unless --cgroup needs one."""
+    try:
+        return CgroupPaths()
+    except (CgroupError, OSError):
+        if required:
+            raise
+        return None
+
+
 def run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
     """`svcpulse collect tcp`: trace until SIGINT/SIGTERM (or `stop` is set); 0 on a clean stop.
 
@@ -267,10 +277,17 @@ def run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
         return _fail(problem)
     try:
         offsets = btf.member_offsets("tcp_sock", ("bytes_acked", "bytes_received"))
-        cgroups = CgroupPaths() if args.cgroup or Path("/proc/self/mountinfo").exists() else None
+        cgroups = _cgroups(required=bool(args.cgroup))
         cgroup_ids = cgroups.subtree_ids(args.cgroup) if cgroups and args.cgroup else []
     except (btf.BTFError, CgroupError, OSError) as err:
         return _fail(str(err))
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(args.metrics_port)
+        except OSError as err:
+            return _fail(f"--metrics-port {args.metrics_port}: {err.strerror}")
     try:
         bpf = load(args, offsets, cgroup_ids)
     except Exception as err:  # bcc raises plain Exception for compile and attach failures
@@ -286,10 +303,6 @@ def run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
 def _trace(args: argparse.Namespace, bpf: Any, output: Output, cgroups: CgroupPaths | None,
            offsets: dict[str, int], stop: threading.Event) -> int:
     collector = Collector(bpf, output, args.host, cgroups.path if cgroups else lambda _id: "")
-    if args.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(args.metrics_port)
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
