@@ -12,7 +12,19 @@ from fastapi.responses import JSONResponse
 import pipeline.metrics  # noqa: F401  (registers the loader's metrics so /metrics always lists them)
 from api.auth import Directory, load_users
 from api.queries.registry import held_roles
-from api.routes import audit, connections, health, overrides, registry, releases, series, services, users, weights
+from api.routes import (
+    audit,
+    capacity,
+    connections,
+    health,
+    overrides,
+    registry,
+    releases,
+    series,
+    services,
+    users,
+    weights,
+)
 from api.weights.service import WeightService
 from pipeline.store import Store, StoreError, open_store
 from svcpulse.settings import Settings
@@ -49,7 +61,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
                 app.state.store.close()
 
     app = FastAPI(title="svcpulse", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
-    for module in (health, weights, registry, overrides, releases, users, audit, services, series, connections):
+    for module in (health, weights, registry, overrides, releases, users, audit,
+                   services, series, connections, capacity):
         app.include_router(module.router)
 
     @app.exception_handler(StoreError)

@@ -36,3 +36,10 @@ class Settings(BaseSettings):
     canary_p99_margin: float = Field(0.5, ge=0, description="...or its p99 exceeds the baseline's by this "
                                      "fraction (0.5 = 50% slower)")
     canary_min_requests: int = Field(50, ge=1, description="canary calls in the window needed before judging")
+    capacity_target_cpu: float = Field(0.7, gt=0, le=1, description="capacity = rps at this CPU utilisation")
+    capacity_slo_p99_ms: float = Field(300.0, gt=0, description="capacity = rps before p99 crosses this (ms)")
+    capacity_min_instances: int = Field(2, ge=1, description="never recommend fewer instances (redundancy)")
+    alarm_rules_file: str = Field("", description="alarm rules (JSON); read at start, read-only through the API")
+    alarm_interval_s: float = Field(60.0, gt=0, description="evaluate the alarm rules this often")
+    alarm_webhook_url: str = Field("", description="POST a JSON message here when an alarm fires or resolves")
+    alarm_webhook_timeout_s: float = Field(5.0, gt=0, le=60, description="webhook request timeout")
