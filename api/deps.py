@@ -1,4 +1,4 @@
-"""Reusable dependencies: the store, settings and weight service the app's lifespan opened."""
+"""Reusable dependencies: the store, settings, weight and alarm services the app's lifespan opened."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.alarms.service import AlarmService
 from api.weights.service import WeightService
 from pipeline.store import Store
 from svcpulse.settings import Settings
@@ -23,6 +24,11 @@ def get_weights(request: Request) -> WeightService:
     return request.app.state.weights
 
 
+def get_alarms(request: Request) -> AlarmService:
+    return request.app.state.alarms
+
+
 StoreDep = Annotated[Store, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 WeightsDep = Annotated[WeightService, Depends(get_weights)]
+AlarmsDep = Annotated[AlarmService, Depends(get_alarms)]

@@ -10,9 +10,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 import pipeline.metrics  # noqa: F401  (registers the loader's metrics so /metrics always lists them)
+from api.alarms.service import AlarmService
 from api.auth import Directory, load_users
 from api.queries.registry import held_roles
 from api.routes import (
+    alarms,
     audit,
     capacity,
     connections,
@@ -51,18 +53,22 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         app.state.store = store or open_store(settings.store_url)
         app.state.directory = _directory(settings, app.state.store)
         app.state.weights = WeightService(app.state.store, settings)
+        app.state.alarms = AlarmService(app.state.store, settings)
         loop_task = asyncio.create_task(app.state.weights.run(), name="weights")
+        alarm_task = asyncio.create_task(app.state.alarms.run(), name="alarms")
         try:
             yield
         finally:
             app.state.weights.stop()
-            await asyncio.wait_for(loop_task, timeout=60)  # let a cycle in its thread finish with the store
+            app.state.alarms.stop()
+            # let a cycle in its thread finish with the store
+            await asyncio.wait_for(asyncio.gather(loop_task, alarm_task), timeout=60)
             if store is None:
                 app.state.store.close()
 
     app = FastAPI(title="svcpulse", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     for module in (health, weights, registry, overrides, releases, users, audit,
-                   services, series, connections, capacity):
+                   services, series, connections, capacity, alarms):
         app.include_router(module.router)
 
     @app.exception_handler(StoreError)

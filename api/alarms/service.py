@@ -1,0 +1,141 @@
+"""The alarm loop: every `alarm_interval_s`, judge the last complete minute of every rule's series.
+
+Runs as one asyncio task in the API's lifespan; each pass runs in a worker thread (the store is
+synchronous). Rules come from the rules file (read-only) and from the API (stored in alarm_rules).
+Current states live in memory and are restored at start from the newest alarm_history row of each
+rule, so a restart neither re-fires nor forgets. `clock` is an attribute so tests can move time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from api.alarms import webhook
+from api.alarms.rules import DAY_S, RuleSpec, State, Verdict, evaluate, parse_rules_file
+from api.queries import alarms as aq
+from api.queries.timeseries import Selector, rpc_aggregates
+from api.series import COUNT_METRICS, build_series
+from api.timerange import Window
+from pipeline.store import Store, StoreError
+from svcpulse.settings import Settings
+
+log = logging.getLogger("svcpulse.alarms")
+
+
+class RuleConflict(ValueError):
+    """A change the API may not make (a rule from the file); the message says why."""
+
+
+class AlarmService:
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store, self.settings = store, settings
+        text = Path(settings.alarm_rules_file).read_text() if settings.alarm_rules_file else '{"rules": []}'
+        self.file_rules = {r.id: r for r in parse_rules_file(text)}
+        self.api_rules: dict[str, RuleSpec] = {}
+        self.states: dict[str, dict[str, Any]] = {}
+        self.evaluated_minute: int | None = None
+        self.last_error = ""
+        self.clock = time.time
+        self._lock = threading.Lock()  # states and rules change in the loop's thread and in handlers
+        self._stopping = asyncio.Event()
+
+    def restore(self) -> None:
+        """API rules and the states they were left in, from the store."""
+        self.api_rules = {r.id: r for r in aq.stored_rules(self.store) if r.id not in self.file_rules}
+        for rule_id, row in aq.last_states(self.store).items():
+            self.states[rule_id] = {"state": "firing" if row["state"] == "firing" else "ok", "since_ms": row["ts_ms"],
+                                    "minute_ms": row["minute_ms"], "value": row["value"],
+                                    "reference": row["reference"], "message": row["message"]}
+
+    def rules(self) -> dict[str, tuple[RuleSpec, str]]:
+        """id -> (rule, "file" or "api")."""
+        with self._lock:
+            found = {i: (r, "api") for i, r in self.api_rules.items()}
+        return {**found, **{i: (r, "file") for i, r in self.file_rules.items()}}
+
+    async def run(self) -> None:
+        try:
+            await asyncio.to_thread(self.restore)
+        except StoreError as err:
+            log.warning("alarm rules/states not restored: %s", err)
+        while not self._stopping.is_set():
+            try:
+                await asyncio.to_thread(self.evaluate_once)
+            except StoreError as err:  # an outage is not a crash: try again next pass
+                self.last_error = str(err)
+                log.warning("alarms not evaluated: %s", err)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.alarm_interval_s)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def evaluate_once(self) -> list[Verdict]:
+        """Judge the last complete minute of every rule; record and notify the transitions."""
+        minute = int(self.clock()) // 60 * 60 - 60
+        verdicts = []
+        for rule, _ in self.rules().values():
+            state: State = self.states.get(rule.id, {}).get("state", "ok")
+            verdict = evaluate(rule, self.series(rule, minute), minute, state)
+            self._apply(rule, verdict)
+            verdicts.append(verdict)
+        self.evaluated_minute, self.last_error = minute, ""
+        return verdicts
+
+    def series(self, rule: RuleSpec, minute: int) -> dict[int, float]:
+        """minute start (s) -> value of the rule's metric: the minutes a verdict on `minute` reads."""
+        back = rule.baseline_minutes if rule.against == "baseline" and rule.kind.startswith("wave") else 0
+        windows = [Window(minute - 60 * back, minute + 60, 60), Window(minute - DAY_S, minute - DAY_S + 60, 60)]
+        selector = Selector.of(rule.side, **rule.filters())
+        values: dict[int, float] = {}
+        for window in windows:
+            if rule.metric in COUNT_METRICS:  # no calls at all is a value (0), e.g. for a "min rps" rule
+                values.update(dict.fromkeys(window.buckets, 0.0))
+            found = build_series(rpc_aggregates(self.store, selector, (), window), (), rule.metric, window, 1)
+            values.update({t // 1000: v for s in found for t, v in s["points"]})
+        return values
+
+    def _apply(self, rule: RuleSpec, verdict: Verdict) -> None:
+        with self._lock:
+            previous = self.states.get(rule.id, {})
+            since = previous.get("since_ms")
+            if verdict.transition:
+                since = aq.record_transition(self.store, rule, verdict)
+            self.states[rule.id] = {"state": verdict.state, "since_ms": since, "minute_ms": verdict.minute * 1000,
+                                    "value": verdict.value, "reference": verdict.reference,
+                                    "message": verdict.message}
+        if verdict.transition and self.settings.alarm_webhook_url:
+            webhook.send(self.settings.alarm_webhook_url, webhook.payload(rule, verdict, since or 0),
+                         self.settings.alarm_webhook_timeout_s)
+
+    def put_rule(self, rule: RuleSpec, who: str) -> None:
+        if rule.id in self.file_rules:
+            raise RuleConflict(f"rule {rule.id!r} comes from the rules file; change it there (or use another id)")
+        aq.write_rule(self.store, rule.id, rule, who)
+        with self._lock:
+            self.api_rules[rule.id] = rule
+
+    def delete_rule(self, rule_id: str, who: str) -> RuleSpec:
+        """Remove an API rule; a firing one is resolved (recorded and notified) so receivers can close it."""
+        if rule_id in self.file_rules:
+            raise RuleConflict(f"rule {rule_id!r} comes from the rules file; remove it there")
+        with self._lock:
+            rule = self.api_rules.get(rule_id)
+        if rule is None:
+            raise KeyError(f"no alarm rule {rule_id!r}")
+        aq.write_rule(self.store, rule_id, None, who)
+        with self._lock:
+            self.api_rules.pop(rule_id, None)
+        current = self.states.get(rule_id, {})
+        if current.get("state") == "firing":
+            minute = int(self.clock()) // 60 * 60 - 60
+            self._apply(rule, Verdict(minute, current.get("value"), current.get("reference"), None, "ok",
+                                      "resolved", f"rule deleted by {who}"))
+        self.states.pop(rule_id, None)
+        return rule
