@@ -13,6 +13,7 @@ import time
 
 import uvicorn
 
+from api.auth import write_demo_users
 from api.main import create_app
 from pipeline.loader import Loader, LoaderConfig
 from pipeline.migrate import migrate
@@ -45,7 +46,9 @@ def run_embedded(args: argparse.Namespace, stop: threading.Event) -> int:
     store = open_store(store_url)
     migrate(store)
     port = args.port or free_port()
-    settings = Settings(kafka_bootstrap=broker.bootstrap, store_url=store_url, api_host=args.host, api_port=port)
+    token = write_demo_users(data_dir / "users.json")  # a fresh demo token each run; only its hash is kept
+    settings = Settings(kafka_bootstrap=broker.bootstrap, store_url=store_url, api_host=args.host, api_port=port,
+                        users_file=str(data_dir / "users.json"), feed_open=True)
     loader = Loader(LoaderConfig(bootstrap=broker.bootstrap, batch_age_s=1.0), store)
     loader_thread = _thread("loader", loader.run)
     demo = None if args.no_demo else DemoFleet(broker.bootstrap)
@@ -60,6 +63,7 @@ def run_embedded(args: argparse.Namespace, stop: threading.Event) -> int:
     base = f"http://{args.host}:{port}"
     _say(f"web console  {base}/")
     _say(f"API docs     {base}/docs      metrics {base}/metrics")
+    _say(f"weight feed  {base}/v1/weights (open); writes: -H 'Authorization: Bearer {token}' (demo admin)")
     _say("Ctrl-C stops everything" + (f"; stopping by itself after {args.duration:g} s" if args.duration else ""))
     stop.wait(args.duration or None)
     _say("stopping ...")
