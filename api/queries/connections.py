@@ -59,9 +59,9 @@ def connection_totals(store: Store, by: tuple[str, ...], filters: Mapping[str, A
 def lifetime_histogram(store: Store, filters: Mapping[str, Any], window: Window) -> list[dict[str, Any]]:
     """[{le_ms (None = above the last bound), count}] for every bucket, empty ones included."""
     where, params = _where("ts", filters, window)
-    params["bounds"] = list(LIFETIME_BOUNDS_MS)
-    # arrayCount of the bounds below a duration = the index of its bucket (0 = within the first bound).
-    rows = store.execute(f"SELECT arrayCount(b -> b < duration_ms, %(bounds)s) AS bucket, count() AS n "
+    # The bucket index of each row: the first bound it does not exceed (past the last: len(bounds)).
+    bucket = "multiIf(" + ", ".join(f"duration_ms <= {b}, {i}" for i, b in enumerate(LIFETIME_BOUNDS_MS))
+    rows = store.execute(f"SELECT {bucket}, {len(LIFETIME_BOUNDS_MS)}) AS bucket, count() AS n "
                          f"FROM tcp_connections WHERE {where} GROUP BY bucket", params)
     counts = {int(bucket): int(n) for bucket, n in rows}
     bounds: list[int | None] = [*LIFETIME_BOUNDS_MS, None]
