@@ -44,14 +44,27 @@ class AlarmService:
         self.clock = time.time
         self._lock = threading.Lock()  # states and rules change in the loop's thread and in handlers
         self._stopping = asyncio.Event()
+        # At once, so the first request already sees stored rules; if the store is down, each pass retries.
+        self._restored = self._restore()
 
-    def restore(self) -> None:
-        """API rules and the states they were left in, from the store."""
-        self.api_rules = {r.id: r for r in aq.stored_rules(self.store) if r.id not in self.file_rules}
-        for rule_id, row in aq.last_states(self.store).items():
-            self.states[rule_id] = {"state": "firing" if row["state"] == "firing" else "ok", "since_ms": row["ts_ms"],
-                                    "minute_ms": row["minute_ms"], "value": row["value"],
-                                    "reference": row["reference"], "message": row["message"]}
+    def _restore(self) -> bool:
+        """API rules and the states they were left in, from the store; False if the store is down."""
+        try:
+            rules = aq.stored_rules(self.store)
+            states = aq.last_states(self.store)
+        except StoreError as err:
+            log.warning("alarm rules/states not restored yet: %s", err)
+            return False
+        with self._lock:
+            self.api_rules = {r.id: r for r in rules if r.id not in self.file_rules}
+            self.states = {rule_id: self._state_of(row) for rule_id, row in states.items()}
+        return True
+
+    @staticmethod
+    def _state_of(row: dict[str, Any]) -> dict[str, Any]:
+        return {"state": "firing" if row["state"] == "firing" else "ok", "since_ms": row["ts_ms"],
+                "minute_ms": row["minute_ms"], "value": row["value"], "reference": row["reference"],
+                "message": row["message"]}
 
     def rules(self) -> dict[str, tuple[RuleSpec, str]]:
         """id -> (rule, "file" or "api")."""
@@ -60,12 +73,9 @@ class AlarmService:
         return {**found, **{i: (r, "file") for i, r in self.file_rules.items()}}
 
     async def run(self) -> None:
-        try:
-            await asyncio.to_thread(self.restore)
-        except StoreError as err:
-            log.warning("alarm rules/states not restored: %s", err)
         while not self._stopping.is_set():
             try:
+                self._restored = self._restored or await asyncio.to_thread(self._restore)
                 await asyncio.to_thread(self.evaluate_once)
             except StoreError as err:  # an outage is not a crash: try again next pass
                 self.last_error = str(err)
