@@ -11,6 +11,8 @@ from pathlib import Path
 from balancer import haproxy
 from collectors import load as load_sampler
 from collectors import tcplife
+from dashboards import build as dashboard_build
+from dashboards import push as dashboard_push
 from svcpulse import commands
 from svcpulse.settings import Settings
 
@@ -113,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
                        "svcpulse collect load --output jsonl --interval 5 --count 1",
                        lambda args, _: load_sampler.run(args))
     load_sampler.configure(load_parser)
+
+    boards = sub.add_parser("dashboards", help="Grafana dashboards as code: build the JSON, push it to Grafana")
+    actions = boards.add_subparsers(dest="dashboards", required=True, metavar="ACTION")
+    build = _add(actions, "build", "write the dashboard JSON and Grafana provisioning files (docs/dashboards.md)",
+                 "svcpulse dashboards build --out dashboards/", lambda args, _: dashboard_build.run(args))
+    dashboard_build.configure(build)
+    push = _add(actions, "push", "install the dashboards (and datasources) into a Grafana with grafana-client",
+                "svcpulse dashboards push --url http://127.0.0.1:3000 --token $GRAFANA_TOKEN",
+                lambda args, _: dashboard_push.run(args))
+    dashboard_push.configure(push)
     return parser
 
 

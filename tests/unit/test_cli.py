@@ -6,7 +6,7 @@ import pytest
 from svcpulse.cli import build_parser, main
 
 COMMANDS = ["up", "services", "migrate", "load", "api", "dlq", "retention", "schema", "balancer haproxy",
-            "collect tcp", "collect load"]
+            "collect tcp", "collect load", "dashboards build", "dashboards push"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
