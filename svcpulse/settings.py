@@ -15,7 +15,8 @@ class Settings(BaseSettings):
     store_url: str = Field("clickhouse://127.0.0.1:19000/svcpulse",
                            description="clickhouse://host:port/db or chdb:///path/db")
     kafka_client: Literal["kafka-python", "confluent"] = Field(
-        "kafka-python", description="the loader's Kafka client: kafka-python, or confluent (librdkafka, faster)")
+        "kafka-python", description="Kafka client of the loader and the collectors' sink: kafka-python or "
+        "confluent (librdkafka: faster, less CPU)")
     group_id: str = Field("svcpulse-loader", description="Kafka consumer group of the loaders")
     batch_rows: int = Field(100_000, ge=1, description="flush a batch at this many rows")
     batch_age_s: float = Field(1.0, gt=0, description="flush a batch at this age (seconds)")

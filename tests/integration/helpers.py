@@ -15,9 +15,10 @@ from pipeline.store import Store, StoreError
 from pipeline.topics import KEY_FIELD, TOPIC_BY_KIND
 
 
-def produce(bootstrap: str, items: Iterable[tuple[str, Any]]) -> int:
+def produce(bootstrap: str, items: Iterable[tuple[str, Any]], compression: str = "none") -> int:
     """Produce (kind, event-or-raw-bytes) with confluent-kafka: a client independent of the loader's."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "queue.buffering.max.messages": 500_000})
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "queue.buffering.max.messages": 500_000,
+                         "compression.type": compression})
     sent = 0
     for kind, item in items:
         if isinstance(item, bytes):

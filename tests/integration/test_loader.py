@@ -41,6 +41,15 @@ def test_n_events_arrive_as_n_rows_field_for_field(broker: Tansu, ch_store: Stor
         assert count(ch_store, TABLES[kind]) == len(batch)
 
 
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
+def test_compressed_messages_from_any_emitter_load(broker: Tansu, ch_store: Store, client: str) -> None:
+    codecs = ("gzip", "lz4", "zstd", "snappy")
+    for n, codec in enumerate(codecs):
+        produce(broker.bootstrap, [("rpc", rpc_event(i)) for i in range(n * 500, n * 500 + 500)], compression=codec)
+    with LoaderThread(broker.bootstrap, ch_store, kafka_client=client):
+        wait_for(lambda: count(ch_store, "rpc_calls") == 500 * len(codecs), 60, "every codec's rows")
+
+
 def test_malformed_events_go_to_the_dlq_and_the_rest_load(broker: Tansu, ch_store: Store) -> None:
     good, bad = 100_000, 1000
     hostile = [b"{not json", b'{"v": 1}', events.encode("rpc", rpc_event(0))[:-1], b"\xff\xfe\x00",

@@ -84,8 +84,9 @@ def first_arrivals(seqs: list[int]) -> tuple[list[int], int]:
     return out, len(seqs) - len(out)
 
 
-def test_send_keys_topics_and_order(broker: Tansu, tmp_path: Path) -> None:
-    sink = open_sink(broker.bootstrap, spool_dir=str(tmp_path / "spool"))
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
+def test_send_keys_topics_and_order(broker: Tansu, tmp_path: Path, client: str) -> None:
+    sink = open_sink(broker.bootstrap, spool_dir=str(tmp_path / "spool"), kafka_client=client)
     keys = {"rpc": ["svc-a", "svc-b"], "load": ["h1", "h2"], "tcp": ["h1", "h3"]}
     for seq in range(300):
         for kind, names in keys.items():
@@ -162,16 +163,18 @@ def test_broker_outage_60s_every_event_arrives_in_order(tmp_path: Path) -> None:
             assert repeats <= 4000, (e.kind, key, repeats)  # resent batches only, not the whole stream
 
 
-def test_spool_left_by_an_earlier_run_is_replayed_first(broker: Tansu, tmp_path: Path) -> None:
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
+def test_spool_left_by_an_earlier_run_is_replayed_first(broker: Tansu, tmp_path: Path, client: str) -> None:
     spool_dir = str(tmp_path / "spool")
-    offline = open_sink(f"127.0.0.1:{free_port()}", spool_dir=spool_dir, delivery_timeout_ms=1000)
+    offline = open_sink(f"127.0.0.1:{free_port()}", spool_dir=spool_dir, delivery_timeout_ms=1000,
+                        kafka_client=client)
     for seq in range(200):
         offline.send("rpc", event("rpc", "svc-a", seq))
     deadline = time.monotonic() + 15
     while offline.stats()["spooled"] < 200 and time.monotonic() < deadline:
         time.sleep(0.05)
     offline.close(timeout_s=0.2)  # the collector stops with everything on disk
-    sink = open_sink(broker.bootstrap, spool_dir=spool_dir)
+    sink = open_sink(broker.bootstrap, spool_dir=spool_dir, kafka_client=client)
     for seq in range(200, 300):  # a restarted collector: new events go behind the old ones
         sink.send("rpc", event("rpc", "svc-a", seq))
     assert sink.flush(30)
