@@ -19,18 +19,16 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
-import os
 import threading
-import time
-from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
 import orjson
 from prometheus_client import Counter
 
+from collectors.producers import SinkOptions, deliver, new_producer
 from collectors.spool import Position, Record, Spool
 from pipeline.events import Event, encode
-from pipeline.topics import KEY_FIELD, TOPIC_BY_KIND
+from pipeline.topics import KEY_FIELD
 
 log = logging.getLogger("svcpulse.sink")
 
@@ -46,22 +44,6 @@ class Sink(Protocol):
     def flush(self, timeout_s: float = 10.0) -> bool: ...
     def close(self, timeout_s: float = 10.0) -> None: ...
     def stats(self) -> dict[str, int]: ...
-
-
-@dataclass
-class SinkOptions:
-    linger_ms: int = 20
-    compression: str | None = "auto"  # "auto" = lz4 when its module is installed, else gzip
-    batch_records: int = 1000  # per shipper round trip
-    memory_queue: int = 20_000  # events held in memory before spilling to the spool (or dropping)
-    delivery_timeout_ms: int = 10_000  # a batch not acknowledged by then counts as failed
-    spool_max_bytes: int = 256 * 1024 * 1024
-    spool_segment_bytes: int = 16 * 1024 * 1024
-    retry_backoff_max_s: float = 5.0
-    client_id: str = "svcpulse-collector"
-    # "kafka-python" or "confluent" (librdkafka: ~4x less CPU per event); same variable as the loader's
-    kafka_client: str = field(default_factory=lambda: os.environ.get("SVCPULSE_KAFKA_CLIENT", "kafka-python"))
-    producer_config: dict[str, Any] = field(default_factory=dict)  # passed to the producer as is
 
 
 class _Counts:
@@ -256,14 +238,7 @@ class KafkaSink:
         """Produce the batch and wait for every acknowledgement; False on any failure."""
         try:
             producer = self._producer or self._new_producer()
-            timeout_s = self.options.delivery_timeout_ms / 1000 + 2
-            if self.options.kafka_client == "confluent":
-                _deliver_confluent(producer, batch, timeout_s)
-            else:
-                futures = [producer.send(TOPIC_BY_KIND[r.kind], value=r.value, key=r.key) for r in batch]
-                deadline = time.monotonic() + timeout_s
-                for future in futures:
-                    future.get(timeout=max(deadline - time.monotonic(), 0.01))
+            deliver(producer, self.options.kafka_client, batch, self.options.delivery_timeout_ms / 1000 + 2)
         except Exception as err:  # any client error means: not delivered, keep it, retry later
             if self._healthy:
                 log.warning("kafka at %s unavailable (%s); spooling", self.bootstrap_servers, err)
@@ -276,31 +251,7 @@ class KafkaSink:
         return True
 
     def _new_producer(self) -> Any:
-        if self.options.kafka_client == "confluent":
-            self._producer = _confluent_producer(self.bootstrap_servers, self.options)
-            return self._producer
-        from kafka import KafkaProducer
-        from kafka.codec import has_lz4
-
-        opts = self.options
-        compression = opts.compression
-        if compression == "auto":
-            compression = "lz4" if has_lz4() else "gzip"
-        config: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap_servers.split(","),
-            "client_id": opts.client_id,
-            "acks": "all",
-            "compression_type": compression,
-            "linger_ms": opts.linger_ms,
-            "batch_size": 64 * 1024,
-            "delivery_timeout_ms": opts.delivery_timeout_ms,
-            "request_timeout_ms": max(opts.delivery_timeout_ms // 2, 1000),
-            "max_block_ms": 5000,  # metadata wait inside send(): bounded, and only this thread waits
-            "bootstrap_timeout_ms": 3000,
-            "reconnect_backoff_max_ms": 2000,
-            **opts.producer_config,
-        }
-        self._producer = KafkaProducer(**config)
+        self._producer = new_producer(self.bootstrap_servers, self.options)
         return self._producer
 
     def _discard_producer(self) -> None:
@@ -310,37 +261,6 @@ class KafkaSink:
                 producer.close(timeout=0)
             except Exception:  # closing a broken client must not take the shipper down
                 log.debug("producer close failed", exc_info=True)
-
-
-def _confluent_producer(bootstrap_servers: str, opts: SinkOptions) -> Any:
-    from confluent_kafka import Producer
-
-    return Producer({
-        "bootstrap.servers": bootstrap_servers,
-        "client.id": opts.client_id,
-        "acks": "all",
-        "compression.type": "lz4" if opts.compression == "auto" else (opts.compression or "none"),
-        "linger.ms": opts.linger_ms,
-        "enable.idempotence": True,  # librdkafka's retries then keep per-partition order
-        "message.timeout.ms": opts.delivery_timeout_ms,
-        "reconnect.backoff.max.ms": 2000,
-        **opts.producer_config,
-    })
-
-
-def _deliver_confluent(producer: Any, batch: list[Record], timeout_s: float) -> None:
-    """Produce and wait for every acknowledgement; raise if any failed or is still pending."""
-    failures: list[Any] = []
-
-    def delivered(error: Any, _message: Any) -> None:
-        if error is not None:
-            failures.append(error)
-
-    for record in batch:
-        producer.produce(TOPIC_BY_KIND[record.kind], value=record.value, key=record.key, on_delivery=delivered)
-    pending = producer.flush(timeout_s)
-    if pending or failures:
-        raise RuntimeError(f"{pending} unacknowledged, {len(failures)} failed: {failures[:1]}")
 
 
 def open_sink(bootstrap_servers: str, spool_dir: str | None = None, **opts: Any) -> KafkaSink:
