@@ -107,7 +107,8 @@ class AlarmService:
         for window in windows:
             if rule.metric in COUNT_METRICS:  # no calls at all is a value (0), e.g. for a "min rps" rule
                 values.update(dict.fromkeys(window.buckets, 0.0))
-            found = build_series(rpc_aggregates(self.store, selector, (), window), (), rule.metric, window, 1)
+            rows = rpc_aggregates(self.store, selector, (), window, latency=rule.metric.startswith("latency"))
+            found = build_series(rows, (), rule.metric, window, 1)
             values.update({t // 1000: v for s in found for t, v in s["points"]})
         return values
 

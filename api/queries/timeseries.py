@@ -21,10 +21,12 @@ DIMENSIONS = {"service": "callee", "interface": "interface", "instance": "instan
 Side = Literal["server", "client", "all"]
 Order = Literal["calls", "failures", "p99"]
 
+# (table, time column, counts, quantiles): merging t-digests is most of a query's cost on a long range,
+# so the quantiles are only computed when asked for.
 _ROLLUP = ("rpc_calls_1m", "minute", "countMerge(calls) AS calls, sumMerge(errors) AS errors, "
-           "sumMerge(timeouts) AS timeouts, quantilesTDigestMerge(0.5, 0.95, 0.99)(latency) AS q")
+           "sumMerge(timeouts) AS timeouts", "quantilesTDigestMerge(0.5, 0.95, 0.99)(latency) AS q")
 _RAW = ("rpc_calls", "ts", "count() AS calls, countIf(status = 'error') AS errors, "
-        "countIf(status = 'timeout') AS timeouts, quantilesTDigest(0.5, 0.95, 0.99)(latency_ms) AS q")
+        "countIf(status = 'timeout') AS timeouts", "quantilesTDigest(0.5, 0.95, 0.99)(latency_ms) AS q")
 _ORDER_SQL = {"calls": "calls DESC", "failures": "errors + timeouts DESC, calls DESC", "p99": "q[3] DESC"}
 
 
@@ -55,9 +57,12 @@ class Selector:
 
 
 def rpc_aggregates(store: Store, selector: Selector, by: tuple[str, ...], window: Window, bucketed: bool = True,
-                   order: Order | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-    """Rows {t (bucket start s, if bucketed), <each dimension in by>, calls, errors, timeouts, p50, p95, p99}."""
-    table, time_column, aggregates = _ROLLUP if window.uses_rollup else _RAW
+                   order: Order | None = None, limit: int | None = None,
+                   latency: bool = True) -> list[dict[str, Any]]:
+    """Rows {t (bucket start s, if bucketed), <each dimension in by>, calls, errors, timeouts, p50, p95, p99};
+    latency=False leaves the quantiles out (None)."""
+    table, time_column, counts, quantiles = _ROLLUP if window.uses_rollup else _RAW
+    aggregates = f"{counts}, {quantiles}" if latency or order == "p99" else counts
     where, params = selector.where(time_column)
     keys = [f"{DIMENSIONS[d]} AS {d}" if DIMENSIONS[d] != d else d for d in by]
     if bucketed:
@@ -73,7 +78,7 @@ def rpc_aggregates(store: Store, selector: Selector, by: tuple[str, ...], window
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
     """Quantiles of no calls are NaN (JSON has no NaN): None, and ints where ClickHouse gave UInt64."""
-    q = row.pop("q")
+    q = row.pop("q", [math.nan] * 3)
     for name, value in zip(("p50", "p95", "p99"), q, strict=True):
         row[name] = None if math.isnan(value) else round(float(value), 3)
     for name in ("calls", "errors", "timeouts"):

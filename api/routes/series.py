@@ -79,7 +79,8 @@ def series(_: Reader, store: StoreDep, metric: Annotated[Metric, Query(descripti
     window = window_of(from_ms, to_ms, step)
     selector = Selector.of(side, service=service, interface=interface, instance=instance, caller=caller,
                            version=version)
-    found = build_series(rpc_aggregates(store, selector, dims, window), dims, metric, window, limit)
+    rows = rpc_aggregates(store, selector, dims, window, latency=metric.startswith("latency"))
+    found = build_series(rows, dims, metric, window, limit)
     if format == "rows":
         return to_rows(found, metric)
     return SeriesAnswer(metric=metric, from_ms=window.from_s * 1000, to_ms=window.to_s * 1000, step_s=window.step_s,
