@@ -13,13 +13,15 @@ _PARTITIONS_SQL = (
 
 
 def retention_days(raw_days: int, rollup_days: int, load_days: int) -> dict[str, int]:
-    """Days kept per table; every table partitioned by day appears here."""
+    """Days kept per table; every table partitioned by day appears here (audit_log and alarm_history
+    are partitioned by month and kept: an audit trail is not dropped behind the operators' backs)."""
     return {
         "tcp_connections": raw_days,
         "rpc_calls": raw_days,
         "instance_load": load_days,
         "rpc_calls_1m": rollup_days,
         "tcp_connections_1m": rollup_days,
+        "weight_history": rollup_days,
     }
 
 

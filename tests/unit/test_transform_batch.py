@@ -74,6 +74,17 @@ def test_batch_keeps_highest_offset_per_partition_and_transposes() -> None:
     assert batch.columns("rpc") == [[1, 2], ["a", "b"]]
 
 
+def test_every_day_partitioned_table_has_a_retention() -> None:
+    import re
+
+    from pipeline.migrate import load_migrations
+    from pipeline.retention import retention_days
+
+    day_tables = {match for m in load_migrations() for match in re.findall(
+        r"CREATE TABLE IF NOT EXISTS \$db\.(\w+) \((?:(?!CREATE ).)*?PARTITION BY toYYYYMMDD", m.sql, re.S)}
+    assert day_tables == set(retention_days(7, 90, 30))
+
+
 def test_retention_picks_only_expired_day_partitions() -> None:
     parts = [("rpc_calls", "20261118"), ("rpc_calls", "20261119"), ("rpc_calls", "20261126"),
              ("rpc_calls_1m", "20261001"), ("schema_migrations", "tuple()"), ("other", "20200101")]
