@@ -18,6 +18,7 @@ from api.routes import (
     audit,
     capacity,
     connections,
+    console,
     health,
     overrides,
     registry,
@@ -68,7 +69,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     app = FastAPI(title="svcpulse", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     for module in (health, weights, registry, overrides, releases, users, audit,
-                   services, series, connections, capacity, alarms):
+                   services, series, connections, capacity, alarms, console):
         app.include_router(module.router)
 
     @app.exception_handler(StoreError)

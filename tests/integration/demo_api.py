@@ -58,14 +58,17 @@ def backfill(now_ms: int, minutes: int, seed: int = 11) -> list[tuple[str, event
 
 
 @contextmanager
-def demo_api(tmp_path: Path, broker: Tansu, store: Store, minutes: int = 20) -> Iterator[DemoApi]:
-    """Load the backfill, keep the live demo fleet running, serve the API; stop it all afterwards."""
+def demo_api(tmp_path: Path, broker: Tansu, store: Store, minutes: int = 20,
+             feed_open: bool = False) -> Iterator[DemoApi]:
+    """Load the backfill, keep the live demo fleet running, serve the API; stop it all afterwards.
+    feed_open: reads need no token (as in `svcpulse up`); writes still need an operator."""
     rows_before = count(store, "rpc_calls")
     history = backfill(int(time.time() * 1000), minutes)
     expected = rows_before + sum(kind == "rpc" for kind, _ in history)
     fleet = DemoFleet(broker.bootstrap, calls_per_s=30)
     fleet_thread = threading.Thread(target=fleet.run, name="demo-fleet", daemon=True)
-    settings = Settings(users_file=str(write_users(tmp_path / "users.json")), weights_interval_s=1.0)
+    settings = Settings(users_file=str(write_users(tmp_path / "users.json")), weights_interval_s=1.0,
+                        feed_open=feed_open)
     with LoaderThread(broker.bootstrap, store, group_id=f"demo-{tmp_path.name}"):
         produce(broker.bootstrap, history)
         fleet_thread.start()

@@ -1,0 +1,115 @@
+"""The web console in headless Chromium against the real API (uvicorn) over demo data that went through
+the real broker and loader into ClickHouse 18.16: pages load without console errors, charts draw the
+data, and an operator drains an instance from the UI and the weight feed shows it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from pipeline.store import Store
+from svcpulse.services import Tansu
+from tests.integration.demo_api import SICK, DemoApi, demo_api
+
+pytestmark = [pytest.mark.browser, pytest.mark.services]
+
+SERVICE = "shop.checkout"
+
+
+@pytest.fixture
+def demo(tmp_path: Path, broker: Tansu, ch_store: Store) -> Iterator[DemoApi]:
+    with demo_api(tmp_path, broker, ch_store, feed_open=True) as api:
+        yield api
+
+
+def severe_logs(driver: Any) -> list[str]:
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def wait_for(driver: Any, css: str, minimum: int = 1, timeout: float = 20) -> list[Any]:
+    WebDriverWait(driver, timeout).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, css)) >= minimum,
+                                         f"{minimum} x {css}")
+    return driver.find_elements(By.CSS_SELECTOR, css)
+
+
+def no_rendering_slips(driver: Any) -> None:
+    """Values the console failed to format would show up as text like these."""
+    text = driver.find_element(By.TAG_NAME, "main").text
+    assert not [slip for slip in ("[object", "undefined", "NaN", "null") if slip in text], text
+
+
+def drawn_series(driver: Any, chart_title: str) -> list[int]:
+    """Points per line of one chart (its <path class=series data-points=N>), checking each path has a shape."""
+    figure = driver.find_element(By.CSS_SELECTOR, f"svg[aria-label='{chart_title}']")
+    paths = figure.find_elements(By.CSS_SELECTOR, "path.series")
+    assert all(p.get_attribute("d").count("L") >= 1 for p in paths), chart_title
+    return [int(p.get_attribute("data-points")) for p in paths]
+
+
+def test_pages_load_without_errors_and_charts_draw_the_data(chrome: Any, demo: DemoApi, artifacts: Path) -> None:
+    chrome.get(f"{demo.base}/")
+    rows = wait_for(chrome, "tr[data-service]", 2)
+    assert {r.get_attribute("data-service") for r in rows} >= {"shop.checkout", "shop.catalog"}
+    assert "healthy" in chrome.page_source or "warning" in chrome.page_source
+    no_rendering_slips(chrome)
+    chrome.save_screenshot(str(artifacts / "console-services.png"))
+    assert severe_logs(chrome) == []
+
+    chrome.get(f"{demo.base}/#/service/{SERVICE}")
+    wait_for(chrome, "tr[data-instance]", 3)
+    wait_for(chrome, "path.series", 9)  # three charts, one line per instance
+    for title in ("Requests / s by instance", "Success rate by instance", "Latency p99 by instance"):
+        points = drawn_series(chrome, title)
+        assert len(points) == 3 and min(points) >= 10, (title, points)  # 20 minutes of backfill, 1-minute steps
+    assert chrome.find_element(By.CSS_SELECTOR, "p.recommend").text.split(" ")[0] in ("keep", "scale")
+    no_rendering_slips(chrome)
+    chrome.save_screenshot(str(artifacts / "console-service.png"))
+    assert severe_logs(chrome) == []
+
+    chrome.get(f"{demo.base}/#/connections")
+    wait_for(chrome, "path.series", 1)
+    bars = wait_for(chrome, "rect.column", 5)
+    assert sum(float(b.get_attribute("data-value")) for b in bars) > 0
+    no_rendering_slips(chrome)
+    chrome.save_screenshot(str(artifacts / "console-connections.png"))
+
+    chrome.get(f"{demo.base}/#/alarms")
+    wait_for(chrome, "h1")
+    chrome.save_screenshot(str(artifacts / "console-alarms.png"))
+    assert severe_logs(chrome) == []
+
+
+def _use_token(driver: Any, token: str) -> None:
+    field = driver.find_element(By.ID, "token")
+    field.clear()
+    field.send_keys(token)
+    driver.find_element(By.CSS_SELECTOR, "#token-form button[type=submit]").click()
+
+
+def test_operator_drains_an_instance_and_the_feed_shows_it(chrome: Any, demo: DemoApi, artifacts: Path) -> None:
+    chrome.get(f"{demo.base}/#/service/{SERVICE}")
+    wait_for(chrome, f"tr[data-instance='{SICK}']")
+    _use_token(chrome, "token-of-vic")  # a viewer: the API refuses, the console says why
+    chrome.find_element(By.CSS_SELECTOR, "input[name=why]").send_keys("disk swap on node 13")
+    wait_for(chrome, f"tr[data-instance='{SICK}'] button[data-action=drain]")[0].click()
+    refusal = wait_for(chrome, "#toast div.bad")[0].text
+    assert "403" in refusal and "operator" in refusal
+
+    _use_token(chrome, demo.operator_token)
+    assert chrome.execute_script("return sessionStorage.getItem('svcpulse.token')") == demo.operator_token
+    wait_for(chrome, f"tr[data-instance='{SICK}'] button[data-action=drain]")[0].click()
+    wait_for(chrome, f"tr[data-instance='{SICK}'][data-state=drained]", timeout=30)
+    chrome.save_screenshot(str(artifacts / "console-drained.png"))
+
+    feed = httpx.get(f"{demo.base}/v1/weights/{SERVICE}", timeout=10).json()
+    drained = {i["instance"]: i for i in feed["instances"]}[SICK]
+    assert drained["state"] == "drained" and drained["weight"] == 0
+    audit = httpx.get(f"{demo.base}/v1/audit?service={SERVICE}", timeout=10).json()
+    assert audit[0]["action"] == "override.drain" and audit[0]["user"] == "olga"
+    assert audit[0]["why"] == "disk swap on node 13"
