@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import cluster as cluster_ddl
 from pipeline.store import Store
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -48,19 +49,28 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
-def applied_versions(store: Store) -> set[int]:
-    store.execute(
-        f"CREATE TABLE IF NOT EXISTS {store.database}.schema_migrations "
-        "(version UInt32, name String, checksum String, applied_at DateTime) "
-        "ENGINE = MergeTree ORDER BY version"
-    )
+def _run(store: Store, statement: str, cluster: str) -> None:
+    for each in cluster_ddl.for_cluster(statement, cluster) if cluster else [statement]:
+        store.execute(each)
+
+
+def applied_versions(store: Store, cluster: str = "") -> set[int]:
+    _run(store, f"CREATE TABLE IF NOT EXISTS {store.database}.schema_migrations "
+         "(version UInt32, name String, checksum String, applied_at DateTime) "
+         "ENGINE = MergeTree ORDER BY version", cluster)
     return {row[0] for row in store.execute("SELECT version FROM schema_migrations")}
 
 
-def migrate(store: Store, log: bool = True) -> list[Migration]:
-    """Apply the pending migrations in order; returns what was applied (empty when up to date)."""
+def migrate(store: Store, log: bool = True, cluster: str = "") -> list[Migration]:
+    """Apply the pending migrations in order; returns what was applied (empty when up to date).
+
+    With `cluster` (a ClickHouse server's remote_servers name) every statement is rewritten by
+    pipeline/cluster.py: ON CLUSTER, Replicated engines, Distributed tables over sharded ones.
+    """
     store.create_database()
-    done = applied_versions(store)
+    if cluster:
+        store.execute(cluster_ddl.create_database(store.database, cluster))
+    done = applied_versions(store, cluster)
     applied = []
     for migration in load_migrations():
         if migration.version in done:
@@ -68,7 +78,7 @@ def migrate(store: Store, log: bool = True) -> list[Migration]:
         if log:
             print(f"[migrate] {migration.version:04d}_{migration.name} on {store.dialect}:{store.database}")
         for statement in migration.statements(store.database):
-            store.execute(statement)
+            _run(store, statement, cluster)
         store.insert("schema_migrations", ["version", "name", "checksum", "applied_at"],
                      [[migration.version], [migration.name], [migration.checksum], [int(time.time())]])
         applied.append(migration)

@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = _add(sub, "migrate", "apply pending schema migrations (a no-op when up to date)",
                    "svcpulse migrate --store clickhouse://127.0.0.1:19000/svcpulse", commands.migrate)
     _store_flags(migrate)
+    migrate.add_argument("--cluster", help="ClickHouse cluster name: Replicated + Distributed tables ON CLUSTER "
+                         "(default $SVCPULSE_CLICKHOUSE_CLUSTER; see docs/scaling.md)")
 
     load = _add(sub, "load", "load events from Kafka into ClickHouse until SIGTERM",
                 "svcpulse load --bootstrap 127.0.0.1:19092 --store clickhouse://127.0.0.1:19000/svcpulse",

@@ -57,9 +57,13 @@ def services(args: argparse.Namespace, settings: Settings) -> int:
 
 def migrate(args: argparse.Namespace, settings: Settings) -> int:
     store = _store(args, settings)
+    cluster = getattr(args, "cluster", None) or settings.clickhouse_cluster
+    if cluster and store.dialect != "clickhouse":
+        store.close()
+        raise UserError(f"--cluster {cluster}: cluster DDL needs a ClickHouse server store, not {store.dialect}")
     try:
-        apply_migrations(store)
-    except StoreError as err:
+        apply_migrations(store, cluster=cluster)
+    except (StoreError, ValueError) as err:
         raise UserError(str(err)) from None
     finally:
         store.close()

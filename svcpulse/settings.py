@@ -14,6 +14,8 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers, host:port[,...]")
     store_url: str = Field("clickhouse://127.0.0.1:19000/svcpulse",
                            description="clickhouse://host:port/db or chdb:///path/db")
+    clickhouse_cluster: str = Field("", description="ClickHouse cluster (remote_servers name): migrate creates "
+                                    "Replicated tables ON CLUSTER and Distributed tables over the sharded ones")
     kafka_client: Literal["kafka-python", "confluent"] = Field(
         "kafka-python", description="Kafka client of the loader and the collectors' sink: kafka-python or "
         "confluent (librdkafka: faster, less CPU)")
