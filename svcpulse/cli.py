@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING if not args.verbose else logging.DEBUG)
+    for chatty in ("kafka", "httpx", "httpcore"):  # one line per request or poll drowns what matters
+        logging.getLogger(chatty).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         return args.run(args, Settings())
     except KeyboardInterrupt:

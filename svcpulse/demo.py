@@ -1,103 +1,133 @@
-"""A small simulated fleet emitting contract-valid events, so a fresh `svcpulse up` has data to show.
+"""The demo of `svcpulse up`: real instrumented HTTP services, called through svcpulse's own balancer.
 
-shop.frontend calls shop.checkout (3 instances, one of them degraded: more errors, +120 ms) and
-shop.catalog (2 instances, one a canary version); each call is seen from both sides, every few
-calls opens and closes a TCP connection, and every instance reports its load every 5 s.
+shop.frontend calls shop.checkout (3 instances, one of them sick: 8% errors, +120 ms) and
+shop.catalog (2 instances, one a canary version). Every instance is a real uvicorn server wrapped in
+the ASGI interceptor (server-side rpc events); every call goes out through the httpx interceptor
+(client-side rpc events) to the instance the Balancer picks from the live weight feed, so the console
+shows the feedback loop at work: the sick instance's share drops within seconds.
+When root, the eBPF tcplife collector records the real connections. Per-instance CPU cannot be
+measured for threads of one process, so each instance's load event is derived from the calls it
+served (CPU = calls x service time), which is what capacity estimates read.
 """
 
 from __future__ import annotations
 
-import random
+import argparse
+import logging
+import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from collections import Counter
 
-from pipeline import events
-from pipeline.kafka import make_producer
-from pipeline.topics import KEY_FIELD, TOPIC_BY_KIND
+import httpx
 
+from balancer.client import Balancer, WeightFeedClient
+from collectors.rpc.common import RpcConfig
+from collectors.rpc.emitter import Emitter
+from collectors.rpc.httpx import SvcpulseTransport
+from collectors.sink import open_sink
+from svcpulse.fleet import Fleet
 
-@dataclass(frozen=True)
-class DemoInstance:
-    service: str
-    address: str
-    version: str
-    error_rate: float
-    latency_ms: float
-
-
-FLEET = (
-    DemoInstance("shop.checkout", "127.0.0.11:8080", "v1.4.2", 0.002, 18.0),
-    DemoInstance("shop.checkout", "127.0.0.12:8080", "v1.4.2", 0.003, 20.0),
-    DemoInstance("shop.checkout", "127.0.0.13:8080", "v1.4.2", 0.08, 140.0),  # the sick one
-    DemoInstance("shop.catalog", "127.0.0.21:8080", "v2.0.0", 0.001, 6.0),
-    DemoInstance("shop.catalog", "127.0.0.22:8080", "v2.1.0-rc1", 0.004, 7.5),  # a canary
-)
-INTERFACES = {"shop.checkout": ("POST /orders", "GET /orders/{order_id}"),
-              "shop.catalog": ("GET /items/{item_id}", "GET /items")}
-
-
-def rpc_events(instance: DemoInstance, rng: random.Random, now_ms: int, host: str) -> list[events.Event]:
-    """One call seen by the client (frontend) and by the server (the instance)."""
-    latency = max(0.3, rng.lognormvariate(0, 0.35) * instance.latency_ms)
-    failed = rng.random() < instance.error_rate
-    common = {"v": 1, "ts_ms": now_ms, "caller": "shop.frontend", "callee": instance.service,
-              "interface": rng.choice(INTERFACES[instance.service]), "instance": instance.address,
-              "status": "error" if failed else "ok", "code": "503" if failed else "200",
-              "version": instance.version, "host": host, "cgroup": ""}
-    return [{**common, "side": "server", "latency_ms": round(latency, 3)},
-            {**common, "side": "client", "latency_ms": round(latency + rng.uniform(0.2, 1.5), 3)}]
-
-
-def tcp_event(instance: DemoInstance, rng: random.Random, now_ms: int, host: str) -> events.Event:
-    address, port = instance.address.rsplit(":", 1)
-    return {"v": 1, "ts_ms": now_ms, "host": host, "pid": 4242, "comm": "frontend",
-            "cgroup": "/system.slice/shop-frontend.service", "family": 4, "laddr": "127.0.0.1",
-            "lport": rng.randint(32768, 60999), "raddr": address, "rport": int(port), "role": "client",
-            "tx_bytes": rng.randint(200, 40_000), "rx_bytes": rng.randint(500, 400_000),
-            "duration_ms": round(rng.expovariate(1 / 800), 3)}
-
-
-def load_event(instance: DemoInstance, rng: random.Random, now_ms: int, host: str,
-               calls_per_s: float) -> events.Event:
-    cpu = 0.05 + calls_per_s * instance.latency_ms / 1000 * 0.35 * rng.uniform(0.9, 1.1)
-    return {"v": 1, "ts_ms": now_ms, "host": host, "cgroup": f"/demo/{instance.address}",
-            "instance": instance.address, "cpu_cores": round(cpu, 4), "cpu_limit_cores": 2.0,
-            "mem_bytes": int(rng.uniform(180, 220) * 2**20), "mem_limit_bytes": 512 * 2**20}
+log = logging.getLogger("svcpulse.demo")
+CALLER = "shop.frontend"
+# service -> (version, error rate, extra ms) per instance
+FLEET_SPEC = {
+    "shop.checkout": (("v1.4.2", 0.002, 0.0), ("v1.4.2", 0.003, 0.0), ("v1.4.2", 0.08, 120.0)),
+    "shop.catalog": (("v2.0.0", 0.001, 0.0), ("v2.1.0-rc1", 0.004, 0.0)),
+}
+LOAD_EVERY_S = 5.0
 
 
 class DemoFleet:
-    """Emits ~calls_per_s calls per second across the fleet until stop() (run it in a thread)."""
+    """Starts the fleets, drives ~calls_per_s per service through the feed, and stops it all."""
 
-    def __init__(self, bootstrap: str, calls_per_s: float = 60.0, seed: int = 7) -> None:
-        self.bootstrap = bootstrap
-        self.calls_per_s = calls_per_s
-        self.rng = random.Random(seed)
-        self.host = socket.gethostname()
+    def __init__(self, bootstrap: str, api_base: str, calls_per_s: float = 25.0, ebpf: bool = True) -> None:
+        self.bootstrap, self.api_base, self.calls_per_s, self.ebpf = bootstrap, api_base, calls_per_s, ebpf
+        self.fleets = {service: self._fleet(service, spec) for service, spec in FLEET_SPEC.items()}
+        self._sink = open_sink(bootstrap, linger_ms=50)
+        self._emitter = Emitter(self._sink)
         self._stop = threading.Event()
+        self._served: Counter[str] = Counter()  # calls per instance since the last load event
+        self._threads: list[threading.Thread] = []
+        self.tcp_collector = "off"
+
+    def _fleet(self, service: str, spec: tuple[tuple[str, float, float], ...]) -> Fleet:
+        fleet = Fleet(service, self.bootstrap, size=len(spec), versions=tuple(v for v, _, _ in spec))
+        for instance, (_, error_rate, extra_ms) in zip(fleet.instances, spec, strict=True):
+            instance.error_rate, instance.extra_ms = error_rate, extra_ms
+        return fleet
+
+    def start(self) -> None:
+        self._emitter.start()
+        for fleet in self.fleets.values():
+            fleet.__enter__()
+        for service in self.fleets:
+            self._spawn(f"demo-{service}", self._drive, service)
+        self._spawn("demo-load", self._report_load)
+        if self.ebpf:
+            self._start_tcplife()
+
+    def _spawn(self, name: str, target: object, *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)  # type: ignore[arg-type]
+        thread.start()
+        self._threads.append(thread)
+
+    def _drive(self, service: str) -> None:
+        """Call `service` at a steady rate through the balancer that follows its weight feed."""
+        fleet = self.fleets[service]
+        transport = SvcpulseTransport(RpcConfig(service=CALLER, version="v9.1.0"), callee=service,
+                                      routes=["/work"], emitter=self._emitter)
+        with WeightFeedClient(self.api_base, service, wait_s=10, fallback=fleet.addresses) as feed, \
+                httpx.Client(transport=transport, timeout=2.0) as client:
+            balancer = Balancer(feed, picker="swrr")
+            period, next_call = 1.0 / self.calls_per_s, time.monotonic()
+            while not self._stop.wait(max(0.0, next_call - time.monotonic())):
+                next_call += period
+                instance = balancer.pick()
+                started = time.perf_counter()
+                try:
+                    ok = client.get(f"http://{instance}/work").status_code < 500
+                except httpx.HTTPError:
+                    ok = False
+                balancer.report(instance, ok, (time.perf_counter() - started) * 1000)
+                self._served[instance] += 1
+
+    def _report_load(self) -> None:
+        host = socket.gethostname()
+        while not self._stop.wait(LOAD_EVERY_S):
+            served, self._served = self._served, Counter()
+            for fleet in self.fleets.values():
+                for instance in fleet.instances:
+                    rps = served[instance.address] / LOAD_EVERY_S
+                    busy_s = (instance.base_ms + instance.extra_ms) / 1000
+                    self._sink.send("load", {
+                        "v": 1, "ts_ms": int(time.time() * 1000), "host": host, "cgroup": "",
+                        "instance": instance.address, "cpu_cores": round(0.02 + rps * busy_s * 0.6, 4),
+                        "cpu_limit_cores": 1.0, "mem_bytes": 96 * 2**20, "mem_limit_bytes": 512 * 2**20})
+
+    def _start_tcplife(self) -> None:
+        if os.geteuid() != 0:
+            self.tcp_collector = "off (eBPF needs root)"
+            return
+        from collectors import tcplife
+
+        parser = argparse.ArgumentParser()
+        tcplife.configure(parser)
+        args = parser.parse_args(["--output", "kafka", "--bootstrap", self.bootstrap])
+        self.tcp_collector = "on (eBPF tcplife)"
+        self._spawn("demo-tcplife", self._run_tcplife, tcplife, args)
+
+    def _run_tcplife(self, tcplife: object, args: argparse.Namespace) -> None:
+        code = tcplife.run(args, stop=self._stop)  # type: ignore[attr-defined]
+        if code:
+            log.warning("the eBPF collector stopped with exit code %s; connections are not recorded", code)
 
     def stop(self) -> None:
         self._stop.set()
-
-    def run(self) -> None:
-        producer = make_producer(self.bootstrap, linger_ms=50)
-        next_load = 0.0
-        try:
-            while not self._stop.wait(0.1):
-                now_ms = int(time.time() * 1000)
-                emitted: list[tuple[str, events.Event]] = []
-                for _ in range(max(1, int(self.calls_per_s / 10))):
-                    instance = self.rng.choice(FLEET)
-                    emitted += [("rpc", e) for e in rpc_events(instance, self.rng, now_ms, self.host)]
-                    if self.rng.random() < 0.2:
-                        emitted.append(("tcp", tcp_event(instance, self.rng, now_ms, self.host)))
-                if time.monotonic() >= next_load:
-                    per_instance = self.calls_per_s / len(FLEET)
-                    emitted += [("load", load_event(i, self.rng, now_ms, self.host, per_instance)) for i in FLEET]
-                    next_load = time.monotonic() + 5
-                for kind, event in emitted:
-                    producer.send(TOPIC_BY_KIND[kind], key=str(event[KEY_FIELD[kind]]).encode(),
-                                  value=events.encode(kind, event))
-        finally:
-            producer.close(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=15)
+        for fleet in self.fleets.values():
+            fleet.__exit__(None, None, None)
+        self._emitter.close()
+        self._sink.close()

@@ -51,16 +51,17 @@ def run_embedded(args: argparse.Namespace, stop: threading.Event) -> int:
                         users_file=str(data_dir / "users.json"), feed_open=True)
     loader = Loader(LoaderConfig(bootstrap=broker.bootstrap, batch_age_s=1.0), store)
     loader_thread = _thread("loader", loader.run)
-    demo = None if args.no_demo else DemoFleet(broker.bootstrap)
-    if demo:
-        _thread("demo", demo.run)
-        _say("demo fleet running: shop.frontend -> shop.checkout (3 instances), shop.catalog (2)")
     server = uvicorn.Server(uvicorn.Config(create_app(settings, store=store), host=args.host, port=port,
                                            log_level="warning"))
     api_thread = _thread("api", server.run)
     while not server.started and api_thread.is_alive():
         time.sleep(0.05)
     base = f"http://{args.host}:{port}"
+    demo = None if args.no_demo else DemoFleet(broker.bootstrap, base, ebpf=not args.no_ebpf)
+    if demo:
+        demo.start()
+        _say("demo fleet: shop.frontend -> shop.checkout (3 instances, one sick), shop.catalog (2, one canary), "
+             f"routed by the weight feed; TCP collector {demo.tcp_collector}")
     _say(f"web console  {base}/")
     _say(f"API docs     {base}/docs      metrics {base}/metrics")
     _say(f"weight feed  {base}/v1/weights (open); writes: -H 'Authorization: Bearer {token}' (demo admin)")

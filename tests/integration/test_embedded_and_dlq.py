@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.services
 
 def test_up_runs_everything_in_one_process_and_stops_cleanly(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "svcpulse", "up", "--data-dir", str(tmp_path), "--port", "0",
-                             "--duration", "25"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             "--duration", "45"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     output = []
     base = None
@@ -38,6 +39,17 @@ def test_up_runs_everything_in_one_process_and_stops_cleanly(tmp_path: Path) -> 
     wait_for(lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200, 30, "ready")
     wait_for(lambda: "svcpulse_loader_rows_total{table=\"rpc_calls\"}" in httpx.get(f"{base}/metrics").text,
              30, "rows loaded")
+
+    def sick_instance_cut() -> bool:
+        # The demo's real fleet is routed by the live feed: the sick checkout instance (8% errors,
+        # +120 ms) must be weighted well below its healthy peers.
+        feed = httpx.get(f"{base}/v1/weights/shop.checkout", timeout=2).json()
+        weights = sorted(instance["weight"] for instance in feed.get("instances", []))  # 404 until seen
+        return len(weights) == 3 and weights[0] * 5 <= weights[1]
+
+    wait_for(sick_instance_cut, 40, "the feed to cut the sick instance")
+    if os.geteuid() == 0:
+        wait_for(lambda: httpx.get(f"{base}/v1/connections", timeout=5).json().get("groups"), 30, "eBPF connections")
     rest, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0, "".join(output) + rest
     loaded = int(re.search(r"stopped; (\d+) rows loaded", rest).group(1))  # type: ignore[union-attr]
