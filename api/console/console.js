@@ -356,6 +356,7 @@ async function render() {
   try {
     await show(main, decodeURIComponent(arg || ""));
     document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+    main.dataset.renders = String(Number(main.dataset.renders || 0) + 1); // lets tests wait for a fresh page
   } catch (err) {
     main.replaceChildren(failure(err));
   }

@@ -10,12 +10,18 @@ from typing import Any
 
 import httpx
 import pytest
+from selenium.common.exceptions import (
+    ElementNotInteractableException,
+    NoSuchElementException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from pipeline.store import Store
 from svcpulse.services import Tansu
-from tests.integration.demo_api import SICK, DemoApi, demo_api
+from tests.integration.demo_api import DemoApi, demo_api
+from tests.integration.demo_events import SICK
 
 pytestmark = [pytest.mark.browser, pytest.mark.services]
 
@@ -85,11 +91,29 @@ def test_pages_load_without_errors_and_charts_draw_the_data(chrome: Any, demo: D
     assert severe_logs(chrome) == []
 
 
+def renders(driver: Any) -> int:
+    return int(driver.find_element(By.ID, "main").get_attribute("data-renders") or 0)
+
+
 def _use_token(driver: Any, token: str) -> None:
+    """Enter a token in the header and wait for the page drawn with it (the old DOM goes stale)."""
+    before = renders(driver)
     field = driver.find_element(By.ID, "token")
     field.clear()
     field.send_keys(token)
     driver.find_element(By.CSS_SELECTOR, "#token-form button[type=submit]").click()
+    WebDriverWait(driver, 20).until(lambda d: renders(d) > before, "the page drawn with the new token")
+
+
+def click(driver: Any, css: str) -> None:
+    """Click what `css` finds, again if the 10-second refresh redrew the page in between."""
+    def clicked(d: Any) -> bool:
+        try:
+            d.find_element(By.CSS_SELECTOR, css).click()
+            return True
+        except (StaleElementReferenceException, ElementNotInteractableException, NoSuchElementException):
+            return False
+    WebDriverWait(driver, 20).until(clicked, f"a click on {css}")
 
 
 def test_operator_drains_an_instance_and_the_feed_shows_it(chrome: Any, demo: DemoApi, artifacts: Path) -> None:
@@ -97,13 +121,13 @@ def test_operator_drains_an_instance_and_the_feed_shows_it(chrome: Any, demo: De
     wait_for(chrome, f"tr[data-instance='{SICK}']")
     _use_token(chrome, "token-of-vic")  # a viewer: the API refuses, the console says why
     chrome.find_element(By.CSS_SELECTOR, "input[name=why]").send_keys("disk swap on node 13")
-    wait_for(chrome, f"tr[data-instance='{SICK}'] button[data-action=drain]")[0].click()
+    click(chrome, f"tr[data-instance='{SICK}'] button[data-action=drain]")
     refusal = wait_for(chrome, "#toast div.bad")[0].text
     assert "403" in refusal and "operator" in refusal
 
     _use_token(chrome, demo.operator_token)
     assert chrome.execute_script("return sessionStorage.getItem('svcpulse.token')") == demo.operator_token
-    wait_for(chrome, f"tr[data-instance='{SICK}'] button[data-action=drain]")[0].click()
+    click(chrome, f"tr[data-instance='{SICK}'] button[data-action=drain]")
     wait_for(chrome, f"tr[data-instance='{SICK}'][data-state=drained]", timeout=30)
     chrome.save_screenshot(str(artifacts / "console-drained.png"))
 

@@ -16,7 +16,8 @@ from dashboards.build import dashboards
 from dashboards.sources import CLICKHOUSE_TYPE, INFINITY_TYPE
 from svcpulse.services import Tansu
 from tests.dashboard_checks import expand_clickhouse, shape_problems, substitute, targets
-from tests.integration.demo_api import SICK, DemoApi, demo_api
+from tests.integration.demo_api import DemoApi, demo_api
+from tests.integration.demo_events import SICK
 
 pytestmark = pytest.mark.services
 
