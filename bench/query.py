@@ -6,7 +6,7 @@ Rows are generated in the store with INSERT ... SELECT FROM numbers() (no Kafka)
 materialized view fills the per-minute rollup as in production. Each endpoint is then called
 --repeat times through the real API (in-process ASGI client, weight and alarm loops running) and
 its p50/p99 printed. Target: p99 <= 300 ms.
-Usage: .venv/bin/python bench/query.py [--rows N] [--repeat N] [--engine clickhouse|chdb|both]
+Usage: .venv/bin/python bench/query.py [--rows N] [--repeat N] [--engine clickhouse|chdb|both] [--merged]
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def measure(store: Store, repeat: int) -> None:
             print(f"  {name:42s} p50 {statistics.median(took):7.1f} ms  p99 {p99:7.1f} ms  {verdict}")
 
 
-def run(engine: str, rows: int, repeat: int, work: Path) -> None:
+def run(engine: str, rows: int, repeat: int, work: Path, merged: bool) -> None:
     server = None
     if engine == "clickhouse":
         server = ClickHouseServer(port=free_port(), workdir=work / "clickhouse")
@@ -93,8 +93,13 @@ def run(engine: str, rows: int, repeat: int, work: Path) -> None:
     try:
         migrate(store, log=False)
         seconds = generate(store, rows)
+        if merged:
+            # Steady state: a day inserted at once leaves many parts that background merges would
+            # otherwise still be working through while we measure.
+            store.execute("OPTIMIZE TABLE rpc_calls_1m FINAL")
         rollup = store.execute("SELECT count() FROM rpc_calls_1m")[0][0]
-        print(f"{engine}: {rows:,} rpc rows generated in {seconds:.1f} s ({rollup:,} rollup rows); {repeat} calls each")
+        print(f"{engine}: {rows:,} rpc rows generated in {seconds:.1f} s ({rollup:,} rollup rows"
+              f"{', merged' if merged else ''}); {repeat} calls each")
         measure(store, repeat)
     finally:
         store.close()
@@ -107,11 +112,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--engine", choices=("clickhouse", "chdb", "both"), default="both")
+    parser.add_argument("--merged", action="store_true", help="OPTIMIZE ... FINAL the rollup before measuring")
     args = parser.parse_args()
     engines = ("clickhouse", "chdb") if args.engine == "both" else (args.engine,)
     with tempfile.TemporaryDirectory(prefix="svcpulse-bench-query-") as work:
         for engine in engines:
-            run(engine, args.rows, args.repeat, Path(work))
+            run(engine, args.rows, args.repeat, Path(work), args.merged)
 
 
 if __name__ == "__main__":
