@@ -7,6 +7,7 @@ demo fleet generating traffic. Ctrl-C (or --duration) stops everything in revers
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import threading
 import time
@@ -17,9 +18,9 @@ from api.auth import write_demo_users
 from api.main import create_app
 from pipeline.loader import Loader, LoaderConfig
 from pipeline.migrate import migrate
-from pipeline.store import open_store
+from pipeline.store import Store, open_store
 from svcpulse.demo import DemoFleet
-from svcpulse.services import Tansu, free_port
+from svcpulse.services import ServiceError, Tansu, free_port
 from svcpulse.settings import Settings
 
 log = logging.getLogger("svcpulse.up")
@@ -36,45 +37,52 @@ def _thread(name: str, target: object) -> threading.Thread:
 
 
 def run_embedded(args: argparse.Namespace, stop: threading.Event) -> int:
+    """Start everything, wait for `stop` (or --duration), stop everything in reverse order, even on errors."""
     data_dir = args.data_dir.resolve()
     _say(f"data in {data_dir}")
-    broker = Tansu(port=free_port(), workdir=data_dir / "tansu")
-    _say(f"starting the Kafka-protocol broker (Tansu) on {broker.bootstrap} ...")
-    broker.start()
-    store_url = f"chdb://{data_dir}/chdb/svcpulse"
-    _say(f"opening the embedded store {store_url} ...")
-    store = open_store(store_url)
-    migrate(store)
-    port = args.port or free_port()
-    token = write_demo_users(data_dir / "users.json")  # a fresh demo token each run; only its hash is kept
-    settings = Settings(kafka_bootstrap=broker.bootstrap, store_url=store_url, api_host=args.host, api_port=port,
-                        users_file=str(data_dir / "users.json"), feed_open=True)
-    loader = Loader(LoaderConfig(bootstrap=broker.bootstrap, batch_age_s=1.0), store)
-    loader_thread = _thread("loader", loader.run)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, store=store), host=args.host, port=port,
-                                           log_level="warning"))
-    api_thread = _thread("api", server.run)
-    while not server.started and api_thread.is_alive():
-        time.sleep(0.05)
-    base = f"http://{args.host}:{port}"
-    demo = None if args.no_demo else DemoFleet(broker.bootstrap, base, ebpf=not args.no_ebpf)
-    if demo:
-        demo.start()
-        _say("demo fleet: shop.frontend -> shop.checkout (3 instances, one sick), shop.catalog (2, one canary), "
-             f"routed by the weight feed; TCP collector {demo.tcp_collector}")
-    _say(f"web console  {base}/")
-    _say(f"API docs     {base}/docs      metrics {base}/metrics")
-    _say(f"weight feed  {base}/v1/weights (open); writes: -H 'Authorization: Bearer {token}' (demo admin)")
-    _say("Ctrl-C stops everything" + (f"; stopping by itself after {args.duration:g} s" if args.duration else ""))
-    stop.wait(args.duration or None)
-    _say("stopping ...")
-    server.should_exit = True
-    if demo:
-        demo.stop()
-    loader.stop()
-    loader_thread.join(timeout=30)
-    api_thread.join(timeout=10)
-    broker.stop()
-    store.close()
+    with contextlib.ExitStack() as running:  # callbacks run last-registered first
+        broker = Tansu(port=free_port(), workdir=data_dir / "tansu")
+        _say(f"starting the Kafka-protocol broker (Tansu) on {broker.bootstrap} ...")
+        broker.start(die_with_parent=True)  # even a kill -9 of this process must not leave it behind
+        running.callback(broker.stop)
+        store_url = f"chdb://{data_dir}/chdb/svcpulse"
+        _say(f"opening the embedded store {store_url} ...")
+        store = open_store(store_url)
+        running.callback(store.close)
+        migrate(store)
+        loader = Loader(LoaderConfig(bootstrap=broker.bootstrap, batch_age_s=1.0), store)
+        running.callback(_thread("loader", loader.run).join, 30)
+        running.callback(loader.stop)
+        port = args.port or free_port()
+        token = write_demo_users(data_dir / "users.json")  # a fresh demo token each run; only its hash is kept
+        settings = Settings(kafka_bootstrap=broker.bootstrap, store_url=store_url, api_host=args.host,
+                            api_port=port, users_file=str(data_dir / "users.json"), feed_open=True)
+        base = _serve_api(settings, store, running)
+        if not args.no_demo:
+            demo = DemoFleet(broker.bootstrap, base, ebpf=not args.no_ebpf)
+            demo.start()
+            running.callback(demo.stop)
+            _say("demo fleet: shop.frontend -> shop.checkout (3 instances, one sick), shop.catalog (2, one "
+                 f"canary), routed by the weight feed; TCP collector {demo.tcp_collector}")
+        _say(f"web console  {base}/")
+        _say(f"API docs     {base}/docs      metrics {base}/metrics")
+        _say(f"weight feed  {base}/v1/weights (open); writes: -H 'Authorization: Bearer {token}' (demo admin)")
+        _say("Ctrl-C stops everything" + (f"; stopping by itself after {args.duration:g} s" if args.duration else ""))
+        stop.wait(args.duration or None)
+        _say("stopping ...")
     _say(f"stopped; {loader.rows_loaded} rows loaded this run (kept in {data_dir})")
     return 0
+
+
+def _serve_api(settings: Settings, store: Store, running: contextlib.ExitStack) -> str:
+    """The API under uvicorn in a thread, stopped by `running`; returns its base URL once it listens."""
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, store=store), host=settings.api_host,
+                                           port=settings.api_port, log_level="warning"))
+    api_thread = _thread("api", server.run)
+    running.callback(api_thread.join, 10)
+    running.callback(setattr, server, "should_exit", True)
+    while not server.started:
+        if not api_thread.is_alive():
+            raise ServiceError(f"the API could not listen on {settings.api_host}:{settings.api_port}")
+        time.sleep(0.05)
+    return f"http://{settings.api_host}:{settings.api_port}"

@@ -8,6 +8,7 @@ started (its pid file names it and its command line must name our work directory
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -105,7 +106,9 @@ class _Process:
     def running(self) -> bool:
         return self.pid() is not None and port_open(self.port)
 
-    def start(self) -> None:
+    def start(self, die_with_parent: bool = False) -> None:
+        """Start and wait until the port answers. die_with_parent: the kernel kills the service when
+        this process dies, however it dies (the embedded run's broker must not outlive it)."""
         if self.running():
             return
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -114,7 +117,8 @@ class _Process:
             raise ServiceError(f"{self.name}: port {self.port} is already taken by another process")
         with self.log_file.open("ab") as log:
             proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                    cwd=self.workdir, start_new_session=True)
+                                    cwd=self.workdir, start_new_session=True,
+                                    preexec_fn=_die_with_parent if die_with_parent else None)
         self.pid_file.write_text(f"{proc.pid} {self.port}\n")
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not port_open(self.port):
@@ -142,6 +146,11 @@ class _Process:
         pid = self.pid()
         state = "running" if pid and port_open(self.port) else "stopped"
         return f"{self.name:<11} {state:<8} port {self.port:<6} pid {pid or '-':<8} log {self.log_file}"
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask for SIGKILL when the parent exits (Linux prctl PR_SET_PDEATHSIG)."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
 def _reap(pid: int) -> None:

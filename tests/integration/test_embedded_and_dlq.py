@@ -28,14 +28,14 @@ def test_up_runs_everything_in_one_process_and_stops_cleanly(tmp_path: Path) -> 
     proc = subprocess.Popen([sys.executable, "-m", "svcpulse", "up", "--data-dir", str(tmp_path), "--port", "0",
                              "--duration", "45"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
-    output = []
-    base = None
-    for line in proc.stdout:
-        output.append(line)
-        if match := re.search(r"web console\s+(http://\S+)/", line):
-            base = match.group(1)
-            break
-    assert base, "".join(output)
+    try:
+        _check_the_running_system(proc, tmp_path)
+    finally:
+        proc.kill()  # a no-op when it stopped by itself; after a failure it must not outlive the test
+
+
+def _check_the_running_system(proc: subprocess.Popen, tmp_path: Path) -> None:
+    base = _console_url(proc)
     wait_for(lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200, 30, "ready")
     wait_for(lambda: "svcpulse_loader_rows_total{table=\"rpc_calls\"}" in httpx.get(f"{base}/metrics").text,
              30, "rows loaded")
@@ -48,13 +48,37 @@ def test_up_runs_everything_in_one_process_and_stops_cleanly(tmp_path: Path) -> 
         return len(weights) == 3 and weights[0] * 5 <= weights[1]
 
     wait_for(sick_instance_cut, 40, "the feed to cut the sick instance")
+    broker_pid = int((tmp_path / "tansu" / "tansu.pid").read_text().split()[0])
     if os.geteuid() == 0:
         wait_for(lambda: httpx.get(f"{base}/v1/connections", timeout=5).json().get("groups"), 30, "eBPF connections")
     rest, _ = proc.communicate(timeout=90)
-    assert proc.returncode == 0, "".join(output) + rest
+    assert proc.returncode == 0, rest
     loaded = int(re.search(r"stopped; (\d+) rows loaded", rest).group(1))  # type: ignore[union-attr]
     assert loaded > 100
-    assert not list(tmp_path.glob("tansu/*.pid")), "the broker child process was not stopped"
+    assert not Path(f"/proc/{broker_pid}").exists(), "the broker child process was not stopped"
+
+
+def _console_url(proc: subprocess.Popen) -> str:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if match := re.search(r"web console\s+(http://\S+)/", line):
+            return match.group(1)
+    raise AssertionError("svcpulse up ended before printing the console URL")
+
+
+def test_kill_9_of_up_takes_its_broker_along(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "svcpulse", "up", "--data-dir", str(tmp_path), "--port", "0",
+                             "--no-demo", "--duration", "60"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        _console_url(proc)
+        broker_pid = int((tmp_path / "tansu" / "tansu.pid").read_text().split()[0])
+        assert Path(f"/proc/{broker_pid}").exists()
+    finally:
+        proc.kill()
+        proc.wait()
+    wait_for(lambda: not Path(f"/proc/{broker_pid}/cmdline").exists() or
+             not Path(f"/proc/{broker_pid}/cmdline").read_bytes(), 10, "the broker to die with its parent")
 
 
 def test_dead_letters_can_be_exported_fixed_and_replayed(broker: Tansu, ch_store: Store, tmp_path: Path) -> None:
