@@ -19,6 +19,10 @@ from typing import Any
 
 CONTRACT_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024  # larger messages are rejected before parsing
+# A dead letter keeps the original bytes up to this much (a Kafka message is 1 MiB at most by default,
+# and base64 grows bytes by a third); longer originals are cut, and the reason says so.
+MAX_DEAD_LETTER_PAYLOAD = 512 * 1024
+MAX_DLQ_MESSAGE_BYTES = 1024 * 1024
 MAX_STRING = 1024  # default cap on string fields (a cgroup path or URL template fits easily)
 
 Event = dict[str, Any]
@@ -105,7 +109,7 @@ DLQ_FIELDS: tuple[Field, ...] = (
     Field("topic", str, "source topic", max_len=255),
     Field("partition", int, "source partition", minimum=0, maximum=2**31 - 1),
     Field("offset", int, "source offset", minimum=-1, maximum=2**63 - 1),
-    Field("payload", str, "the original message bytes, as text or base64", max_len=2 * MAX_MESSAGE_BYTES),
+    Field("payload", str, "the original message bytes, as text or base64", max_len=MAX_DLQ_MESSAGE_BYTES),
     Field("encoding", str, "how payload holds the bytes", choices=("utf-8", "base64")),
 )
 
@@ -209,8 +213,9 @@ def validate(kind: str, obj: Any) -> Event:
 
 def decode(kind: str, raw: bytes, loads: Callable[[bytes], Any] = json.loads) -> Event:
     """Parse and validate one message. `loads` may be a faster JSON parser with json's contract."""
-    if len(raw) > MAX_MESSAGE_BYTES:
-        raise Rejection(f"message of {len(raw)} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
+    limit = MAX_DLQ_MESSAGE_BYTES if kind == "dlq" else MAX_MESSAGE_BYTES
+    if len(raw) > limit:
+        raise Rejection(f"message of {len(raw)} bytes exceeds the {limit}-byte limit")
     try:
         obj = loads(raw)
     except UnicodeDecodeError:
@@ -237,11 +242,12 @@ def encode(kind: str, event: Event, dumps: Callable[[Event], bytes] = _stdlib_du
 
 
 def dead_letter(reason: str, topic: str, partition: int, offset: int, raw: bytes, ts_ms: int) -> Event:
-    """The dlq event for a rejected message; the original bytes survive exactly."""
-    try:
-        payload, encoding = raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        payload, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+    """The dlq event for a rejected message; the original bytes survive exactly (up to 512 KiB), as text
+    when they are UTF-8 that JSON carries compactly, else as base64 (never more than 4/3 of the bytes)."""
+    if len(raw) > MAX_DEAD_LETTER_PAYLOAD:
+        reason = f"{reason} (payload cut to the first {MAX_DEAD_LETTER_PAYLOAD} of {len(raw)} bytes)"
+        raw = raw[:MAX_DEAD_LETTER_PAYLOAD]
+    payload, encoding = _payload(raw)
     return {
         "v": CONTRACT_VERSION,
         "ts_ms": ts_ms,
@@ -252,6 +258,16 @@ def dead_letter(reason: str, topic: str, partition: int, offset: int, raw: bytes
         "payload": payload,
         "encoding": encoding,
     }
+
+
+def _payload(raw: bytes) -> tuple[str, str]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and len(json.dumps(text, ensure_ascii=False)) <= len(raw) * 4 // 3 + 8:
+        return text, "utf-8"
+    return base64.b64encode(raw).decode("ascii"), "base64"  # not UTF-8, or JSON escapes would bloat it
 
 
 def dead_letter_payload(event: Event) -> bytes:

@@ -85,3 +85,13 @@ def test_the_contract_doc_lists_every_field() -> None:
         section = doc.split(f"({kind})")[1].split("\n## ")[0]
         assert [f.name for f in fields] == [line.split("`")[1] for line in section.splitlines()
                                             if line.startswith("| `")], kind
+
+
+def test_dead_letter_of_a_huge_or_escape_heavy_message_stays_under_the_dlq_limit() -> None:
+    for raw in (b"x" * 2_000_000, b'"' * 600_000, b"\x01" * 300_000):
+        dead = events.dead_letter("too big", "svcpulse.rpc", 0, 1, raw, 1)
+        wire = events.encode("dlq", dead)
+        assert len(wire) <= events.MAX_DLQ_MESSAGE_BYTES
+        kept = events.dead_letter_payload(events.decode("dlq", wire))
+        assert raw.startswith(kept) and len(kept) == min(len(raw), events.MAX_DEAD_LETTER_PAYLOAD)
+        assert ("payload cut" in dead["reason"]) == (len(raw) > events.MAX_DEAD_LETTER_PAYLOAD)
