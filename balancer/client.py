@@ -150,7 +150,7 @@ class WeightFeedClient:
                         # Unchanged: pace the next request, in case the server answers at once
                         # instead of holding the long-poll (at most one per min(1 s, wait_s)).
                         await asyncio.sleep(min(1.0, self.wait_s) - (loop.time() - started))
-                    delay = 0.0
+                    delay, self.last_error = 0.0, ""  # in contact again
                 except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
                     # Unreachable, a bad status or a malformed body: keep what we have, back off.
                     self.last_error = f"{type(exc).__name__}: {exc}"
