@@ -105,7 +105,8 @@ def main() -> None:
                for _ in range(args.loaders)]
     try:
         time.sleep(5 + 3 * args.loaders)  # group joins
-        print(f"[bench/loader] producing {args.events:,} rpc events at {args.rate or 'max':,} /s to "
+        offered = f"{args.rate:,.0f}" if args.rate else "max"
+        print(f"[bench/loader] producing {args.events:,} rpc events at {offered} /s to "
               f"{broker.bootstrap}; {args.loaders} loader(s) with {args.kafka_client} ...", flush=True)
         acked: dict[int, list[float]] = {}
         started = time.monotonic()

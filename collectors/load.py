@@ -196,8 +196,9 @@ class Sampler:
 def configure(parser: argparse.ArgumentParser) -> None:
     """Flags of `svcpulse collect load`."""
     add = parser.add_argument
-    add("--bootstrap-servers", default=os.environ.get("SVCPULSE_KAFKA", "127.0.0.1:9092"),
-        help="Kafka bootstrap servers (default $SVCPULSE_KAFKA or 127.0.0.1:9092)")  # fmt: skip
+    add("--bootstrap-servers", "--bootstrap", dest="bootstrap_servers",
+        default=os.environ.get("SVCPULSE_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
+        help="Kafka bootstrap servers (default $SVCPULSE_KAFKA_BOOTSTRAP or 127.0.0.1:19092)")  # fmt: skip
     add("--output", choices=("kafka", "jsonl"), default="kafka",
         help="kafka: topic svcpulse.load via the shared sink; jsonl: JSON lines on stdout")  # fmt: skip
     add("--interval", type=float, default=10.0, help="seconds between samples (default 10)")

@@ -30,7 +30,7 @@ def expired(partitions: list[tuple[str, str]], keep_days: dict[str, int],
     """(table, partition) pairs older than their table's retention; pure, so tested without a store."""
     doomed = []
     for table, partition in partitions:
-        days = keep_days.get(table)
+        days = keep_days.get(table.removesuffix("_local"))  # a cluster's shard tables (pipeline/cluster.py)
         if days is None or not (partition.isdigit() and len(partition) == 8):
             continue  # not a day-partitioned table of ours
         day = dt.date(int(partition[:4]), int(partition[4:6]), int(partition[6:]))
@@ -39,12 +39,20 @@ def expired(partitions: list[tuple[str, str]], keep_days: dict[str, int],
     return doomed
 
 
+def drop_partition_sql(table: str, partition: str, cluster: str = "") -> str:
+    on_cluster = f" ON CLUSTER {cluster}" if cluster else ""  # every shard and replica drops its part
+    return f"ALTER TABLE {table}{on_cluster} DROP PARTITION {int(partition)}"
+
+
 def apply_retention(store: Store, keep_days: dict[str, int], today: dt.date | None = None,
-                    dry_run: bool = False) -> list[tuple[str, str]]:
-    """Drop expired day partitions; returns what was (or, with dry_run, would be) dropped."""
+                    dry_run: bool = False, cluster: str = "") -> list[tuple[str, str]]:
+    """Drop expired day partitions; returns what was (or, with dry_run, would be) dropped.
+
+    On a cluster this node's shard tables stand for all shards: partitions are days, so every shard
+    holds the same ones, and ON CLUSTER drops them everywhere."""
     rows = store.execute(_PARTITIONS_SQL, {"db": store.database})
     doomed = expired([(str(t), str(p)) for t, p in rows], keep_days, today or dt.date.today())
     if not dry_run:
         for table, partition in doomed:
-            store.execute(f"ALTER TABLE {table} DROP PARTITION {int(partition)}")
+            store.execute(drop_partition_sql(table, partition, cluster))
     return doomed

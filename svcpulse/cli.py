@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--kafka-client", choices=("kafka-python", "confluent"),
                       help="Kafka client library (default kafka-python; confluent is faster)")
     load.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port")
+    load.add_argument("--metrics-host", default="127.0.0.1",
+                      help="metrics listen address (0.0.0.0 in a container, for the scraper)")
 
     api = _add(sub, "api", "serve the HTTP API (weights, queries, console, /metrics)",
                "svcpulse api --port 8000 --store clickhouse://127.0.0.1:19000/svcpulse", commands.api)

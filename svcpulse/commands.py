@@ -83,8 +83,8 @@ def load(args: argparse.Namespace, settings: Settings) -> int:
     if args.metrics_port:
         from prometheus_client import start_http_server
 
-        start_http_server(args.metrics_port, addr="127.0.0.1")
-        print(f"[load] metrics at http://127.0.0.1:{args.metrics_port}/metrics")
+        start_http_server(args.metrics_port, addr=args.metrics_host)
+        print(f"[load] metrics at http://{args.metrics_host}:{args.metrics_port}/metrics")
     loader = Loader(config, store)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: loader.stop())  # finish the batch, commit, leave the group
@@ -139,7 +139,8 @@ def retention(args: argparse.Namespace, settings: Settings) -> int:
                           settings.retention_days_load)
     store = _store(args, settings)
     try:
-        dropped = apply_retention(store, keep, dt.date.today(), dry_run=args.dry_run)
+        dropped = apply_retention(store, keep, dt.date.today(), dry_run=args.dry_run,
+                                  cluster=settings.clickhouse_cluster)
     except StoreError as err:
         raise UserError(str(err)) from None
     finally:

@@ -96,3 +96,13 @@ def test_rpc_columns_are_contract_plus_ts_and_provenance() -> None:
     fields = [f.name for f in events.SCHEMAS["rpc"]]
     assert COLUMNS["rpc"] == ("ts", *fields, "_topic", "_partition", "_offset", "_kafka_ts_ms")
     assert transform(message("svcpulse.rpc", events.encode("rpc", rpc_event(1))))[0] == "rpc"
+
+
+def test_retention_on_a_cluster_drops_shard_partitions_on_every_node() -> None:
+    from pipeline.retention import drop_partition_sql
+
+    parts = [("rpc_calls_local", "20261101"), ("rpc_calls", "20261101"), ("rpc_calls_local", "20261125")]
+    assert expired(parts, {"rpc_calls": 7}, dt.date(2026, 11, 26)) == parts[:2]
+    assert drop_partition_sql("rpc_calls_local", "20261101", "prod") == (
+        "ALTER TABLE rpc_calls_local ON CLUSTER prod DROP PARTITION 20261101")
+    assert drop_partition_sql("rpc_calls", "20261101") == "ALTER TABLE rpc_calls DROP PARTITION 20261101"
