@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 import pipeline.metrics  # noqa: F401  (registers the loader's metrics so /metrics always lists them)
+from api import hardening
 from api.alarms.service import AlarmService
 from api.auth import Directory, load_users
 from api.queries.registry import held_roles
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     for module in (health, weights, registry, overrides, releases, users, audit,
                    services, series, connections, capacity, alarms, console):
         app.include_router(module.router)
+    hardening.install(app, settings)
 
     @app.exception_handler(StoreError)
     async def store_unavailable(request: Request, exc: StoreError) -> JSONResponse:

@@ -46,3 +46,9 @@ class Settings(BaseSettings):
     alarm_interval_s: float = Field(60.0, gt=0, description="evaluate the alarm rules this often")
     alarm_webhook_url: str = Field("", description="POST a JSON message here when an alarm fires or resolves")
     alarm_webhook_timeout_s: float = Field(5.0, gt=0, le=60, description="webhook request timeout")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="largest request body the API accepts (413 above)")
+    max_query_bytes: int = Field(8192, ge=256, description="longest query string the API accepts (414 above)")
+    write_rate_per_minute: float = Field(120.0, gt=0, description="writes per minute per caller (token or address)")
+    write_burst: int = Field(30, ge=1, description="writes a caller may make at once before the rate applies (429)")
+    cors_origins: list[str] = Field(default_factory=list, description="browser origins allowed to call the API "
+                                    "cross-site (CORS); empty = CORS off")

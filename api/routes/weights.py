@@ -46,8 +46,7 @@ async def _serve(weights: WeightService, service: str | None, wait_s: float, if_
     headers = {"ETag": f'"{revision}"', "Cache-Control": "no-cache"}
     if seen == revision:
         return Response(status_code=304, headers=headers)
-    body = weights.index_body if service is None else weights.bodies[service]
-    return Response(body, media_type="application/json", headers=headers)
+    return Response(weights.body(service), media_type="application/json", headers=headers)
 
 
 @router.get("", summary="Weights of every service", responses=_FEED_RESPONSES)

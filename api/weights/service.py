@@ -92,6 +92,13 @@ class WeightService:
             except TimeoutError:
                 return
 
+    def body(self, service: str | None) -> bytes:
+        """The serialised feed; while the store is unreachable, the last one marked stale with the reason."""
+        if not self.last_error:
+            return self.index_body if service is None else self.bodies[service]
+        feed = self.index if service is None else self.feeds[service]
+        return orjson.dumps({**feed, "stale": True, "stale_reason": self.last_error})
+
     def _publish(self, feeds: dict[str, dict[str, Any]]) -> None:
         self.feeds = feeds
         self.bodies = {name: orjson.dumps(feed) for name, feed in feeds.items()}

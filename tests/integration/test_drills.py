@@ -110,6 +110,29 @@ def test_balancers_keep_routing_while_the_api_restarts(clickhouse: ClickHouseSer
         api.wait()
 
 
+def test_feed_keeps_the_last_weights_marked_stale_while_clickhouse_is_down(
+        clickhouse: ClickHouseServer, ch_store: Store, tmp_path: Path) -> None:
+    now = int(time.time() * 1000)
+    insert_rpc(ch_store, [feed_event("stale.svc", a, ts_ms=now - i) for a in ("10.8.0.1:80", "10.8.0.2:80")
+                          for i in range(100)])
+    app = create_app(Settings(users_file=str(write_users(tmp_path / "users.json")), feed_open=True,
+                              kafka_bootstrap="127.0.0.1:9", weights_interval_s=0.5), store=ch_store)
+    with serve(app) as base:
+        wait_for(lambda: requests.get(f"{base}/v1/weights/stale.svc", timeout=5).status_code == 200, 20, "a feed")
+        fresh = requests.get(f"{base}/v1/weights/stale.svc", timeout=5).json()
+        assert "stale" not in fresh and len(fresh["instances"]) == 2
+        clickhouse.stop()
+        try:
+            wait_for(lambda: requests.get(f"{base}/v1/weights/stale.svc", timeout=5).json().get("stale"), 20,
+                     "the feed to be marked stale")
+            stale = requests.get(f"{base}/v1/weights/stale.svc", timeout=5).json()
+            assert stale["instances"] == fresh["instances"] and "ClickHouse" in stale["stale_reason"]
+        finally:
+            clickhouse.start()
+        wait_for(lambda: "stale" not in requests.get(f"{base}/v1/weights/stale.svc", timeout=5).json(), 30,
+                 "fresh weights after ClickHouse returns")
+
+
 def test_fuzzing_the_openapi_finds_no_server_error(broker: Tansu, ch_store: Store, tmp_path: Path) -> None:
     """schemathesis generates requests for every operation of the OpenAPI; none may answer 5xx.
 

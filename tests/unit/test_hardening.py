@@ -1,0 +1,65 @@
+"""API request limits: body and query caps, the write rate limit, CORS off by default."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.hardening import TokenBuckets
+from api.main import create_app
+from pipeline.store import Store, open_store
+from svcpulse.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    # The limits refuse requests before any handler, so a store that is never reached will do.
+    yield open_store("clickhouse://127.0.0.1:9/svcpulse")
+
+
+def client(store: Store, **settings: object) -> TestClient:
+    return TestClient(create_app(Settings(kafka_bootstrap="127.0.0.1:9", **settings), store=store))
+
+
+def test_token_bucket_allows_a_burst_then_the_rate() -> None:
+    now = [0.0]
+    buckets = TokenBuckets(rate_per_s=2.0, burst=3, clock=lambda: now[0])
+    assert [buckets.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert buckets.take("a") == pytest.approx(0.5)
+    assert buckets.take("b") == 0.0  # callers are independent
+    now[0] += 0.5
+    assert buckets.take("a") == 0.0
+
+
+def test_large_body_and_long_query_are_refused(store: Store) -> None:
+    with client(store, max_body_bytes=2048, max_query_bytes=300) as api:
+        big = api.post("/v1/alarms/rules", content=b"x" * 5000, headers={"content-type": "application/json"})
+        assert big.status_code == 413 and big.json() == {"detail": "request body larger than 2048 bytes"}
+        chunked = api.post("/v1/alarms/rules", content=iter([b"x" * 1500, b"y" * 1500]),
+                           headers={"content-type": "application/json"})
+        assert chunked.status_code == 413
+        long = api.get("/v1/series", params={"service": "s" * 400})
+        assert long.status_code == 414 and "query string longer than 300 bytes" in long.text
+
+
+def test_writes_beyond_the_rate_get_429_with_retry_after(store: Store) -> None:
+    with client(store, write_rate_per_minute=60, write_burst=3) as api:
+        codes = [api.delete("/v1/overrides/s/i", headers={"Authorization": "Bearer t1"}).status_code
+                 for _ in range(4)]
+        assert codes[:3] != [429] * 3 and codes[3] == 429
+        refused = api.delete("/v1/overrides/s/i", headers={"Authorization": "Bearer t1"})
+        assert refused.headers["Retry-After"] == "1" and "at most 60 per minute" in refused.json()["detail"]
+        assert api.delete("/v1/overrides/s/i", headers={"Authorization": "Bearer t2"}).status_code != 429
+        assert api.get("/healthz").status_code == 200  # reads are not limited
+
+
+def test_cors_is_off_unless_origins_are_configured(store: Store) -> None:
+    preflight = {"Origin": "https://grafana.example", "Access-Control-Request-Method": "GET"}
+    with client(store) as api:
+        assert "access-control-allow-origin" not in api.options("/healthz", headers=preflight).headers
+        assert "access-control-allow-origin" not in api.get("/healthz", headers={"Origin": "https://x"}).headers
+    with client(store, cors_origins=["https://grafana.example"]) as api:
+        answer = api.options("/healthz", headers=preflight)
+        assert answer.headers["access-control-allow-origin"] == "https://grafana.example"
