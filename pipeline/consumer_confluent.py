@@ -10,6 +10,7 @@ from confluent_kafka import TopicPartition as RdTopicPartition
 
 from pipeline.batch import TopicPartition
 from pipeline.consumer import PartitionsCallback
+from pipeline.kafka_security import KafkaSecurity
 from pipeline.transform import Message
 
 _BATCH = 20_000
@@ -28,6 +29,7 @@ class ConfluentConsumer:
             "fetch.max.bytes": 64 * 1024 * 1024,
             "topic.metadata.refresh.interval.ms": 10_000,
             "client.id": f"svcpulse-{group_id}",
+            **KafkaSecurity.from_env().librdkafka(),
         })
 
     def subscribe(self, topics: list[str], on_assign: PartitionsCallback, on_revoke: PartitionsCallback) -> None:

@@ -13,6 +13,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from pipeline.kafka_security import KafkaSecurity
+
 DEFAULT_PARTITIONS = 4
 
 
@@ -30,6 +32,7 @@ def make_consumer(bootstrap: str, group_id: str, **overrides: object) -> KafkaCo
         "max_partition_fetch_bytes": 16 * 1024 * 1024,
         "metadata_max_age_ms": 10_000,  # notice new partitions/topics within seconds
         "client_id": f"svcpulse-{group_id}",
+        **KafkaSecurity.from_env().kafka_python(),
     }
     options.update(overrides)
     return KafkaConsumer(**options)
@@ -43,6 +46,7 @@ def make_producer(bootstrap: str, **overrides: object) -> KafkaProducer:
         "batch_size": 512 * 1024,
         "retries": 5,
         "client_id": "svcpulse-producer",
+        **KafkaSecurity.from_env().kafka_python(),
     }
     options.update(overrides)
     return KafkaProducer(**options)
@@ -55,6 +59,7 @@ def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int = DEFAU
     while True:
         try:
             admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="svcpulse-admin",
+                                     **KafkaSecurity.from_env().kafka_python(),
                                      request_timeout_ms=10_000)
             break
         except KafkaError:

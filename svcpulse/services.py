@@ -193,9 +193,19 @@ _CLICKHOUSE_CONFIG = """<?xml version="1.0"?>
   <default_profile>default</default_profile>
   <default_database>default</default_database>
   <mark_cache_size>536870912</mark_cache_size>
-  <max_concurrent_queries>100</max_concurrent_queries>
+  <max_concurrent_queries>100</max_concurrent_queries>{tls}
 </yandex>
 """
+
+# A native-protocol TLS port, with a self-signed certificate made at first start (tests, development).
+_CLICKHOUSE_TLS = """
+  <tcp_port_secure>{tls_port}</tcp_port_secure>
+  <openSSL><server>
+    <certificateFile>{dir}/server.crt</certificateFile><privateKeyFile>{dir}/server.key</privateKeyFile>
+    <verificationMode>none</verificationMode><loadDefaultCAFile>false</loadDefaultCAFile>
+    <cacheSessions>true</cacheSessions><disableProtocols>sslv2,sslv3</disableProtocols>
+    <preferServerCiphers>true</preferServerCiphers>
+  </server></openSSL>"""
 
 _CLICKHOUSE_USERS = """<?xml version="1.0"?>
 <yandex>
@@ -217,6 +227,7 @@ class ClickHouseServer(_Process):
     port: int = 19000
     workdir: Path = Path(".svcpulse/services")
     http_port: int = 0
+    tls_port: int = 0  # > 0: also serve the native protocol over TLS there (certificate in home/server.crt)
 
     @property
     def url(self) -> str:
@@ -230,9 +241,21 @@ class ClickHouseServer(_Process):
         self.http_port = self.http_port or free_port()  # port + 1 may well be taken
         for sub in ("data", "tmp", "user_files", "format_schemas"):
             (self.home / sub).mkdir(parents=True, exist_ok=True)
+        tls = ""
+        if self.tls_port:
+            self._make_certificate()
+            tls = _CLICKHOUSE_TLS.format(dir=self.home, tls_port=self.tls_port)
         (self.home / "config.xml").write_text(
-            _CLICKHOUSE_CONFIG.format(dir=self.home, port=self.port, http_port=self.http_port))
+            _CLICKHOUSE_CONFIG.format(dir=self.home, port=self.port, http_port=self.http_port, tls=tls))
         (self.home / "users.xml").write_text(_CLICKHOUSE_USERS)
 
     def command(self) -> list[str]:
         return [str(clickhouse_binary()), f"--config-file={self.home / 'config.xml'}"]
+
+    def _make_certificate(self) -> None:
+        if (self.home / "server.crt").exists():
+            return
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+                        "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                        "-keyout", str(self.home / "server.key"), "-out", str(self.home / "server.crt")],
+                       check=True, capture_output=True)

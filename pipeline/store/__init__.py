@@ -1,7 +1,9 @@
 """One small Store interface over ClickHouse, chosen by URL.
 
 - `clickhouse://host:port/database` — a ClickHouse server over the native protocol (clickhouse-driver);
-  `clickhouses://` for TLS. Query options: `?user=...&password=...&timeout=...`.
+  `clickhouses://` for TLS. Query options: `?user=...&password=...&timeout=...`, and for TLS
+  `ca_certs=/path/ca.pem` (the CA to trust), `verify=false` (no certificate check: tests only),
+  `certfile=...&keyfile=...` (a client certificate).
 - `chdb:///path/to/dir/database` — embedded current ClickHouse (chdb) with data under the directory;
   the last path segment is the database (`chdb:///var/lib/svcpulse` means database `svcpulse`).
 
@@ -12,6 +14,7 @@ database), and results as tuples of plain Python values.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlparse
@@ -48,6 +51,25 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+def _tls_options(scheme: str, options: dict[str, str]) -> dict[str, object]:
+    """clickhouse-driver's TLS keywords from the URL (none unless the scheme is clickhouses)."""
+    if scheme != "clickhouses":
+        return {}
+    tls: dict[str, object] = {"secure": True, "verify": options.get("verify", "true").lower() != "false"}
+    tls.update({name: options[name] for name in ("ca_certs", "certfile", "keyfile") if name in options})
+    return tls
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ***, for messages and logs."""
+    parsed = urlparse(url)
+    netloc = parsed.netloc
+    if parsed.password is not None:
+        netloc = netloc.replace(f":{parsed.password}@", ":***@", 1)
+    query = re.sub(r"(password=)[^&]*", r"\1***", parsed.query)
+    return parsed._replace(netloc=netloc, query=query).geturl()
+
+
 def open_store(url: str) -> Store:
     """Open the store a URL names; a bad URL is a ValueError that says what was expected."""
     parsed = urlparse(url)
@@ -62,14 +84,14 @@ def open_store(url: str) -> Store:
             database=database,
             user=parsed.username or options.get("user", "default"),
             password=parsed.password or options.get("password", ""),
-            secure=parsed.scheme == "clickhouses",
             timeout_s=float(options.get("timeout", 30)),
+            tls=_tls_options(parsed.scheme, options),
         )
     if parsed.scheme == "chdb":
         from pipeline.store.embedded import ChdbStore
 
         path = parsed.path.rstrip("/")
         if not path:
-            raise ValueError(f"store URL {url!r}: expected chdb:///path/to/data (a directory)")
+            raise ValueError(f"store URL {redact(url)!r}: expected chdb:///path/to/data (a directory)")
         return ChdbStore(directory=path, database=path.rsplit("/", 1)[-1] or DEFAULT_DATABASE)
-    raise ValueError(f"store URL {url!r}: expected clickhouse://host:port/database or chdb:///path")
+    raise ValueError(f"store URL {redact(url)!r}: expected clickhouse://host:port/database or chdb:///path")

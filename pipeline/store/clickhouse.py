@@ -16,11 +16,11 @@ class ClickHouseStore:
     dialect = "clickhouse"
 
     def __init__(self, host: str, port: int, database: str, user: str = "default", password: str = "",
-                 secure: bool = False, timeout_s: float = 30.0) -> None:
+                 timeout_s: float = 30.0, tls: dict[str, Any] | None = None) -> None:
         self.database = database
         self._options: dict[str, Any] = {
-            "host": host, "port": port, "user": user, "password": password, "secure": secure,
-            "connect_timeout": 5, "send_receive_timeout": timeout_s, "sync_request_timeout": 5,
+            "host": host, "port": port, "user": user, "password": password,
+            "connect_timeout": 5, "send_receive_timeout": timeout_s, "sync_request_timeout": 5, **(tls or {}),
         }
         self._lock = threading.Lock()  # a driver Client is one connection: not shareable across threads
         self._client = Client(database=database, **self._options)

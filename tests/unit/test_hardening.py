@@ -63,3 +63,13 @@ def test_cors_is_off_unless_origins_are_configured(store: Store) -> None:
     with client(store, cors_origins=["https://grafana.example"]) as api:
         answer = api.options("/healthz", headers=preflight)
         assert answer.headers["access-control-allow-origin"] == "https://grafana.example"
+
+
+def test_secrets_stay_out_of_messages() -> None:
+    from pipeline.store import redact
+
+    assert redact("clickhouse://loader:hunter2@db:9000/svcpulse?password=x1&timeout=5") == (
+        "clickhouse://loader:***@db:9000/svcpulse?password=***&timeout=5")
+    with pytest.raises(ValueError) as caught:
+        open_store("mysql://loader:hunter2@db/x")
+    assert "hunter2" not in str(caught.value)
