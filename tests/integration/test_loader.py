@@ -72,7 +72,7 @@ def test_malformed_events_go_to_the_dlq_and_the_rest_load(broker: Tansu, ch_stor
     assert distinct_offsets(ch_store, "rpc_calls") == good
 
 
-def test_clickhouse_down_30s_mid_stream_loses_nothing(broker: Tansu, ch_store: Store,
+def test_clickhouse_down_60s_mid_stream_loses_nothing(broker: Tansu, ch_store: Store,
                                                       clickhouse: ClickHouseServer) -> None:
     first = [rpc_event(i) for i in range(20_000)]
     second = [rpc_event(i) for i in range(20_000, 40_000)]
@@ -82,7 +82,7 @@ def test_clickhouse_down_30s_mid_stream_loses_nothing(broker: Tansu, ch_store: S
         clickhouse.stop()
         try:
             produce(broker.bootstrap, [("rpc", e) for e in second])
-            time.sleep(30)
+            time.sleep(60)  # issue 2 asks for 30 s, the production drills for 60 s: one test covers both
             assert loader.rows_loaded == len(first), "nothing can load while ClickHouse is down"
         finally:
             clickhouse.start()
