@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 
 # Tables split across shards: the raw event tables and the rollups fed from them.
-SHARDED = ("tcp_connections", "rpc_calls", "instance_load", "rpc_calls_1m", "tcp_connections_1m")
+SHARDED = ("tcp_connections", "rpc_calls", "instance_load", "rpc_calls_1m", "rpc_calls_1h", "tcp_connections_1m")
 LOCAL_SUFFIX = "_local"
 _RAW_SHARDING_KEY = "cityHash64(_partition, _offset)"
 _ROLLUP_SHARDING_KEY = "rand()"  # rollup rows arrive through the views, never through Distributed

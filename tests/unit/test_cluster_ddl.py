@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.cluster import SHARDED, create_database, for_cluster, replicated_engine
 from pipeline.migrate import load_migrations, migrate
+from pipeline.store import Store
 
 RAW = ("CREATE TABLE IF NOT EXISTS db.rpc_calls (ts DateTime, _partition UInt32, _offset UInt64) "
        "ENGINE = MergeTree PARTITION BY toYYYYMMDD(ts) ORDER BY (callee, ts)")
@@ -70,10 +71,10 @@ def test_every_migration_statement_has_a_rule_and_every_create_is_on_cluster() -
     assert all(re.search(r"FROM svcpulse\.\w+_local\b", v) for v in views)
 
 
-def test_current_clickhouse_parses_every_generated_statement() -> None:
-    chdb = pytest.importorskip("chdb")
+def test_current_clickhouse_parses_every_generated_statement(chdb_store: Store) -> None:
+    # Through the session's chdb store: chdb allows one data directory per process.
     for statement in [*all_generated(), create_database("svcpulse", "prod")]:
-        ast = str(chdb.query(f"EXPLAIN AST {statement}", "CSV"))
+        ast = str(chdb_store.execute(f"EXPLAIN AST {statement}"))
         assert "CreateQuery" in ast, statement
 
 
