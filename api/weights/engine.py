@@ -225,15 +225,20 @@ def _remembered_ejections(prev: InstanceState, c: _Cycle) -> int:
 
 
 def _apply_probe_share(steps: list[_Step], config: EngineConfig) -> list[_Step]:
-    """Dead instances (ejected, or cut to 0) share probe_share of the live weight, >= 1 each (MSEC).
+    """Dead instances (ejected, or cut to 0) get probe traffic: what `probe_calls` per window takes at
+    the fleet's current call rate, at most probe_share of the live weight in all (MSEC), >= 1 each.
 
-    Without the probe they would get no calls, so there would be no data to see them recover.
+    Without the probe they would get no calls, so there would be no data to see them recover; with
+    more than they need, a busy fleet sends every 100th call to an instance known to be bad, which
+    lands right on the callers' p99.
     """
     dead = [s for s in steps if s.dead]
     if not dead:
         return steps
     live = sum(s.weight for s in steps if not s.dead)
-    probe = max(1, round(config.probe_share * live / len(dead)))
+    fleet_calls = sum(s.window.requests for s in steps)
+    share = min(config.probe_share / len(dead), config.probe_calls / max(fleet_calls, 1))
+    probe = max(1, round(share * live))
     return [replace(s, weight=probe, state=replace(s.state, weight=probe)) if s.dead else s for s in steps]
 
 

@@ -41,7 +41,8 @@ class EngineConfig:
     base_ejection_s: float = 30.0  # ejection time = 30 s x times ejected (Envoy)
     max_ejection_s: float = 300.0  # ...capped at 300 s
     ejection_forgive_s: float = 300.0  # one past ejection is forgotten per 300 s since the last one
-    probe_share: float = 0.01  # ejected/zero-weight instances share ~1% of total weight (MSEC)
+    probe_share: float = 0.01  # ejected/zero-weight instances share at most ~1% of total weight (MSEC)
+    probe_calls: int = 10  # ...and only what they need: calls per window to see a recovery (2x recover_min)
     slow_start_s: float = 30.0  # linear ramp for new, un-ejected and un-drained instances
     slow_start_min: float = 0.1  # the ramp starts at 10% of the instance's weight
     protective_fraction: float = 0.5  # more than half the judged fleet degraded together -> protective
