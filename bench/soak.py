@@ -50,7 +50,8 @@ class Offered:
         self.stop = threading.Event()
         instances = [f"10.7.0.{n}:8080" for n in range(1, 6)]
         self.payloads = [events.encode("rpc", {
-            "v": 1, "ts_ms": 0, "caller": "soak", "callee": "soak.svc", "interface": f"GET /items/{{id}}/{n % 7}",
+            "v": 1, "ts_ms": 1_000_000_000_000, "caller": "soak", "callee": "soak.svc",  # ts_ms: replaced
+            "interface": f"GET /items/{{id}}/{n % 7}",
             "instance": instances[n % 5], "side": "server", "latency_ms": 5.0 + n % 40, "status": "ok",
             "code": "200", "version": "v1", "host": "soak", "cgroup": ""}) for n in range(500)]
 
@@ -66,7 +67,7 @@ class Offered:
             due = int((time.monotonic() - started) * self.rate)
             now_ms = str(int(time.time() * 1000)).encode()
             for n in range(sent, due):
-                payload = self.payloads[n % 500].replace(b'"ts_ms":0', b'"ts_ms":' + now_ms, 1)
+                payload = self.payloads[n % 500].replace(b"\"ts_ms\":1000000000000", b"\"ts_ms\":" + now_ms, 1)
                 while True:
                     try:
                         self.producer.produce(RPC, payload, key=b"soak.svc", on_delivery=self._delivered)
