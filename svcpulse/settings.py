@@ -13,7 +13,8 @@ class Settings(BaseSettings):
 
     kafka_bootstrap: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers, host:port[,...]")
     store_url: str = Field("clickhouse://127.0.0.1:19000/svcpulse",
-                           description="clickhouse://host:port/db or chdb:///path/db")
+                           description="clickhouse://host:port/db (clickhouses:// for TLS; ?user=&password=&ca_certs=) "
+                           "or chdb:///path/db (embedded)")
     clickhouse_cluster: str = Field("", description="ClickHouse cluster (remote_servers name): migrate creates "
                                     "Replicated tables ON CLUSTER and Distributed tables over the sharded ones")
     kafka_client: Literal["kafka-python", "confluent"] = Field(
@@ -26,7 +27,7 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", description="API listen address")
     api_port: int = Field(8000, ge=1, le=65535, description="API listen port")
     retention_days_raw: int = Field(7, ge=1, description="days kept in raw tables")
-    retention_days_rollup: int = Field(90, ge=1, description="days kept in per-minute rollups")
+    retention_days_rollup: int = Field(90, ge=1, description="days kept in the rollups and weight_history")
     retention_days_load: int = Field(30, ge=1, description="days kept in instance_load")
     users_file: str = Field("", description="users, the roles each may hold, sha256 token hashes (JSON or TOML)")
     feed_open: bool = Field(False, description="serve the weight feed and other reads without a token")

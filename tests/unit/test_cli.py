@@ -37,3 +37,13 @@ def test_bad_store_url_is_one_line_and_exit_2() -> None:
     assert result.returncode == 2
     assert result.stderr.strip().startswith("svcpulse migrate: store URL 'mysql://nope'")
     assert "Traceback" not in result.stderr
+
+
+def test_the_readme_configuration_reference_lists_every_setting() -> None:
+    from pathlib import Path
+
+    from svcpulse.settings import Settings
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for name in Settings.model_fields:
+        assert f"| `SVCPULSE_{name.upper()}` |" in readme, name
