@@ -1,8 +1,9 @@
 """bench/soak: the whole pipeline under steady load for a long time, watching for loss and growth.
 
 Starts a Tansu broker, a ClickHouse 18.16 server, `svcpulse load` replicas and `svcpulse api` as
-separate processes; offers rpc events at --rate per second for --minutes while polling the weight
-feed at --feed-rps; every --every seconds prints the consumer lag (produced - loaded), the feed's
+separate processes; offers rpc events of 20 services (keyed by callee, as the contract says, so the
+partitions and loader replicas share the work) at --rate per second for --minutes while polling the
+weight feed at --feed-rps; every --every seconds prints the consumer lag (produced - loaded), the feed's
 p99 so far, and the RSS of every process; at the end prints events lost and duplicated.
 Target: 30 minutes at 50,000 events/s with the feed polled at 200 req/s: 0 lost, 0 duplicates, flat
 memory. Loopback only; bounded by --minutes.
@@ -50,7 +51,7 @@ class Offered:
         self.stop = threading.Event()
         instances = [f"10.7.0.{n}:8080" for n in range(1, 6)]
         self.payloads = [events.encode("rpc", {
-            "v": 1, "ts_ms": 1_000_000_000_000, "caller": "soak", "callee": "soak.svc",  # ts_ms: replaced
+            "v": 1, "ts_ms": 1_000_000_000_000, "caller": "soak", "callee": f"soak.svc{n % 20}",  # ts_ms: replaced
             "interface": f"GET /items/{{id}}/{n % 7}",
             "instance": instances[n % 5], "side": "server", "latency_ms": 5.0 + n % 40, "status": "ok",
             "code": "200", "version": "v1", "host": "soak", "cgroup": ""}) for n in range(500)]
@@ -70,7 +71,8 @@ class Offered:
                 payload = self.payloads[n % 500].replace(b"\"ts_ms\":1000000000000", b"\"ts_ms\":" + now_ms, 1)
                 while True:
                     try:
-                        self.producer.produce(RPC, payload, key=b"soak.svc", on_delivery=self._delivered)
+                        self.producer.produce(RPC, payload, key=b"soak.svc%d" % (n % 500 % 20),
+                                              on_delivery=self._delivered)
                         break
                     except BufferError:
                         self.producer.poll(0.01)
@@ -80,7 +82,7 @@ class Offered:
 
 
 class FeedPoller:
-    """Polls GET /v1/weights/soak.svc at a steady rate from threads; keeps every latency."""
+    """Polls GET /v1/weights/soak.svc0 at a steady rate from threads; keeps every latency."""
 
     def __init__(self, base: str, rps: float, threads: int = 4) -> None:
         self.base, self.period = base, threads / rps
@@ -96,7 +98,7 @@ class FeedPoller:
                 next_at += self.period
                 started = time.perf_counter()
                 try:
-                    ok = http.get(f"{self.base}/v1/weights/soak.svc").status_code in (200, 404)
+                    ok = http.get(f"{self.base}/v1/weights/soak.svc0").status_code in (200, 404)
                 except httpx.HTTPError:
                     ok = False
                 self.latencies.append((time.perf_counter() - started) * 1000)
