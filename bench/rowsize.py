@@ -20,6 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.batch import columns
 from pipeline.migrate import migrate
 from pipeline.store import Store, open_store
 from pipeline.topics import TABLE_BY_KIND, TOPIC_BY_KIND
@@ -88,7 +89,7 @@ def fill(store: Store, kind: str, rows: int, fleet: Fleet) -> None:
     for start in range(0, rows, 100_000):
         batch = [to_row(kind, make(fleet, ts), Message(TOPIC_BY_KIND[kind], n % 12, n // 12, ts + 3, b""))
                  for n, ts in enumerate(times[start:start + 100_000], start)]
-        store.insert(TABLE_BY_KIND[kind], COLUMNS[kind], [list(c) for c in zip(*batch, strict=True)])
+        store.insert(TABLE_BY_KIND[kind], COLUMNS[kind], columns(batch))
 
 
 def report(store: Store) -> None:

@@ -50,11 +50,7 @@ class Batch:
             return False
         return self.size >= self.max_rows or self.clock() - self.started_at >= self.max_age_s
 
-    def columns(self, kind: str) -> list[list[Any]]:
-        """The rows of one kind transposed into columns, as columnar inserts want them."""
-        return [list(column) for column in zip(*self.rows[kind], strict=True)]
 
-    def drop_partitions(self, revoked: set[TopicPartition]) -> None:
-        """Forget offsets of partitions no longer ours (their rows are still inserted)."""
-        for key in revoked:
-            self.offsets.pop(key, None)
+def columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows transposed into columns, as columnar inserts want them."""
+    return [list(column) for column in zip(*rows, strict=True)]

@@ -19,7 +19,7 @@ from confluent_kafka import KafkaException
 from kafka.errors import KafkaError
 
 from pipeline import events, metrics
-from pipeline.batch import Batch, TopicPartition
+from pipeline.batch import Batch, TopicPartition, columns
 from pipeline.consumer import open_consumer
 from pipeline.kafka import ensure_topics, make_producer
 from pipeline.redelivery import RedeliveryGuard
@@ -140,7 +140,7 @@ class Loader:
             metrics.DUPLICATES.inc(len(rows) - len(fresh))
             if fresh:
                 started = time.monotonic()
-                self.store.insert(table, COLUMNS[kind], [list(c) for c in zip(*fresh, strict=True)])
+                self.store.insert(table, COLUMNS[kind], columns(fresh))
                 metrics.INSERT_SECONDS.observe(time.monotonic() - started)
                 metrics.ROWS.labels(table).inc(len(fresh))
                 self.rows_loaded += len(fresh)

@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from pipeline.batch import columns
 from pipeline.store import Store
 
 # One scan over the membership lookback (forget_s) gives both who exists (last call) and what each
@@ -50,7 +51,7 @@ def insert_history(store: Store, feeds: Sequence[dict[str, Any]]) -> None:
         for f in feeds for i in f["instances"]
     ]
     if rows:
-        store.insert("weight_history", HISTORY_COLUMNS, [list(col) for col in zip(*rows, strict=True)])
+        store.insert("weight_history", HISTORY_COLUMNS, columns(rows))
 
 
 def weight_history(store: Store, service: str, since_ms: int, limit: int) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from pipeline.batch import columns
 from pipeline.store import Store
 from pipeline.transform import COLUMNS, Message, to_row
 
@@ -66,4 +67,4 @@ def insert_direct(store: Store, kind: str, events: Sequence[dict[str, Any]]) -> 
     topic = f"svcpulse.{kind}"
     rows = [to_row(kind, e, Message(topic, 0, n, e["ts_ms"], b"")) for n, e in enumerate(events)]
     table = {"rpc": "rpc_calls", "tcp": "tcp_connections", "load": "instance_load"}[kind]
-    store.insert(table, COLUMNS[kind], [list(col) for col in zip(*rows, strict=True)])
+    store.insert(table, COLUMNS[kind], columns(rows))

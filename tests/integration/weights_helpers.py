@@ -13,6 +13,7 @@ from typing import Any
 import uvicorn
 
 from api.auth import hash_token
+from pipeline.batch import columns
 from pipeline.store import Store
 from pipeline.transform import COLUMNS, Message, to_row
 from svcpulse.services import free_port
@@ -72,4 +73,4 @@ def rpc_event(service: str, instance: str, *, ok: bool = True, latency_ms: float
 def insert_rpc(store: Store, events: Sequence[dict[str, Any]]) -> None:
     """Rows straight into rpc_calls (the loader path is covered by the end-to-end test)."""
     rows = [to_row("rpc", e, Message("svcpulse.rpc", 0, n, e["ts_ms"], b"")) for n, e in enumerate(events)]
-    store.insert("rpc_calls", COLUMNS["rpc"], [list(col) for col in zip(*rows, strict=True)])
+    store.insert("rpc_calls", COLUMNS["rpc"], columns(rows))

@@ -1,7 +1,7 @@
 import datetime as dt
 
 from pipeline import events
-from pipeline.batch import Batch
+from pipeline.batch import Batch, columns
 from pipeline.retention import expired
 from pipeline.transform import COLUMNS, Message, transform
 from tests.factories import rpc_event, tcp_event
@@ -71,7 +71,7 @@ def test_batch_keeps_highest_offset_per_partition_and_transposes() -> None:
     assert batch.offsets == {("svcpulse.rpc", 0): 8, ("svcpulse.rpc", 1): 9}
     batch.add_row("rpc", (1, "a"))
     batch.add_row("rpc", (2, "b"))
-    assert batch.columns("rpc") == [[1, 2], ["a", "b"]]
+    assert columns(batch.rows["rpc"]) == [[1, 2], ["a", "b"]]
 
 
 def test_every_day_partitioned_table_has_a_retention() -> None:
