@@ -8,8 +8,8 @@ from fastapi import Depends, Request
 
 from api.alarms.service import AlarmService
 from api.weights.service import WeightService
+from core.settings import Settings
 from pipeline.store import Store
-from svcpulse.settings import Settings
 
 
 def get_store(request: Request) -> Store:

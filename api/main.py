@@ -30,8 +30,8 @@ from api.routes import (
     weights,
 )
 from api.weights.service import WeightService
+from core.settings import Settings
 from pipeline.store import Store, StoreError, open_store
-from svcpulse.settings import Settings
 
 DESCRIPTION = """svcpulse turns what services see of each other (eBPF TCP lifetimes, RPC calls, load)
 into routing weights, queries, capacity estimates and alarms."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import socket
 import threading
@@ -24,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from balancer.client import WeightFeedClient, WeightSource
+from core.settings import Settings
 
 log = logging.getLogger("svcpulse.haproxy")
 
@@ -144,14 +144,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--service", required=True, help="service whose feed to follow, e.g. shop.cart")
     parser.add_argument("--socket", required=True, help="HAProxy stats socket (stats socket ... level admin)")
     parser.add_argument("--backend", required=True, help="HAProxy backend whose servers to weight")
-    parser.add_argument("--token", default=os.environ.get("SVCPULSE_TOKEN"),
+    parser.add_argument("--token",
                         help="bearer token (viewer); default $SVCPULSE_TOKEN")
     parser.add_argument("--resync", type=float, default=10.0, help="re-apply at least every N s (default 10)")
     parser.add_argument("--once", action="store_true", help="apply the current feed once and exit")
 
 
 def run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
-    with WeightFeedClient(args.api, args.service, token=args.token) as feed:
+    with WeightFeedClient(args.api, args.service, token=args.token or Settings().token or None) as feed:
         if not feed.wait_ready(timeout=10):
             print(f"svcpulse balancer haproxy: no feed for {args.service} from {args.api}: {feed.last_error}")
             return 1

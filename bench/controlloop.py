@@ -25,12 +25,12 @@ from pathlib import Path
 
 from api.main import create_app
 from balancer.client import WeightFeedClient, WeightSource
+from core.settings import Settings
 from pipeline.loader import Loader, LoaderConfig
 from pipeline.migrate import migrate
 from pipeline.store import Store, open_store
 from svcpulse.fleet import Call, EqualWeights, Fleet, Traffic
 from svcpulse.services import Tansu, free_port
-from svcpulse.settings import Settings
 
 
 def time_to_shift(traffic: Traffic, sick: str, before: float, fault_at: float, end: float) -> float | None:

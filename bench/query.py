@@ -23,10 +23,10 @@ from fastapi.testclient import TestClient
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from api.main import create_app
+from core.settings import Settings
 from pipeline.migrate import migrate
 from pipeline.store import Store, open_store
 from svcpulse.services import ClickHouseServer, free_port
-from svcpulse.settings import Settings
 
 CHUNK = 1_000_000
 _GENERATE = """

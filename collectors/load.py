@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from collectors.cgroups import CgroupError, find_cgroup2_mount
+from core.settings import Settings
 from pipeline.events import CONTRACT_VERSION
 
 log = logging.getLogger("svcpulse.load")
@@ -197,7 +198,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Flags of `svcpulse collect load`."""
     add = parser.add_argument
     add("--bootstrap-servers", "--bootstrap", dest="bootstrap_servers",
-        default=os.environ.get("SVCPULSE_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
         help="Kafka bootstrap servers (default $SVCPULSE_KAFKA_BOOTSTRAP or 127.0.0.1:19092)")  # fmt: skip
     add("--output", choices=("kafka", "jsonl"), default="kafka",
         help="kafka: topic svcpulse.load via the shared sink; jsonl: JSON lines on stdout")  # fmt: skip
@@ -224,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from collectors.sink import open_sink
 
-        sink = open_sink(args.bootstrap_servers, spool_dir=args.spool_dir)
+        sink = open_sink(args.bootstrap_servers or Settings().kafka_bootstrap, spool_dir=args.spool_dir)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

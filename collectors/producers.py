@@ -6,12 +6,12 @@ the sink keeps a batch until then, which is what makes its ordered spool work.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from collectors.spool import Record
+from core.settings import Settings
 from pipeline.kafka_security import KafkaSecurity
 from pipeline.topics import TOPIC_BY_KIND
 
@@ -28,7 +28,7 @@ class SinkOptions:
     retry_backoff_max_s: float = 5.0
     client_id: str = "svcpulse-collector"
     # "kafka-python" or "confluent" (librdkafka: ~4x less CPU per event); same variable as the loader's
-    kafka_client: str = field(default_factory=lambda: os.environ.get("SVCPULSE_KAFKA_CLIENT", "kafka-python"))
+    kafka_client: str = field(default_factory=lambda: Settings().kafka_client)
     producer_config: dict[str, Any] = field(default_factory=dict)  # passed to the producer as is
 
 

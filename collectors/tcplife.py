@@ -28,6 +28,7 @@ from prometheus_client import Counter
 
 from collectors import btf
 from collectors.cgroups import CgroupError, CgroupPaths
+from core.settings import Settings
 from pipeline.events import Rejection
 
 BPF_SOURCE = Path(__file__).with_name("tcplife.bpf.c")
@@ -110,7 +111,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", choices=("kafka", "jsonl"), default="kafka",
                         help="kafka: topic svcpulse.tcp via the shared sink; jsonl: JSON lines on stdout")
     parser.add_argument("--bootstrap-servers", "--bootstrap", dest="bootstrap_servers",
-                        default=os.environ.get("SVCPULSE_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
                         help="Kafka bootstrap servers (default $SVCPULSE_KAFKA_BOOTSTRAP or 127.0.0.1:19092)")
     parser.add_argument("--spool-dir", default=None, help="Kafka sink's disk spool for broker outages")
     parser.add_argument("--ports", type=_int_list, default=[],
@@ -190,7 +190,7 @@ def open_output(args: argparse.Namespace) -> Output:
         return JsonLines()
     from collectors.sink import open_sink  # lazily: the shared sink is another module's concern
 
-    return open_sink(args.bootstrap_servers, spool_dir=args.spool_dir)
+    return open_sink(args.bootstrap_servers or Settings().kafka_bootstrap, spool_dir=args.spool_dir)
 
 
 class Collector:

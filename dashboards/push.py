@@ -6,7 +6,6 @@ are updated in place by uid, dashboards are saved with overwrite=True.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from grafana_client import GrafanaApi
 from grafana_client.client import GrafanaClientError, GrafanaException
 
+from core.settings import Settings
 from dashboards.build import FOLDER_TITLE, FOLDER_UID, dashboards
 from dashboards.sources import api_datasource, clickhouse_datasource
 
@@ -47,12 +47,13 @@ def _upsert_datasource(grafana: GrafanaApi, datasource: dict[str, Any]) -> str:
 
 def datasources_from(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The datasources the flags describe: Infinity with --api-url, ClickHouse with --clickhouse-host."""
-    found = []
+    found, settings = [], Settings()
     if args.api_url:
-        found.append(api_datasource(args.api_url, args.api_token or ""))
+        found.append(api_datasource(args.api_url, args.api_token or settings.api_token))
     if args.clickhouse_host:
+        password = args.clickhouse_password or settings.clickhouse_password
         found.append(clickhouse_datasource(args.clickhouse_host, args.clickhouse_port, args.clickhouse_user,
-                                           args.clickhouse_password or "", args.clickhouse_database))
+                                           password, args.clickhouse_database))
     return found
 
 
@@ -79,23 +80,23 @@ def push(url: str, token: str, datasources: list[dict[str, Any]], say: Say = pri
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", required=True, help="Grafana base URL, e.g. http://127.0.0.1:3000")
-    parser.add_argument("--token", default=os.environ.get("GRAFANA_TOKEN", ""),
+    parser.add_argument("--token",
                         help="Grafana service-account token (default $GRAFANA_TOKEN; or user:pass@ in --url)")
     parser.add_argument("--api-url", help="also create/update the Infinity datasource: the svcpulse API URL as "
                         "Grafana reaches it")
-    parser.add_argument("--api-token", default=os.environ.get("SVCPULSE_API_TOKEN", ""),
+    parser.add_argument("--api-token",
                         help="viewer token Grafana sends to the API (default $SVCPULSE_API_TOKEN)")
     parser.add_argument("--clickhouse-host", help="also create/update the ClickHouse datasource on this host")
     parser.add_argument("--clickhouse-port", type=int, default=9000, help="native protocol port (default 9000)")
     parser.add_argument("--clickhouse-user", default="default", help="ClickHouse user (default 'default')")
-    parser.add_argument("--clickhouse-password", default=os.environ.get("SVCPULSE_CLICKHOUSE_PASSWORD", ""),
+    parser.add_argument("--clickhouse-password",
                         help="ClickHouse password (default $SVCPULSE_CLICKHOUSE_PASSWORD)")
     parser.add_argument("--clickhouse-database", default="svcpulse", help="database (default svcpulse)")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        saved = push(args.url, args.token, datasources_from(args))
+        saved = push(args.url, args.token or Settings().grafana_token, datasources_from(args))
     except PushError as err:
         print(f"svcpulse dashboards push: {err}", file=sys.stderr)
         return 2

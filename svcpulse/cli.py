@@ -11,10 +11,10 @@ from pathlib import Path
 from balancer import haproxy
 from collectors import load as load_sampler
 from collectors import tcplife
+from core.settings import Settings
 from dashboards import build as dashboard_build
 from dashboards import push as dashboard_push
 from svcpulse import commands
-from svcpulse.settings import Settings
 
 EPILOG = "Every command prints what it does; see docs/cli.md for worked examples."
 

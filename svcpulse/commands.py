@@ -7,6 +7,7 @@ import datetime as dt
 import signal
 import threading
 
+from core.settings import Settings
 from pipeline import dlq as dead_letters
 from pipeline import events
 from pipeline.loader import Loader, LoaderConfig
@@ -14,7 +15,6 @@ from pipeline.migrate import migrate as apply_migrations
 from pipeline.retention import apply_retention, retention_days
 from pipeline.store import Store, StoreError, open_store
 from svcpulse.services import ClickHouseServer, ServiceError, Tansu
-from svcpulse.settings import Settings
 
 
 class UserError(RuntimeError):

@@ -16,12 +16,12 @@ import uvicorn
 
 from api.auth import write_demo_users
 from api.main import create_app
+from core.settings import Settings
 from pipeline.loader import Loader, LoaderConfig
 from pipeline.migrate import migrate
 from pipeline.store import Store, open_store
 from svcpulse.demo import DemoFleet
 from svcpulse.services import ServiceError, Tansu, free_port
-from svcpulse.settings import Settings
 
 log = logging.getLogger("svcpulse.up")
 

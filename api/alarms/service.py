@@ -22,8 +22,8 @@ from api.queries import alarms as aq
 from api.queries.timeseries import Selector, rpc_aggregates
 from api.series import COUNT_METRICS, build_series
 from api.timerange import Window
+from core.settings import Settings
 from pipeline.store import Store, StoreError
-from svcpulse.settings import Settings
 
 log = logging.getLogger("svcpulse.alarms")
 

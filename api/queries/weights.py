@@ -11,7 +11,7 @@ from pipeline.store import Store
 
 # One scan over the membership lookback (forget_s) gives both who exists (last call) and what each
 # did in the short judging window (the -If aggregates). Grouped by side: the caller prefers the
-# server's own measurement and falls back to what clients saw (api/weights/inputs.py).
+# server's own measurement and falls back to what clients saw (weights/inputs.py).
 _WINDOWS_SQL = """
 SELECT callee AS service, instance, side,
        max(ts_ms) AS last_ms,

@@ -16,8 +16,8 @@ from api.deps import StoreDep, WeightsDep
 from api.queries import registry as reg
 from api.routes.audit import Change, WhyQuery, record
 from api.routes.weights import ServiceName
-from api.weights.inputs import normalize_instance
-from api.weights.model import STATIC_WEIGHT
+from weights.inputs import normalize_instance
+from weights.model import STATIC_WEIGHT
 
 router = APIRouter(prefix="/v1/registry", tags=["registry"])
 

@@ -22,13 +22,13 @@ import orjson
 
 from api.queries import registry as reg
 from api.queries import weights as wq
-from api.weights.canary import CanaryGuard, canary_verdict
-from api.weights.engine import compute_weights
-from api.weights.feed import apply_canary, build_feed
-from api.weights.inputs import build_windows, discovered, to_overrides
-from api.weights.model import DEFAULT_CONFIG, EngineConfig, EngineState, InstanceWindow
+from core.settings import Settings
 from pipeline.store import Store, StoreError
-from svcpulse.settings import Settings
+from weights.canary import CanaryGuard, canary_verdict
+from weights.engine import compute_weights
+from weights.feed import apply_canary, build_feed
+from weights.inputs import build_windows, discovered, to_overrides
+from weights.model import DEFAULT_CONFIG, EngineConfig, EngineState, InstanceWindow
 
 log = logging.getLogger("svcpulse.weights")
 SYSTEM = "svcpulse"  # the "user" recorded when the loop itself changes something (canary abort)

@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 
 from api.main import create_app
+from core.settings import Settings
 from pipeline.store import Store
 from svcpulse.services import Tansu
-from svcpulse.settings import Settings
 from tests.integration.demo_events import backfill, call, loads
 from tests.integration.helpers import LoaderThread, count, produce, wait_for
 from tests.integration.weights_helpers import auth, serve, write_users

@@ -15,8 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from core.settings import Settings
 from pipeline.store import Store
-from svcpulse.settings import Settings
 from tests.integration.helpers import wait_for
 from tests.integration.query_data import insert_direct, minute_t, rpc
 from tests.integration.weights_helpers import auth, write_users

@@ -6,9 +6,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from core.settings import Settings
 from pipeline.store import Store, open_store
 from svcpulse.services import ClickHouseServer, Tansu, free_port
-from svcpulse.settings import Settings
 
 pytestmark = pytest.mark.services
 

@@ -23,10 +23,10 @@ from kafka import KafkaConsumer
 
 from api.main import create_app
 from balancer.client import Balancer, WeightFeedClient
+from core.settings import Settings
 from pipeline import events
 from pipeline.store import Store
 from svcpulse.services import ClickHouseServer, Tansu, free_port, port_open
-from svcpulse.settings import Settings
 from tests.factories import rpc_event
 from tests.integration.helpers import LoaderThread, count, produce, wait_for
 from tests.integration.weights_helpers import auth, insert_rpc, serve, write_users

@@ -18,9 +18,9 @@ import pytest
 from api.main import create_app
 from balancer.haproxy import RuntimeApiError, parse_servers_state, runtime
 from balancer.haproxy import run as sync_run
+from core.settings import Settings
 from pipeline.store import Store
 from svcpulse.services import ClickHouseServer, free_port
-from svcpulse.settings import Settings
 from tests.integration.helpers import wait_for
 from tests.integration.weights_helpers import auth, serve, token, write_users
 

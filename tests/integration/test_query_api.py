@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from core.settings import Settings
 from pipeline.store import Store
 from svcpulse.services import Tansu
-from svcpulse.settings import Settings
 from tests.integration import query_data as qd
 from tests.integration.helpers import LoaderThread, count, produce, wait_for
 

@@ -13,10 +13,10 @@ import pytest
 
 from api.main import create_app
 from balancer.client import WeightFeedClient
+from core.settings import Settings
 from pipeline.store import Store
 from svcpulse.fleet import Fleet, Traffic
 from svcpulse.services import ClickHouseServer, Tansu
-from svcpulse.settings import Settings
 from tests.integration.helpers import LoaderThread, wait_for
 from tests.integration.weights_helpers import serve
 

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from api.main import create_app
+from core.settings import Settings
 from pipeline.store import Store
 from svcpulse.services import ClickHouseServer
-from svcpulse.settings import Settings
 from tests.integration.helpers import wait_for
 from tests.integration.weights_helpers import auth, insert_rpc, rpc_event, serve, write_users
 

@@ -42,7 +42,7 @@ def test_bad_store_url_is_one_line_and_exit_2() -> None:
 def test_the_readme_configuration_reference_lists_every_setting() -> None:
     from pathlib import Path
 
-    from svcpulse.settings import Settings
+    from core.settings import Settings
 
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     for name in Settings.model_fields:

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+from core.settings import Settings
 from svcpulse.cli import build_parser
-from svcpulse.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

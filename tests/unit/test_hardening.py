@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 
 from api.hardening import TokenBuckets
 from api.main import create_app
+from core.settings import Settings
 from pipeline.store import Store, open_store
-from svcpulse.settings import Settings
 
 
 @pytest.fixture(scope="module")

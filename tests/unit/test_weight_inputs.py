@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from api.weights.canary import CanaryGuard, canary_verdict
-from api.weights.inputs import build_windows, discovered, normalize_instance, pick_sides, to_overrides
-from api.weights.model import InstanceWindow, Override
+from weights.canary import CanaryGuard, canary_verdict
+from weights.inputs import build_windows, discovered, normalize_instance, pick_sides, to_overrides
+from weights.model import InstanceWindow, Override
 
 
 def seen(instance: str, side: str = "server", requests: int = 100, **extra: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from api.weights import (
+from weights import (
     DEFAULT_CONFIG,
     EngineConfig,
     EngineResult,

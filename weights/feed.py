@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from api.weights.model import EngineResult
+from weights.model import EngineResult
 
 # Ejected instances keep their probe weight and drained ones their 0: a gray release must not push
 # traffic at an instance the engine or an operator took out.

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from api.weights.model import STATIC_WEIGHT, InstanceWindow, Override
+from weights.model import STATIC_WEIGHT, InstanceWindow, Override
 
 Key = tuple[str, str]  # (service, instance)
 

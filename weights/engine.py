@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from api.weights.model import (
+from weights.model import (
     DEFAULT_CONFIG,
     EngineConfig,
     EngineResult,
@@ -25,7 +25,7 @@ from api.weights.model import (
     Override,
     State,
 )
-from api.weights.scoring import Fleet, Score, choose_ejections, degraded_together, fleet_stats, score
+from weights.scoring import Fleet, Score, choose_ejections, degraded_together, fleet_stats, score
 
 _NO_OVERRIDE = Override()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from api.weights.model import InstanceWindow
+from weights.model import InstanceWindow
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import statistics
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from api.weights.model import EngineConfig, InstanceWindow
+from weights.model import EngineConfig, InstanceWindow
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -51,5 +51,11 @@ class Settings(BaseSettings):
     max_query_bytes: int = Field(8192, ge=256, description="longest query string the API accepts (414 above)")
     write_rate_per_minute: float = Field(120.0, gt=0, description="writes per minute per caller (token or address)")
     write_burst: int = Field(30, ge=1, description="writes a caller may make at once before the rate applies (429)")
+    token: str = Field("", description="bearer token `svcpulse balancer` sends to the API (a viewer's)")
+    api_token: str = Field("", description="viewer token Grafana's Infinity datasource sends to the API "
+                           "(`dashboards push`)")
+    clickhouse_password: str = Field("", description="password of Grafana's ClickHouse datasource (`dashboards push`)")
+    grafana_token: str = Field("", validation_alias=AliasChoices("SVCPULSE_GRAFANA_TOKEN", "GRAFANA_TOKEN"),
+                               description="Grafana service-account token for `dashboards push` (or $GRAFANA_TOKEN)")
     cors_origins: list[str] = Field(default_factory=list, description="browser origins allowed to call the API "
                                     "cross-site (CORS); empty = CORS off")
