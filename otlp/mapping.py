@@ -66,6 +66,9 @@ class Limits:
     max_ahead_ms: int = 15 * 60_000  # ...and one that ends this far after now (clock skew allowance)
 
 
+DEFAULT_LIMITS = Limits()
+
+
 @dataclass
 class Mapped:
     events: list[Event] = field(default_factory=list)
@@ -91,7 +94,7 @@ class _Resource:
     instance: str
 
 
-def map_request(request: ExportTraceServiceRequest, now_ms: int, limits: Limits = Limits()) -> Mapped:
+def map_request(request: ExportTraceServiceRequest, now_ms: int, limits: Limits = DEFAULT_LIMITS) -> Mapped:
     """Every span of the request mapped, skipped or rejected (at most `limits.max_spans` are looked at)."""
     mapped = Mapped()
     budget = limits.max_spans
