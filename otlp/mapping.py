@@ -25,9 +25,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from collectors.rpc.common import grpc_status, http_status
+from collectors.rpc.otel import MEASURED  # set by svcpulse's own interceptors on spans of calls they report
 from pipeline.events import CONTRACT_VERSION, Event
 
-MEASURED = "svcpulse.measured"  # set by svcpulse's own interceptors on spans of calls they report
 INSTANCE = "svcpulse.instance"  # resource attribute: this process's "host:port", used as is
 UNKNOWN_SERVICE = "unknown_service"  # what OpenTelemetry SDKs report without service.name
 _NS_PER_MS = 1_000_000

@@ -8,55 +8,24 @@ svcpulse.rpc_calls field for field, with latency within 1 ms of the span's durat
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI, HTTPException, Response
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
-from core.settings import Settings
-from otlp import command
 from otlp.server import Receiver
 from pipeline.store import Store
-from svcpulse.services import Tansu
-from tests.integration.helpers import LoaderThread, count, wait_for
+from tests.integration.helpers import count, wait_for
 from tests.integration.weights_helpers import serve
+from tests.otlp.otel_clients import Traced, exporter
 
 pytestmark = pytest.mark.services
 FIELDS = ("side", "ts_ms", "caller", "callee", "interface", "instance", "status", "code", "version", "host")
-
-
-@pytest.fixture
-def receiver(tmp_path: Path, broker: Tansu, ch_store: Store) -> Iterator[Receiver]:
-    settings = Settings(kafka_bootstrap=broker.bootstrap, otlp_open=True, otlp_http_port=0, otlp_grpc_port=0,
-                        otlp_spool_dir=str(tmp_path / "spool"))
-    with command.embedded(settings) as running, LoaderThread(broker.bootstrap, ch_store):
-        yield running
-
-
-class Traced:
-    """A TracerProvider of one service: spans go to the receiver and, for the test's oracle, to memory."""
-
-    def __init__(self, service: str, exporter: SpanExporter, **resource: str) -> None:
-        self.memory = InMemorySpanExporter()
-        self.provider = TracerProvider(resource=Resource.create({"service.name": service, **resource}))
-        self.provider.add_span_processor(SimpleSpanProcessor(self.memory))
-        self.provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=100))
-
-    def spans(self) -> list[ReadableSpan]:
-        self.provider.force_flush()
-        return [s for s in self.memory.get_finished_spans() if s.kind in (SpanKind.SERVER, SpanKind.CLIENT)]
 
 
 def users_app() -> FastAPI:
@@ -73,12 +42,6 @@ def users_app() -> FastAPI:
         return Response("sold out", status_code=503)
 
     return app
-
-
-def exporter(transport: str, receiver: Receiver) -> SpanExporter:
-    if transport == "http":
-        return HttpExporter(endpoint=f"{receiver.http_url}/v1/traces", timeout=10)
-    return GrpcExporter(endpoint=receiver.grpc_target, insecure=True, timeout=10)
 
 
 def expected_row(span: ReadableSpan, port: int) -> dict[str, Any]:
