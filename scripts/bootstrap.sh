@@ -11,7 +11,8 @@ ROOT=$(pwd)
 log() { echo "[bootstrap] $*"; }
 
 APT_PACKAGES=(clickhouse-server clickhouse-client haproxy chromium chromium-driver
-              bpfcc-tools python3-bpfcc libbpf-tools linux-headers-amd64 bpftool kmod iproute2)
+              bpfcc-tools python3-bpfcc libbpf-tools linux-headers-amd64 bpftool kmod iproute2
+              docker-compose)  # docker-compose: `config -q` checks the compose files offline (no engine)
 
 install_apt() {
   local missing=()
