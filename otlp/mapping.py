@@ -34,6 +34,7 @@ _NS_PER_MS = 1_000_000
 _GRPC_CODES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
                "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
                "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED")
+_SCALARS = frozenset({"string_value", "int_value", "bool_value", "double_value"})
 _SKIPPED_KINDS = {Span.SPAN_KIND_INTERNAL: "internal", Span.SPAN_KIND_UNSPECIFIED: "internal",
                   Span.SPAN_KIND_PRODUCER: "messaging", Span.SPAN_KIND_CONSUMER: "messaging"}
 
@@ -122,8 +123,9 @@ def _map_span(span: Span, resource: _Resource, now_ms: int, limits: Limits, out:
     if skipped is not None:
         out.skipped[skipped] += 1
         return
-    if len(span.attributes) > limits.max_attributes:
-        out.reject("too_many_attributes", f"span {span.name[:80]!r} has {len(span.attributes)} attributes, more "
+    attributes = span.attributes
+    if len(attributes) > limits.max_attributes:
+        out.reject("too_many_attributes", f"span {span.name[:80]!r} has {len(attributes)} attributes, more "
                    f"than {limits.max_attributes}")
         return
     start, end = span.start_time_unix_nano, span.end_time_unix_nano
@@ -135,7 +137,7 @@ def _map_span(span: Span, resource: _Resource, now_ms: int, limits: Limits, out:
         out.reject("implausible_time", f"span {span.name[:80]!r}: start {start} ns, end {end} ns is not within "
                    f"{limits.max_age_ms // 3_600_000} h before and {limits.max_ahead_ms // 60_000} min after now")
         return
-    attrs = _attributes(span.attributes, SPAN_KEYS)
+    attrs = _attributes(attributes, SPAN_KEYS)
     if attrs.get(MEASURED):
         out.skipped["measured_by_interceptor"] += 1
         return
@@ -157,15 +159,25 @@ def _attributes(key_values: Iterable[Any], wanted: frozenset[str]) -> dict[str, 
     """The wanted attributes as Python values (an array gives its first element; other kinds are skipped)."""
     found: dict[str, Any] = {}
     for kv in key_values:
-        if kv.key in wanted:
+        key = kv.key
+        if key in wanted:
             value = kv.value
             kind = value.WhichOneof("value")
             if kind == "array_value":
                 items = value.array_value.values
                 value, kind = (items[0], items[0].WhichOneof("value")) if items else (value, None)
-            if kind in ("string_value", "int_value", "bool_value", "double_value"):
-                found[kv.key] = getattr(value, kind)
+            if kind in _SCALARS:
+                found[key] = getattr(value, kind)
     return found
+
+
+def _first(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
+    """The value of the first of `keys` present (the current convention's name before the older ones)."""
+    for key in keys:
+        value = attrs.get(key)
+        if value is not None:
+            return value
+    return None
 
 
 def _resource(attrs: Mapping[str, Any]) -> _Resource:
@@ -185,51 +197,55 @@ def _server_instance(attrs: Mapping[str, Any], resource: _Resource) -> str:
     """Where this instance listens: explicit, else pod, local socket, host address, server name, host name."""
     if resource.instance:
         return resource.instance
-    local_address, local_port = _first_pair(attrs, LOCAL)
-    named_address, named_port = _first_pair(attrs, SERVER_NAME)
-    http_host, http_port = _split_host(_text(attrs.get("http.host")))
-    address = (resource.pod_ip or local_address or resource.host_ip or named_address or http_host
-               or resource.host_name)
-    port = local_port or named_port or http_port or _int(attrs.get("url.port")) or _scheme_port(attrs)
-    return _join(address, port)
+    address, port = _first_pair(attrs, LOCAL)
+    address = resource.pod_ip or address or resource.host_ip
+    named, named_port = _first_pair(attrs, SERVER_NAME)
+    port = port or named_port
+    if not (address or named) or not port:
+        http_host, http_port = _split_host(_text(attrs.get("http.host")))
+        named, port = named or http_host, port or http_port
+    address = address or named or resource.host_name
+    return _join(address, port or _int(attrs.get("url.port")) or _scheme_port(attrs))
 
 
 def _client_target(attrs: Mapping[str, Any]) -> tuple[str, str]:
     """(callee, instance) of a client span: peer.service or the address called, and that address:port."""
     address, port = _first_pair(attrs, PEER)
-    url = urlsplit(_text(next((attrs[k] for k in URL if k in attrs), "")))
-    try:
-        url_host, url_port = url.hostname or "", url.port
-    except ValueError:  # a port that is no number
-        url_host, url_port = url.hostname or "", None
-    address = address or _address(url_host)
-    port = port or url_port or _scheme_port(attrs, url.scheme)
+    if not address or not port:
+        url = urlsplit(_text(_first(attrs, URL)))
+        try:
+            url_host, url_port = url.hostname or "", url.port
+        except ValueError:  # a port that is no number
+            url_host, url_port = url.hostname or "", None
+        address = address or _address(url_host)
+        port = port or url_port or _scheme_port(attrs, url.scheme)
     callee = _text(attrs.get("peer.service")) or address.strip("[]")
     return callee, _join(address, port)
 
 
 def _interface(attrs: Mapping[str, Any], span_name: str) -> str:
-    method = _text(attrs.get("rpc.method"))
+    method = attrs.get("rpc.method")
     if method:
+        method = _text(method)
         if "/" in method:  # newer conventions: the fully qualified "pkg.Service/Method"
             return "/" + method.lstrip("/")
         service = _text(attrs.get("rpc.service"))
         return f"/{service}/{method}" if service else method
-    http_method = _text(next((attrs[k] for k in HTTP_METHOD if k in attrs), ""))
+    http_method = _first(attrs, HTTP_METHOD)
     if http_method:
-        route = _text(next((attrs[k] for k in HTTP_ROUTE if k in attrs), ""))
-        return f"{http_method} {route}" if route else http_method
+        route = _first(attrs, HTTP_ROUTE)
+        return f"{http_method} {route}" if route else _text(http_method)
     return span_name
 
 
 def _outcome(attrs: Mapping[str, Any], span_status: int) -> tuple[str, str]:
     """(status, code): the gRPC code, else the HTTP status (4xx is ok), else the span status."""
-    grpc_code = next((attrs[k] for k in GRPC_STATUS if k in attrs), None)
+    grpc_code = _first(attrs, GRPC_STATUS)
     if grpc_code is not None:
         number = _int(grpc_code)
         name = _GRPC_CODES[number] if number is not None and 0 <= number < len(_GRPC_CODES) else _text(grpc_code)
         return grpc_status(name.upper()), name.upper()
-    http_code = _int(next((attrs[k] for k in HTTP_STATUS if k in attrs), None))
+    http_code = _int(_first(attrs, HTTP_STATUS))
     if http_code:
         return http_status(http_code), str(http_code)
     if span_status != Status.STATUS_CODE_ERROR:
@@ -241,9 +257,10 @@ def _outcome(attrs: Mapping[str, Any], span_status: int) -> tuple[str, str]:
 
 def _first_pair(attrs: Mapping[str, Any], pairs: tuple[tuple[str, str], ...]) -> tuple[str, int | None]:
     for address_key, port_key in pairs:
-        address = _address(attrs.get(address_key))
-        if address:
-            return address, _int(attrs.get(port_key))
+        if address_key in attrs:
+            address = _address(attrs[address_key])
+            if address:
+                return address, _int(attrs.get(port_key))
     return "", None
 
 
@@ -256,7 +273,7 @@ def _split_host(value: str) -> tuple[str, int | None]:
 
 
 def _scheme_port(attrs: Mapping[str, Any], scheme: str = "") -> int | None:
-    scheme = scheme or _text(next((attrs[k] for k in SCHEME if k in attrs), ""))
+    scheme = scheme or _text(_first(attrs, SCHEME))
     return {"http": 80, "https": 443}.get(scheme)
 
 
