@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -47,6 +48,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                  "kafka_bootstrap": args.bootstrap, "otlp_spool_dir": args.spool_dir, "otlp_open": args.open}
     settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     sink = open_sink(settings.kafka_bootstrap, settings.otlp_spool_dir, **SINK_OPTIONS)
+    # uvicorn handles SIGTERM/SIGINT while serving, then re-raises them to the handlers it found: make
+    # those no-ops, so the re-raised signal cannot kill the process before the sink is closed below.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
     try:
         asyncio.run(_serve(receiver(settings, sink), settings))
     except OSError as err:
