@@ -137,7 +137,7 @@ def _map_span(span: Span, resource: _Resource, now_ms: int, limits: Limits, out:
         out.reject("implausible_time", f"span {span.name[:80]!r}: start {start} ns, end {end} ns is not within "
                    f"{limits.max_age_ms // 3_600_000} h before and {limits.max_ahead_ms // 60_000} min after now")
         return
-    attrs = _attributes(attributes, SPAN_KEYS)
+    attrs = _span_attributes(attributes)
     if attrs.get(MEASURED):
         out.skipped["measured_by_interceptor"] += 1
         return
@@ -156,7 +156,7 @@ def _map_span(span: Span, resource: _Resource, now_ms: int, limits: Limits, out:
 
 
 def _attributes(key_values: Iterable[Any], wanted: frozenset[str]) -> dict[str, Any]:
-    """The wanted attributes as Python values (an array gives its first element; other kinds are skipped)."""
+    """The wanted attributes as Python values (an array gives its first element: host.ip is a list)."""
     found: dict[str, Any] = {}
     for kv in key_values:
         key = kv.key
@@ -168,6 +168,23 @@ def _attributes(key_values: Iterable[Any], wanted: frozenset[str]) -> dict[str, 
                 value, kind = (items[0], items[0].WhichOneof("value")) if items else (value, None)
             if kind in _SCALARS:
                 found[key] = getattr(value, kind)
+    return found
+
+
+def _span_attributes(key_values: Iterable[Any]) -> dict[str, Any]:
+    """The wanted span attributes that hold a non-empty scalar (the hot loop: one test per value kind).
+
+    An unset protobuf field reads as "", 0, 0.0 or False, so the first truthy one is the value; empty
+    and zero values are dropped, which no rule below needs (gRPC's OK, code 0, maps as "no code" does).
+    """
+    found: dict[str, Any] = {}
+    for kv in key_values:
+        key = kv.key
+        if key in SPAN_KEYS:
+            value = kv.value
+            scalar = value.string_value or value.int_value or value.double_value or value.bool_value
+            if scalar:
+                found[key] = scalar
     return found
 
 
