@@ -28,7 +28,7 @@ from pipeline.store import Store
 from svcpulse.fleet import Traffic
 from svcpulse.services import ClickHouseServer, Tansu, free_port
 from tests.integration.helpers import LoaderThread, wait_for
-from tests.integration.weights_helpers import serve
+from tests.integration.weights_helpers import auth, serve, write_users
 
 pytestmark = pytest.mark.services
 SERVICE = "shop.node"
@@ -80,6 +80,7 @@ def test_node_calls_reach_rpc_calls_and_the_feed_cuts_an_instance_failing_half_i
     _require_node()
     settings = Settings(kafka_bootstrap=broker.bootstrap, otlp_open=True, otlp_http_port=0, otlp_grpc_port=0,
                         otlp_spool_dir=str(tmp_path / "spool"), feed_open=True,
+                        users_file=str(write_users(tmp_path / "users.json")),
                         store_url=f"clickhouse://127.0.0.1:{clickhouse.port}/{ch_store.database}")
     with command.embedded(settings) as receiver, LoaderThread(broker.bootstrap, ch_store), \
             node_fleet(receiver, ["http/protobuf", "grpc", "http/protobuf", "grpc"]) as addresses:
@@ -93,19 +94,22 @@ def test_node_calls_reach_rpc_calls_and_the_feed_cuts_an_instance_failing_half_i
         assert {r["instance"] for r in ch_store.query("SELECT DISTINCT instance FROM rpc_calls")} == set(addresses)
 
         failing = addresses[1]  # exports over gRPC
-        with serve(create_app(settings)) as api, \
-                WeightFeedClient(api, SERVICE, wait_s=5, fallback=addresses) as feed, \
-                Traffic(feed, threads=8) as traffic:
-            assert feed.wait_ready(15), feed.last_error
-            time.sleep(8)
-            before = shares(traffic, time.monotonic() - 7, time.monotonic(), failing)
-            assert 0.15 < before < 0.35, before
-            httpx.post(f"http://{failing}/fault", params={"error_rate": 0.5}, timeout=5).raise_for_status()
-            t0 = time.monotonic()
-            time.sleep(16)  # long windows: a loaded machine serves few calls per second
-            cut = shares(traffic, t0 + 10, t0 + 16, failing)
-            assert cut <= before / 10, (before, cut, feed.current())
-            print(f"share of the failing Node instance: {before:.3f} before, {cut:.4f} 10-16 s after")
+        with serve(create_app(settings)) as api:
+            # registered, as an operator does: the feed routes registered instances (docs/weights-api.md)
+            httpx.put(f"{api}/v1/registry/services/{SERVICE}", headers=auth("olga"), timeout=10,
+                      json={"instances": addresses, "why": "the Node fleet"}).raise_for_status()
+            with WeightFeedClient(api, SERVICE, wait_s=5, fallback=addresses) as feed, \
+                    Traffic(feed, threads=8) as traffic:
+                assert feed.wait_ready(15), feed.last_error
+                time.sleep(8)
+                before = shares(traffic, time.monotonic() - 7, time.monotonic(), failing)
+                assert 0.15 < before < 0.35, before
+                httpx.post(f"http://{failing}/fault", params={"error_rate": 0.5}, timeout=5).raise_for_status()
+                t0 = time.monotonic()
+                time.sleep(16)  # long windows: a loaded machine serves few calls per second
+                cut = shares(traffic, t0 + 10, t0 + 16, failing)
+                assert cut <= before / 10, (before, cut, feed.current())
+                print(f"share of the failing Node instance: {before:.3f} before, {cut:.4f} 10-16 s after")
         failed = ch_store.execute("SELECT count() FROM rpc_calls WHERE instance = %(i)s AND code = '503' "
                                   "AND status = 'error'", {"i": failing})[0][0]
         assert failed > 0
