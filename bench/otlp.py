@@ -162,8 +162,10 @@ def main() -> None:
             print(f"OTLP receiver on core {args.core}, {args.batch} spans per request, {args.connections} connections")
             for encoding, spans in (("protobuf", args.spans), ("json", args.spans // 10)):
                 rate, cores = throughput(receiver_port, receiver.pid, encoding, spans, args.batch, args.connections)
-                print(f"  {encoding:8s} {rate:9,.0f} spans/s into Kafka ({cores:.2f} cores used; target >= 50,000 "
-                      f"with protobuf)  load average {os.getloadavg()[0]:.1f}")
+                per_span_us = cores / rate * 1e6
+                print(f"  {encoding:8s} {rate:9,.0f} spans/s into Kafka, {cores:.2f} cores used: {per_span_us:.1f} us "
+                      f"CPU per span = {1e6 / per_span_us:,.0f} spans/s per busy core (target >= 50,000 with "
+                      f"protobuf)  load average {os.getloadavg()[0]:.1f}")
             latencies = asyncio.run(open_loop(port, body(100, "protobuf"), args.rate, args.seconds))
             p = [latencies[int(q * (len(latencies) - 1))] for q in (0.5, 0.99)]
             print(f"  latency at {args.rate:,.0f} requests/s x 100 spans for {args.seconds:g} s: p50 {p[0]:.1f} ms, "

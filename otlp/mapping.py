@@ -119,7 +119,8 @@ def map_request(request: ExportTraceServiceRequest, now_ms: int, limits: Limits 
 
 
 def _map_span(span: Span, resource: _Resource, now_ms: int, limits: Limits, out: Mapped) -> None:
-    skipped = _SKIPPED_KINDS.get(span.kind)
+    kind = span.kind
+    skipped = _SKIPPED_KINDS.get(kind)
     if skipped is not None:
         out.skipped[skipped] += 1
         return
@@ -141,15 +142,15 @@ def _map_span(span: Span, resource: _Resource, now_ms: int, limits: Limits, out:
     if attrs.get(MEASURED):
         out.skipped["measured_by_interceptor"] += 1
         return
-    server = span.kind == Span.SPAN_KIND_SERVER
+    server = kind == Span.SPAN_KIND_SERVER
     if server:
         caller, callee, instance = _text(attrs.get("peer.service")), resource.service, _server_instance(attrs, resource)
     else:
         caller, (callee, instance) = resource.service, _client_target(attrs)
-    status, code = _outcome(attrs, span.status.code)
+    status, code = _outcome(attrs, span)
     out.events.append({
         "v": CONTRACT_VERSION, "ts_ms": end // _NS_PER_MS, "caller": caller, "callee": callee,
-        "interface": _interface(attrs, span.name), "instance": instance, "side": "server" if server else "client",
+        "interface": _interface(attrs, span), "instance": instance, "side": "server" if server else "client",
         "latency_ms": (end - start) / _NS_PER_MS, "status": status, "code": code,
         "version": resource.version if server else "", "host": resource.host, "cgroup": resource.cgroup,
     })
@@ -240,7 +241,7 @@ def _client_target(attrs: Mapping[str, Any]) -> tuple[str, str]:
     return callee, _join(address, port)
 
 
-def _interface(attrs: Mapping[str, Any], span_name: str) -> str:
+def _interface(attrs: Mapping[str, Any], span: Span) -> str:
     method = attrs.get("rpc.method")
     if method:
         method = _text(method)
@@ -252,10 +253,10 @@ def _interface(attrs: Mapping[str, Any], span_name: str) -> str:
     if http_method:
         route = _first(attrs, HTTP_ROUTE)
         return f"{http_method} {route}" if route else _text(http_method)
-    return span_name
+    return span.name
 
 
-def _outcome(attrs: Mapping[str, Any], span_status: int) -> tuple[str, str]:
+def _outcome(attrs: Mapping[str, Any], span: Span) -> tuple[str, str]:
     """(status, code): the gRPC code, else the HTTP status (4xx is ok), else the span status."""
     grpc_code = _first(attrs, GRPC_STATUS)
     if grpc_code is not None:
@@ -265,7 +266,7 @@ def _outcome(attrs: Mapping[str, Any], span_status: int) -> tuple[str, str]:
     http_code = _int(_first(attrs, HTTP_STATUS))
     if http_code:
         return http_status(http_code), str(http_code)
-    if span_status != Status.STATUS_CODE_ERROR:
+    if span.status.code != Status.STATUS_CODE_ERROR:
         return "ok", "OK"
     error = _text(attrs.get("error.type"))
     timed_out = any(word in error.lower() for word in ("timeout", "timedout", "deadline"))
