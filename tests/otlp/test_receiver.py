@@ -131,6 +131,10 @@ def test_hostile_input_gets_a_clear_4xx_and_the_receiver_keeps_serving(served: S
     with grpc.insecure_channel(served.receiver.grpc_target) as channel, pytest.raises(grpc.RpcError) as failed:
         TraceServiceStub(channel).Export(request(resource_spans({"service.name": "u"}, [crowded])), timeout=10)
     assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "100000 attributes" in failed.value.details()
+    huge = span("server", attributes={"note": "x" * (MAX_BYTES + 1)})
+    with grpc.insecure_channel(served.receiver.grpc_target) as channel, pytest.raises(grpc.RpcError) as failed:
+        TraceServiceStub(channel).Export(request(resource_spans({"service.name": "u"}, [huge])), timeout=30)
+    assert failed.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # gRPC's own message size limit
     served.still_serving()
 
 
