@@ -108,8 +108,9 @@ def throughput(port: int, pid: int, encoding: str, spans: int, batch: int, conne
     return requests * batch / elapsed, (cpu_seconds(pid) - cpu0) / elapsed
 
 
-async def open_loop(port: int, payload: bytes, rate: float, seconds: float) -> list[float]:
-    """Latencies (ms) of requests scheduled every 1/rate s, each on an idle connection (opened as needed)."""
+async def open_loop(port: int, payload: bytes, rate: float, seconds: float) -> tuple[list[float], float]:
+    """Latencies (ms) of requests scheduled every 1/rate s, each on an idle connection (opened as needed),
+    and the request rate the receiver sustained (requests / first send -> last answer)."""
     idle: list[Connection] = []
     latencies: list[float] = []
 
@@ -126,7 +127,7 @@ async def open_loop(port: int, payload: bytes, rate: float, seconds: float) -> l
         await asyncio.sleep(max(0.0, scheduled - time.monotonic()))
         tasks.append(asyncio.create_task(one(scheduled)))
     await asyncio.gather(*tasks)
-    return sorted(latencies)
+    return sorted(latencies), len(latencies) / (time.monotonic() - start)
 
 
 def main() -> None:
@@ -166,10 +167,11 @@ def main() -> None:
                 print(f"  {encoding:8s} {rate:9,.0f} spans/s into Kafka, {cores:.2f} cores used: {per_span_us:.1f} us "
                       f"CPU per span = {1e6 / per_span_us:,.0f} spans/s per busy core (target >= 50,000 with "
                       f"protobuf)  load average {os.getloadavg()[0]:.1f}")
-            latencies = asyncio.run(open_loop(port, body(100, "protobuf"), args.rate, args.seconds))
+            latencies, sustained = asyncio.run(open_loop(port, body(100, "protobuf"), args.rate, args.seconds))
             p = [latencies[int(q * (len(latencies) - 1))] for q in (0.5, 0.99)]
-            print(f"  latency at {args.rate:,.0f} requests/s x 100 spans for {args.seconds:g} s: p50 {p[0]:.1f} ms, "
-                  f"p99 {p[1]:.1f} ms, max {latencies[-1]:.1f} ms  load average {os.getloadavg()[0]:.1f}")
+            print(f"  latency at {args.rate:,.0f} requests/s x 100 spans for {args.seconds:g} s (sustained "
+                  f"{sustained:,.0f}/s): p50 {p[0]:.1f} ms, p99 {p[1]:.1f} ms, max {latencies[-1]:.1f} ms  "
+                  f"load average {os.getloadavg()[0]:.1f}")
         finally:
             receiver.terminate()
             receiver.wait(timeout=60)
