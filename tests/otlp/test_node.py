@@ -1,5 +1,5 @@
 """A Node.js fleet instrumented with the OpenTelemetry Node SDK (@opentelemetry/sdk-node from the npm
-registry, installed by scripts/bootstrap.sh) -> OTLP (http/protobuf and gRPC exporters) -> `svcpulse otlp`
+registry, installed by scripts/bootstrap.sh) -> OTLP (http/protobuf, http/json and gRPC exporters) -> `svcpulse otlp`
 -> Kafka -> loader -> ClickHouse 18.16 -> the weight feed -> balancer.client.Balancer driving the traffic.
 The calls appear in rpc_calls, and an instance made to fail 50% of its calls loses >= 90% of its share
 within 10 s."""
@@ -51,7 +51,7 @@ def node_fleet(receiver: Receiver, protocols: list[str]) -> Iterator[list[str]]:
     try:
         for protocol in protocols:
             port = free_port()
-            endpoint = receiver.http_url if protocol == "http/protobuf" else f"http://{receiver.grpc_target}"
+            endpoint = receiver.http_url if protocol.startswith("http/") else f"http://{receiver.grpc_target}"
             env = {**os.environ, "PORT": str(port), "OTLP_PROTOCOL": protocol, "OTEL_SERVICE_NAME": SERVICE,
                    "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_RESOURCE_ATTRIBUTES": "service.version=1.0.0",
                    "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"}
@@ -83,7 +83,7 @@ def test_node_calls_reach_rpc_calls_and_the_feed_cuts_an_instance_failing_half_i
                         users_file=str(write_users(tmp_path / "users.json")),
                         store_url=f"clickhouse://127.0.0.1:{clickhouse.port}/{ch_store.database}")
     with command.embedded(settings) as receiver, LoaderThread(broker.bootstrap, ch_store), \
-            node_fleet(receiver, ["http/protobuf", "grpc", "http/protobuf", "grpc"]) as addresses:
+            node_fleet(receiver, ["http/protobuf", "grpc", "http/json", "grpc"]) as addresses:
         with WeightFeedClient("http://127.0.0.1:1", SERVICE, fallback=addresses) as idle, Traffic(idle, threads=8):
             wait_for(lambda: ch_store.execute("SELECT uniqExact(instance) FROM rpc_calls")[0][0] == 4, 60,
                      "calls of all 4 Node instances in ClickHouse")

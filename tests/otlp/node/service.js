@@ -1,7 +1,7 @@
 // A small Node.js HTTP service instrumented with the OpenTelemetry Node SDK; it exports its spans with
 // an OTLP exporter to svcpulse's receiver (tests/otlp/test_node.py starts several of them).
 //   PORT                          port to listen on (127.0.0.1)
-//   OTLP_PROTOCOL                 "http/protobuf" (default) or "grpc": which OTLP exporter to use
+//   OTLP_PROTOCOL                 "http/protobuf" (default), "http/json" or "grpc": which OTLP exporter
 //   OTEL_EXPORTER_OTLP_ENDPOINT   the receiver, e.g. http://127.0.0.1:4318 (or :4317 for grpc)
 //   OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_BSP_SCHEDULE_DELAY: the SDK's own variables
 // GET /work answers after ~5 ms, failing with 503 at the configured rate; POST /fault?error_rate=0.5
@@ -11,10 +11,12 @@ const { NodeSDK } = require('@opentelemetry/sdk-node');
 const { HttpInstrumentation } = require('@opentelemetry/instrumentation-http');
 const { OTLPTraceExporter: ProtoExporter } = require('@opentelemetry/exporter-trace-otlp-proto');
 const { OTLPTraceExporter: GrpcExporter } = require('@opentelemetry/exporter-trace-otlp-grpc');
+const { OTLPTraceExporter: JsonExporter } = require('@opentelemetry/exporter-trace-otlp-http');
 
-const grpc = process.env.OTLP_PROTOCOL === 'grpc';
+const exporters = { 'http/protobuf': ProtoExporter, 'http/json': JsonExporter, grpc: GrpcExporter };
+const Exporter = exporters[process.env.OTLP_PROTOCOL || 'http/protobuf'];
 const sdk = new NodeSDK({
-  traceExporter: grpc ? new GrpcExporter() : new ProtoExporter(),
+  traceExporter: new Exporter(),
   instrumentations: [new HttpInstrumentation({
     ignoreIncomingRequestHook: (request) => request.url.startsWith('/fault'),
   })],
