@@ -113,6 +113,10 @@ def test_hostile_input_gets_a_clear_4xx_and_the_receiver_keeps_serving(served: S
     refused(served.post(b"\x00\xffgarbage" * 100), 400, "not a valid protobuf")
     served.still_serving()
     refused(served.post(b"{not json", {"content-type": "application/json"}), 400, "not a valid OTLP JSON")
+    nested = '{"kvlistValue":{"values":[{"key":"k","value":' * 5000 + '{"stringValue":"x"}' + "}]}}" * 5000
+    deep = ('{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"x","attributes":[{"key":"deep","value":'
+            + nested + "}]}]}]}]}")
+    refused(served.post(deep.encode(), {"content-type": "application/json"}), 400, "recursion")
     refused(served.post(good_request(), {"content-type": "text/plain"}), 415, "unsupported Content-Type")
     refused(served.post(good_request(), {"content-encoding": "br"}), 415, "unsupported Content-Encoding")
     served.still_serving()
