@@ -34,7 +34,12 @@ def run_receiver(bootstrap: str, spool: Path) -> tuple[subprocess.Popen, str]:
         except httpx.TransportError:  # not listening yet
             return False
 
-    wait_for(answers, 60, "svcpulse otlp to answer")
+    try:
+        wait_for(answers, 60, "svcpulse otlp to answer")
+    except BaseException:
+        proc.kill()  # a receiver that never answered must not outlive the test
+        proc.wait()
+        raise
     return proc, url
 
 
