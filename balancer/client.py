@@ -44,26 +44,6 @@ class FeedView:
 
 
 class WeightSource(Protocol):
-    def latest(self) -> FeedView | None:
-        """The last feed received, exactly as received (never the equal fallback); None before the first.
-
-        For balancers that keep their last applied weights while the API is away (balancer/loop.py).
-        """
-        with self._lock:
-            return self._view if self._received else None
-
-    def wait_news(self, generation: int, timeout: float) -> None:
-        """Block until the revision moves past `generation` (FeedView.key[0]), contact is lost or
-        regained, or `timeout` passes; the caller re-reads what it needs."""
-        with self._news:
-            self._news.wait_for(lambda: self._generation != generation, timeout)
-
-    def contact_age_s(self) -> float | None:
-        """Seconds since the API last answered (200 or 304); None if it never has."""
-        with self._lock:
-            last = self._last_contact
-        return None if last is None else self._clock() - last
-
     def current(self) -> FeedView: ...
 
 
@@ -154,7 +134,8 @@ class WeightFeedClient:
         """Block until the revision moves past `generation` (FeedView.key[0]), contact is lost or
         regained, or `timeout` passes; the caller re-reads what it needs."""
         with self._news:
-            self._news.wait_for(lambda: self._generation != generation, timeout)
+            erring = bool(self.last_error)
+            self._news.wait_for(lambda: self._generation != generation or bool(self.last_error) != erring, timeout)
 
     def contact_age_s(self) -> float | None:
         """Seconds since the API last answered (200 or 304); None if it never has."""

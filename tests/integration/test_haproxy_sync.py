@@ -6,8 +6,6 @@ import argparse
 import collections
 import http.server
 import shutil
-import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,11 +14,12 @@ import httpx
 import pytest
 
 from api.main import create_app
-from balancer.haproxy import RuntimeApiError, parse_servers_state, runtime
+from balancer.haproxy import parse_servers_state, runtime
 from balancer.haproxy import run as sync_run
 from core.settings import Settings
 from pipeline.store import Store
-from svcpulse.services import ClickHouseServer, free_port
+from svcpulse.services import ClickHouseServer
+from tests.integration import balancer_rigs as rigs
 from tests.integration.helpers import wait_for
 from tests.integration.weights_helpers import auth, serve, token, write_users
 
@@ -56,40 +55,8 @@ def haproxy(backends: list[str]) -> Iterator[tuple[str, str]]:
     """HAProxy with one backend of the 5 servers (equal weights), an admin socket; (frontend URL, socket)."""
     if not shutil.which("haproxy"):
         pytest.skip("haproxy not installed (apt-get install haproxy)")
-    workdir = Path(tempfile.mkdtemp(prefix="hx", dir="/tmp"))  # unix socket paths must stay short
-    socket_path, port = str(workdir / "admin.sock"), free_port()
-    servers = "\n".join(f"  server s{n} {address} weight 100" for n, address in enumerate(backends))
-    (workdir / "haproxy.cfg").write_text(f"""global
-  stats socket {socket_path} level admin
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 10s
-  timeout server 10s
-frontend web
-  bind 127.0.0.1:{port}
-  default_backend app
-backend app
-  balance roundrobin
-  option http-server-close
-{servers}
-""")
-    process = subprocess.Popen(["haproxy", "-f", str(workdir / "haproxy.cfg"), "-db"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        wait_for(lambda: _answers(socket_path), 10, "the HAProxy admin socket")
-        yield f"http://127.0.0.1:{port}", socket_path
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _answers(socket_path: str) -> bool:
-    try:
-        return bool(runtime(socket_path, "show servers state app"))
-    except RuntimeApiError:
-        return False
+    with rigs.haproxy(backends) as front:
+        yield front.url, front.adapter.socket_path  # type: ignore[attr-defined]
 
 
 def shares(frontend: str, backends: list[str], calls: int) -> dict[str, float]:
