@@ -24,6 +24,7 @@ from pipeline.store import Store
 from svcpulse.services import ClickHouseServer
 from tests.integration import balancer_rigs as rigs
 from tests.integration.helpers import wait_for
+from tests.integration.http_load import Load
 from tests.integration.weights_helpers import auth, insert_rpc, rpc_event, token, write_users
 
 pytestmark = pytest.mark.services
@@ -155,7 +156,7 @@ def test_no_request_fails_across_20_weight_changes_under_200_rps(kind: str, api:
         with rigs.following(front.adapter, api.url, SERVICE, token("vic"), min_interval=0.2) as metrics:
             wait_for(lambda: in_step(api.url, metrics), 15, f"{kind} applying the first feed")
             applies = rigs.metric(metrics, "svcpulse_balancer_applies_total")
-            with rigs.Load(front.url, rate=200) as load:
+            with Load(front.url, rate=200) as load:
                 time.sleep(1)
                 for n in range(20):
                     pin(api.url, a, 20 + 7 * n)
