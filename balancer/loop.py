@@ -200,10 +200,13 @@ def run(args: argparse.Namespace, adapter: Adapter, stop: threading.Event | None
     options = LoopOptions.from_args(args, adapter)
     token = vars(args).get("token") or Settings().token or None
     name = f"svcpulse balancer {adapter.kind}"
+    stop = stop or _stop_on_sigterm()
     with WeightFeedClient(args.api, args.service, token=token, max_backoff_s=5.0) as feed:
-        if not feed.wait_ready(timeout=10):
-            print(f"{name}: no feed for {args.service} from {args.api}: {feed.last_error}", flush=True)
-            return 1
+        while not feed.wait_ready(timeout=10):  # the balancer keeps its configuration meanwhile
+            print(f"{name}: no feed for {args.service} from {args.api} yet: {feed.last_error or 'no answer'}",
+                  flush=True)
+            if options.once or stop.is_set():
+                return 1 if options.once else 0
         follower = Follower(adapter, feed, options)
         print(f"[{adapter.kind}] following {args.service} from {args.api} into {adapter.target()}"
               f"{' (dry run)' if options.dry_run else ''}", flush=True)
@@ -215,7 +218,7 @@ def run(args: argparse.Namespace, adapter: Adapter, stop: threading.Event | None
             server, _ = serve_metrics(collector, args.metrics_host, args.metrics_port)
             print(f"[{adapter.kind}] metrics on http://{args.metrics_host}:{args.metrics_port}/metrics", flush=True)
         try:
-            follower.run(stop or _stop_on_sigterm())
+            follower.run(stop)
         finally:
             if server is not None:
                 server.shutdown()  # type: ignore[attr-defined]

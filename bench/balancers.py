@@ -62,13 +62,19 @@ class RevisionWatch:
 
     def _run(self) -> None:
         revision = ""
-        with httpx.Client(base_url=self.api, timeout=40) as http:
+        with httpx.Client(base_url=self.api, timeout=40, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
             while not self.stop.is_set():
-                r = http.get(f"/v1/weights/{SERVICE}", params={"wait_s": 30} if revision else {},
-                             headers={"If-None-Match": f'"{revision}"'} if revision else {})
+                try:
+                    r = http.get(f"/v1/weights/{SERVICE}", params={"wait_s": 30} if revision else {},
+                                 headers={"If-None-Match": f'"{revision}"'} if revision else {})
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+                    continue
                 if r.status_code == 200:
                     revision = r.json()["revision"]
                     self.seen.setdefault(revision, time.time())
+                elif r.status_code != 304:
+                    time.sleep(0.1)  # not computed yet
 
 
 def start_adapter(kind: str, api: str, front: rigs.Frontend | None, eds_file: Path) -> tuple[subprocess.Popen, str]:
@@ -100,6 +106,13 @@ def start_api(workdir: Path) -> tuple[subprocess.Popen, int]:
     return api, port
 
 
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def labels(kind: str) -> str:
     return f'{{balancer="{kind}",service="{SERVICE}"}}'
 
@@ -127,7 +140,7 @@ def main() -> None:
     with ExitStack() as stack:
         stack.callback(api_process.terminate)
         addresses = stack.enter_context(rigs.backends())
-        rigs._wait_answering(f"{api}/healthz", api_process, "the API")
+        rigs.wait_answering(f"{api}/healthz", api_process, "the API", timeout_s=180)
         r = httpx.put(f"{api}/v1/registry/services/{SERVICE}", headers=ops, timeout=30,
                       json={"kind": "ip", "instances": addresses, "why": "bench"})
         r.raise_for_status()
@@ -138,9 +151,13 @@ def main() -> None:
         watch.thread.start()
         stack.callback(watch.stop.set)
         adapters = {k: start_adapter(k, api, fronts.get(k), workdir / "eds.json") for k in kinds}
-        for process, _ in adapters.values():
+        for kind, (process, url) in adapters.items():
             stack.callback(process.terminate)
-        time.sleep(3)
+            deadline = time.monotonic() + 180  # metrics are served once the adapter has its first feed
+            while not answers(url):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"svcpulse balancer {kind} did not start (exit code {process.poll()})")
+                time.sleep(0.2)
         run(args, api, ops, addresses, kinds, adapters, fronts, watch)
         eds = eds_answer_ms(api)
         q = statistics.quantiles(eds, n=100)

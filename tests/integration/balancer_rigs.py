@@ -80,8 +80,8 @@ class Frontend:
     pids: Callable[[], list[int]] = field(default=lambda: [])  # every process of the balancer (for CPU)
 
 
-def _wait_answering(url: str, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 20
+def wait_answering(url: str, process: subprocess.Popen[bytes], what: str, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{what} exited with {process.returncode}")
@@ -119,7 +119,7 @@ http {{
     adapter = NginxAdapter("app", str(upstream), service, conf=str(conf), pid_file=str(workdir / "nginx.pid"),
                            options=["keepalive 16"])
     try:
-        _wait_answering(f"http://127.0.0.1:{port}/", process, "nginx")
+        wait_answering(f"http://127.0.0.1:{port}/", process, "nginx")
         yield Frontend(f"http://127.0.0.1:{port}", adapter, process, workdir,
                        lambda: [process.pid, *_children_of(process.pid)])
     finally:
@@ -148,7 +148,7 @@ backend app
     process = subprocess.Popen(["haproxy", "-f", str(workdir / "haproxy.cfg"), "-db"], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
-        _wait_answering(f"http://127.0.0.1:{port}/", process, "haproxy")
+        wait_answering(f"http://127.0.0.1:{port}/", process, "haproxy")
         yield Frontend(f"http://127.0.0.1:{port}", HAProxyAdapter(socket_path, "app"), process, workdir,
                        lambda: [process.pid])
     finally:
@@ -174,7 +174,7 @@ def caddy(addresses: list[str]) -> Iterator[Frontend]:
     process = subprocess.Popen([binary, "run", "--config", str(workdir / "caddy.json")], env=env,
                                stdout=subprocess.DEVNULL, stderr=(workdir / "caddy.log").open("wb"))
     try:
-        _wait_answering(f"http://127.0.0.1:{port}/", process, "caddy")
+        wait_answering(f"http://127.0.0.1:{port}/", process, "caddy")
         yield Frontend(f"http://127.0.0.1:{port}", CaddyAdapter(f"http://127.0.0.1:{admin}", HANDLER_ID),
                        process, workdir, lambda: [process.pid])
     finally:

@@ -85,6 +85,10 @@ def pin(api: str, address: str, weight: int) -> None:
     assert r.status_code == 200, r.text
 
 
+def weight_of(api: str, instance: str) -> int:
+    return {r["instance"]: r["weight"] for r in feed(api)["instances"]}[instance]
+
+
 def in_step(api: str, metrics: str) -> bool:
     return rigs.applied_revision(metrics) == feed(api)["revision"]
 
@@ -116,6 +120,8 @@ def test_shares_follow_weights_overrides_ejection_and_survive_an_api_outage(
             wait_for(lambda: {r["instance"]: r["state"] for r in feed(api.url)["instances"]}[b] == "ejected", 10,
                      "b ejected by the engine")
             wait_for(lambda: in_step(api.url, metrics), 10, f"{kind} applying the ejection")
+            # Caddy swaps configs gracefully: a busy keep-alive connection may finish on the old one.
+            wait_for(lambda: rigs.shares(front.url, addresses, 50)[b] == 0, 5, "b out of the rotation")
             assert rigs.shares(front.url, addresses, 600)[b] == 0  # quick: the ejection lasts 30 s
 
             # An operator drains b: it stays out (an ejection would end after 30 s, in the middle of the outage).
@@ -125,6 +131,7 @@ def test_shares_follow_weights_overrides_ejection_and_survive_an_api_outage(
             wait_for(lambda: {r["instance"]: r["state"] for r in feed(api.url)["instances"]}[b] == "drained", 10,
                      "b drained")
             wait_for(lambda: in_step(api.url, metrics), 10, f"{kind} applying the drain")
+            wait_for(lambda: rigs.shares(front.url, addresses, 50)[b] == 0, 5, "b drained")
             assert rigs.shares(front.url, addresses, 600)[b] == 0
 
             # The API goes away: the last weights stay, and the balancer says its feed is stale.
@@ -160,7 +167,8 @@ def test_no_request_fails_across_20_weight_changes_under_200_rps(kind: str, api:
                 time.sleep(1)
                 for n in range(20):
                     pin(api.url, a, 20 + 7 * n)
-                    wait_for(lambda: in_step(api.url, metrics), 10, f"{kind} applying change {n + 1}", every_s=0.05)
+                    wait_for(lambda: weight_of(api.url, a) == 20 + 7 * n and in_step(api.url, metrics), 15,  # noqa: B023
+                             f"{kind} applying change {n + 1}", every_s=0.05)
                 time.sleep(1)
             after = rigs.metric(metrics, "svcpulse_balancer_applies_total")
         result = load.result
