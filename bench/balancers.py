@@ -90,8 +90,9 @@ def start_adapter(kind: str, api: str, front: rigs.Frontend | None, eds_file: Pa
         flags += ["--admin", adapter.admin, "--handler", rigs.HANDLER_ID]  # type: ignore[union-attr]
     else:
         flags += ["--file", str(eds_file)]
+    log = (eds_file.parent / f"{kind}.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "svcpulse", "balancer", kind, *flags],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=log, stderr=subprocess.STDOUT)
     return process, f"http://127.0.0.1:{port}/metrics"
 
 
@@ -151,12 +152,14 @@ def main() -> None:
         watch.thread.start()
         stack.callback(watch.stop.set)
         adapters = {k: start_adapter(k, api, fronts.get(k), workdir / "eds.json") for k in kinds}
-        for kind, (process, url) in adapters.items():
+        for process, _ in adapters.values():
             stack.callback(process.terminate)
+        for kind, (process, url) in adapters.items():
             deadline = time.monotonic() + 180  # metrics are served once the adapter has its first feed
             while not answers(url):
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"svcpulse balancer {kind} did not start (exit code {process.poll()})")
+                    tail = (workdir / f"{kind}.log").read_text()[-2000:]
+                    raise RuntimeError(f"svcpulse balancer {kind} did not start (exit code {process.poll()}):\n{tail}")
                 time.sleep(0.2)
         run(args, api, ops, addresses, kinds, adapters, fronts, watch)
         eds = eds_answer_ms(api)
@@ -179,7 +182,8 @@ def run(args: argparse.Namespace, api: str, ops: dict[str, str], addresses: list
         for kind in kinds:
             url = adapters[kind][1]
             deadline = time.monotonic() + 30
-            while rigs.applied_revision(url) != revision:
+            # this revision, or one published after it (the weight loop may publish another meanwhile)
+            while watch.seen.get(rigs.applied_revision(url), 0.0) < watch.seen[revision]:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{kind} did not apply {revision} within 30 s")
                 time.sleep(0.02)
