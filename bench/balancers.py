@@ -163,7 +163,7 @@ def main() -> None:
                 time.sleep(0.2)
         run(args, api, ops, addresses, kinds, adapters, fronts, watch)
         eds = eds_answer_ms(api)
-        q = statistics.quantiles(eds, n=100)
+        q = statistics.quantiles(eds, n=100, method="inclusive")
         print(f"{'REST EDS answer':<12} p50 {q[49]:7.2f} ms  p99 {q[98]:7.2f} ms  (200 POSTs, one cluster)")
 
 
@@ -196,7 +196,7 @@ def run(args: argparse.Namespace, api: str, ops: dict[str, str], addresses: list
     print(f"{'adapter':<12} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}  {'adapter CPU/apply':>18}  "
           f"{'balancer CPU/apply':>19}")
     for kind in kinds:
-        q = statistics.quantiles(latencies[kind], n=100)
+        q = statistics.quantiles(latencies[kind], n=100, method="inclusive")
         own = (cpu_s([adapters[kind][0].pid]) - cpu_start[kind]) / args.changes * 1000
         front = fronts.get(kind)
         theirs = ((cpu_s(front.pids(), children_too=True) - balancer_start[kind]) / args.changes * 1000

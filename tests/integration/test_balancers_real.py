@@ -114,8 +114,10 @@ def test_shares_follow_weights_overrides_ejection_and_survive_an_api_outage(
             assert_close(rigs.shares(front.url, addresses, 3000), {a: 0.2, b: 0.6, c: 0.2})
 
             # b fails 60 of 60 calls while a and c succeed: the engine ejects b; the balancer sends it nothing.
+            # The calls go on for 40 s (rows stamped ahead), so a slow machine cannot outlast the 30 s ejection.
             now = int(time.time() * 1000)
-            calls = [rpc_event(SERVICE, x, ok=x != b, ts_ms=now - n) for x in addresses for n in range(60)]
+            calls = [rpc_event(SERVICE, x, ok=x != b, ts_ms=now + 10_000 * step - n)
+                     for x in addresses for step in range(5) for n in range(60)]
             insert_rpc(ch_store, calls)
             wait_for(lambda: {r["instance"]: r["state"] for r in feed(api.url)["instances"]}[b] == "ejected", 10,
                      "b ejected by the engine")
