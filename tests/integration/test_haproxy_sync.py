@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import collections
-import http.server
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,27 +24,10 @@ pytestmark = pytest.mark.services
 SERVICE = "legacy.web"
 
 
-class NameHandler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = self.server.server_address[1].to_bytes(2, "big").hex().encode()  # the backend's port, in hex
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def backends() -> Iterator[list[str]]:
-    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), NameHandler) for _ in range(5)]
-    for server in servers:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield [f"127.0.0.1:{s.server_address[1]}" for s in servers]
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    with rigs.backends(5) as addresses:
+        yield addresses
 
 
 @pytest.fixture
@@ -57,13 +37,6 @@ def haproxy(backends: list[str]) -> Iterator[tuple[str, str]]:
         pytest.skip("haproxy not installed (apt-get install haproxy)")
     with rigs.haproxy(backends) as front:
         yield front.url, front.adapter.socket_path  # type: ignore[attr-defined]
-
-
-def shares(frontend: str, backends: list[str], calls: int) -> dict[str, float]:
-    by_port = {f"{int(a.rsplit(':', 1)[1]):04x}": a for a in backends}
-    with httpx.Client(base_url=frontend, timeout=10) as client:
-        counts = collections.Counter(by_port[client.get("/").text] for _ in range(calls))
-    return {a: counts[a] / calls for a in backends}
 
 
 def test_haproxy_request_shares_follow_the_feed(tmp_path: Path, clickhouse: ClickHouseServer, ch_store: Store,
@@ -95,7 +68,7 @@ def test_haproxy_request_shares_follow_the_feed(tmp_path: Path, clickhouse: Clic
         assert [state[a].weight for a in backends[:4]] == pins and state[backends[4]].admin_state == 0x08
 
         weights = feed_weights()
-        measured = shares(frontend, backends, 2000)
+        measured = rigs.shares(frontend, backends, 2000)
         for address in backends:
             expected = weights[address] / sum(weights.values())
             assert abs(measured[address] - expected) <= 0.05, (address, measured, weights)
