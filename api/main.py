@@ -28,6 +28,7 @@ from api.routes import (
     services,
     users,
     weights,
+    xds,
 )
 from api.weights.service import WeightService
 from core.settings import Settings
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     for module in (health, weights, registry, overrides, releases, users, audit,
                    services, series, connections, capacity, alarms, console):
         app.include_router(module.router)
+    app.include_router(xds.router)  # Envoy EDS, REST xDS v3 (docs/envoy.md)
     hardening.install(app, settings)
 
     @app.exception_handler(StoreError)

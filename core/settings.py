@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     write_rate_per_minute: float = Field(120.0, gt=0, description="writes per minute per caller (token or address)")
     write_burst: int = Field(30, ge=1, description="writes a caller may make at once before the rate applies (429)")
     token: str = Field("", description="bearer token `svcpulse balancer` sends to the API (a viewer's)")
+    xds_open: bool = Field(False, description="serve Envoy's REST EDS (POST /v3/discovery:endpoints) without a "
+                           "token: Envoy's REST xDS client cannot send one")
     api_token: str = Field("", description="viewer token Grafana's Infinity datasource sends to the API "
                            "(`dashboards push`)")
     clickhouse_password: str = Field("", description="password of Grafana's ClickHouse datasource (`dashboards push`)")

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from balancer import haproxy
+from balancer import caddy, envoy, haproxy, nginx
 from collectors import load as load_sampler
 from collectors import tcplife
 from core.settings import Settings
@@ -116,10 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     balancer = sub.add_parser("balancer", help="keep a load balancer's weights in step with the feed")
     kinds = balancer.add_subparsers(dest="balancer", required=True, metavar="KIND")
-    haproxy_parser = _add(kinds, "haproxy", "set HAProxy server weights from the feed (runtime API socket)",
-                          "svcpulse balancer haproxy --api http://127.0.0.1:8000 --service shop.cart "
-                          "--socket /run/haproxy/admin.sock --backend cart", lambda args, _: haproxy.run(args))
-    haproxy.configure(haproxy_parser)
+    for module, name, summary, example in (
+        (haproxy, "haproxy", "set HAProxy server weights from the feed (runtime API socket; docs/haproxy.md)",
+         "--socket /run/haproxy/admin.sock --backend cart"),
+        (nginx, "nginx", "write an nginx upstream block from the feed, test, reload (docs/nginx.md)",
+         "--upstream cart --file /etc/nginx/svcpulse/cart.conf"),
+        (caddy, "caddy", "set a Caddy reverse_proxy's weights through its admin API (docs/caddy.md)",
+         "--admin http://127.0.0.1:2019 --handler cart"),
+        (envoy, "envoy-eds", "write an EDS file for Envoy's filesystem config source (docs/envoy.md)",
+         "--file /etc/envoy/eds/shop.cart.json")):
+        module.configure(_add(kinds, name, summary, "svcpulse balancer " + name +
+                              f" --api http://127.0.0.1:8000 --service shop.cart {example}",
+                              lambda args, _, run=module.run: run(args)))
 
     collect = sub.add_parser("collect", help="run a collector on this node (eBPF TCP, cgroup load)")
     collectors = collect.add_subparsers(dest="collector", required=True, metavar="COLLECTOR")

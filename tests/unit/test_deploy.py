@@ -67,7 +67,7 @@ def mounts(service: dict[str, Any]) -> dict[str, tuple[str, bool]]:
 
 def test_the_stack_has_every_part_and_current_images() -> None:
     assert set(SERVICES) == {"kafka", "kafka-topics", "clickhouse", "grafana", "migrate", "loader", "api",
-                             "collector-tcp", "collector-load", "otlp"}
+                             "collector-tcp", "collector-load", "otlp", "envoy"}
     assert SERVICES["kafka"]["image"].startswith("apache/kafka:")
     assert SERVICES["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
     assert SERVICES["clickhouse"]["image"].startswith("clickhouse/clickhouse-server:")
