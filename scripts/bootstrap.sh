@@ -11,14 +11,9 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 log() { echo "[bootstrap] $*"; }
 
-<<<<<<< HEAD
-APT_PACKAGES=(clickhouse-server clickhouse-client haproxy chromium chromium-driver
+APT_PACKAGES=(clickhouse-server clickhouse-client haproxy nginx chromium chromium-driver
               bpfcc-tools python3-bpfcc libbpf-tools linux-headers-amd64 bpftool kmod iproute2
               docker-compose)  # docker-compose: `config -q` checks the compose files offline (no engine)
-=======
-APT_PACKAGES=(clickhouse-server clickhouse-client haproxy nginx docker-compose chromium chromium-driver
-              bpfcc-tools python3-bpfcc libbpf-tools linux-headers-amd64 bpftool kmod iproute2)
->>>>>>> balancers
 
 install_apt() {
   local missing=()
