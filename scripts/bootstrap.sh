@@ -59,6 +59,9 @@ install_venv() {
     log "installing Python dependencies into .venv (chdb is ~500 MB: about a minute)"
     .venv/bin/pip install -q --upgrade pip
     .venv/bin/pip install -q -e ".[dev]"
+    # xds-protos (dev: Envoy's messages, for the EDS checks) ships an old copy of opentelemetry-proto's
+    # modules at the same paths; whichever pip installs last wins. Put the pinned opentelemetry-proto back.
+    .venv/bin/pip install -q --no-deps --force-reinstall "$(grep -o 'opentelemetry-proto==[0-9.]*' pyproject.toml)"
     rm -f .venv/.installed-*; touch "$stamp"
   else
     log "Python dependencies present"
