@@ -17,9 +17,13 @@ Without a spool the queue is bounded in memory and the newest events are dropped
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import logging
 import threading
+import time
+import weakref
+from collections.abc import Iterator
 from typing import Any, Protocol, TextIO
 
 import orjson
@@ -114,8 +118,11 @@ class KafkaSink:
         self._producer: Any = None
         self._healthy = True
         self._stopping = False
+        self._held = False  # a broker switch is under way: ship nothing until release()
+        self._reconnect = False  # the next delivery starts a fresh producer (the broker behind us changed)
         self._thread = threading.Thread(target=self._ship_loop, name="svcpulse-sink", daemon=True)
         self._thread.start()
+        _LIVE.add(self)
 
     # -- caller side -----------------------------------------------------------------------------
     def send(self, kind: str, event: Event) -> None:
@@ -156,6 +163,18 @@ class KafkaSink:
             if self._spool is not None:
                 self._spool.close()
         self._discard_producer()
+
+    def hold(self, timeout_s: float = 15.0) -> bool:
+        """Stop shipping: the batch in flight finishes (False if not within `timeout_s`), later events queue."""
+        with self._cond:
+            self._held = True
+            return self._cond.wait_for(lambda: self._inflight is None, timeout=timeout_s)
+
+    def release(self) -> None:
+        """Ship again, through a fresh producer (the broker generation behind the address changed)."""
+        with self._cond:
+            self._held, self._reconnect = False, True
+            self._cond.notify_all()
 
     def stats(self) -> dict[str, int]:
         with self._cond:
@@ -218,10 +237,10 @@ class KafkaSink:
         backoff = 0.0
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._stopping or not self._drained(), timeout=1.0)
+                self._cond.wait_for(lambda: self._stopping or not (self._held or self._drained()), timeout=1.0)
                 if self._stopping:  # close() flushed first; what is left stays for the spool
                     return
-                batch = self._take_batch()
+                batch = [] if self._held else self._take_batch()
                 if not batch:
                     self._cond.wait(timeout=0.1)
                     continue
@@ -236,6 +255,9 @@ class KafkaSink:
 
     def _deliver(self, batch: list[Record]) -> bool:
         """Produce the batch and wait for every acknowledgement; False on any failure."""
+        if self._reconnect:
+            self._reconnect = False
+            self._discard_producer()
         try:
             producer = self._producer or self._new_producer()
             deliver(producer, self.options.kafka_client, batch, self.options.delivery_timeout_ms / 1000 + 2)
@@ -261,6 +283,27 @@ class KafkaSink:
                 producer.close(timeout=0)
             except Exception:  # closing a broken client must not take the shipper down
                 log.debug("producer close failed", exc_info=True)
+
+
+_LIVE: weakref.WeakSet[KafkaSink] = weakref.WeakSet()  # every open KafkaSink of this process
+
+
+@contextlib.contextmanager
+def sinks_held(bootstrap_servers: str, timeout_s: float = 15.0) -> Iterator[int]:
+    """Hold every KafkaSink of this process that ships to `bootstrap_servers` (yields how many), then
+    release them: the embedded broker switches generations inside, with no batch in flight."""
+    sinks = [sink for sink in list(_LIVE) if sink.bootstrap_servers == bootstrap_servers and not sink._stopping]
+    for sink in sinks:
+        sink.hold(timeout_s=0)  # every sink stops taking batches at once ...
+    deadline = time.monotonic() + timeout_s
+    for sink in sinks:  # ... then each in-flight batch is waited for
+        if not sink.hold(timeout_s=max(deadline - time.monotonic(), 0)):
+            log.warning("a batch to %s is still in flight at the broker switch; it is retried after", bootstrap_servers)
+    try:
+        yield len(sinks)
+    finally:
+        for sink in sinks:
+            sink.release()
 
 
 def open_sink(bootstrap_servers: str, spool_dir: str | None = None, **opts: Any) -> KafkaSink:

@@ -1,0 +1,164 @@
+"""The embedded run's Kafka broker with bounded memory: one fixed address, broker generations behind it.
+
+Tansu's memory storage keeps every message until the process ends (retention.ms is ignored,
+DeleteRecords is not implemented). So clients connect to a Tansu proxy on a fixed port, and the
+proxy forwards to the current generation: a Tansu broker on a private port. When that broker's
+resident memory passes `roll_mb`, a roll:
+  1. starts the next generation on a new private port;
+  2. holds the in-process producers (`hold`: they finish the batch in flight and queue the rest);
+  3. stops the proxy: no client can reach the old generation any more, so what it holds is final;
+  4. copies what must survive into the new generation at the same offsets, with the groups'
+     committed offsets (svcpulse/generation_copy.py);
+  5. starts the proxy in front of the new generation, releases the producers, stops the old broker.
+Clients see what a broker restart looks like: a dropped connection for a fraction of a second, then
+the same topics, offsets and committed offsets; group members re-join. When a step before 5 fails,
+the proxy goes back in front of the old generation, which still holds everything: nothing is lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+
+from svcpulse.generation_copy import CopyReport, copy_generation
+from svcpulse.kafka_wire import Connection
+from svcpulse.services import Tansu, TansuProxy, free_port
+
+log = logging.getLogger("svcpulse.broker")
+
+CHECK_EVERY_S = 2.0
+_RETRY_AFTER_FAILURE_S = 60.0
+
+
+@dataclass(frozen=True)
+class Roll:
+    """One generation switch, as the log line and bench/embedded_soak.py report it."""
+
+    generation: int
+    rss_before_mb: float
+    copied: CopyReport
+    paused_s: float  # how long clients could not reach the broker
+
+
+def rss_mb(pid: int | None) -> float:
+    """Resident memory of a process in MB (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, TypeError):
+        pass
+    return 0.0
+
+
+class RollingBroker:
+    """Start/stop like a Tansu broker; `bootstrap` is the fixed address clients use."""
+
+    def __init__(self, workdir: Path, roll_mb: int, port: int = 0, pinned_groups: Iterable[str] = (),
+                 hold: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext) -> None:
+        self.workdir, self.roll_mb = workdir, roll_mb
+        self.pinned_groups, self._hold = tuple(pinned_groups), hold
+        self.front = TansuProxy(port=port or free_port(), workdir=workdir)
+        self.generation = 0
+        self.current: Tansu | None = None
+        self.rolls: list[Roll] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return self.front.bootstrap
+
+    def set_hold(self, hold: Callable[[], AbstractContextManager[object]]) -> None:
+        """What a roll enters while the broker is away (e.g. collectors.sink.sinks_held for this address)."""
+        self._hold = hold
+
+    def pids(self) -> dict[str, int]:
+        """The processes behind the broker now (for RSS reports)."""
+        found = {"broker-proxy": self.front.pid(), "broker": self.current.pid() if self.current else None}
+        return {name: pid for name, pid in found.items() if pid}
+
+    def start(self) -> None:
+        self.current = self._next_generation()
+        self.front.origin = self.current.bootstrap
+        self.front.start(die_with_parent=True)
+        if self.roll_mb > 0:
+            self._watcher = threading.Thread(target=self._watch, name="broker-roll", daemon=True)
+            self._watcher.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=60)
+        self.front.stop()
+        if self.current is not None:
+            self.current.stop()
+
+    def _next_generation(self) -> Tansu:
+        self.generation += 1
+        broker = Tansu(name=f"tansu-gen{self.generation}", port=free_port(), workdir=self.workdir)
+        broker.start(die_with_parent=True)  # even a kill -9 of this process must not leave it behind
+        return broker
+
+    def _watch(self) -> None:
+        """Roll whenever the broker passes the limit; after a roll that freed little (consumers far
+        behind keep their backlog), wait until memory doubles before copying that backlog again."""
+        limit = float(self.roll_mb)
+        while not self._stopping.wait(CHECK_EVERY_S):
+            if rss_mb(self.current.pid() if self.current else None) < limit:
+                continue
+            try:
+                self.roll()
+            except Exception:  # the old generation is back in front: keep running, try again later
+                log.exception("broker roll failed; generation %d stays", self.generation)
+                self._stopping.wait(_RETRY_AFTER_FAILURE_S)
+                continue
+            limit = max(float(self.roll_mb), 2 * rss_mb(self.current.pid() if self.current else None))
+
+    def roll(self) -> Roll:
+        """Switch to a new generation now; see the module docstring for the steps."""
+        with self._lock:
+            old = self.current
+            assert old is not None, "start() first"
+            before = rss_mb(old.pid())
+            new = self._next_generation()
+            with self._hold():
+                frozen = time.monotonic()
+                self.front.stop(kill=True)
+                try:
+                    with Connection(old.bootstrap) as source, Connection(new.bootstrap) as target:
+                        copied = copy_generation(source, target, self.pinned_groups)
+                except BaseException:
+                    self._front_to(old)
+                    new.stop(kill=True)
+                    raise
+                self._front_to(new)
+                paused = time.monotonic() - frozen
+            self.current = new
+            old.stop(kill=True)
+            old.log_file.unlink(missing_ok=True)
+        roll = Roll(self.generation, before, copied, paused)
+        self.rolls.append(roll)
+        self._report(roll)
+        return roll
+
+    def _front_to(self, broker: Tansu) -> None:
+        self.front.origin = broker.bootstrap
+        self.front.start(die_with_parent=True)
+
+    @staticmethod
+    def _report(roll: Roll) -> None:
+        copied = roll.copied
+        log.info("broker generation %d: was %.0f MB; kept %s offsets, dropped %s, %d groups' offsets; "
+                 "clients paused %.2f s", roll.generation, roll.rss_before_mb, f"{copied.kept:,}",
+                 f"{copied.dropped:,}", copied.groups, roll.paused_s)
+        for (topic, partition), lost in copied.lost_unread.items():
+            log.warning("%s[%d]: %s records nobody consumed were dropped (kept the newest)", topic, partition,
+                        f"{lost:,}")
