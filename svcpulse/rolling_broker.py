@@ -34,6 +34,23 @@ log = logging.getLogger("svcpulse.broker")
 
 CHECK_EVERY_S = 2.0
 _RETRY_AFTER_FAILURE_S = 60.0
+_RECONNECT_QUIET_S = 15.0  # kafka-python's connection warnings right after a switch are expected
+
+
+class _SwitchQuiet(logging.Filter):
+    """Drops kafka-python's disconnect/reconnect messages for a few seconds around a switch: every
+    client of this process reports the same restart, which the roll's own log line already explains."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.until, self.hidden = 0.0, 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.split(".", 1)[0] == "kafka" and record.levelno < logging.CRITICAL \
+                and time.monotonic() < self.until:
+            self.hidden += 1
+            return False
+        return True
 
 
 @dataclass(frozen=True)
@@ -71,6 +88,7 @@ class RollingBroker:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._quiet = _SwitchQuiet()
 
     @property
     def bootstrap(self) -> str:
@@ -89,6 +107,8 @@ class RollingBroker:
         self.current = self._next_generation()
         self.front.origin = self.current.bootstrap
         self.front.start(die_with_parent=True)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(self._quiet)
         if self.roll_mb > 0:
             self._watcher = threading.Thread(target=self._watch, name="broker-roll", daemon=True)
             self._watcher.start()
@@ -100,6 +120,8 @@ class RollingBroker:
         self.front.stop()
         if self.current is not None:
             self.current.stop()
+        for handler in logging.getLogger().handlers:
+            handler.removeFilter(self._quiet)
 
     def _next_generation(self) -> Tansu:
         self.generation += 1
@@ -131,16 +153,19 @@ class RollingBroker:
             new = self._next_generation()
             with self._hold():
                 frozen = time.monotonic()
+                self._quiet.until = frozen + 600  # until the clients are back (set below)
                 self.front.stop(kill=True)
                 try:
                     with Connection(old.bootstrap) as source, Connection(new.bootstrap) as target:
                         copied = copy_generation(source, target, self.pinned_groups)
                 except BaseException:
+                    self._quiet.until = time.monotonic() + _RECONNECT_QUIET_S
                     self._front_to(old)
                     new.stop(kill=True)
                     raise
                 self._front_to(new)
                 paused = time.monotonic() - frozen
+                self._quiet.until = time.monotonic() + _RECONNECT_QUIET_S
             self.current = new
             old.stop(kill=True)
             old.log_file.unlink(missing_ok=True)
@@ -157,8 +182,9 @@ class RollingBroker:
     def _report(roll: Roll) -> None:
         copied = roll.copied
         log.info("broker generation %d: was %.0f MB; kept %s offsets, dropped %s, %d groups' offsets; "
-                 "clients paused %.2f s", roll.generation, roll.rss_before_mb, f"{copied.kept:,}",
-                 f"{copied.dropped:,}", copied.groups, roll.paused_s)
+                 "clients paused %.2f s (their reconnect messages are hidden for %.0f s)",
+                 roll.generation, roll.rss_before_mb, f"{copied.kept:,}", f"{copied.dropped:,}", copied.groups,
+                 roll.paused_s, _RECONNECT_QUIET_S)
         for (topic, partition), lost in copied.lost_unread.items():
             log.warning("%s[%d]: %s records nobody consumed were dropped (kept the newest)", topic, partition,
                         f"{lost:,}")
