@@ -1,10 +1,10 @@
 """The one Kafka producer wrapper every collector sends through (kafka-python), plus a JSON-lines sink.
 
-`send()` validates and encodes with the contract (pipeline.events.encode; a bad event raises
-`Rejection` at once, in the caller, where the bug is) and appends to an in-memory queue; it never
-talks to Kafka. One shipper thread per sink takes batches from the head of that queue, produces
-them (key = the kind's KEY_FIELD value, so a key always lands on one partition, in order) and
-removes them only once Kafka acknowledged all of them.
+`send()` validates and encodes with the contract (collectors.encoding: the contract's checks run in
+C, and a bad event raises the contract's `Rejection` at once, in the caller, where the bug is) and
+appends to an in-memory queue; it never talks to Kafka. One shipper thread per sink takes batches
+from the head of that queue, produces them (key = the kind's KEY_FIELD value, so a key always lands
+on one partition, in order) and removes them only once Kafka acknowledged all of them.
 
 When a batch fails (broker gone, timeouts) and a spool directory is configured, the whole queue,
 the failed batch at its head, moves to the on-disk spool and every later event is appended behind
@@ -18,23 +18,27 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import itertools
 import logging
+import operator
 import threading
 import time
 import weakref
 from collections.abc import Iterator
 from typing import Any, Protocol, TextIO
 
-import orjson
 from prometheus_client import Counter
 
+from collectors.encoding import Packer, packer
 from collectors.producers import SinkOptions, deliver, new_producer
 from collectors.spool import Position, Record, Spool
-from pipeline.events import Event, encode
+from pipeline.events import Event
 from pipeline.topics import KEY_FIELD
 
 log = logging.getLogger("svcpulse.sink")
+_KIND = operator.attrgetter("kind")
+_record = functools.partial(tuple.__new__, Record)  # Record((kind, key, value)) without its Python __new__
 
 SENT = Counter("svcpulse_sink_sent", "Events acknowledged by Kafka (or written, for jsonl)", ["kind"])
 SPOOLED = Counter("svcpulse_sink_spooled", "Events written to the disk spool", ["kind"])
@@ -62,13 +66,19 @@ class _Counts:
             _METRICS[name].labels(kind=kind).inc(n)
 
     def add_records(self, name: str, records: list[Record]) -> None:
-        for kind, n in collections.Counter(r.kind for r in records).items():
+        for kind, n in collections.Counter(map(_KIND, records)).items():
             self.add(name, kind, n)
 
 
-def _key(kind: str, event: Event) -> bytes | None:
-    name = KEY_FIELD.get(kind)
-    return str(event.get(name, "")).encode() if name else None
+_PACKERS: dict[str, Packer] = {}
+
+
+def _pack(kind: str, event: Event) -> tuple[bytes | None, bytes]:
+    """(key, wire bytes) of an event, or the contract's Rejection (an unknown kind included)."""
+    pack = _PACKERS.get(kind)
+    if pack is None:
+        pack = _PACKERS.setdefault(kind, packer(kind, KEY_FIELD.get(kind)))
+    return pack(event)
 
 
 class JsonlSink:
@@ -78,7 +88,7 @@ class JsonlSink:
         self._stream, self._lock, self._counts = stream, threading.Lock(), _Counts()
 
     def send(self, kind: str, event: Event) -> None:
-        line = encode(kind, event).decode() + "\n"
+        line = _pack(kind, event)[1].decode() + "\n"
         with self._lock:
             self._stream.write(line)
             self._counts.add("sent", kind)
@@ -111,7 +121,8 @@ class KafkaSink:
                 on_drop=lambda kind, n: self._counts.add("dropped", kind, n),
             )
         )
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()  # send() takes it directly: `with` on a Condition is a Python call
+        self._cond = threading.Condition(self._lock)
         self._memory: collections.deque[Record] = collections.deque()
         self._spooling = bool(self._spool is not None and len(self._spool))  # an earlier run's leftovers
         self._inflight: list[Any] | None = None  # ["memory", n] or ["spool", Position]
@@ -126,16 +137,17 @@ class KafkaSink:
 
     # -- caller side -----------------------------------------------------------------------------
     def send(self, kind: str, event: Event) -> None:
-        record = Record(kind, _key(kind, event), encode(kind, event, orjson.dumps))
-        with self._cond:
-            if self._stopping:
+        record = _record((kind, *_pack(kind, event)))
+        with self._lock:
+            memory = self._memory
+            if not (self._spooling or self._stopping) and len(memory) < self.options.memory_queue:
+                memory.append(record)  # the common case: Kafka is there, the queue has room
+                if len(memory) == 1:
+                    self._cond.notify_all()
+            elif self._stopping:
                 self._counts.add("dropped", kind)
             elif self._spooling:
                 self._spool_append(record)
-            elif len(self._memory) < self.options.memory_queue:
-                self._memory.append(record)
-                if len(self._memory) == 1:
-                    self._cond.notify_all()
             elif self._spool is not None:
                 self._move_memory_to_spool()
                 self._spool_append(record)

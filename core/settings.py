@@ -18,8 +18,11 @@ class Settings(BaseSettings):
     clickhouse_cluster: str = Field("", description="ClickHouse cluster (remote_servers name): migrate creates "
                                     "Replicated tables ON CLUSTER and Distributed tables over the sharded ones")
     kafka_client: Literal["kafka-python", "confluent"] = Field(
-        "kafka-python", description="Kafka client of the loader and the collectors' sink: kafka-python or "
-        "confluent (librdkafka: faster, less CPU)")
+        "kafka-python", description="Kafka client of the loader: kafka-python or confluent (librdkafka: faster, "
+        "less CPU)")
+    sink_kafka_client: Literal["kafka-python", "confluent"] = Field(
+        "confluent", description="Kafka client of the collectors' sink (collect tcp/load, interceptors): confluent "
+        "(librdkafka, ~5x less CPU per event: docs/sink.md) or kafka-python")
     group_id: str = Field("svcpulse-loader", description="Kafka consumer group of the loaders")
     batch_rows: int = Field(100_000, ge=1, description="flush a batch at this many rows")
     batch_age_s: float = Field(1.0, gt=0, description="flush a batch at this age (seconds)")

@@ -43,7 +43,7 @@ def run_embedded(args: argparse.Namespace, stop: threading.Event, defaults: Sett
     data_dir = args.data_dir.resolve()
     _say(f"data in {data_dir}")
     with contextlib.ExitStack() as running:  # callbacks run last-registered first
-        broker = RollingBroker(data_dir / "tansu", defaults.broker_roll_mb, pinned_groups=[defaults.group_id])
+        broker = RollingBroker(data_dir / "tansu", defaults.broker_roll_mb)
         broker.set_hold(lambda: sinks_held(broker.bootstrap))  # in-process producers wait out a roll
         _say(f"starting the Kafka-protocol broker (Tansu) on {broker.bootstrap}"
              + (f", rolled to a fresh generation above {defaults.broker_roll_mb} MB ..." if defaults.broker_roll_mb

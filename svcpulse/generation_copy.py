@@ -9,9 +9,11 @@ what survives and writes it so that, to every Kafka client, the switch looks lik
   - every group's committed offsets are written again.
 What is kept per partition, Kafka's own cleanup policies applied once at the switch:
   - cleanup.policy=compact: the newest record of each key, at its offset (log compaction);
-  - otherwise, when some consumer group is reading the partition: everything from the lowest
-    offset those groups committed (consumed data goes, unconsumed data stays: nothing is lost);
-  - otherwise (nobody reads it, e.g. svcpulse.dlq): the newest `keep_unread` records.
+  - otherwise everything from the lowest offset any consumer group committed on the partition
+    (consumed data goes, unconsumed data stays), or all of it when no group ever committed there
+    (e.g. svcpulse.dlq until someone replays it);
+  - but never more than the newest `keep_unread` offsets of a partition, so a consumer that is gone
+    for good cannot make the broker grow without bound (what that cuts is logged, per partition).
 The old generation must be frozen first (no producer can reach it), so the copy is exact.
 """
 
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from svcpulse import record_batch
@@ -27,9 +28,8 @@ from svcpulse.kafka_wire import Connection, Partitions, WireError, batches
 
 log = logging.getLogger("svcpulse.broker")
 
-KEEP_UNREAD = 100_000  # records kept per partition that no consumer group reads
+KEEP_UNREAD = 200_000  # offsets kept at most per partition (a few tens of MB of events)
 _SPARSE_CHUNK = 500  # records per batch when writing a compacted partition
-_READING_STATES = {"Stable", "PreparingRebalance", "CompletingRebalance", "AssigningPartitions"}
 
 
 @dataclass
@@ -40,35 +40,26 @@ class CopyReport:
     dropped: int = 0
     batches: int = 0
     groups: int = 0
-    lost_unread: dict[tuple[str, int], int] = field(default_factory=dict)  # dropped though nobody read them
+    cut: dict[tuple[str, int], int] = field(default_factory=dict)  # offsets dropped by the keep_unread cap
 
 
-def reading_from(tp: tuple[str, int], committed: dict[str, Partitions], reading: Iterable[str]) -> int | None:
-    """The lowest offset a reading group committed on `tp`, or None when no reading group did."""
-    offsets = [committed[group][tp] for group in reading if tp in committed.get(group, {})]
-    return min(offsets) if offsets else None
+def keep_from(tp: tuple[str, int], end: int, committed: dict[str, Partitions], keep_unread: int) -> int:
+    """The first offset of `tp` the next generation keeps (see the module docstring)."""
+    offsets = [by_tp[tp] for by_tp in committed.values() if tp in by_tp]
+    return max(min(offsets, default=0), end - keep_unread, 0)
 
 
-def copy_generation(old: Connection, new: Connection, pinned: Iterable[str] = (),
-                    keep_unread: int = KEEP_UNREAD) -> CopyReport:
-    """Copy topics, kept records and committed offsets from the frozen `old` broker into `new`.
-
-    `pinned` groups count as reading even when they have no member at this moment (the loader
-    between two sessions), so their unloaded records are always kept.
-    """
+def copy_generation(old: Connection, new: Connection, keep_unread: int = KEEP_UNREAD) -> CopyReport:
+    """Copy topics, kept records and committed offsets from the frozen `old` broker into `new`."""
     topics = old.topics()
-    states = old.groups()
-    committed = {group: old.committed(group, topics) for group in states}
-    reading = {group for group, state in states.items() if state in _READING_STATES} | set(pinned)
+    committed = {group: old.committed(group, topics) for group in old.groups()}
     report = CopyReport(groups=len(committed))
     for topic, partitions in sorted(topics.items()):
         configs = old.topic_configs(topic)
         new.create_topic(topic, partitions, configs)
         compact = "compact" in configs.get("cleanup.policy", "")
         for partition in range(partitions):
-            tp = (topic, partition)
-            start = reading_from(tp, committed, reading)
-            _copy_partition(old, new, tp, start, compact, keep_unread, report)
+            _copy_partition(old, new, (topic, partition), committed, compact, keep_unread, report)
     for group, offsets in committed.items():
         if offsets:
             new.commit(group, offsets)
@@ -114,8 +105,8 @@ def _read(old: Connection, tp: tuple[str, int], start: int) -> tuple[int, list[t
         offset = fetched[-1][1] + 1
 
 
-def _copy_partition(old: Connection, new: Connection, tp: tuple[str, int], start: int | None, compact: bool,
-                    keep_unread: int, report: CopyReport) -> None:
+def _copy_partition(old: Connection, new: Connection, tp: tuple[str, int], committed: dict[str, Partitions],
+                    compact: bool, keep_unread: int, report: CopyReport) -> None:
     writer = _Writer(new, tp)
     if compact:
         end, found = _read(old, tp, 0)
@@ -125,11 +116,11 @@ def _copy_partition(old: Connection, new: Connection, tp: tuple[str, int], start
         writer.sparse(kept)
         kept_count = len(kept)
     else:
-        if start is None:  # nobody reads it: keep the newest records, like retention.bytes would
-            end, _ = old.fetch(*tp, 0, max_bytes=1)
-            start = max(0, end - keep_unread)
-            if start:
-                report.lost_unread[tp] = start
+        end, _ = old.fetch(*tp, 0, max_bytes=1)
+        start = keep_from(tp, end, committed, keep_unread)
+        unread = min((by_tp[tp] for by_tp in committed.values() if tp in by_tp), default=0)
+        if start > unread:
+            report.cut[tp] = start - unread
         end, found = _read(old, tp, start)
         for base, last, batch in found:
             writer.copy(base, last, batch)

@@ -21,12 +21,12 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-from svcpulse.generation_copy import CopyReport, copy_generation
+from svcpulse.generation_copy import KEEP_UNREAD, CopyReport, copy_generation
 from svcpulse.kafka_wire import Connection
 from svcpulse.services import Tansu, TansuProxy, free_port
 
@@ -77,10 +77,9 @@ def rss_mb(pid: int | None) -> float:
 class RollingBroker:
     """Start/stop like a Tansu broker; `bootstrap` is the fixed address clients use."""
 
-    def __init__(self, workdir: Path, roll_mb: int, port: int = 0, pinned_groups: Iterable[str] = (),
+    def __init__(self, workdir: Path, roll_mb: int, port: int = 0,
                  hold: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext) -> None:
-        self.workdir, self.roll_mb = workdir, roll_mb
-        self.pinned_groups, self._hold = tuple(pinned_groups), hold
+        self.workdir, self.roll_mb, self._hold = workdir, roll_mb, hold
         self.front = TansuProxy(port=port or free_port(), workdir=workdir)
         self.generation = 0
         self.current: Tansu | None = None
@@ -157,7 +156,7 @@ class RollingBroker:
                 self.front.stop(kill=True)
                 try:
                     with Connection(old.bootstrap) as source, Connection(new.bootstrap) as target:
-                        copied = copy_generation(source, target, self.pinned_groups)
+                        copied = copy_generation(source, target)
                 except BaseException:
                     self._quiet.until = time.monotonic() + _RECONNECT_QUIET_S
                     self._front_to(old)
@@ -185,6 +184,6 @@ class RollingBroker:
                  "clients paused %.2f s (their reconnect messages are hidden for %.0f s)",
                  roll.generation, roll.rss_before_mb, f"{copied.kept:,}", f"{copied.dropped:,}", copied.groups,
                  roll.paused_s, _RECONNECT_QUIET_S)
-        for (topic, partition), lost in copied.lost_unread.items():
-            log.warning("%s[%d]: %s records nobody consumed were dropped (kept the newest)", topic, partition,
-                        f"{lost:,}")
+        for (topic, partition), cut in copied.cut.items():
+            log.warning("%s[%d]: %s offsets not yet consumed were dropped to keep the broker bounded (the newest "
+                        "%s stay)", topic, partition, f"{cut:,}", f"{KEEP_UNREAD:,}")
