@@ -272,7 +272,7 @@ class KafkaSink:
             self._discard_producer()
         try:
             producer = self._producer or self._new_producer()
-            deliver(producer, self.options.kafka_client, batch, self.options.delivery_timeout_ms / 1000 + 2)
+            deliver(producer, batch, self.options.delivery_timeout_ms / 1000 + 2)
         except Exception as err:  # any client error means: not delivered, keep it, retry later
             if self._healthy:
                 log.warning("kafka at %s unavailable (%s); spooling", self.bootstrap_servers, err)
@@ -290,11 +290,8 @@ class KafkaSink:
 
     def _discard_producer(self) -> None:
         producer, self._producer = self._producer, None
-        if producer is not None and hasattr(producer, "close"):  # confluent's Producer has no close()
-            try:
-                producer.close(timeout=0)
-            except Exception:  # closing a broken client must not take the shipper down
-                log.debug("producer close failed", exc_info=True)
+        if producer is not None:
+            producer.close(timeout_s=0)  # never raises (core.kafka's contract)
 
 
 _LIVE: weakref.WeakSet[KafkaSink] = weakref.WeakSet()  # every open KafkaSink of this process
