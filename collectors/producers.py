@@ -9,6 +9,7 @@ keeps the pure-Python client.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,8 @@ from collectors.spool import Record
 from core.kafka import Producer, open_producer
 from core.settings import Settings
 from pipeline.topics import TOPIC_BY_KIND
+
+_LIBRDKAFKA_LOG = logging.getLogger("kafka.librdkafka")
 
 
 @dataclass
@@ -34,9 +37,11 @@ class SinkOptions:
 
 
 def new_producer(bootstrap_servers: str, opts: SinkOptions) -> Producer:
+    config = dict(opts.producer_config)
+    if opts.kafka_client == "confluent":  # librdkafka's own log lines go through logging, like kafka-python's
+        config.setdefault("logger", _LIBRDKAFKA_LOG)
     return open_producer(opts.kafka_client, bootstrap_servers, client_id=opts.client_id, linger_ms=opts.linger_ms,
-                         compression=opts.compression, delivery_timeout_ms=opts.delivery_timeout_ms,
-                         config=opts.producer_config)
+                         compression=opts.compression, delivery_timeout_ms=opts.delivery_timeout_ms, config=config)
 
 
 def deliver(producer: Producer, batch: list[Record], timeout_s: float) -> None:
