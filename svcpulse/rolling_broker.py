@@ -161,6 +161,7 @@ class RollingBroker:
                     self._quiet.until = time.monotonic() + _RECONNECT_QUIET_S
                     self._front_to(old)
                     new.stop(kill=True)
+                    new.log_file.unlink(missing_ok=True)
                     raise
                 self._front_to(new)
                 paused = time.monotonic() - frozen
