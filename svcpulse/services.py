@@ -179,19 +179,12 @@ class Tansu(_Process):
 
 
 @dataclass
-class TansuProxy(_Process):
+class TansuProxy(Tansu):
     """Tansu's Kafka-protocol proxy: clients connect here, it forwards to `origin` and advertises itself
     (metadata and coordinator answers name this port), so clients never learn the broker's own port."""
 
     name: str = "tansu-proxy"
-    port: int = 19092
-    workdir: Path = Path(".svcpulse/services")
-    graceful: bool = False
     origin: str = ""  # host:port of the broker behind it
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
         url = f"tcp://127.0.0.1:{self.port}"
