@@ -113,6 +113,18 @@ def loaded_past(bootstrap: str, marks: dict[tuple[str, int], int] | None = None)
         return marks or {}
 
 
+def loader_lag(bootstrap: str) -> int:
+    """Offsets of the loaded topics the loader group has not committed yet (-1 when unknown)."""
+    try:
+        with Connection(bootstrap) as conn:
+            topics = {t: n for t, n in conn.topics().items() if t in LOADED_TOPICS}
+            committed = conn.committed("svcpulse-loader", topics)
+            at = {(t, p): committed.get((t, p), 0) for t, n in topics.items() for p in range(n)}
+            return sum(conn.fetch(*tp, offset, max_bytes=1)[0] - offset for tp, offset in at.items())
+    except WireError:
+        return -1
+
+
 def count_loaded(data_dir: Path) -> tuple[int, int]:
     store = open_store(f"chdb://{data_dir}/chdb/svcpulse")
     try:
@@ -148,7 +160,8 @@ def main() -> int:
 
 def watch(args: argparse.Namespace, up: Up, offered: Offered) -> float:
     """Print RSS per process every --every seconds for --minutes; returns the peak total after warm-up."""
-    print(f"{'t_s':>6} {'acked':>11} {'gen':>4} {'up_MB':>7} {'proxy_MB':>8} {'broker_MB':>9} {'total_MB':>8}  load")
+    print(f"{'t_s':>6} {'acked':>11} {'loader_lag':>10} {'gen':>4} {'up_MB':>7} {'proxy_MB':>8} {'broker_MB':>9} "
+          f"{'total_MB':>8}  load")
     started, peak = time.monotonic(), 0.0
     while time.monotonic() - started < args.minutes * 60 and up.proc.poll() is None:
         time.sleep(args.every)
@@ -157,7 +170,8 @@ def watch(args: argparse.Namespace, up: Up, offered: Offered) -> float:
         elapsed = time.monotonic() - started
         if elapsed > 120:  # warm-up: chdb's caches and the first generation fill
             peak = max(peak, total)
-        print(f"{elapsed:6.0f} {offered.sink.stats()['sent']:11,} {up.generation:4} {rss.get('up', 0):7.0f} "
+        print(f"{elapsed:6.0f} {offered.sink.stats()['sent']:11,} {loader_lag(up.bootstrap):10,} {up.generation:4} "
+              f"{rss.get('up', 0):7.0f} "
               f"{rss.get('broker-proxy', 0):8.0f} {rss.get('broker', 0):9.0f} {total:8.0f}  "
               f"{os.getloadavg()[0]:.1f}", flush=True)
     return peak
