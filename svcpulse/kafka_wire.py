@@ -19,7 +19,7 @@ T = TypeVar("T")
 Partitions = dict[tuple[str, int], int]  # (topic, partition) -> offset
 
 _PRODUCE, _FETCH, _METADATA, _OFFSET_COMMIT, _OFFSET_FETCH = 0, 1, 3, 8, 9
-_LIST_GROUPS, _CREATE_TOPICS, _DESCRIBE_CONFIGS = 16, 19, 32
+_DESCRIBE_GROUPS, _LIST_GROUPS, _CREATE_TOPICS, _DESCRIBE_CONFIGS = 15, 16, 19, 32
 _FETCH_WAIT_MS = 10  # a fetch at the end of a partition returns after this
 
 
@@ -179,6 +179,18 @@ class Connection:
         reply = self._call(_LIST_GROUPS, 0, b"")
         _check(reply.i16(), "list groups")
         return [name for name, _type in reply.array(lambda: (reply.string() or "", reply.string()))]
+
+    def group_states(self, groups: list[str]) -> dict[str, str]:
+        """Each group's state: "Stable", "Empty" (no member) ... (DescribeGroups v0)."""
+        reply = self._call(_DESCRIBE_GROUPS, 0, _array(groups, _string))
+
+        def group() -> tuple[str, str]:
+            reply.i16()
+            name, state = reply.string() or "", reply.string() or ""
+            reply.string(), reply.string()
+            reply.array(lambda: (reply.string(), reply.string(), reply.string(), reply.raw(), reply.raw()))
+            return name, state
+        return dict(reply.array(group))
 
     def committed(self, group: str, topics: dict[str, int]) -> Partitions:
         """The group's committed offsets in these topics (OffsetFetch v1); partitions without one are left out."""
