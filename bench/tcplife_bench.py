@@ -110,7 +110,11 @@ def measure(rate: int, seconds: float, workers: int, output: list[str], env: dic
     gens = [mp.Process(target=generate, args=(rate / workers, seconds, done)) for _ in range(workers)]
     for gen in gens:
         gen.start()
-    results = [done.get(timeout=seconds * 6 + 30) for _ in gens]  # a busy machine starves the generators
+    try:
+        results = [done.get(timeout=seconds * 6 + 30) for _ in gens]  # a busy machine starves the generators
+    except BaseException:
+        proc.kill()  # never leave the collector behind
+        raise
     for gen in gens:
         gen.join()
     time.sleep(0.3)  # let the collector read the last batch inside the window
