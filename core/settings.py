@@ -18,8 +18,11 @@ class Settings(BaseSettings):
     clickhouse_cluster: str = Field("", description="ClickHouse cluster (remote_servers name): migrate creates "
                                     "Replicated tables ON CLUSTER and Distributed tables over the sharded ones")
     kafka_client: Literal["kafka-python", "confluent"] = Field(
-        "kafka-python", description="Kafka client of the loader and the collectors' sink: kafka-python or "
-        "confluent (librdkafka: faster, less CPU)")
+        "kafka-python", description="Kafka client of the loader: kafka-python or confluent (librdkafka: faster, "
+        "less CPU)")
+    sink_kafka_client: Literal["kafka-python", "confluent"] = Field(
+        "confluent", description="Kafka client of the collectors' sink (collect tcp/load, interceptors): confluent "
+        "(librdkafka, ~5x less CPU per event: docs/sink.md) or kafka-python")
     kafka_security_protocol: str = Field("PLAINTEXT", description="Kafka security: PLAINTEXT, SSL, "
                                          "SASL_PLAINTEXT or SASL_SSL (every client: loader, sink, API, tools)")
     kafka_ssl_cafile: str = Field("", description="CA bundle that signed the Kafka brokers' certificates")
@@ -40,6 +43,9 @@ class Settings(BaseSettings):
     batch_rows: int = Field(100_000, ge=1, description="flush a batch at this many rows")
     batch_age_s: float = Field(1.0, gt=0, description="flush a batch at this age (seconds)")
     partitions: int = Field(4, ge=1, description="partitions of topics the loader creates")
+    broker_roll_mb: int = Field(0, ge=0, description="`svcpulse up`: roll the embedded broker to a fresh "
+                                "generation when its memory passes this many MB, e.g. 256 (0 = never; experimental: "
+                                "docs/operations.md)")
     api_host: str = Field("127.0.0.1", description="API listen address")
     api_port: int = Field(8000, ge=1, le=65535, description="API listen port")
     retention_days_raw: int = Field(7, ge=1, description="days kept in raw tables")

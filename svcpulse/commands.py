@@ -185,7 +185,7 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
     from svcpulse.embedded import run_embedded
 
     try:
-        return run_embedded(args, stop=_stop_on_signals())
+        return run_embedded(args, stop=_stop_on_signals(), defaults=settings)
     except (ServiceError, StoreError, OSError) as err:  # OSError: a port in use
         raise UserError(str(err)) from None
 

@@ -16,13 +16,15 @@ import uvicorn
 
 from api.auth import write_demo_users
 from api.main import create_app
+from collectors.sink import sinks_held
 from core.settings import Settings
 from otlp import command as otlp_command
 from pipeline.loader import Loader, LoaderConfig
 from pipeline.migrate import migrate
 from pipeline.store import Store, open_store
 from svcpulse.demo import DemoFleet
-from svcpulse.services import ServiceError, Tansu, free_port
+from svcpulse.rolling_broker import RollingBroker
+from svcpulse.services import ServiceError, free_port
 
 log = logging.getLogger("svcpulse.up")
 
@@ -37,21 +39,24 @@ def _thread(name: str, target: object) -> threading.Thread:
     return thread
 
 
-def run_embedded(args: argparse.Namespace, stop: threading.Event) -> int:
+def run_embedded(args: argparse.Namespace, stop: threading.Event, defaults: Settings) -> int:
     """Start everything, wait for `stop` (or --duration), stop everything in reverse order, even on errors."""
     data_dir = args.data_dir.resolve()
     _say(f"data in {data_dir}")
     with contextlib.ExitStack() as running:  # callbacks run last-registered first
-        broker = Tansu(port=free_port(), workdir=data_dir / "tansu")
-        _say(f"starting the Kafka-protocol broker (Tansu) on {broker.bootstrap} ...")
-        broker.start(die_with_parent=True)  # even a kill -9 of this process must not leave it behind
+        broker = RollingBroker(data_dir / "tansu", defaults.broker_roll_mb)
+        broker.set_hold(lambda: sinks_held(broker.bootstrap))  # in-process producers wait out a roll
+        _say(f"starting the Kafka-protocol broker (Tansu) on {broker.bootstrap}"
+             + (f", rolled to a fresh generation above {defaults.broker_roll_mb} MB ..." if defaults.broker_roll_mb
+                else " (never rolled: SVCPULSE_BROKER_ROLL_MB=0) ..."))
+        broker.start()  # its processes die with this one, even on kill -9
         running.callback(broker.stop)
         store_url = f"chdb://{data_dir}/chdb/svcpulse"
         _say(f"opening the embedded store {store_url} ...")
         store = open_store(store_url)
         running.callback(store.close)
         migrate(store)
-        loader = Loader(LoaderConfig(bootstrap=broker.bootstrap, batch_age_s=1.0), store)
+        loader = Loader(LoaderConfig(bootstrap=broker.bootstrap, group_id=defaults.group_id, batch_age_s=1.0), store)
         running.callback(_thread("loader", loader.run).join, 30)
         running.callback(loader.stop)
         port = args.port or free_port()
