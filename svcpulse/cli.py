@@ -84,6 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host", help="listen address (default 127.0.0.1)")
     api.add_argument("--port", type=int, help="listen port (default 8000)")
 
+    weigh = _add(sub, "weigh", "compute routing weights from the rpc stream and publish them to svcpulse.weights",
+                 "svcpulse weigh --bootstrap 127.0.0.1:19092 --store clickhouse://127.0.0.1:19000/svcpulse",
+                 commands.weigh)
+    _kafka_flags(weigh)
+    _store_flags(weigh)
+    weigh.add_argument("--group", help="consumer group of the workers (default svcpulse-weigh)")
+    weigh.add_argument("--no-history", action="store_true", help="do not write weight_history (no ClickHouse)")
+    weigh.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port")
+    weigh.add_argument("--metrics-host", default="127.0.0.1",
+                       help="metrics listen address (0.0.0.0 in a container, for the scraper)")
+
     dlq = _add(sub, "dlq", "inspect, export or replay dead-lettered messages",
                "svcpulse dlq export --out dead.jsonl && svcpulse dlq replay --from-file dead.jsonl",
                commands.dlq)

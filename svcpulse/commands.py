@@ -109,6 +109,30 @@ def api(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def weigh(args: argparse.Namespace, settings: Settings) -> int:
+    from weigh.worker import Worker
+
+    overrides = {"kafka_bootstrap": args.bootstrap, "store_url": args.store, "weigh_group_id": args.group}
+    settings = settings.model_copy(update={k: v for k, v in overrides.items() if v})
+    store = None if args.no_history else _store(args, settings)
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port, addr=args.metrics_host)
+        print(f"[weigh] metrics at http://{args.metrics_host}:{args.metrics_port}/metrics")
+    worker = Worker(settings, store)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: worker.stop())  # leave the group: the others take over at once
+    history = "no weight_history" if store is None else f"weight_history in {store.dialect}:{store.database}"
+    print(f"[weigh] {settings.kafka_bootstrap}: group {settings.weigh_group_id} on svcpulse.rpc -> "
+          f"svcpulse.weights every {settings.weigh_tick_s:g} s ({history}); SIGTERM stops cleanly", flush=True)
+    worker.run()
+    if store is not None:
+        store.close()
+    print(f"[weigh] stopped after {worker.windows.events} events and {worker.ticks} ticks")
+    return 0
+
+
 def dlq(args: argparse.Namespace, settings: Settings) -> int:
     bootstrap = _bootstrap(args, settings)
     if args.action == "show":
