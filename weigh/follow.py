@@ -76,8 +76,8 @@ class ControlFollower:
                 changed |= self.view.apply(doc["table"], [doc["row"]])
         return changed
 
-    def take_intents(self) -> list[dict[str, Any]]:
-        taken, self.intents = list(self.intents.values()), {}
+    def take_intents(self) -> dict[str, dict[str, Any]]:
+        taken, self.intents = self.intents, {}
         return taken
 
     def close(self) -> None:

@@ -17,8 +17,9 @@ from pipeline.topics import KEY_FIELD, TOPIC_BY_KIND
 
 def produce(bootstrap: str, items: Iterable[tuple[str, Any]], compression: str = "none") -> int:
     """Produce (kind, event-or-raw-bytes) with confluent-kafka: a client independent of the loader's."""
+    # murmur2_random: Kafka's default (Java) partitioner, which the weigh workers' sharding assumes.
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "queue.buffering.max.messages": 500_000,
-                         "compression.type": compression})
+                         "compression.type": compression, "partitioner": "murmur2_random"})
     sent = 0
     for kind, item in items:
         if isinstance(item, bytes):
