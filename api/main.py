@@ -22,6 +22,7 @@ from api.alarms.service import AlarmService
 from api.auth import Directory, RoleRefused, load_users
 from api.control import ControlPublisher, ControlUnavailable, MirroringStore
 from api.leader import Leader
+from api.metrics import api_registry
 from api.queries.registry import held_roles
 from api.routes import (
     alarms,
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
                 raw_store.close()
 
     app = FastAPI(title="svcpulse", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.metrics = api_registry(app.state)
     for module in (health, weights, registry, overrides, releases, users, audit,
                    services, series, connections, capacity, alarms, console):
         app.include_router(module.router)

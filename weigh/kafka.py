@@ -3,9 +3,9 @@
 Everything the weigh worker, the API's feed reader and the lease need from Kafka goes through here,
 so moving to the project's client layer (core/kafka, helper "loader") touches this file only.
 Two broker facts are handled here rather than assumed:
-- offsets-for-times: Tansu 0.6 answers every lookup with offset 0 (and the first record's time), so
-  an answer whose timestamp is before the one asked for is not trusted; the offset is then found by
-  bisecting the partition on record timestamps (a few fetches);
+- offsets-for-times: Tansu 0.6 answers every lookup with offset 0, so an answer is checked against
+  the records at and before it; when it is wrong, the offset is found by bisecting the partition on
+  record timestamps (a few fetches). Bisection can only err early (more replay), never late;
 - Tansu reports a high watermark that can trail the last batch's records: "caught up" is decided by
   position >= the watermark seen at the start, or an empty poll, never by equality.
 """
@@ -25,6 +25,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.partitioner.default import murmur2
 
+from pipeline import topics
 from pipeline.kafka import make_consumer, make_producer
 from pipeline.kafka_security import KafkaSecurity
 
@@ -72,11 +73,18 @@ def ensure_topics(bootstrap: str, topics: Mapping[str, tuple[int, Mapping[str, s
         admin.close()
 
 
+def ensure_control_topics(bootstrap: str, partitions: int, timeout_s: float = 30.0) -> None:
+    """The topics of the control plane (feeds and control rows compacted; the lease topic has ONE partition)."""
+    compact = {"cleanup.policy": "compact"}
+    ensure_topics(bootstrap, {topics.RPC: (partitions, {}), topics.WEIGHTS: (partitions, compact),
+                              topics.CONTROL: (1, compact), topics.LEADER: (1, {})}, timeout_s)
+
+
 class Consumer:
     """A consumer in a group (subscribe) or without one (assign); records as `Message`."""
 
-    def __init__(self, bootstrap: str, group_id: str | None, client_id: str) -> None:
-        tuning: dict[str, Any] = {**GROUP_TUNING, "client_id": client_id, "max_poll_records": 5000}
+    def __init__(self, bootstrap: str, group_id: str | None, client_id: str, **tuning: Any) -> None:
+        tuning = {**GROUP_TUNING, "client_id": client_id, "max_poll_records": 5000, **tuning}
         self._consumer = make_consumer(bootstrap, group_id, **tuning)  # type: ignore[arg-type]
 
     def subscribe(self, topics: list[str], on_assign: PartitionsCallback, on_revoke: PartitionsCallback) -> None:
@@ -142,22 +150,37 @@ class Consumer:
         self._consumer.close(autocommit=False)
 
 
-def offset_at_time(bootstrap: str, tp: TP, ts_ms: int) -> int:
-    """The first offset of `tp` whose record timestamp is >= ts_ms (the end if none), on any broker."""
-    lookup = Consumer(bootstrap, None, "svcpulse-control-seek")
+def offsets_at_time(bootstrap: str, wanted: Mapping[TP, int]) -> dict[TP, int]:
+    """tp -> the first offset whose record timestamp is >= the time asked (the end if none), on any broker."""
+    # Small fetches that do not wait: each probe wants the first record at one offset, now.
+    lookup = Consumer(bootstrap, None, "svcpulse-control-seek", fetch_max_wait_ms=5, max_partition_fetch_bytes=1,
+                      max_poll_records=1)
     try:
-        lookup.assign([tp])
-        low, high = lookup.watermarks(tp)
-        if low >= high:
-            return high
-        answer = lookup.offsets_for_times({tp: ts_ms})[tp]
-        if answer is None:
-            return high
-        if answer[1] >= ts_ms:
-            return answer[0]
-        return _bisect(lookup, tp, ts_ms, low, high)  # the broker's answer breaks the contract: find it
+        return {tp: _offset_at_time(lookup, tp, ts_ms) for tp, ts_ms in wanted.items()}
     finally:
         lookup.close()
+
+
+def _offset_at_time(lookup: Consumer, tp: TP, ts_ms: int) -> int:
+    lookup.assign([tp])
+    low, high = lookup.watermarks(tp)
+    if low >= high:
+        return high
+    answer = lookup.offsets_for_times({tp: ts_ms})[tp]
+    if answer is None:
+        return high
+    if _first_at_or_after(lookup, tp, answer[0], ts_ms, low):
+        return answer[0]
+    return _bisect(lookup, tp, ts_ms, low, high)  # the broker's answer breaks the contract: find it
+
+
+def _first_at_or_after(lookup: Consumer, tp: TP, offset: int, ts_ms: int, low: int) -> bool:
+    """Check an answer against the records themselves (Tansu answers with a batch's base offset)."""
+    at = _timestamp_at(lookup, tp, offset)
+    if at is None or at < ts_ms:
+        return False
+    before = _timestamp_at(lookup, tp, offset - 1) if offset > low else None
+    return before is None or before < ts_ms
 
 
 def _bisect(lookup: Consumer, tp: TP, ts_ms: int, low: int, high: int) -> int:

@@ -16,7 +16,7 @@ import threading
 import time
 
 from pipeline import topics
-from weigh.kafka import TP, Consumer
+from weigh.kafka import TP, Consumer, ensure_topics
 
 log = logging.getLogger("svcpulse.lease")
 SESSION_S = 6.0  # the consumer's session timeout (weigh/kafka.py GROUP_TUNING)
@@ -42,7 +42,7 @@ class Lease:
 
     def stop(self) -> None:
         self._stopping.set()
-        self._thread.join(timeout=15)
+        self._thread.join(timeout=5)  # a thread still connecting to a dead broker is a daemon: left to exit
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -54,6 +54,7 @@ class Lease:
                 self._stopping.wait(2.0)
 
     def _member(self) -> None:
+        ensure_topics(self.bootstrap, {topics.LEADER: (1, {})}, timeout_s=5)  # ONE partition: one holder
         consumer = Consumer(self.bootstrap, self.group_id, f"svcpulse-lease-{self.name}")
         try:
             consumer.subscribe([topics.LEADER], self._on_assign, self._on_revoke)

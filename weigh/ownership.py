@@ -18,7 +18,7 @@ import time
 from core.settings import Settings
 from pipeline import topics
 from weigh import metrics
-from weigh.kafka import TP, Consumer, Message, home_partition, offset_at_time
+from weigh.kafka import TP, Consumer, Message, home_partition, offsets_at_time
 from weigh.publisher import Publisher
 from weigh.restore import newest_feeds
 from weights.model import EngineState
@@ -84,10 +84,10 @@ class Ownership:
             self.states[service] = found.state
             self.windows.seed(service, found.seen)
         since_ms = now_ms - (self.settings.weights_window_s + REPLAY_SLACK_S) * 1000
-        for p in new:
-            tp = (topics.RPC, p)
-            self.consumer.seek(tp, offset_at_time(self.bootstrap, tp, since_ms))
-            self.replaying[p] = self.consumer.watermarks(tp)[1]
+        wanted = {(topics.RPC, p): since_ms for p in new}
+        for tp, offset in offsets_at_time(self.bootstrap, wanted).items():
+            self.consumer.seek(tp, offset)
+            self.replaying[tp[1]] = self.consumer.watermarks(tp)[1]
         self.skip = set(new)
         metrics.TAKEOVER_SECONDS.observe(time.monotonic() - started)
         log.info("weigh: took over partitions %s: %d services restored from %s, replaying from %d s ago",

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from pipeline import topics
-from weigh.kafka import Consumer, Message, offset_at_time
+from weigh.kafka import Consumer, Message, offsets_at_time
 from weights.message import FeedMessage, decode
 
 log = logging.getLogger("svcpulse.weigh")
@@ -23,8 +23,8 @@ def seek_all(consumer: Consumer, bootstrap: str, topic: str, since_ms: int) -> d
     tps = [(topic, p) for p in sorted(consumer.partitions_for(topic))]
     consumer.assign(tps)
     targets = {}
-    for tp in tps:
-        consumer.seek(tp, offset_at_time(bootstrap, tp, since_ms))
+    for tp, offset in offsets_at_time(bootstrap, dict.fromkeys(tps, since_ms)).items():
+        consumer.seek(tp, offset)
         targets[tp] = consumer.watermarks(tp)[1]
     return targets
 

@@ -29,7 +29,7 @@ from pipeline.store import Store
 from weigh import metrics
 from weigh.follow import ControlFollower
 from weigh.history import HistoryWriter
-from weigh.kafka import Consumer, Message, ensure_topics, producer
+from weigh.kafka import Consumer, Message, ensure_control_topics, producer
 from weigh.ownership import Ownership
 from weigh.publisher import Publisher
 from weights.cycle import run_cycle
@@ -37,16 +37,10 @@ from weights.model import DEFAULT_CONFIG, EngineConfig, EngineState
 from weights.window import Windows
 
 log = logging.getLogger("svcpulse.weigh")
-COMPACT = {"cleanup.policy": "compact"}
 
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def ensure_control_topics(bootstrap: str, partitions: int) -> None:
-    ensure_topics(bootstrap, {topics.RPC: (partitions, {}), topics.WEIGHTS: (partitions, COMPACT),
-                              topics.CONTROL: (1, COMPACT), topics.LEADER: (1, {})})
 
 
 class Worker:

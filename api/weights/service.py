@@ -29,7 +29,7 @@ from core.settings import Settings
 from pipeline import topics
 from pipeline.store import Store
 from weigh.follow import ControlFollower
-from weigh.kafka import Consumer, Message
+from weigh.kafka import Consumer, Message, ensure_control_topics
 from weigh.restore import apply_message, seek_all
 from weights.message import FeedMessage
 
@@ -87,6 +87,8 @@ class WeightService:
 
     def _follow(self) -> None:
         bootstrap = self.settings.kafka_bootstrap
+        ensure_control_topics(bootstrap, self.settings.partitions, timeout_s=5)
+        self.last_error = "catching up"
         consumer = Consumer(bootstrap, None, "svcpulse-api-feed")
         follower = ControlFollower(bootstrap, "svcpulse-api-control", collect_intents=True)
         follower.read_snapshot_in_background(self.store)  # held roles written before the topic existed
