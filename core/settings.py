@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     retention_days_load: int = Field(30, ge=1, description="days kept in instance_load")
     users_file: str = Field("", description="users, the roles each may hold, sha256 token hashes (JSON or TOML)")
     feed_open: bool = Field(False, description="serve the weight feed and other reads without a token")
-    weights_interval_s: float = Field(2.0, gt=0, le=5, description="recompute weights this often (at most 5 s)")
+    weights_interval_s: float = Field(2.0, gt=0, le=5, description="one weight cycle (at most 5 s): "
+                                      "weight_history rows, heartbeats and staleness are counted in cycles")
     weights_window_s: int = Field(10, ge=2, le=300, description="sliding window of calls the weights judge")
     weigh_group_id: str = Field("svcpulse-weigh", description="Kafka consumer group of the `svcpulse weigh` "
                                 "workers (services are sharded by partition of svcpulse.rpc)")

@@ -1,19 +1,22 @@
-"""The `svcpulse` command: one entry point, a subcommand per job (see docs/cli.md for examples)."""
+"""The `svcpulse` command: one entry point, a subcommand per job (see docs/cli.md for examples).
+
+Imports are lazy: a command loads only the modules it runs, so a node installed with one role's
+extra (e.g. `pip install 'svcpulse[collector]'` for `svcpulse collect tcp`) never imports chdb,
+pyarrow, FastAPI or the ClickHouse driver. Subcommands whose flags live in their own module
+(collect, balancer, dashboards) are configured only when chosen on the command line.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from balancer import haproxy
-from collectors import load as load_sampler
-from collectors import tcplife
 from core.settings import Settings
-from dashboards import build as dashboard_build
-from dashboards import push as dashboard_push
 from svcpulse import commands
 
 EPILOG = "Every command prints what it does; see docs/cli.md for worked examples."
@@ -36,7 +39,21 @@ def _kafka_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers; default $SVCPULSE_KAFKA_BOOTSTRAP")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _module_command(module: str) -> Callable[[argparse.Namespace, Settings], int]:
+    """run(args) of a module imported only when its command runs."""
+    return lambda args, _: importlib.import_module(module).run(args)
+
+
+def _configure(parser: argparse.ArgumentParser, module: str, argv: Sequence[str], *path: str) -> None:
+    """Add the module's flags when the command line chose this subcommand (so --help shows them)."""
+    if list(path) == [a for a in argv if not a.startswith("-")][: len(path)]:
+        importlib.import_module(module).configure(parser)
+    else:  # not chosen: parse anything, it is never run
+        parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="svcpulse", description=__doc__, epilog=EPILOG)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -118,33 +135,33 @@ def build_parser() -> argparse.ArgumentParser:
     kinds = balancer.add_subparsers(dest="balancer", required=True, metavar="KIND")
     haproxy_parser = _add(kinds, "haproxy", "set HAProxy server weights from the feed (runtime API socket)",
                           "svcpulse balancer haproxy --api http://127.0.0.1:8000 --service shop.cart "
-                          "--socket /run/haproxy/admin.sock --backend cart", lambda args, _: haproxy.run(args))
-    haproxy.configure(haproxy_parser)
+                          "--socket /run/haproxy/admin.sock --backend cart", _module_command("balancer.haproxy"))
+    _configure(haproxy_parser, "balancer.haproxy", argv, "balancer", "haproxy")
 
     collect = sub.add_parser("collect", help="run a collector on this node (eBPF TCP, cgroup load)")
     collectors = collect.add_subparsers(dest="collector", required=True, metavar="COLLECTOR")
     tcp_parser = _add(collectors, "tcp", "record every TCP connection with eBPF (root; see docs/collect-tcp.md)",
-                      "svcpulse collect tcp --output jsonl", lambda args, _: tcplife.run(args))
-    tcplife.configure(tcp_parser)
+                      "svcpulse collect tcp --output jsonl", _module_command("collectors.tcplife"))
+    _configure(tcp_parser, "collectors.tcplife", argv, "collect", "tcp")
     load_parser = _add(collectors, "load", "sample CPU and memory per cgroup and host (docs/collect-load.md)",
                        "svcpulse collect load --output jsonl --interval 5 --count 1",
-                       lambda args, _: load_sampler.run(args))
-    load_sampler.configure(load_parser)
+                       _module_command("collectors.load"))
+    _configure(load_parser, "collectors.load", argv, "collect", "load")
 
     boards = sub.add_parser("dashboards", help="Grafana dashboards as code: build the JSON, push it to Grafana")
     actions = boards.add_subparsers(dest="dashboards", required=True, metavar="ACTION")
     build = _add(actions, "build", "write the dashboard JSON and Grafana provisioning files (docs/dashboards.md)",
-                 "svcpulse dashboards build --out dashboards/", lambda args, _: dashboard_build.run(args))
-    dashboard_build.configure(build)
+                 "svcpulse dashboards build --out dashboards/", _module_command("dashboards.build"))
+    _configure(build, "dashboards.build", argv, "dashboards", "build")
     push = _add(actions, "push", "install the dashboards (and datasources) into a Grafana with grafana-client",
                 "svcpulse dashboards push --url http://127.0.0.1:3000 --token $GRAFANA_TOKEN",
-                lambda args, _: dashboard_push.run(args))
-    dashboard_push.configure(push)
+                _module_command("dashboards.push"))
+    _configure(push, "dashboards.push", argv, "dashboards", "push")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args: Any = build_parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for chatty in ("kafka", "httpx", "httpcore"):  # one line per request or poll drowns what matters

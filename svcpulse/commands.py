@@ -1,4 +1,7 @@
-"""What each `svcpulse` subcommand does; cli.py only declares the flags."""
+"""What each `svcpulse` subcommand does; cli.py only declares the flags.
+
+Each command imports what it needs inside its function (see cli.py: one role's extra is enough).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +9,12 @@ import argparse
 import datetime as dt
 import signal
 import threading
+from typing import TYPE_CHECKING
 
 from core.settings import Settings
-from pipeline import dlq as dead_letters
-from pipeline import events
-from pipeline.loader import Loader, LoaderConfig
-from pipeline.migrate import migrate as apply_migrations
-from pipeline.retention import apply_retention, retention_days
-from pipeline.store import Store, StoreError, open_store
-from svcpulse.services import ClickHouseServer, ServiceError, Tansu
+
+if TYPE_CHECKING:
+    from pipeline.store import Store
 
 
 class UserError(RuntimeError):
@@ -22,6 +22,8 @@ class UserError(RuntimeError):
 
 
 def _store(args: argparse.Namespace, settings: Settings) -> Store:
+    from pipeline.store import StoreError, open_store
+
     url = getattr(args, "store", None) or settings.store_url
     try:
         return open_store(url)
@@ -34,6 +36,8 @@ def _bootstrap(args: argparse.Namespace, settings: Settings) -> str:
 
 
 def services(args: argparse.Namespace, settings: Settings) -> int:
+    from svcpulse.services import ClickHouseServer, ServiceError, Tansu
+
     managed = [Tansu(port=args.kafka_port or 19092, workdir=args.dir / "tansu"),
                ClickHouseServer(port=args.clickhouse_port or 19000, workdir=args.dir / "clickhouse")]
     try:
@@ -56,6 +60,9 @@ def services(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.migrate import migrate as apply_migrations
+    from pipeline.store import StoreError
+
     store = _store(args, settings)
     cluster = getattr(args, "cluster", None) or settings.clickhouse_cluster
     if cluster and store.dialect != "clickhouse":
@@ -71,6 +78,8 @@ def migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def load(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.loader import Loader, LoaderConfig
+
     config = LoaderConfig(
         bootstrap=_bootstrap(args, settings),
         group_id=args.group or settings.group_id,
@@ -134,6 +143,8 @@ def weigh(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import dlq as dead_letters
+
     bootstrap = _bootstrap(args, settings)
     if args.action == "show":
         shown = list(dead_letters.read_dead_letters(bootstrap, None, limit=args.limit))
@@ -159,6 +170,9 @@ def dlq(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def retention(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.retention import apply_retention, retention_days
+    from pipeline.store import StoreError
+
     keep = retention_days(settings.retention_days_raw, settings.retention_days_rollup,
                           settings.retention_days_load)
     store = _store(args, settings)
@@ -179,6 +193,8 @@ def retention(args: argparse.Namespace, settings: Settings) -> int:
 def schema(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
+    from pipeline import events
+
     args.dir.mkdir(parents=True, exist_ok=True)
     for kind in events.SCHEMAS:
         path = args.dir / f"{kind}.schema.json"
@@ -188,7 +204,9 @@ def schema(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def up(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.store import StoreError
     from svcpulse.embedded import run_embedded
+    from svcpulse.services import ServiceError
 
     try:
         return run_embedded(args, stop=_stop_on_signals())

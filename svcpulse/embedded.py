@@ -1,7 +1,8 @@
 """`svcpulse up`: the whole system in one process on embedded defaults.
 
-A Tansu broker as a child process, chdb as the store, the loader and the API in-process, and the
-demo fleet generating traffic. Ctrl-C (or --duration) stops everything in reverse order.
+A Tansu broker as a child process, chdb as the store, and in-process the same components a
+production deployment runs as services: the loader, a weigh worker (svcpulse weigh) and the API,
+plus the demo fleet generating traffic. Ctrl-C (or --duration) stops everything in reverse order.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pipeline.migrate import migrate
 from pipeline.store import Store, open_store
 from svcpulse.demo import DemoFleet
 from svcpulse.services import ServiceError, Tansu, free_port
+from weigh.worker import Worker
 
 log = logging.getLogger("svcpulse.up")
 
@@ -57,6 +59,9 @@ def run_embedded(args: argparse.Namespace, stop: threading.Event) -> int:
         token = write_demo_users(data_dir / "users.json")  # a fresh demo token each run; only its hash is kept
         settings = Settings(kafka_bootstrap=broker.bootstrap, store_url=store_url, api_host=args.host,
                             api_port=port, users_file=str(data_dir / "users.json"), feed_open=True)
+        worker = Worker(settings, store)
+        running.callback(_thread("weigh", worker.run).join, 30)
+        running.callback(worker.stop)
         base = _serve_api(settings, store, running)
         if not args.no_demo:
             demo = DemoFleet(broker.bootstrap, base, ebpf=not args.no_ebpf)
