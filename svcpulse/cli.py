@@ -44,16 +44,16 @@ def _module_command(module: str) -> Callable[[argparse.Namespace, Settings], int
     return lambda args, _: importlib.import_module(module).run(args)
 
 
-def _configure(parser: argparse.ArgumentParser, module: str, argv: Sequence[str], *path: str) -> None:
-    """Add the module's flags when the command line chose this subcommand (so --help shows them)."""
-    if list(path) == [a for a in argv if not a.startswith("-")][: len(path)]:
+def _configure(parser: argparse.ArgumentParser, module: str, argv: Sequence[str] | None, *path: str) -> None:
+    """Add the module's flags when the command line chose this subcommand (argv None: every one)."""
+    if argv is None or list(path) == [a for a in argv if not a.startswith("-")][: len(path)]:
         importlib.import_module(module).configure(parser)
     else:  # not chosen: parse anything, it is never run
         parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    argv = sys.argv[1:] if argv is None else argv
+    """The parser; given the command line, only the chosen subcommand's module is imported."""
     parser = argparse.ArgumentParser(prog="svcpulse", description=__doc__, epilog=EPILOG)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -161,6 +161,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args: Any = build_parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

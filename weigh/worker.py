@@ -27,6 +27,7 @@ from core.settings import Settings
 from pipeline import events, topics
 from pipeline.store import Store
 from weigh import metrics
+from weigh.counted import CountedStore
 from weigh.follow import ControlFollower
 from weigh.history import HistoryWriter
 from weigh.kafka import Consumer, Message, ensure_control_topics, producer
@@ -45,7 +46,8 @@ def worker_name() -> str:
 
 class Worker:
     def __init__(self, settings: Settings, store: Store | None, config: EngineConfig = DEFAULT_CONFIG) -> None:
-        self.settings, self.store = settings, store
+        self.settings = settings
+        self.store = CountedStore(store) if store is not None else None
         self.config = replace(config, window_s=settings.weights_window_s)
         self.name = worker_name()
         self.windows = Windows(settings.weights_window_s, settings.forget_instance_s)

@@ -39,8 +39,13 @@ class Processes:
     def api(self, name: str, **env: str) -> tuple[subprocess.Popen, str]:
         port = free_port()
         process = self.start(name, "api", "--port", str(port), **env)
-        wait_for(lambda: port_open(port), 30, f"the API {name}")
+        wait_for(lambda: self.alive(process, name) and port_open(port), 120, f"the API {name}")  # slow when loaded
         return process, f"http://127.0.0.1:{port}"
+
+    def alive(self, process: subprocess.Popen, name: str) -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"{name} exited {process.returncode}: {(self.tmp_path / f'{name}.log').read_text()}")
+        return True
 
     def weigh(self, name: str, **env: str) -> subprocess.Popen:
         return self.start(name, "weigh", **env)
