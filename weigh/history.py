@@ -48,7 +48,7 @@ class HistoryWriter:
             try:
                 wq.insert_history(self.store, batch)
             except StoreError as err:
-                if err and str(err) != self.last_error:
+                if str(err) != self.last_error:  # once per distinct error, not every retry
                     log.warning("weight_history not written (kept, %d batches waiting): %s", len(self._pending), err)
                 self.last_error = str(err)
                 with self._wake:

@@ -112,21 +112,24 @@ class Ownership:
         home = self.home(service)
         return home in self.owned and home not in self.replaying
 
-    def settled(self) -> bool:
-        return bool(self.owned) and not self.replaying
-
     def inputs_stale(self) -> dict[int, str]:
         """partition -> why its services' inputs stopped advancing (events waiting, none read for a while)."""
         limit_s = self.settings.weights_stale_cycles * self.settings.weights_interval_s
         reasons = {}
         for p in self.owned:
             tp = (topics.RPC, p)
-            position, lag = self.consumer.position(tp), self.consumer.lag(tp)
+            position = self.consumer.position(tp)
             moved = self._moved.get(p)
             if moved is None or moved[0] != position:
                 self._moved[p] = moved = (position, time.monotonic())
-            idle_s = time.monotonic() - moved[1]
-            if lag and idle_s > limit_s:
-                reasons[p] = (f"inputs stopped advancing: {lag} events waiting on {topics.RPC}[{p}], "
-                              f"none read for {idle_s:.0f} s")
+            why = stalled(f"{topics.RPC}[{p}]", self.consumer.lag(tp), time.monotonic() - moved[1], limit_s)
+            if why:
+                reasons[p] = why
         return reasons
+
+
+def stalled(partition: str, lag: int | None, idle_s: float, limit_s: float) -> str:
+    """Why a partition's feeds are stale: events wait, but none was read for longer than limit_s."""
+    if not lag or idle_s <= limit_s:
+        return ""
+    return f"inputs stopped advancing: {lag} events waiting on {partition}, none read for {idle_s:.0f} s"

@@ -53,7 +53,6 @@ class Worker:
         self.windows = Windows(settings.weights_window_s, settings.forget_instance_s)
         self.states: dict[str, EngineState] = {}
         self.stop_event = threading.Event()
-        self.ready = threading.Event()  # set once the worker has joined its group and published a tick
         self.ticks = 0
 
     def stop(self) -> None:
@@ -137,6 +136,4 @@ class Worker:
         metrics.TICK_SECONDS.observe(time.perf_counter() - started)
         metrics.OWNED.set(len(result.feeds))
         self.ticks += 1
-        if owner.settled():
-            self.ready.set()
         return list(result.feeds.values())

@@ -119,10 +119,9 @@ class WeightService:
         batch: dict[str, FeedMessage] = {}
         removed = set()
         for message in records:
-            apply_message(message, batch)
+            apply_message(message, batch)  # a tombstone also takes the service out of the batch
             if message.value is None and message.key:
                 removed.add(message.key.decode("utf-8", "replace"))
-                batch.pop(message.key.decode("utf-8", "replace"), None)
         self._call(lambda: self._apply(batch, removed))
 
     def _call(self, fn: Callable[[], None]) -> None:
