@@ -14,12 +14,10 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kafka import KafkaProducer
-from kafka.errors import KafkaError
-
+from core.kafka import KafkaClientError
 from pipeline import topics
 from pipeline.store import Store
-from weigh.kafka import producer
+from weigh.kafka import Producer, producer
 from weights import control
 
 
@@ -28,19 +26,18 @@ class ControlUnavailable(RuntimeError):
 
 
 class ControlPublisher:
-    def __init__(self, bootstrap: str) -> None:
-        self.bootstrap = bootstrap
-        self._producer: KafkaProducer | None = None
-        self._pending: list[Any] = []  # send futures since the last flush
+    def __init__(self, client: str, bootstrap: str) -> None:
+        self.client, self.bootstrap = client, bootstrap
+        self._producer: Producer | None = None
         self._lock = threading.Lock()
 
     def send(self, key: bytes, value: bytes) -> None:
         try:
             with self._lock:
                 if self._producer is None:  # created on first use: the API starts without a broker
-                    self._producer = producer(self.bootstrap)
-                self._pending.append(self._producer.send(topics.CONTROL, key=key, value=value))
-        except KafkaError as err:
+                    self._producer = producer(self.client, self.bootstrap)
+                self._producer.produce(topics.CONTROL, value, key=key)
+        except KafkaClientError as err:
             raise ControlUnavailable(self._message(err)) from err
 
     def send_row(self, table: str, row: Mapping[str, Any]) -> None:
@@ -48,14 +45,12 @@ class ControlPublisher:
 
     def flush(self, timeout_s: float = 10.0) -> None:
         with self._lock:
-            held, pending, self._pending = self._producer, self._pending, []
+            held = self._producer
         if held is None:
             return
         try:
-            held.flush(timeout=timeout_s)
-            for future in pending:
-                future.get(timeout=timeout_s)  # raises the delivery error of a row the broker refused
-        except KafkaError as err:
+            held.flush(timeout_s)  # raises DeliveryError for a row the broker did not acknowledge
+        except KafkaClientError as err:
             raise ControlUnavailable(self._message(err)) from err
 
     def _message(self, err: Exception) -> str:
@@ -65,7 +60,7 @@ class ControlPublisher:
     def close(self) -> None:
         with self._lock:
             if self._producer is not None:
-                self._producer.close(timeout=5)
+                self._producer.close(5)
                 self._producer = None
 
 

@@ -73,10 +73,10 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         raw_store = store or open_store(settings.store_url)
-        publisher = ControlPublisher(settings.kafka_bootstrap)
+        publisher = ControlPublisher(settings.kafka_client, settings.kafka_bootstrap)
         app.state.store = MirroringStore(raw_store, publisher)
         app.state.directory = _directory(settings, raw_store)
-        app.state.lease = Lease(settings.kafka_bootstrap, settings.lease_group_id,
+        app.state.lease = Lease(settings.kafka_client, settings.kafka_bootstrap, settings.lease_group_id,
                                 f"api-{socket.gethostname()}:{os.getpid()}:{id(app)}").start()
         app.state.weights = WeightService(settings, raw_store, publisher, lambda held: _apply_roles(app, held))
         app.state.alarms = AlarmService(app.state.store, settings, app.state.lease)

@@ -4,7 +4,8 @@ Background traffic of --rate events/s (default 20,000) over 200 instances (20 se
 callee, from a confluent-kafka producer. --flips times (default 20) one instance turns to 100% errors
 (a different one each time, --spacing s apart); the figure is the time from the first bad event
 produced to the first feed that cuts it (weight below 100), p50/p99.
-- streaming: `svcpulse weigh` as a process (default settings: tick 0.5 s, cycle 2 s), feeds read from
+- streaming: `svcpulse weigh` as a process (default settings: tick 0.5 s, cycle 2 s; --kafka-client,
+  confluent by default as in compose), feeds read from
   svcpulse.weights; its CPU per 1,000 events from /proc; its ClickHouse queries in the steady state
   from its svcpulse_weigh_store_calls counter (target: none).
 - baseline (today's path before control plane v2): `svcpulse load` into ClickHouse 18.16, and every
@@ -36,7 +37,7 @@ from api.queries.weights import observed_instances
 from pipeline.migrate import migrate
 from pipeline.store import open_store
 from svcpulse.services import ClickHouseServer, Tansu, free_port
-from weigh.kafka import Consumer, ensure_control_topics
+from weigh.kafka import ensure_control_topics, reader
 from weights.engine import compute_weights
 from weights.inputs import build_windows
 from weights.message import decode
@@ -45,6 +46,7 @@ from weights.model import EngineState
 SERVICES = [f"bench.svc{n:02d}" for n in range(20)]
 INSTANCES = {s: [f"10.{n}.0.{i}:80" for i in range(1, 11)] for n, s in enumerate(SERVICES)}
 CLK = os.sysconf("SC_CLK_TCK")
+QUERIES = 'svcpulse_weigh_store_calls_total{kind="query"}'
 
 
 class Flips:
@@ -107,42 +109,48 @@ def run_flips(flips: Flips, count: int, spacing: float) -> None:
 def streaming(work: Path, broker: Tansu, store_url: str, args: argparse.Namespace) -> dict[str, float]:
     flips, stop, sent = Flips(), threading.Event(), [0]
     metrics_port = free_port()
-    env = {**os.environ, "SVCPULSE_KAFKA_BOOTSTRAP": broker.bootstrap, "SVCPULSE_STORE_URL": store_url}
+    env = {**os.environ, "SVCPULSE_KAFKA_BOOTSTRAP": broker.bootstrap, "SVCPULSE_STORE_URL": store_url,
+           "SVCPULSE_KAFKA_CLIENT": args.kafka_client}
     log = (work / "weigh.log").open("w")
     worker = subprocess.Popen([sys.executable, "-m", "svcpulse", "weigh", "--metrics-port", str(metrics_port)],
                               env=env, stdout=log, stderr=subprocess.STDOUT)
-    reader = threading.Thread(target=read_feeds, args=(broker.bootstrap, flips, stop), daemon=True)
+    feeds = threading.Thread(target=read_feeds, args=(args.kafka_client, broker.bootstrap, flips, stop), daemon=True)
     feeder = threading.Thread(target=traffic, args=(broker.bootstrap, args.rate, flips, stop, sent), daemon=True)
-    reader.start()
+    feeds.start()
     feeder.start()
     try:
         time.sleep(args.warmup)
-        queries0, cpu0, sent0, t0 = store_queries(metrics_port), cpu_s(worker.pid), sent[0], time.time()
+        queries0 = worker_metric(metrics_port, QUERIES)
+        cpu0, sent0, t0 = cpu_s(worker.pid), sent[0], time.time()
         run_flips(flips, args.flips, args.spacing)
         cpu, events, seconds = cpu_s(worker.pid) - cpu0, sent[0] - sent0, time.time() - t0
-        queries = store_queries(metrics_port) - queries0
+        queries = worker_metric(metrics_port, QUERIES) - queries0
+        counted = worker_metric(metrics_port, "svcpulse_weigh_events_total")
     finally:
         stop.set()
         feeder.join(60)
         worker.terminate()
         worker.wait(30)
-    return report("streaming", flips, cpu, events, seconds, f"ClickHouse queries in the steady state: {queries:.0f}")
+    return report("streaming", flips, cpu, events, seconds, f"ClickHouse queries in the steady state: {queries:.0f}; "
+                  f"events counted by the worker since start {counted:.0f} of {sent[0]} produced")
 
 
-def store_queries(port: int) -> float:
+def worker_metric(port: int, series: str) -> float:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    found = [line.split()[-1] for line in text.splitlines()
-             if line.startswith('svcpulse_weigh_store_calls_total{kind="query"}')]
-    return float(found[0]) if found else 0.0
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(series))
 
 
-def read_feeds(bootstrap: str, flips: Flips, stop: threading.Event) -> None:
-    ensure_control_topics(bootstrap, 4)
-    consumer = Consumer(bootstrap, None, "bench-freshness")
-    consumer.assign([("svcpulse.weights", p) for p in consumer.partitions_for("svcpulse.weights")])
+def read_feeds(client: str, bootstrap: str, flips: Flips, stop: threading.Event) -> None:
+    consumer = reader(client, bootstrap, "bench-freshness")
+    tps = [("svcpulse.weights", p) for p in consumer.partitions_for("svcpulse.weights")]
+    consumer.assign({tp: consumer.watermarks(tp)[1] for tp in tps})  # feeds from now on
     while not stop.is_set():
         for message in consumer.poll(0.05):
-            feed = decode(message.key, message.value).feed
+            try:
+                feed = decode(message.key, message.value).feed
+            except ValueError as err:
+                print(f"[freshness] feed message skipped: {err}", flush=True)
+                continue
             if feed:
                 flips.saw(feed["service"], {i["instance"]: i["weight"] for i in feed["instances"]})
     consumer.close()
@@ -153,7 +161,8 @@ def baseline(work: Path, broker: Tansu, clickhouse: ClickHouseServer, store_url:
     flips, stop, sent = Flips(), threading.Event(), [0]
     log = (work / "load.log").open("w")
     loader = subprocess.Popen([sys.executable, "-m", "svcpulse", "load", "--bootstrap", broker.bootstrap,
-                               "--store", store_url], stdout=log, stderr=subprocess.STDOUT)
+                               "--store", store_url, "--kafka-client", args.kafka_client],
+                              stdout=log, stderr=subprocess.STDOUT)
     cycle_cpu = [0.0]
     cycle = threading.Thread(target=todays_cycle, args=(store_url, flips, stop, cycle_cpu), daemon=True)
     feeder = threading.Thread(target=traffic, args=(broker.bootstrap, args.rate, flips, stop, sent), daemon=True)
@@ -229,6 +238,8 @@ def main() -> None:
     parser.add_argument("--spacing", type=float, default=8.0, help="seconds each flip lasts")
     parser.add_argument("--warmup", type=float, default=15.0)
     parser.add_argument("--side", choices=("both", "streaming", "baseline"), default="both")
+    parser.add_argument("--kafka-client", choices=("kafka-python", "confluent"), default="confluent",
+                        help="client of the weigh worker and the loader (as compose runs them)")
     args = parser.parse_args()
     print(f"[freshness] {args.rate} events/s over 200 instances, {args.flips} flips of {args.spacing:g} s; "
           f"load average at start {os.getloadavg()[0]:.1f}", flush=True)

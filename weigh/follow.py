@@ -15,26 +15,23 @@ from typing import Any
 from api.queries import registry as reg
 from pipeline import topics
 from pipeline.store import Store, StoreError
-from weigh.kafka import Consumer
+from weigh.kafka import reader
 from weights import control
 
 log = logging.getLogger("svcpulse.control")
 
 
 class ControlFollower:
-    def __init__(self, bootstrap: str, client_id: str, collect_intents: bool = False) -> None:
+    def __init__(self, client: str, bootstrap: str, client_id: str, collect_intents: bool = False) -> None:
         self.collect_intents = collect_intents
         self.view = control.ControlView()
         self.intents: dict[str, dict[str, Any]] = {}  # newest per key, until the lease holder takes them
         self.snapshot_loaded = False
         self._snapshot: dict[str, list[dict[str, Any]]] | None = None
         self._closed = threading.Event()
-        self._consumer = Consumer(bootstrap, None, client_id)
+        self._consumer = reader(client, bootstrap, client_id)
         partitions = self._consumer.partitions_for(topics.CONTROL)
-        tps = [(topics.CONTROL, p) for p in sorted(partitions)]
-        self._consumer.assign(tps)
-        for tp in tps:
-            self._consumer.seek(tp, self._consumer.watermarks(tp)[0])
+        self._consumer.assign({(topics.CONTROL, p): None for p in partitions})  # from the beginning
 
     def read_snapshot_in_background(self, store: Store, retry_s: float = 5.0) -> None:
         """Read the tables from ClickHouse in a thread (retrying while it is down); `poll` merges them."""

@@ -15,8 +15,9 @@ import logging
 import threading
 import time
 
+from core.kafka import ensure_topics
 from pipeline import topics
-from weigh.kafka import TP, Consumer, ensure_topics
+from weigh.kafka import TP, member
 
 log = logging.getLogger("svcpulse.lease")
 SESSION_S = 6.0  # the consumer's session timeout (weigh/kafka.py GROUP_TUNING)
@@ -24,8 +25,8 @@ POLL_S = 0.5
 
 
 class Lease:
-    def __init__(self, bootstrap: str, group_id: str, name: str) -> None:
-        self.bootstrap, self.group_id, self.name = bootstrap, group_id, name
+    def __init__(self, client: str, bootstrap: str, group_id: str, name: str) -> None:
+        self.client, self.bootstrap, self.group_id, self.name = client, bootstrap, group_id, name
         self.term = 0
         self.last_error = ""
         self._assigned = False
@@ -54,8 +55,8 @@ class Lease:
                 self._stopping.wait(2.0)
 
     def _member(self) -> None:
-        ensure_topics(self.bootstrap, {topics.LEADER: (1, {})}, timeout_s=5)  # ONE partition: one holder
-        consumer = Consumer(self.bootstrap, self.group_id, f"svcpulse-lease-{self.name}")
+        ensure_topics(self.bootstrap, [topics.LEADER], 1, timeout_s=5)  # ONE partition: one holder
+        consumer = member(self.client, self.bootstrap, self.group_id, f"svcpulse-lease-{self.name}")
         try:
             consumer.subscribe([topics.LEADER], self._on_assign, self._on_revoke)
             while not self._stopping.is_set():

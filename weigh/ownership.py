@@ -29,9 +29,9 @@ REPLAY_SLACK_S = 5  # events reach Kafka a little after their ts_ms (producer ba
 
 
 class Ownership:
-    def __init__(self, bootstrap: str, consumer: Consumer, windows: Windows, states: dict[str, EngineState],
+    def __init__(self, consumer: Consumer, windows: Windows, states: dict[str, EngineState],
                  settings: Settings) -> None:
-        self.bootstrap, self.consumer, self.windows, self.states = bootstrap, consumer, windows, states
+        self.consumer, self.windows, self.states = consumer, windows, states
         self.settings = settings
         self.partitions = 0  # of svcpulse.rpc, known once assigned
         self.owned: set[int] = set()
@@ -78,14 +78,13 @@ class Ownership:
     def _rebuild(self, new: set[int]) -> None:
         started = time.monotonic()
         now_ms = int(time.time() * 1000)
-        restored = newest_feeds(self.bootstrap, now_ms - self.settings.forget_instance_s * 1000,
-                                wanted=lambda s: self.home(s) in new)
+        restored = newest_feeds(self.settings.kafka_client, self.settings.kafka_bootstrap,
+                                now_ms - self.settings.forget_instance_s * 1000, wanted=lambda s: self.home(s) in new)
         for service, found in restored.items():
             self.states[service] = found.state
             self.windows.seed(service, found.seen)
         since_ms = now_ms - (self.settings.weights_window_s + REPLAY_SLACK_S) * 1000
-        wanted = {(topics.RPC, p): since_ms for p in new}
-        for tp, offset in offsets_at_time(self.bootstrap, wanted).items():
+        for tp, offset in offsets_at_time(self.consumer, {(topics.RPC, p): since_ms for p in new}).items():
             self.consumer.seek(tp, offset)
             self.replaying[tp[1]] = self.consumer.watermarks(tp)[1]
         self.skip = set(new)
@@ -104,8 +103,7 @@ class Ownership:
 
     def note_progress(self) -> None:
         for p, target in list(self.replaying.items()):
-            tp = (topics.RPC, p)
-            if p not in self.skip and (self.consumer.position(tp) >= target or self.consumer.lag(tp) == 0):
+            if p not in self.skip and (self.consumer.position((topics.RPC, p)) or 0) >= target:
                 del self.replaying[p]
 
     def ready_for(self, service: str) -> bool:
@@ -113,16 +111,19 @@ class Ownership:
         return home in self.owned and home not in self.replaying
 
     def inputs_stale(self) -> dict[int, str]:
-        """partition -> why its services' inputs stopped advancing (events waiting, none read for a while)."""
+        """partition -> why its services' inputs stopped advancing (events waiting, none read for a while).
+        Called once per cycle: the high watermark is a broker request."""
         limit_s = self.settings.weights_stale_cycles * self.settings.weights_interval_s
         reasons = {}
         for p in self.owned:
             tp = (topics.RPC, p)
-            position = self.consumer.position(tp)
+            position = self.consumer.position(tp) or 0
             moved = self._moved.get(p)
             if moved is None or moved[0] != position:
                 self._moved[p] = moved = (position, time.monotonic())
-            why = stalled(f"{topics.RPC}[{p}]", self.consumer.lag(tp), time.monotonic() - moved[1], limit_s)
+            idle_s = time.monotonic() - moved[1]
+            lag = self.consumer.watermarks(tp)[1] - position if idle_s > limit_s else 0
+            why = stalled(f"{topics.RPC}[{p}]", lag, idle_s, limit_s)
             if why:
                 reasons[p] = why
         return reasons

@@ -11,18 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from kafka import KafkaProducer
-
 from core.settings import Settings
 from pipeline import topics
 from weigh import metrics
+from weigh.kafka import Producer
 from weights import control, message
 from weights.control import ControlView
 from weights.model import EngineState
 
 
 class Publisher:
-    def __init__(self, producer: KafkaProducer, worker: str, settings: Settings) -> None:
+    def __init__(self, producer: Producer, worker: str, settings: Settings) -> None:
         self.producer, self.worker = producer, worker
         self.heartbeat_ms = int(settings.weights_heartbeat_cycles * settings.weights_interval_s * 1000)
         self.last: dict[str, tuple[str, int, str]] = {}  # service -> (revision, sent at ms, stale reason)
@@ -34,14 +33,14 @@ class Publisher:
         if not changed and now_ms - last[1] < self.heartbeat_ms:  # type: ignore[index]
             return
         value = message.encode(feed, state, self.worker, seen, stale)
-        self.producer.send(topics.WEIGHTS, key=service.encode(), value=value)
+        self.producer.produce(topics.WEIGHTS, value, key=service.encode())
         self.last[service] = (feed["revision"], now_ms, stale)
         metrics.PUBLISHED.labels("change" if changed else "heartbeat").inc()
 
     def forget(self, owned: Callable[[str], bool], current: set[str]) -> None:
         """Tombstones for owned services no longer computed (every instance forgotten, service deleted)."""
         for service in [s for s in self.last if owned(s) and s not in current]:
-            self.producer.send(topics.WEIGHTS, key=service.encode(), value=None)
+            self.producer.produce(topics.WEIGHTS, None, key=service.encode())  # type: ignore[arg-type]
             del self.last[service]
             metrics.PUBLISHED.labels("tombstone").inc()
 
@@ -66,11 +65,11 @@ class Publisher:
 
     def _intent(self, kind: str, ident: str, body: Mapping[str, Any]) -> None:
         key, value = control.encode_intent(kind, ident, body)
-        self.producer.send(topics.CONTROL, key=key, value=value)
+        self.producer.produce(topics.CONTROL, value, key=key)
         metrics.INTENTS.labels(kind).inc()
 
     def flush(self) -> None:
-        self.producer.flush(timeout=10)
+        self.producer.flush(10)
 
     def close(self) -> None:
-        self.producer.close(timeout=10)
+        self.producer.close(10)

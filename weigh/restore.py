@@ -12,21 +12,22 @@ import time
 from collections.abc import Callable
 
 from pipeline import topics
-from weigh.kafka import Consumer, Message, offsets_at_time
+from weigh.kafka import Consumer, Message, offsets_at_time, reader
 from weights.message import FeedMessage, decode
 
 log = logging.getLogger("svcpulse.weigh")
 
 
-def seek_all(consumer: Consumer, bootstrap: str, topic: str, since_ms: int) -> dict[tuple[str, int], int]:
+def seek_all(consumer: Consumer, topic: str, since_ms: int) -> dict[tuple[str, int], int]:
     """Assign every partition of `topic` from since_ms; returns the high watermarks to catch up to."""
     tps = [(topic, p) for p in sorted(consumer.partitions_for(topic))]
-    consumer.assign(tps)
-    targets = {}
-    for tp, offset in offsets_at_time(bootstrap, dict.fromkeys(tps, since_ms)).items():
-        consumer.seek(tp, offset)
-        targets[tp] = consumer.watermarks(tp)[1]
-    return targets
+    consumer.assign(dict.fromkeys(tps))
+    consumer.assign(offsets_at_time(consumer, dict.fromkeys(tps, since_ms)))
+    return {tp: consumer.watermarks(tp)[1] for tp in tps}
+
+
+def caught_up(consumer: Consumer, targets: dict[tuple[str, int], int]) -> bool:
+    return all((consumer.position(tp) or 0) >= end for tp, end in targets.items())
 
 
 def apply_message(message: Message, into: dict[str, FeedMessage]) -> None:
@@ -42,19 +43,16 @@ def apply_message(message: Message, into: dict[str, FeedMessage]) -> None:
         into[feed.service] = feed
 
 
-def newest_feeds(bootstrap: str, since_ms: int, wanted: Callable[[str], bool] = lambda _: True,
+def newest_feeds(client: str, bootstrap: str, since_ms: int, wanted: Callable[[str], bool] = lambda _: True,
                  timeout_s: float = 30.0) -> dict[str, FeedMessage]:
     """service -> its newest message since since_ms (services `wanted` only)."""
-    consumer = Consumer(bootstrap, None, "svcpulse-weigh-restore")
+    consumer = reader(client, bootstrap, "svcpulse-weigh-restore")
     found: dict[str, FeedMessage] = {}
     try:
-        targets = seek_all(consumer, bootstrap, topics.WEIGHTS, since_ms)
+        targets = seek_all(consumer, topics.WEIGHTS, since_ms)
         deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < end for tp, end in targets.items()) and time.monotonic() < deadline:
-            records = consumer.poll(0.5)
-            if not records and all(consumer.lag(tp) == 0 for tp in targets):
-                break
-            for message in records:
+        while not caught_up(consumer, targets) and time.monotonic() < deadline:
+            for message in consumer.poll(0.2):
                 if message.key and wanted(message.key.decode("utf-8", "replace")):
                     apply_message(message, found)
     finally:

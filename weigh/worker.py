@@ -30,7 +30,7 @@ from weigh import metrics
 from weigh.counted import CountedStore
 from weigh.follow import ControlFollower
 from weigh.history import HistoryWriter
-from weigh.kafka import Consumer, Message, ensure_control_topics, producer
+from weigh.kafka import Consumer, Message, ensure_control_topics, member, producer
 from weigh.ownership import Ownership
 from weigh.publisher import Publisher
 from weights.cycle import run_cycle
@@ -59,16 +59,16 @@ class Worker:
         self.stop_event.set()
 
     def run(self) -> None:
-        bootstrap = self.settings.kafka_bootstrap
+        client, bootstrap = self.settings.kafka_client, self.settings.kafka_bootstrap
         ensure_control_topics(bootstrap, self.settings.partitions)
-        consumer = Consumer(bootstrap, self.settings.weigh_group_id, f"svcpulse-weigh-{self.name}")
-        follower = ControlFollower(bootstrap, f"svcpulse-weigh-control-{self.name}")
+        consumer = member(client, bootstrap, self.settings.weigh_group_id, f"svcpulse-weigh-{self.name}")
+        follower = ControlFollower(client, bootstrap, f"svcpulse-weigh-control-{self.name}")
         history = None
         if self.store is not None:
             history = HistoryWriter(self.store)
             follower.read_snapshot_in_background(self.store)
-        publisher = Publisher(producer(bootstrap), self.name, self.settings)
-        owner = Ownership(bootstrap, consumer, self.windows, self.states, self.settings)
+        publisher = Publisher(producer(client, bootstrap), self.name, self.settings)
+        owner = Ownership(consumer, self.windows, self.states, self.settings)
         consumer.subscribe([topics.RPC], owner.assigned, owner.revoked)
         log.info("weigh worker %s: group %s on %s; feeds to %s", self.name, self.settings.weigh_group_id,
                  topics.RPC, topics.WEIGHTS)

@@ -29,8 +29,8 @@ from core.settings import Settings
 from pipeline import topics
 from pipeline.store import Store
 from weigh.follow import ControlFollower
-from weigh.kafka import Consumer, Message, ensure_control_topics
-from weigh.restore import apply_message, seek_all
+from weigh.kafka import Message, ensure_control_topics, reader
+from weigh.restore import apply_message, caught_up, seek_all
 from weights.message import FeedMessage
 
 log = logging.getLogger("svcpulse.weights")
@@ -86,19 +86,18 @@ class WeightService:
                 self._stopping.wait(RETRY_S)
 
     def _follow(self) -> None:
-        bootstrap = self.settings.kafka_bootstrap
+        client, bootstrap = self.settings.kafka_client, self.settings.kafka_bootstrap
         ensure_control_topics(bootstrap, self.settings.partitions, timeout_s=5)
         self.last_error = "catching up"
-        consumer = Consumer(bootstrap, None, "svcpulse-api-feed")
-        follower = ControlFollower(bootstrap, "svcpulse-api-control", collect_intents=True)
+        consumer = reader(client, bootstrap, "svcpulse-api-feed")
+        follower = ControlFollower(client, bootstrap, "svcpulse-api-control", collect_intents=True)
         follower.read_snapshot_in_background(self.store)  # held roles written before the topic existed
         try:
             since_ms = int(time.time() * 1000) - self.settings.forget_instance_s * 1000
-            targets = seek_all(consumer, bootstrap, topics.WEIGHTS, since_ms)
+            targets = seek_all(consumer, topics.WEIGHTS, since_ms)
             while not self._stopping.is_set():
                 self._deliver(consumer.poll(0.1))
-                if not self.ready and all(consumer.position(tp) >= end or consumer.lag(tp) == 0
-                                          for tp, end in targets.items()):
+                if not self.ready and caught_up(consumer, targets):
                     self.ready, self.last_error = True, ""
                     self._call(self._rebuild)
                 self._roles(follower, follower.poll(0))

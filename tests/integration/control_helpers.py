@@ -111,4 +111,4 @@ def weights_of(feed: dict[str, Any]) -> dict[str, tuple[int, str]]:
 
 def publishers(bootstrap: str) -> dict[str, str]:
     """service -> the worker that published its newest feed (read from svcpulse.weights)."""
-    return {s: m.worker for s, m in newest_feeds(bootstrap, int(time.time() * 1000) - 60_000).items()}
+    return {s: m.worker for s, m in newest_feeds("kafka-python", bootstrap, int(time.time() * 1000) - 60_000).items()}

@@ -103,7 +103,7 @@ def test_balancers_keep_routing_while_the_api_restarts(broker: Tansu, clickhouse
                 balancer = Balancer(feed, picker="swrr")
                 api.kill()
                 api.wait()
-                wait_for(lambda: feed.last_error, 10, "the client to notice the API is gone")
+                wait_for(lambda: feed.last_error, 30, "the client to notice the API is gone")
                 picked = Counter(balancer.pick() for _ in range(200))  # the API is gone: last known weights
                 assert set(picked) == set(instances)
                 api = _api_process(broker, clickhouse, ch_store.database, users, port)
