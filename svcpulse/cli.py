@@ -39,6 +39,12 @@ def _kafka_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers; default $SVCPULSE_KAFKA_BOOTSTRAP")
 
 
+def _metrics_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port")
+    parser.add_argument("--metrics-host", default="127.0.0.1",
+                        help="metrics listen address (0.0.0.0 in a container, for the scraper)")
+
+
 def _module_command(module: str) -> Callable[[argparse.Namespace, Settings], int]:
     """run(args) of a module imported only when its command runs."""
     return lambda args, _: importlib.import_module(module).run(args)
@@ -90,9 +96,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     load.add_argument("--batch-age", type=float, help="flush at this age in seconds (default 1.0)")
     load.add_argument("--kafka-client", choices=("kafka-python", "confluent"),
                       help="Kafka client library (default kafka-python; confluent is faster)")
-    load.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port")
-    load.add_argument("--metrics-host", default="127.0.0.1",
-                      help="metrics listen address (0.0.0.0 in a container, for the scraper)")
+    _metrics_flags(load)
 
     api = _add(sub, "api", "serve the HTTP API (weights, queries, console, /metrics)",
                "svcpulse api --port 8000 --store clickhouse://127.0.0.1:19000/svcpulse", commands.api)
@@ -108,9 +112,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     _store_flags(weigh)
     weigh.add_argument("--group", help="consumer group of the workers (default svcpulse-weigh)")
     weigh.add_argument("--no-history", action="store_true", help="do not write weight_history (no ClickHouse)")
-    weigh.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port")
-    weigh.add_argument("--metrics-host", default="127.0.0.1",
-                       help="metrics listen address (0.0.0.0 in a container, for the scraper)")
+    _metrics_flags(weigh)
 
     dlq = _add(sub, "dlq", "inspect, export or replay dead-lettered messages",
                "svcpulse dlq export --out dead.jsonl && svcpulse dlq replay --from-file dead.jsonl",

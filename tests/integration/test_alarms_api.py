@@ -5,9 +5,7 @@ states, roles, and a restart that keeps API rules."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ from api.main import create_app
 from core.settings import Settings
 from pipeline.store import Store
 from svcpulse.services import Tansu
-from tests.integration.helpers import wait_for
+from tests.integration.helpers import wait_for, webhook_receiver
 from tests.integration.query_data import insert_direct, minute_t, rpc
 from tests.integration.weights_helpers import auth, write_users
 
@@ -30,25 +28,8 @@ API_RULE = {"id": "cart-p99", "metric": "latency_p99", "kind": "max", "threshold
 
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A small real HTTP server collecting the JSON bodies POSTed to it."""
-    received: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
+    with webhook_receiver() as found:
+        yield found
 
 
 def known_minutes(store: Store, t: int) -> list[int]:

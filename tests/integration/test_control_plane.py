@@ -9,10 +9,8 @@ prints what it measured.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,7 @@ from core.settings import Settings
 from pipeline.store import Store
 from svcpulse.services import ClickHouseServer, Tansu
 from tests.integration.control_helpers import processes, publishers, served, steady_calls, weights_of
-from tests.integration.helpers import wait_for
+from tests.integration.helpers import wait_for, webhook_receiver
 from tests.integration.weights_helpers import auth, insert_rpc, rpc_event, serve, weigh_worker, write_users
 from weigh.kafka import home_partition
 
@@ -92,19 +90,19 @@ def test_two_apis_and_two_workers_agree_and_writes_reach_both_within_2_s(
 
         service = sorted(SERVICES)[3]
         instance = SERVICES[service][1]
-        written = time.monotonic()
         r = httpx.put(f"{a}/v1/overrides/{service}/{instance}", json={"drained": True, "why": "t"},
                       headers=auth("olga"), timeout=10)
         assert r.status_code == 200, r.text
+        written = time.monotonic()  # A answered: the write is done
         wait_for(lambda: weights_of(served(b, service)).get(instance) == (0, "drained"), 2.0,
                  "the drain written through A served by B", every_s=0.02)
         print(f"override through A served by B after {time.monotonic() - written:.2f} s")
 
         assert httpx.get(f"{b}/v1/users", headers=auth("root2"), timeout=10).status_code == 200
-        written = time.monotonic()
         r = httpx.put(f"{a}/v1/users/root2/role", json={"role": "viewer", "why": "left the team"},
                       headers=auth("ada"), timeout=10)
         assert r.status_code == 200, r.text
+        written = time.monotonic()
         wait_for(lambda: httpx.get(f"{b}/v1/users", headers=auth("root2"), timeout=10).status_code == 403, 2.0,
                  "the revoked admin refused by B", every_s=0.02)
         print(f"admin revoked through A refused by B after {time.monotonic() - written:.2f} s")
@@ -112,24 +110,8 @@ def test_two_apis_and_two_workers_agree_and_writes_reach_both_within_2_s(
 
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    received: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
+    with webhook_receiver() as found:
+        yield found
 
 
 def holds_lease(base: str) -> bool:
