@@ -138,7 +138,7 @@ def weigh(args: argparse.Namespace, settings: Settings) -> int:
     worker.run()
     if store is not None:
         store.close()
-    print(f"[weigh] stopped after {worker.windows.events} events and {worker.ticks} ticks")
+    print(f"[weigh] stopped after {worker.events} events and {worker.ticks} ticks")
     return 0
 
 

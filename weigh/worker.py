@@ -16,6 +16,7 @@ group shards services by partition: a worker owns the services whose home partit
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -23,6 +24,7 @@ import threading
 import time
 from dataclasses import replace
 
+from core.kafka import KafkaClientError
 from core.settings import Settings
 from pipeline import events, topics
 from pipeline.store import Store
@@ -38,6 +40,7 @@ from weights.model import DEFAULT_CONFIG, EngineConfig, EngineState
 from weights.window import Windows
 
 log = logging.getLogger("svcpulse.weigh")
+RETRY_S = 2.0
 
 
 def worker_name() -> str:
@@ -53,33 +56,47 @@ class Worker:
         self.windows = Windows(settings.weights_window_s, settings.forget_instance_s)
         self.states: dict[str, EngineState] = {}
         self.stop_event = threading.Event()
-        self.ticks = 0
+        self.events = self.ticks = 0  # counted since start
 
     def stop(self) -> None:
         self.stop_event.set()
 
     def run(self) -> None:
-        client, bootstrap = self.settings.kafka_client, self.settings.kafka_bootstrap
-        ensure_control_topics(bootstrap, self.settings.partitions)
-        consumer = member(client, bootstrap, self.settings.weigh_group_id, f"svcpulse-weigh-{self.name}")
-        follower = ControlFollower(client, bootstrap, f"svcpulse-weigh-control-{self.name}")
-        history = None
-        if self.store is not None:
-            history = HistoryWriter(self.store)
-            follower.read_snapshot_in_background(self.store)
-        publisher = Publisher(producer(client, bootstrap), self.name, self.settings)
-        owner = Ownership(consumer, self.windows, self.states, self.settings)
-        consumer.subscribe([topics.RPC], owner.assigned, owner.revoked)
-        log.info("weigh worker %s: group %s on %s; feeds to %s", self.name, self.settings.weigh_group_id,
-                 topics.RPC, topics.WEIGHTS)
+        """Until stop(): a broker outage is not a crash; the worker joins again and takes over anew."""
+        history = HistoryWriter(self.store) if self.store is not None else None
         try:
-            self._loop(consumer, follower, owner, publisher, history)
+            while not self.stop_event.is_set():
+                try:
+                    self._session(history)
+                except KafkaClientError as err:
+                    log.warning("weigh worker %s: %s; joining again in %.0f s", self.name, err, RETRY_S)
+                    self.stop_event.wait(RETRY_S)
         finally:
-            publisher.close()
-            consumer.close()  # leaves the group: the survivors take the partitions over at once
-            follower.close()
             if history is not None:
                 history.close()
+
+    def _session(self, history: HistoryWriter | None) -> None:
+        """One membership of the group: connect, follow, publish; everything closed on the way out."""
+        client, bootstrap = self.settings.kafka_client, self.settings.kafka_bootstrap
+        ensure_control_topics(bootstrap, self.settings.partitions)
+        # A new membership rebuilds what it is assigned (feeds read back, window replayed): start empty,
+        # or a replay would count the events still held from the last session twice.
+        self.windows = Windows(self.settings.weights_window_s, self.settings.forget_instance_s)
+        self.states = {}
+        with contextlib.ExitStack() as opened:
+            consumer = member(client, bootstrap, self.settings.weigh_group_id, f"svcpulse-weigh-{self.name}")
+            opened.callback(consumer.close)  # leaves the group: the others take the partitions over at once
+            follower = ControlFollower(client, bootstrap, f"svcpulse-weigh-control-{self.name}")
+            opened.callback(follower.close)
+            if self.store is not None:
+                follower.read_snapshot_in_background(self.store)
+            publisher = Publisher(producer(client, bootstrap), self.name, self.settings)
+            opened.callback(publisher.close)
+            owner = Ownership(consumer, self.windows, self.states, self.settings)
+            consumer.subscribe([topics.RPC], owner.assigned, owner.revoked)
+            log.info("weigh worker %s: group %s on %s; feeds to %s", self.name, self.settings.weigh_group_id,
+                     topics.RPC, topics.WEIGHTS)
+            self._loop(consumer, follower, owner, publisher, history)
 
     def _loop(self, consumer: Consumer, follower: ControlFollower, owner: Ownership, publisher: Publisher,
               history: HistoryWriter | None) -> None:
@@ -113,6 +130,7 @@ class Worker:
                 self.windows.add(event, now_ms)
                 n += 1
         metrics.EVENTS.inc(n)
+        self.events += n
         owner.note_progress()
 
     def _tick(self, now_ms: int, follower: ControlFollower, owner: Ownership,

@@ -41,14 +41,12 @@ class Windows:
     def __init__(self, window_s: int, forget_s: int) -> None:
         self.window_s, self.forget_s = window_s, forget_s
         self.services: dict[str, dict[tuple[str, str], Series]] = {}
-        self.events = 0  # counted since start (the worker's throughput metric)
 
     def add(self, event: Mapping[str, Any], now_ms: int) -> None:
         """One validated rpc event (pipeline/events.py): count it in the bucket of its second."""
         service, instance, ts_ms = event["callee"], event["instance"], event["ts_ms"]
         if not service or not instance or ts_ms > now_ms + FUTURE_SLACK_MS:
             return
-        self.events += 1
         keys = self.services.get(service)
         if keys is None:
             keys = self.services[service] = {}
