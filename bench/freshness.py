@@ -47,6 +47,7 @@ SERVICES = [f"bench.svc{n:02d}" for n in range(20)]
 INSTANCES = {s: [f"10.{n}.0.{i}:80" for i in range(1, 11)] for n, s in enumerate(SERVICES)}
 CLK = os.sysconf("SC_CLK_TCK")
 QUERIES = 'svcpulse_weigh_store_calls_total{kind="query"}'
+COUNTED = "svcpulse_weigh_events_total"
 
 
 class Flips:
@@ -120,19 +121,20 @@ def streaming(work: Path, broker: Tansu, store_url: str, args: argparse.Namespac
     feeder.start()
     try:
         time.sleep(args.warmup)
-        queries0 = worker_metric(metrics_port, QUERIES)
+        queries0, counted0 = worker_metric(metrics_port, QUERIES), worker_metric(metrics_port, COUNTED)
         cpu0, sent0, t0 = cpu_s(worker.pid), sent[0], time.time()
         run_flips(flips, args.flips, args.spacing)
-        cpu, events, seconds = cpu_s(worker.pid) - cpu0, sent[0] - sent0, time.time() - t0
+        cpu, produced, seconds = cpu_s(worker.pid) - cpu0, sent[0] - sent0, time.time() - t0
         queries = worker_metric(metrics_port, QUERIES) - queries0
-        counted = worker_metric(metrics_port, "svcpulse_weigh_events_total")
+        counted = int(worker_metric(metrics_port, COUNTED) - counted0)
     finally:
         stop.set()
         feeder.join(60)
         worker.terminate()
         worker.wait(30)
-    return report("streaming", flips, cpu, events, seconds, f"ClickHouse queries in the steady state: {queries:.0f}; "
-                  f"events counted by the worker since start {counted:.0f} of {sent[0]} produced")
+    # CPU per 1,000 events the worker counted (a worker starved of CPU counts fewer than were produced)
+    return report("streaming", flips, cpu, counted, produced / seconds, f"ClickHouse queries in the steady state: "
+                  f"{queries:.0f}; the worker counted {counted} of {produced} events produced while measuring")
 
 
 def worker_metric(port: int, series: str) -> float:
@@ -178,12 +180,13 @@ def baseline(work: Path, broker: Tansu, clickhouse: ClickHouseServer, store_url:
         run_flips(flips, args.flips, args.spacing)
         cpu = sum(map(cpu_s, pids)) - cpu0 + cycle_cpu[0] - own0
         events, seconds = sent[0] - sent0, time.time() - t0
+        rate = events / seconds
     finally:
         stop.set()
         feeder.join(60)
         loader.terminate()
         loader.wait(60)
-    return report("baseline", flips, cpu, events, seconds, "loader + ClickHouse + a 2 s scan cycle")
+    return report("baseline", flips, cpu, events, rate, "loader + ClickHouse + a 2 s scan cycle, per event produced")
 
 
 def todays_cycle(store_url: str, flips: Flips, stop: threading.Event, cpu: list[float]) -> None:
@@ -200,12 +203,11 @@ def todays_cycle(store_url: str, flips: Flips, stop: threading.Event, cpu: list[
         cpu[0] += time.thread_time() - started
 
 
-def report(name: str, flips: Flips, cpu: float, events: int, seconds: float, note: str) -> dict[str, float]:
+def report(name: str, flips: Flips, cpu: float, events: int, rate: float, note: str) -> dict[str, float]:
     delays = flips.delays()
     p50 = statistics.median(delays) if delays else float("nan")
     p99 = statistics.quantiles(delays, n=100)[98] if len(delays) > 1 else float("nan")
-    figures = {"p50": p50, "p99": p99, "cut": len(delays), "rate": events / seconds,
-               "cpu_per_1000": cpu / max(events, 1) * 1000}
+    figures = {"p50": p50, "p99": p99, "cut": len(delays), "rate": rate, "cpu_per_1000": cpu / max(events, 1) * 1000}
     print(f"{name:<10} first bad event -> first feed cutting it: p50 {p50:.2f} s  p99 {p99:.2f} s  "
           f"({len(delays)} of {len(flips.first_bad)} flips cut)  {figures['rate']:.0f} events/s  "
           f"CPU {figures['cpu_per_1000'] * 1000:.1f} ms per 1,000 events  ({note})", flush=True)

@@ -14,6 +14,7 @@ import threading
 import time
 
 import uvicorn
+from prometheus_client import start_http_server
 
 from api.auth import write_demo_users
 from api.main import create_app
@@ -63,6 +64,8 @@ def run_embedded(args: argparse.Namespace, stop: threading.Event) -> int:
         running.callback(_thread("weigh", worker.run).join, 30)
         running.callback(worker.stop)
         base = _serve_api(settings, store, running)
+        metrics_port = free_port()
+        start_http_server(metrics_port, addr=args.host)  # the loader's and the weigh worker's series
         if not args.no_demo:
             demo = DemoFleet(broker.bootstrap, base, ebpf=not args.no_ebpf)
             demo.start()
@@ -70,7 +73,8 @@ def run_embedded(args: argparse.Namespace, stop: threading.Event) -> int:
             _say("demo fleet: shop.frontend -> shop.checkout (3 instances, one sick), shop.catalog (2, one "
                  f"canary), routed by the weight feed; TCP collector {demo.tcp_collector}")
         _say(f"web console  {base}/")
-        _say(f"API docs     {base}/docs      metrics {base}/metrics")
+        _say(f"API docs     {base}/docs      metrics {base}/metrics (API), "
+             f"http://{args.host}:{metrics_port}/metrics (loader, weigh)")
         _say(f"weight feed  {base}/v1/weights (open); writes: -H 'Authorization: Bearer {token}' (demo admin)")
         _say("Ctrl-C stops everything" + (f"; stopping by itself after {args.duration:g} s" if args.duration else ""))
         stop.wait(args.duration or None)
