@@ -97,7 +97,7 @@ def test_balancers_keep_routing_while_the_api_restarts(broker: Tansu, clickhouse
     api = _api_process(broker, clickhouse, ch_store.database, users, port)
     try:
         with weigh_worker(Settings(kafka_bootstrap=broker.bootstrap, weights_interval_s=0.5)):
-            wait_for(lambda: port_open(port), 30, "the API")
+            wait_for(lambda: port_open(port), 90, "the API")  # a loaded machine starts a process slowly
             with WeightFeedClient(f"http://127.0.0.1:{port}", "drill.svc", wait_s=2, expiry_s=120) as feed:
                 assert feed.wait_ready(30)
                 balancer = Balancer(feed, picker="swrr")

@@ -35,10 +35,12 @@ def test_up_runs_everything_in_one_process_and_stops_cleanly(tmp_path: Path) -> 
 
 
 def _check_the_running_system(proc: subprocess.Popen, tmp_path: Path) -> None:
-    base = _console_url(proc)
+    base, pipeline_metrics = _urls(proc)
     wait_for(lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200, 30, "ready")
-    wait_for(lambda: "svcpulse_loader_rows_total{table=\"rpc_calls\"}" in httpx.get(f"{base}/metrics").text,
+    wait_for(lambda: "svcpulse_loader_rows_total{table=\"rpc_calls\"}" in httpx.get(pipeline_metrics).text,
              30, "rows loaded")
+    assert "svcpulse_weigh_events_total" in httpx.get(pipeline_metrics).text
+    assert "svcpulse_loader" not in httpx.get(f"{base}/metrics").text  # the API's /metrics: its own series
 
     def sick_instance_cut() -> bool:
         # The demo's real fleet is routed by the live feed: the sick checkout instance (8% errors,
@@ -58,12 +60,16 @@ def _check_the_running_system(proc: subprocess.Popen, tmp_path: Path) -> None:
     assert not Path(f"/proc/{broker_pid}").exists(), "the broker child process was not stopped"
 
 
-def _console_url(proc: subprocess.Popen) -> str:
+def _urls(proc: subprocess.Popen) -> tuple[str, str]:
+    """The console's base URL and the loader's + weigh worker's metrics URL, as `svcpulse up` prints them."""
     assert proc.stdout is not None
+    base = ""
     for line in proc.stdout:
         if match := re.search(r"web console\s+(http://\S+)/", line):
-            return match.group(1)
-    raise AssertionError("svcpulse up ended before printing the console URL")
+            base = match.group(1)
+        if match := re.search(r"(http://\S+/metrics) \(loader, weigh\)", line):
+            return base, match.group(1)
+    raise AssertionError("svcpulse up ended before printing the console and metrics URLs")
 
 
 def test_kill_9_of_up_takes_its_broker_along(tmp_path: Path) -> None:
@@ -71,7 +77,7 @@ def test_kill_9_of_up_takes_its_broker_along(tmp_path: Path) -> None:
                              "--no-demo", "--duration", "60"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     try:
-        _console_url(proc)
+        _urls(proc)
         broker_pid = int((tmp_path / "tansu" / "tansu.pid").read_text().split()[0])
         assert Path(f"/proc/{broker_pid}").exists()
     finally:
