@@ -71,6 +71,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=8000, help="API port (0 = any free port)")
     up.add_argument("--no-demo", action="store_true", help="do not start the demo fleet")
     up.add_argument("--no-ebpf", action="store_true", help="do not start the eBPF collector even as root")
+    up.add_argument("--otlp-http-port", type=int, default=4318, help="OTLP/HTTP receiver port (0 = any free port)")
+    up.add_argument("--otlp-grpc-port", type=int, default=4317, help="OTLP/gRPC receiver port (0 = any free port)")
+    up.add_argument("--no-otlp", action="store_true", help="do not start the OTLP receiver")
     up.add_argument("--duration", type=float, default=0, help="stop after N seconds (0 = until Ctrl-C)")
 
     services = _add(sub, "services", "start, stop or show the local real services (Tansu, ClickHouse)",
@@ -113,6 +116,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     weigh.add_argument("--group", help="consumer group of the workers (default svcpulse-weigh)")
     weigh.add_argument("--no-history", action="store_true", help="do not write weight_history (no ClickHouse)")
     _metrics_flags(weigh)
+
+    otlp = _add(sub, "otlp", "receive OpenTelemetry traces (OTLP/HTTP and gRPC) as rpc events (docs/otlp.md)",
+                "svcpulse otlp --host 0.0.0.0 --bootstrap 127.0.0.1:19092", _module_command("otlp.command"))
+    _configure(otlp, "otlp.command", argv, "otlp")
 
     dlq = _add(sub, "dlq", "inspect, export or replay dead-lettered messages",
                "svcpulse dlq export --out dead.jsonl && svcpulse dlq replay --from-file dead.jsonl",
