@@ -53,8 +53,19 @@ class Settings(BaseSettings):
     retention_days_load: int = Field(30, ge=1, description="days kept in instance_load")
     users_file: str = Field("", description="users, the roles each may hold, sha256 token hashes (JSON or TOML)")
     feed_open: bool = Field(False, description="serve the weight feed and other reads without a token")
-    weights_interval_s: float = Field(2.0, gt=0, le=5, description="recompute weights this often (at most 5 s)")
+    weights_interval_s: float = Field(2.0, gt=0, le=5, description="one weight cycle (at most 5 s): "
+                                      "weight_history rows, heartbeats and staleness are counted in cycles")
     weights_window_s: int = Field(10, ge=2, le=300, description="sliding window of calls the weights judge")
+    weigh_group_id: str = Field("svcpulse-weigh", description="Kafka consumer group of the `svcpulse weigh` "
+                                "workers (services are sharded by partition of svcpulse.rpc)")
+    weigh_tick_s: float = Field(0.5, ge=0.05, le=5, description="a weigh worker steps the engine this often and "
+                                "publishes a service's feed as soon as its weights change")
+    weights_heartbeat_cycles: int = Field(2, ge=1, le=10, description="an unchanged feed is published again "
+                                          "every N cycles (a heartbeat: readers see it is current)")
+    weights_stale_cycles: int = Field(3, ge=2, le=100, description="a feed older than N cycles is served "
+                                      "marked stale, with the reason (never emptied)")
+    lease_group_id: str = Field("svcpulse-leader", description="Kafka consumer group whose one member holds "
+                                "the lease for work done once: alarms, webhooks, canary aborts, discovery rows")
     forget_instance_s: int = Field(300, ge=10, description="an unregistered instance leaves the feed this long "
                                    "after its last call")
     canary_error_margin: float = Field(0.02, ge=0, le=1, description="abort a gray release when the canary's "

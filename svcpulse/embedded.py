@@ -1,7 +1,8 @@
 """`svcpulse up`: the whole system in one process on embedded defaults.
 
-A Tansu broker as a child process, chdb as the store, the loader and the API in-process, and the
-demo fleet generating traffic. Ctrl-C (or --duration) stops everything in reverse order.
+A Tansu broker as a child process, chdb as the store, and in-process the same components a
+production deployment runs as services: the loader, a weigh worker (svcpulse weigh) and the API,
+plus the demo fleet generating traffic. Ctrl-C (or --duration) stops everything in reverse order.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import threading
 import time
 
 import uvicorn
+from prometheus_client import start_http_server
 
 from api.auth import write_demo_users
 from api.main import create_app
@@ -25,6 +27,7 @@ from pipeline.store import Store, open_store
 from svcpulse.demo import DemoFleet
 from svcpulse.rolling_broker import RollingBroker
 from svcpulse.services import ServiceError, free_port
+from weigh.worker import Worker
 
 log = logging.getLogger("svcpulse.up")
 
@@ -63,7 +66,12 @@ def run_embedded(args: argparse.Namespace, stop: threading.Event, defaults: Sett
         token = write_demo_users(data_dir / "users.json")  # a fresh demo token each run; only its hash is kept
         settings = Settings(kafka_bootstrap=broker.bootstrap, store_url=store_url, api_host=args.host,
                             api_port=port, users_file=str(data_dir / "users.json"), feed_open=True)
+        worker = Worker(settings, store)
+        running.callback(_thread("weigh", worker.run).join, 30)
+        running.callback(worker.stop)
         base = _serve_api(settings, store, running)
+        metrics_port = free_port()
+        start_http_server(metrics_port, addr=args.host)  # the loader's and the weigh worker's series
         if not args.no_otlp:  # OpenTelemetry SDKs of any language feed the same tables (docs/otlp.md)
             otlp = running.enter_context(otlp_command.embedded(settings.model_copy(update={
                 "otlp_open": True, "otlp_host": args.host, "otlp_http_port": args.otlp_http_port,
@@ -76,7 +84,8 @@ def run_embedded(args: argparse.Namespace, stop: threading.Event, defaults: Sett
             _say("demo fleet: shop.frontend -> shop.checkout (3 instances, one sick), shop.catalog (2, one "
                  f"canary), routed by the weight feed; TCP collector {demo.tcp_collector}")
         _say(f"web console  {base}/")
-        _say(f"API docs     {base}/docs      metrics {base}/metrics")
+        _say(f"API docs     {base}/docs      metrics {base}/metrics (API), "
+             f"http://{args.host}:{metrics_port}/metrics (loader, weigh)")
         _say(f"weight feed  {base}/v1/weights (open); writes: -H 'Authorization: Bearer {token}' (demo admin)")
         _say("Ctrl-C stops everything" + (f"; stopping by itself after {args.duration:g} s" if args.duration else ""))
         stop.wait(args.duration or None)

@@ -15,10 +15,10 @@ from balancer.haproxy import parse_servers_state, runtime
 from balancer.haproxy import run as sync_run
 from core.settings import Settings
 from pipeline.store import Store
-from svcpulse.services import ClickHouseServer
+from svcpulse.services import ClickHouseServer, Tansu
 from tests.integration import balancer_rigs as rigs
 from tests.integration.helpers import wait_for
-from tests.integration.weights_helpers import auth, serve, token, write_users
+from tests.integration.weights_helpers import auth, serve, token, weigh_worker, write_users
 
 pytestmark = pytest.mark.services
 SERVICE = "legacy.web"
@@ -39,13 +39,16 @@ def haproxy(backends: list[str]) -> Iterator[tuple[str, str]]:
         yield front.url, front.adapter.socket_path  # type: ignore[attr-defined]
 
 
-def test_haproxy_request_shares_follow_the_feed(tmp_path: Path, clickhouse: ClickHouseServer, ch_store: Store,
+def test_haproxy_request_shares_follow_the_feed(tmp_path: Path, broker: Tansu, clickhouse: ClickHouseServer,
+                                                ch_store: Store,
                                                  backends: list[str], haproxy: tuple[str, str]) -> None:
     frontend, socket_path = haproxy
     settings = Settings(store_url=f"clickhouse://127.0.0.1:{clickhouse.port}/{ch_store.database}",
-                        users_file=str(write_users(tmp_path / "users.json")), weights_interval_s=0.5)
+                        users_file=str(write_users(tmp_path / "users.json")), weights_interval_s=0.5,
+                        kafka_bootstrap=broker.bootstrap)
     pins = [100, 60, 30, 10]
-    with serve(create_app(settings)) as base, httpx.Client(base_url=base, timeout=30) as api:
+    with weigh_worker(settings), serve(create_app(settings)) as base, \
+            httpx.Client(base_url=base, timeout=30) as api:
         r = api.put(f"/v1/registry/services/{SERVICE}", headers=auth("olga"),
                     json={"kind": "ip", "instances": backends, "why": "web tier behind HAProxy"})
         assert r.status_code == 200, r.text
@@ -57,7 +60,7 @@ def test_haproxy_request_shares_follow_the_feed(tmp_path: Path, clickhouse: Clic
                     headers=auth("olga"))
 
         def feed_weights() -> dict[str, int]:
-            rows = api.get(f"/v1/weights/{SERVICE}", headers=auth("vic")).json()["instances"]
+            rows = api.get(f"/v1/weights/{SERVICE}", headers=auth("vic")).json().get("instances", [])
             return {i["instance"]: i["weight"] for i in rows}
         wait_for(lambda: feed_weights() == dict(zip(backends, [*pins, 0], strict=True)), 10, "the pinned feed")
 
