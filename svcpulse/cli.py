@@ -46,8 +46,10 @@ def _metrics_flags(parser: argparse.ArgumentParser) -> None:
                         help="metrics listen address (0.0.0.0 in a container, for the scraper)")
 
 
-def _module_command(module: str) -> Callable[[argparse.Namespace, Settings], int]:
-    """run(args) of a module imported only when its command runs."""
+def _module_command(module: str, takes_settings: bool = False) -> Callable[[argparse.Namespace, Settings], int]:
+    """run(args) (or run(args, settings)) of a module imported only when its command runs."""
+    if takes_settings:
+        return lambda args, settings: importlib.import_module(module).run(args, settings)
     return lambda args, _: importlib.import_module(module).run(args)
 
 
@@ -121,7 +123,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     _metrics_flags(weigh)
 
     otlp = _add(sub, "otlp", "receive OpenTelemetry traces (OTLP/HTTP and gRPC) as rpc events (docs/otlp.md)",
-                "svcpulse otlp --host 0.0.0.0 --bootstrap 127.0.0.1:19092", _module_command("otlp.command"))
+                "svcpulse otlp --host 0.0.0.0 --bootstrap 127.0.0.1:19092",
+                _module_command("otlp.command", takes_settings=True))
     _configure(otlp, "otlp.command", argv, "otlp")
 
     dlq = _add(sub, "dlq", "inspect, export or replay dead-lettered messages",
