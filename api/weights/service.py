@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from api.queries import registry as reg
+from api.queries import tcp_health as th
 from api.queries import weights as wq
 from core.settings import Settings
 from pipeline.store import Store, StoreError
@@ -29,6 +30,7 @@ from weights.engine import compute_weights
 from weights.feed import apply_canary, build_feed
 from weights.inputs import build_windows, discovered, to_overrides
 from weights.model import DEFAULT_CONFIG, EngineConfig, EngineState, InstanceWindow
+from weights.tcp_inputs import attach_tcp, discovered_tcp, pattern_ports, signal_of, tcp_ports
 
 log = logging.getLogger("svcpulse.weights")
 SYSTEM = "svcpulse"  # the "user" recorded when the loop itself changes something (canary abort)
@@ -116,12 +118,17 @@ class WeightService:
         """One cycle (in a worker thread): read, discover, step the engine, apply releases, record."""
         observed = wq.observed_instances(self.store, now_ms, self.config.window_s, self.settings.forget_instance_s)
         registry = reg.instances(self.store)
-        services = {r["service"] for r in reg.services(self.store)}
-        new_services, new_instances = discovered(observed, {(r["service"], r["instance"]) for r in registry},
-                                                 services, reg.stamp_ms())
+        service_rows = reg.services(self.store)
+        services = {r["service"] for r in service_rows}
+        known = {(r["service"], r["instance"]) for r in registry}
+        new_services, new_instances = discovered(observed, known, services, reg.stamp_ms())
+        new_instances += self._discovered_by_tcp(now_ms, service_rows, known)
         reg.write_services(self.store, new_services)
         reg.write_instances(self.store, new_instances)
         windows = build_windows(observed, registry + new_instances, self.config.window_s)
+        ports = tcp_ports(service_rows, registry + new_instances)
+        tcp = th.tcp_windows(self.store, now_ms, self.config.window_s, ports)
+        windows = attach_tcp(windows, tcp, {r["service"]: signal_of(r) for r in service_rows})
         overrides = to_overrides(reg.overrides(self.store))
         releases = {r["service"]: r for r in reg.releases(self.store)}
         feeds = {}
@@ -134,6 +141,12 @@ class WeightService:
         self._states = {name: state for name, state in self._states.items() if name in feeds}
         wq.insert_history(self.store, list(feeds.values()))
         return feeds
+
+    def _discovered_by_tcp(self, now_ms: int, service_rows: Sequence[Mapping[str, Any]],
+                           known: set[tuple[str, str]]) -> list[dict[str, Any]]:
+        """Instances of services with discover patterns, from endpoints callers connected to lately."""
+        seen = th.endpoints_seen(self.store, now_ms, self.settings.forget_instance_s, pattern_ports(service_rows))
+        return discovered_tcp(seen, service_rows, known, reg.stamp_ms())
 
     def _with_release(self, feed: dict[str, Any], windows: Sequence[InstanceWindow],
                       release: Mapping[str, Any] | None) -> dict[str, Any]:
