@@ -17,9 +17,8 @@ from pipeline.store import Store
 
 INSTANCE_COLUMNS = ("service", "instance", "static_weight", "version", "enabled", "source", "deleted",
                     "changed_ms", "changed_by")
-SERVICE_COLUMNS = ("service", "kind", "description", "signal", "discover", "source", "deleted", "changed_ms",
-                   "changed_by")
-SERVICE_DEFAULTS = {"signal": "auto", "discover": ""}  # rows from writers that do not set them
+SERVICE_COLUMNS = ("service", "kind", "description", "signal", "source", "deleted", "changed_ms", "changed_by")
+SERVICE_DEFAULTS = {"signal": "auto"}  # rows from writers that do not set it
 OVERRIDE_COLUMNS = ("service", "instance", "drained", "pinned_weight", "deleted", "changed_ms", "changed_by", "why")
 RELEASE_COLUMNS = ("service", "canary_version", "percent", "state", "reason", "error_margin", "p99_margin",
                    "changed_ms", "changed_by")

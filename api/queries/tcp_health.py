@@ -1,5 +1,5 @@
 """SQL of connection health (collect tcp, client side): the engine's per-endpoint window from the raw
-table, endpoints seen recently (discovery), and per-minute series from the tcp_health_1m rollup.
+table, and per-minute series from the tcp_health_1m rollup.
 
 Endpoints are "ip:port" strings in the registry's form (IPv6 as "[addr]:port"). Every query is
 limited to the remote ports the caller names, so a node's other traffic (databases, the internet)
@@ -26,12 +26,6 @@ SELECT raddr, rport, count() AS attempts,
 FROM tcp_connections
 WHERE ts >= toDateTime(%(since_s)s) AND ts_ms >= %(since_ms)s AND role = 'client' AND outcome != ''
       AND rport IN %(ports)s
-GROUP BY raddr, rport
-"""
-
-_SEEN_SQL = """
-SELECT raddr, rport, max(minute) AS last_minute FROM tcp_health_1m
-WHERE minute >= toDateTime(%(since_s)s) AND rport IN %(ports)s
 GROUP BY raddr, rport
 """
 
@@ -73,14 +67,6 @@ def tcp_windows(store: Store, now_ms: int, window_s: int, ports: Collection[int]
             **{name: int(row[name]) for name in COUNTS}, connect_ms_p50=connect[0], connect_ms_p99=connect[1],
             srtt_ms_p50=srtt[0], srtt_ms_p99=srtt[1])
     return windows
-
-
-def endpoints_seen(store: Store, now_ms: int, since_s: int, ports: Collection[int]) -> list[str]:
-    """Remote endpoints on `ports` that callers connected to within the last since_s seconds."""
-    if not ports:
-        return []
-    rows = store.execute(_SEEN_SQL, {"since_s": now_ms // 1000 - since_s, "ports": tuple(ports)})
-    return sorted(endpoint(raddr, rport) for raddr, rport, _last in rows)
 
 
 def health_series(store: Store, endpoints: Collection[str], window: Window) -> dict[str, list[dict[str, Any]]]:

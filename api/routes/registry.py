@@ -18,7 +18,6 @@ from api.routes.audit import Change, WhyQuery, record
 from api.routes.weights import ServiceName
 from weights.inputs import normalize_instance
 from weights.model import STATIC_WEIGHT
-from weights.tcp_inputs import parse_patterns
 
 router = APIRouter(prefix="/v1/registry", tags=["registry"])
 
@@ -34,20 +33,11 @@ class ServiceIn(Change):
     signal: Literal["rpc", "tcp", "auto"] = Field("auto", description="what judges its instances: rpc calls, "
                                                   "callers' TCP connections, or auto (calls where there are any, "
                                                   "else connections; connections may only lower)")
-    discover: list[str] = Field([], max_length=100, description="endpoint patterns whose connections make "
-                                "instances of this service (collect tcp)", examples=[["10.0.0.0/24:8080", "*:6379"]])
 
     @field_validator("instances")
     @classmethod
     def _instances(cls, values: list[str]) -> list[str]:
         return [normalize_instance(v) for v in values]
-
-    @field_validator("discover")
-    @classmethod
-    def _discover(cls, values: list[str]) -> list[str]:
-        for value in values:
-            parse_patterns(value)  # a ValueError becomes a 422 naming the pattern
-        return [v.strip() for v in values]
 
 
 class InstanceIn(Change):
@@ -82,25 +72,19 @@ def _stamp(who: str) -> dict[str, Any]:
 @router.get("/services", summary="Services with their instances")
 def list_services(_: Reader, store: StoreDep) -> list[dict[str, Any]]:
     instances = reg.instances(store)
-    return [{**_public(s), "instances": [i for i in instances if i["service"] == s["service"]]}
-            for s in reg.services(store)]
-
-
-def _public(row: dict[str, Any]) -> dict[str, Any]:
-    """A service row as the API shows it: discover patterns as a list."""
-    return {**row, "discover": [p.strip() for p in str(row.get("discover") or "").split(",") if p.strip()]}
+    return [{**s, "instances": [i for i in instances if i["service"] == s["service"]]} for s in reg.services(store)]
 
 
 @router.put("/services/{service}", summary="Register or update a service (operator)")
 def put_service(service: ServiceName, body: ServiceIn, who: Operator, store: StoreDep,
                 weights: WeightsDep) -> dict[str, Any]:
     row = {"service": service, "kind": body.kind, "description": body.description, "signal": body.signal,
-           "discover": ", ".join(body.discover), "source": "api", **_stamp(who.name)}
+           "source": "api", **_stamp(who.name)}
     reg.write_services(store, [row])
     reg.write_instances(store, [{"service": service, "instance": i, "static_weight": STATIC_WEIGHT, "version": "",
                                  "enabled": 1, "source": "api", **_stamp(who.name)} for i in body.instances])
     record(store, weights, who, "service.put", service, service, body.model_dump(exclude={"why"}), body.why)
-    return {**_public(row), "instances": body.instances}
+    return {**row, "instances": body.instances}
 
 
 @router.delete("/services/{service}", summary="Remove a service and its instances from the registry (admin)")

@@ -30,7 +30,7 @@ from weights.engine import compute_weights
 from weights.feed import apply_canary, build_feed
 from weights.inputs import build_windows, discovered, to_overrides
 from weights.model import DEFAULT_CONFIG, EngineConfig, EngineState, InstanceWindow
-from weights.tcp_inputs import attach_tcp, discovered_tcp, pattern_ports, signal_of, tcp_ports
+from weights.tcp_inputs import attach_tcp, signal_of, tcp_ports
 
 log = logging.getLogger("svcpulse.weights")
 SYSTEM = "svcpulse"  # the "user" recorded when the loop itself changes something (canary abort)
@@ -122,7 +122,6 @@ class WeightService:
         services = {r["service"] for r in service_rows}
         known = {(r["service"], r["instance"]) for r in registry}
         new_services, new_instances = discovered(observed, known, services, reg.stamp_ms())
-        new_instances += self._discovered_by_tcp(now_ms, service_rows, known)
         reg.write_services(self.store, new_services)
         reg.write_instances(self.store, new_instances)
         windows = build_windows(observed, registry + new_instances, self.config.window_s)
@@ -141,12 +140,6 @@ class WeightService:
         self._states = {name: state for name, state in self._states.items() if name in feeds}
         wq.insert_history(self.store, list(feeds.values()))
         return feeds
-
-    def _discovered_by_tcp(self, now_ms: int, service_rows: Sequence[Mapping[str, Any]],
-                           known: set[tuple[str, str]]) -> list[dict[str, Any]]:
-        """Instances of services with discover patterns, from endpoints callers connected to lately."""
-        seen = th.endpoints_seen(self.store, now_ms, self.settings.forget_instance_s, pattern_ports(service_rows))
-        return discovered_tcp(seen, service_rows, known, reg.stamp_ms())
 
     def _with_release(self, feed: dict[str, Any], windows: Sequence[InstanceWindow],
                       release: Mapping[str, Any] | None) -> dict[str, Any]:

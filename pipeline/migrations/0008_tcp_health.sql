@@ -50,9 +50,5 @@ WHERE role = 'client' AND outcome != ''
 GROUP BY minute, raddr, rport, cgroup;
 
 -- Which signal steers a service's weights: 'rpc', 'tcp' or 'auto' (rpc where calls exist, TCP
--- health otherwise, and TCP may only lower an rpc-judged weight). `discover`: comma-separated
--- endpoint patterns ("10.0.0.0/24:8080", "*:6379"); remote endpoints seen by `collect tcp` that
--- match become the service's instances.
-ALTER TABLE $db.registry_services
-    ADD COLUMN signal String DEFAULT 'auto' AFTER description,
-    ADD COLUMN discover String DEFAULT '' AFTER signal;
+-- health otherwise, and TCP may only lower an rpc-judged weight).
+ALTER TABLE $db.registry_services ADD COLUMN signal String DEFAULT 'auto' AFTER description;
