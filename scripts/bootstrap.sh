@@ -10,7 +10,7 @@ ROOT=$(pwd)
 log() { echo "[bootstrap] $*"; }
 
 APT_PACKAGES=(clickhouse-server clickhouse-client haproxy chromium chromium-driver
-              bpfcc-tools python3-bpfcc libbpf-tools linux-headers-amd64 bpftool kmod iproute2)
+              bpfcc-tools python3-bpfcc libbpf-tools linux-headers-amd64 bpftool kmod iproute2 nftables)
 
 install_apt() {
   local missing=()

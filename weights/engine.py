@@ -9,6 +9,7 @@ The rules are explained with worked examples in docs/weights.md.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
@@ -238,8 +239,10 @@ def _apply_probe_share(steps: list[_Step], config: EngineConfig) -> list[_Step]:
         return steps
     live = sum(s.weight for s in steps if not s.dead)
     fleet_calls = sum(evidence_calls(s.window) for s in steps)
-    share = min(config.probe_share / len(dead), config.probe_calls / max(fleet_calls, 1))
-    probe = max(1, round(share * live))
+    cap = config.probe_share / len(dead)
+    share = min(cap, config.probe_calls / max(fleet_calls, 1))
+    # Rounded to what recovery needs, but never up past the cap: "at most 1%" must hold on the wire.
+    probe = max(1, min(round(share * live), math.floor(cap * live)))
     return [replace(s, weight=probe, state=replace(s.state, weight=probe)) if s.dead else s for s in steps]
 
 
