@@ -18,6 +18,7 @@ from api.routes import (
     alarms,
     audit,
     capacity,
+    connection_health,
     connections,
     console,
     health,
@@ -70,7 +71,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     app = FastAPI(title="svcpulse", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     for module in (health, weights, registry, overrides, releases, users, audit,
-                   services, series, connections, capacity, alarms, console):
+                   services, connection_health, series, connections, capacity, alarms, console):
         app.include_router(module.router)
     hardening.install(app, settings)
 

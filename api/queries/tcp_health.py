@@ -31,7 +31,7 @@ GROUP BY raddr, rport
 
 _SERIES_SQL = """
 SELECT intDiv(toUInt32(minute), %(step)s) * %(step)s AS t, raddr, rport,
-       countMerge(attempts) AS attempts, sumMerge(ok) AS ok, sumMerge(refused) AS refused,
+       countMerge(attempts) AS attempts, sumMerge(refused) AS refused,
        sumMerge(timeouts) AS timeouts, sumMerge(unreachable) AS unreachable, sumMerge(reset) AS resets,
        sumMerge(aborted) AS aborted, sumMerge(retransmits) AS retransmits,
        quantilesTDigestIfMerge(0.5, 0.99)(connect_ms) AS connect,
@@ -81,7 +81,7 @@ def health_series(store: Store, endpoints: Collection[str], window: Window) -> d
         if name not in found:
             continue  # another instance on the same port
         connect, srtt = _quantiles(row["connect"]), _quantiles(row["srtt"], 1 / 1000)
-        found[name].append({"t_ms": int(row["t"]) * 1000, **{n: int(row[n]) for n in COUNTS}, "ok": int(row["ok"]),
+        found[name].append({"t_ms": int(row["t"]) * 1000, **{n: int(row[n]) for n in COUNTS},
                             "connect_ms_p50": connect[0], "connect_ms_p99": connect[1],
                             "srtt_ms_p50": srtt[0], "srtt_ms_p99": srtt[1]})
     return found

@@ -6,9 +6,13 @@ from __future__ import annotations
 import time
 
 import pytest
+from fastapi.testclient import TestClient
 
+from api.main import create_app
+from api.queries import registry as reg
 from api.queries import tcp_health as th
 from api.timerange import Window
+from core.settings import Settings
 from pipeline.batch import columns
 from pipeline.store import Store
 from pipeline.transform import COLUMNS, Message, to_row
@@ -64,7 +68,33 @@ def test_windows_and_series_from_client_connections(store: Store) -> None:
     series = th.health_series(store, [f"{good}:{port}", f"{bad}:{port}"], Window(start, start + 240, 60))
     good_points = series[f"{good}:{port}"]
     assert sum(p["attempts"] for p in good_points) == 41 and sum(p["refused"] for p in good_points) == 1
-    assert sum(p["ok"] for p in good_points) == 40
     bad_total = {k: sum(p[k] for p in series[f"{bad}:{port}"]) for k in ("attempts", "refused", "retransmits")}
     assert bad_total == {"attempts": 40, "refused": 30, "retransmits": 20}
     assert max(p["connect_ms_p99"] for p in series[f"{bad}:{port}"]) == pytest.approx(1000.5, rel=0.01)
+
+
+def test_the_api_serves_each_instances_latest_figures_and_series(store: Store) -> None:
+    port = 20000 + (int(time.time() * 1000) + 7) % 20000
+    now_ms = int(time.time() * 1000)
+    up, down, named = f"10.8.0.1:{port}", f"10.8.0.2:{port}", f"db.internal:{port}"
+    service = f"legacy-{port}"
+    stamp = {"source": "api", "deleted": 0, "changed_by": "test", "changed_ms": now_ms}
+    reg.write_services(store, [{"service": service, "kind": "ip", "description": "", "signal": "tcp", **stamp}])
+    reg.write_instances(store, [{"service": service, "instance": i, "static_weight": 100, "version": "", "enabled": 1,
+                                 **stamp} for i in (up, down, named)])
+    insert(store, [client(now_ms - 1000, "10.8.0.1", port) for _ in range(12)]
+           + [client(now_ms - 1000, "10.8.0.2", port, "refused") for _ in range(5)]
+           + [client(now_ms - 1000, "10.8.0.2", port, "reset")])
+    with TestClient(create_app(Settings(feed_open=True, kafka_bootstrap="127.0.0.1:1"), store=store)) as api:
+        answer = api.get(f"/v1/services/{service}/connections", params={"step": 60}).json()
+        assert answer["window_s"] == 10 and answer["step_s"] == 60
+        rows = {r["instance"]: r for r in answer["instances"]}
+        assert set(rows) == {up, down}  # a DNS name cannot match what the kernel saw
+        assert rows[up]["latest"]["attempts"] == 12 and rows[up]["latest"]["ok_rate"] == 1.0
+        assert rows[up]["latest"]["srtt_ms_p50"] == pytest.approx(0.3)
+        latest = rows[down]["latest"]
+        assert (latest["attempts"], latest["refused"], latest["resets"], latest["ok_rate"]) == (6, 5, 1, 0.0)
+        points = rows[down]["series"]
+        assert sum(p["attempts"] for p in points) == 6 and points[-1]["ok_rate"] == 0.0
+        bad = api.get(f"/v1/services/{service}/connections", params={"step": 30})
+        assert bad.status_code == 422 and "per-minute rollup" in bad.json()["detail"]
