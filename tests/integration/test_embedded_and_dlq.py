@@ -51,6 +51,15 @@ def _check_the_running_system(proc: subprocess.Popen, tmp_path: Path) -> None:
     broker_pid = int((tmp_path / "tansu" / "tansu.pid").read_text().split()[0])
     if os.geteuid() == 0:
         wait_for(lambda: httpx.get(f"{base}/v1/connections", timeout=5).json().get("groups"), 30, "eBPF connections")
+
+        def legacy_weighted_from_tcp() -> bool:
+            # legacy.web runs no svcpulse code: its feed exists only through its callers' connections.
+            feed = httpx.get(f"{base}/v1/weights/legacy.web", timeout=2).json()
+            rows = feed.get("instances", [])
+            return len(rows) == 3 and all(r["signal"] == "tcp" and r["reason"].startswith("from TCP: ") and
+                                          " connections ok " in r["reason"] for r in rows)
+
+        wait_for(legacy_weighted_from_tcp, 30, "legacy.web weighted from its connections")
     rest, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0, rest
     loaded = int(re.search(r"stopped; (\d+) rows loaded", rest).group(1))  # type: ignore[union-attr]
