@@ -113,37 +113,62 @@ def outcome(established: int, sk_err: int, sk_err_soft: int, resets_in: int, res
     return "ok"
 
 
-def _ip(family: int, raw: bytes) -> str:
-    # IPv4 addresses arrive v4-mapped (::ffff:a.b.c.d) in the same 16 bytes as IPv6 ones.
-    if family == 4:
-        return socket.inet_ntop(socket.AF_INET, raw[12:])
-    return socket.inet_ntop(socket.AF_INET6, raw)
+# decode() unpacks positionally (a dict per event would cost more than the rest of decoding): this
+# order must be the struct's, which the import-time check below holds it to.
+FIELD_ORDER = ("ts_ns", "span_ns", "tx_bytes", "rx_bytes", "cgroup_id", "connect_ns", "pid", "srtt_us",
+               "retransmits", "sk_err", "sk_err_soft", "lport", "rport", "resets_in", "resets_out", "laddr",
+               "raddr", "comm", "family", "role", "established")
+if LAYOUT.names != FIELD_ORDER:
+    raise LayoutError(f"collectors/tcpevent.py decodes {FIELD_ORDER}, struct event has {LAYOUT.names}")
+
+_TEXT: dict[tuple[int, bytes], str] = {}  # (kind, raw) -> text: the same few addresses and commands recur
+_TEXT_MAX = 65536
+
+
+def _text(kind: int, raw: bytes) -> str:
+    """An address (kind 4 or 6, IPv4 v4-mapped in 16 bytes) or a command name (kind 0) as text, cached."""
+    key = (kind, raw)
+    found = _TEXT.get(key)
+    if found is None:
+        if len(_TEXT) >= _TEXT_MAX:
+            _TEXT.clear()  # bounded: a scan over many addresses only costs the conversions again
+        if kind == 4:
+            found = socket.inet_ntop(socket.AF_INET, raw[12:])
+        elif kind == 6:
+            found = socket.inet_ntop(socket.AF_INET6, raw)
+        else:
+            found = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+        _TEXT[key] = found
+    return found
 
 
 def decode(raw: bytes, host: str, cgroup_path: Callable[[int], str], wall_offset_ns: int) -> dict[str, Any]:
     """A raw `struct event` -> a contract `tcp` event (pipeline/events.py, TCP_FIELDS)."""
-    e = dict(zip(LAYOUT.names, LAYOUT.format.unpack_from(raw), strict=True))
-    family, role = e["family"], e["role"]
+    (ts_ns, span_ns, tx, rx, cgroup_id, connect_ns, pid, srtt_us, retransmits, sk_err, sk_err_soft, lport, rport,
+     resets_in, resets_out, laddr, raddr, comm, family, role, established) = _UNPACK(raw)
     return {
         "v": 1,
-        "ts_ms": (e["ts_ns"] + wall_offset_ns) // 1_000_000,
+        "ts_ms": (ts_ns + wall_offset_ns) // 1_000_000,
         "host": host,
-        "pid": e["pid"],
-        "comm": e["comm"].split(b"\0", 1)[0].decode("utf-8", "replace"),
-        "cgroup": cgroup_path(e["cgroup_id"]),
+        "pid": pid,
+        "comm": _text(0, comm),
+        "cgroup": cgroup_path(cgroup_id),
         "family": family,
-        "laddr": _ip(family, e["laddr"]),
-        "lport": e["lport"],
-        "raddr": _ip(family, e["raddr"]),
-        "rport": e["rport"],
+        "laddr": _text(family, laddr),
+        "lport": lport,
+        "raddr": _text(family, raddr),
+        "rport": rport,
         "role": ROLES[role] if role < len(ROLES) else "",
-        "tx_bytes": e["tx_bytes"],
-        "rx_bytes": e["rx_bytes"],
-        "duration_ms": e["span_ns"] / 1e6,
-        "outcome": outcome(e["established"], e["sk_err"], e["sk_err_soft"], e["resets_in"], e["resets_out"]),
-        "connect_ms": e["connect_ns"] / 1e6,
-        "retransmits": e["retransmits"],
-        "srtt_us": e["srtt_us"],
-        "resets_in": e["resets_in"],
-        "resets_out": e["resets_out"],
+        "tx_bytes": tx,
+        "rx_bytes": rx,
+        "duration_ms": span_ns / 1e6,
+        "outcome": outcome(established, sk_err, sk_err_soft, resets_in, resets_out),
+        "connect_ms": connect_ns / 1e6,
+        "retransmits": retransmits,
+        "srtt_us": srtt_us,
+        "resets_in": resets_in,
+        "resets_out": resets_out,
     }
+
+
+_UNPACK = LAYOUT.format.unpack_from
