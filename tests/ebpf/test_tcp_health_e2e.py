@@ -11,6 +11,7 @@ fleet to be healthy again.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -204,23 +205,26 @@ def test_a_refused_instance_is_ejected_probed_and_comes_back_through_slow_start(
     assert ramp[0] < 50 and row["state"] == "healthy" and ramp == sorted(ramp)
 
 
-def test_an_unanswered_syn_is_reported_as_a_timeout(pipeline: Pipeline) -> None:
+@pytest.mark.parametrize(("rule", "outcome"), [
+    ("tcp flags & (syn | ack) == syn drop", "timeout"),  # the SYN is never answered
+    ("tcp flags & (syn | ack) == syn reject with icmpx type host-unreachable", "unreachable"),
+])
+def test_a_connect_that_gets_no_answer_is_reported_as_such(pipeline: Pipeline, rule: str, outcome: str) -> None:
     target = pipeline.fleet.instances[3]
-    target.nft(f"in tcp dport {target.port} tcp flags & (syn | ack) == syn drop")
+    target.nft(f"in tcp dport {target.port} {rule}")
     try:
         host, port = target.endpoint.rsplit(":", 1)
         since = int(time.time() * 1000)
         with pytest.raises(OSError):
-            import socket
-
             socket.create_connection((host, int(port)), timeout=1.5).close()
 
-        def timed_out() -> bool:
+        def reported() -> bool:
             return pipeline.store.execute(
                 "SELECT count() FROM tcp_connections WHERE raddr = %(h)s AND rport = %(p)s AND role = 'client' "
-                "AND outcome = 'timeout' AND ts_ms >= %(since)s", {"h": host, "p": int(port), "since": since})[0][0] > 0
+                "AND outcome = %(o)s AND ts_ms >= %(since)s",
+                {"h": host, "p": int(port), "o": outcome, "since": since})[0][0] > 0
 
-        wait_for(timed_out, 15, "a client connection with outcome 'timeout' in tcp_connections")
+        wait_for(reported, 15, f"a client connection with outcome {outcome!r} in tcp_connections")
     finally:
         target.nft()
 
