@@ -29,7 +29,7 @@ from collectors.rpc.emitter import Emitter
 from collectors.rpc.httpx import SvcpulseTransport
 from collectors.sink import open_sink
 from svcpulse.demo_plain import PlainFleet
-from svcpulse.fleet import Fleet
+from svcpulse.fleet import Fleet, paced_calls
 
 log = logging.getLogger("svcpulse.demo")
 CALLER = "shop.frontend"
@@ -85,18 +85,13 @@ class DemoFleet:
                                       routes=["/work"], emitter=self._emitter)
         with WeightFeedClient(self.api_base, service, wait_s=10, fallback=fleet.addresses) as feed, \
                 httpx.Client(transport=transport, timeout=2.0) as client:
-            balancer = Balancer(feed, picker="swrr")
-            period, next_call = 1.0 / self.calls_per_s, time.monotonic()
-            while not self._stop.wait(max(0.0, next_call - time.monotonic())):
-                next_call += period
-                instance = balancer.pick()
-                started = time.perf_counter()
+            def work(instance: str) -> bool:
                 try:
-                    ok = client.get(f"http://{instance}/work").status_code < 500
+                    return client.get(f"http://{instance}/work").status_code < 500
                 except httpx.HTTPError:
-                    ok = False
-                balancer.report(instance, ok, (time.perf_counter() - started) * 1000)
-                self._served[instance] += 1
+                    return False
+
+            paced_calls(Balancer(feed, picker="swrr"), self._stop, self.calls_per_s, work, self._served)
 
     def _report_load(self) -> None:
         host = socket.gethostname()

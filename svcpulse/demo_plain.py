@@ -15,13 +15,12 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import httpx
 
 from balancer.client import Balancer, WeightFeedClient
-from balancer.pickers import NoInstancesError
+from svcpulse.fleet import paced_calls
 from svcpulse.services import free_port
 
 log = logging.getLogger("svcpulse.demo")
@@ -82,20 +81,13 @@ class PlainFleet:
     def _drive(self) -> None:
         with WeightFeedClient(self.api_base, SERVICE, wait_s=10, fallback=self.addresses) as feed, \
                 httpx.Client(timeout=1.0) as client:
-            balancer = Balancer(feed, picker="swrr")
-            period, next_call = 1.0 / self.calls_per_s, time.monotonic()
-            while not self._stop.wait(max(0.0, next_call - time.monotonic())):
-                next_call += period
+            def fetch(instance: str) -> bool:
                 try:
-                    instance = balancer.pick()
-                except NoInstancesError:  # a feed published between the service's and its instances' rows
-                    continue
-                started = time.perf_counter()
-                try:
-                    ok = client.get(f"http://{instance}/").status_code < 500
+                    return client.get(f"http://{instance}/").status_code < 500
                 except httpx.HTTPError:
-                    ok = False
-                balancer.report(instance, ok, (time.perf_counter() - started) * 1000)
+                    return False
+
+            paced_calls(Balancer(feed, picker="swrr"), self._stop, self.calls_per_s, fetch)
 
     def _flap(self) -> None:
         flaky = self.ports[-1]

@@ -13,6 +13,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from weights.model import EngineConfig, InstanceWindow
+from weights.norms import success_norm
 from weights.tcp import (
     TcpFleet,
     TcpWindow,
@@ -54,13 +55,8 @@ class Score:
 
 def fleet_stats(active: Sequence[InstanceWindow], config: EngineConfig) -> Fleet:
     judged = [w for w in active if w.requests >= config.min_requests]
-    rates = [_success(w) for w in judged]
-    # The median, not the mean: one broken instance must not lower the bar for everyone.
-    bar = min(config.success_good, statistics.median(rates)) if rates else config.success_good
     volume = [_success(w) for w in active if w.requests >= config.eject_min_requests]
-    mean = stdev = None
-    if len(volume) >= config.outlier_min_hosts:
-        mean, stdev = statistics.fmean(volume), statistics.pstdev(volume)  # population, as Envoy
+    bar, mean, stdev = success_norm([_success(w) for w in judged], volume, config.success_good, config)
     return Fleet(
         bar=bar,
         median_p50=statistics.median([w.latency_ms_p50 for w in judged]) if judged else None,

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from weights.norms import success_norm
+
 if TYPE_CHECKING:
     from weights.model import EngineConfig, InstanceWindow
     from weights.scoring import Score
@@ -104,12 +106,8 @@ def absolute_fleet(config: EngineConfig) -> TcpFleet:
 def tcp_fleet(active: Sequence[InstanceWindow], config: EngineConfig) -> TcpFleet:
     windows = [w.tcp for w in active if w.tcp is not None and w.signal != "rpc"]
     judged = [t for t in windows if t.attempts >= config.min_requests]
-    rates = [_success(t) for t in judged]
-    bar = min(config.tcp_success_good, statistics.median(rates)) if rates else config.tcp_success_good
     volume = [_success(t) for t in windows if t.attempts >= config.eject_min_requests]
-    mean = stdev = None
-    if len(volume) >= config.outlier_min_hosts:
-        mean, stdev = statistics.fmean(volume), statistics.pstdev(volume)
+    bar, mean, stdev = success_norm([_success(t) for t in judged], volume, config.tcp_success_good, config)
     return TcpFleet(
         bar=bar,
         median_connect=_medians([(t.connect_ms_p50, t.connect_ms_p99) for t in judged]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -25,8 +26,9 @@ pytestmark = pytest.mark.services
 
 
 def test_up_runs_everything_in_one_process_and_stops_cleanly(tmp_path: Path) -> None:
+    # --duration bounds the run if a check hangs; the checks end it earlier with SIGTERM (as a service manager).
     proc = subprocess.Popen([sys.executable, "-m", "svcpulse", "up", "--data-dir", str(tmp_path), "--port", "0",
-                             "--duration", "45"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             "--duration", "150"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     try:
         _check_the_running_system(proc, tmp_path)
@@ -60,6 +62,7 @@ def _check_the_running_system(proc: subprocess.Popen, tmp_path: Path) -> None:
                                           " connections ok " in r["reason"] for r in rows)
 
         wait_for(legacy_weighted_from_tcp, 30, "legacy.web weighted from its connections")
+    proc.send_signal(signal.SIGTERM)
     rest, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0, rest
     loaded = int(re.search(r"stopped; (\d+) rows loaded", rest).group(1))  # type: ignore[union-attr]
