@@ -59,7 +59,7 @@ def generate(rate: float, seconds: float, refused_every: int, done: mp.Queue) ->
         elapsed = time.monotonic() - start
         if elapsed > seconds * 1.5:  # cannot keep up: stop anyway, the figures say so
             break
-        due = min(limit, int(rate * elapsed) + 1)
+        due = min(limit, int(rate * elapsed) + 1, made + 500)  # re-check the clock when far behind
         if made >= due:
             time.sleep(0.001)
             continue
