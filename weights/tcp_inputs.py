@@ -24,6 +24,11 @@ def split_endpoint(name: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Add
         return None
 
 
+def endpoint_of(raddr: str, rport: int) -> str:
+    """The instance name of a remote address and port as the collector reports them."""
+    return f"[{raddr}]:{rport}" if ":" in raddr else f"{raddr}:{rport}"
+
+
 def canonical(name: str) -> str:
     """The collector's spelling of an endpoint (compressed IPv6 in brackets); names stay as they are."""
     parsed = split_endpoint(name)

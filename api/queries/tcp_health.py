@@ -15,6 +15,7 @@ from typing import Any
 from api.timerange import Window
 from pipeline.store import Store
 from weights.tcp import TcpWindow
+from weights.tcp_inputs import endpoint_of
 
 _WINDOW_SQL = """
 SELECT raddr, rport, count() AS attempts,
@@ -44,10 +45,6 @@ GROUP BY t, raddr, rport ORDER BY t
 COUNTS = ("attempts", "refused", "timeouts", "unreachable", "resets", "aborted", "retransmits")
 
 
-def endpoint(raddr: str, rport: int) -> str:
-    return f"[{raddr}]:{rport}" if ":" in raddr else f"{raddr}:{rport}"
-
-
 def _quantiles(values: Iterable[float], scale: float = 1.0) -> tuple[float, float]:
     # quantiles over no rows are NaN (no handshake completed): 0 = unknown, as in the contract.
     p50, p99 = (0.0 if math.isnan(v) else float(v) * scale for v in values)
@@ -63,7 +60,7 @@ def tcp_windows(store: Store, now_ms: int, window_s: int, ports: Collection[int]
     windows = {}
     for row in rows:
         connect, srtt = _quantiles(row["connect"]), _quantiles(row["srtt"])
-        windows[endpoint(row["raddr"], row["rport"])] = TcpWindow(
+        windows[endpoint_of(row["raddr"], row["rport"])] = TcpWindow(
             **{name: int(row[name]) for name in COUNTS}, connect_ms_p50=connect[0], connect_ms_p99=connect[1],
             srtt_ms_p50=srtt[0], srtt_ms_p99=srtt[1])
     return windows
@@ -77,7 +74,7 @@ def health_series(store: Store, endpoints: Collection[str], window: Window) -> d
     params = {"from_s": window.from_s, "to_s": window.to_s, "step": window.step_s, "ports": tuple(ports)}
     found: dict[str, list[dict[str, Any]]] = {e: [] for e in endpoints}
     for row in store.query(_SERIES_SQL, params):
-        name = endpoint(row["raddr"], row["rport"])
+        name = endpoint_of(row["raddr"], row["rport"])
         if name not in found:
             continue  # another instance on the same port
         connect, srtt = _quantiles(row["connect"]), _quantiles(row["srtt"], 1 / 1000)
