@@ -199,15 +199,17 @@ def _table(args: argparse.Namespace, output: list[str], collectors: list[tuple[s
     print(f"cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.2f} at start, {args.seconds:.0f} s per rate, "
           f"{args.workers} generator processes, 1 in {args.refused_every} connects refused, "
           f"collector {' '.join(output)}")
-    print(f"{'collector':<19} {'target/s':>9} {'achieved/s':>10} {'CPU':>7} {'expected':>9} {'reported':>9} "
-          f"{'lost':>5} {'BPF ns/run':>10} {'load avg':>8}" + ("  sink sent / dropped" if args.kafka else ""))
+    sink_head = "  sink sent / dropped" if args.kafka else ""
+    print(f"{'collector':<19} {'target/s':>9} {'achieved/s':>10} {'CPU':>7} {'CPU us/conn':>11} {'expected':>9} "
+          f"{'reported':>9} {'lost':>5} {'BPF ns/run':>10} {'load avg':>8}{sink_head}")
     for rate in (int(r) for r in args.rates.split(",")):
         for name, entry in collectors:
             r = measure(rate, args, entry, output)
             sink = f"  {r['sink_sent']:.0f} / {r['sink_dropped']:.0f}" if args.kafka else ""
-            print(f"{name:<19} {r['target']:>9} {r['achieved']:>10.0f} {r['cpu_pct']:>6.1f}% {r['expected']:>9} "
-                  f"{r['reported']:>9} {r['lost']:>5} {r['ns_per_run']:>10.0f} {os.getloadavg()[0]:>8.2f}{sink}",
-                  flush=True)
+            per_conn = 1e4 * r["cpu_pct"] / max(r["achieved"], 1)  # CPU seconds per connection, in us
+            print(f"{name:<19} {r['target']:>9} {r['achieved']:>10.0f} {r['cpu_pct']:>6.1f}% {per_conn:>11.1f} "
+                  f"{r['expected']:>9} {r['reported']:>9} {r['lost']:>5} {r['ns_per_run']:>10.0f} "
+                  f"{os.getloadavg()[0]:>8.2f}{sink}", flush=True)
 
 
 if __name__ == "__main__":
