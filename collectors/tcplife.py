@@ -54,14 +54,14 @@ class Output(Protocol):
 
 
 class JsonLines:
-    """One JSON event per line, flushed per line so a pipe reader sees each connection at once."""
+    """One JSON event per line. Lines are flushed once per ring-buffer read (every --poll-interval),
+    so a pipe reader sees each connection within that, at one write per batch instead of per event."""
 
     def __init__(self, stream: Any = None) -> None:
         self.stream = stream or sys.stdout.buffer
 
     def send(self, kind: str, event: dict[str, Any]) -> None:
         self.stream.write(orjson.dumps(event) + b"\n")
-        self.stream.flush()
 
     def flush(self) -> None:
         self.stream.flush()
@@ -204,6 +204,14 @@ class Collector:
             self.stop(f"output failed: {type(err).__name__}: {err}")
         return 0
 
+    def _flush_lines(self) -> None:
+        """JSON lines leave once per read; the Kafka sink batches (and acknowledges) by itself."""
+        if isinstance(self.output, JsonLines):
+            try:
+                self.output.flush()
+            except BrokenPipeError:  # e.g. `... --output jsonl | head`: the reader is gone
+                self.stop()
+
     def stop(self, error: str | None = None) -> None:
         self.stopping = True
         self.error = self.error or error
@@ -223,6 +231,7 @@ class Collector:
         # buffer (--ring-pages) absorbs the events that arrive in between.
         while not self.stopping and not stop.is_set():
             self.bpf.ring_buffer_consume()
+            self._flush_lines()
             self.tick()
             stop.wait(interval)
         self.stopping = self.error is not None  # drain what is left unless the output broke
