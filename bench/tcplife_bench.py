@@ -80,11 +80,16 @@ def generate(rate: float, seconds: float, refused_every: int, done: mp.Queue) ->
     closed.close()
 
 
-def bpf_prog_stats() -> tuple[int, int]:
-    """(run_time_ns, run_cnt) of the collector's tracepoint program, summed."""
+def bpf_progs() -> dict[int, tuple[int, int]]:
+    """Every loaded BPF program: id -> (run_time_ns, run_cnt)."""
     out = subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True).stdout
-    progs = [p for p in json.loads(out or "[]") if p.get("name", "").startswith(("tracepoint__soc", "raw_tracepoint"))]
-    return sum(p.get("run_time_ns", 0) for p in progs), sum(p.get("run_cnt", 0) for p in progs)
+    return {p["id"]: (p.get("run_time_ns", 0), p.get("run_cnt", 0)) for p in json.loads(out or "[]")}
+
+
+def bpf_prog_stats(ids: set[int]) -> tuple[int, int]:
+    """(run_time_ns, run_cnt) of the collector's programs, summed (other collectors on the host excluded)."""
+    progs = bpf_progs()
+    return sum(progs.get(i, (0, 0))[0] for i in ids), sum(progs.get(i, (0, 0))[1] for i in ids)
 
 
 def scrape(port: int, name: str) -> float:
@@ -105,23 +110,39 @@ def start_collector(entry: list[str], output: list[str], metrics_port: int) -> s
 
 
 def measure(rate: int, args: argparse.Namespace, entry: list[str], output: list[str]) -> dict[str, float]:
-    seconds, workers = args.seconds, args.workers
     metrics_port = free_port()
+    before = set(bpf_progs())
     proc = start_collector(entry, output, metrics_port)
-    time.sleep(0.5)
-    runtime0, count0 = bpf_prog_stats()
+    try:
+        ids = set(bpf_progs()) - before  # the programs this collector loaded
+        time.sleep(0.5)
+        return _load(rate, args, proc, ids, metrics_port)
+    finally:
+        if proc.poll() is None:  # a failed run must not leave a collector tracing behind
+            proc.kill()
+            proc.wait()
+
+
+def _load(rate: int, args: argparse.Namespace, proc: subprocess.Popen[str], ids: set[int],
+          metrics_port: int) -> dict[str, float]:
+    seconds, workers = args.seconds, args.workers
+    runtime0, count0 = bpf_prog_stats(ids)
     cpu0, wall0 = cpu_seconds(proc.pid), time.monotonic()
     done: mp.Queue = mp.Queue()
     gens = [mp.Process(target=generate, args=(rate / workers, seconds, args.refused_every, done))
             for _ in range(workers)]
     for gen in gens:
         gen.start()
-    results = [done.get(timeout=seconds * 3 + 60) for _ in gens]  # a busy machine starts them late
-    for gen in gens:
-        gen.join()
+    try:
+        results = [done.get(timeout=seconds * 3 + 60) for _ in gens]  # a busy machine starts them late
+    finally:
+        for gen in gens:
+            gen.join(timeout=seconds * 2)
+            if gen.is_alive():
+                gen.kill()
     time.sleep(0.3)  # let the collector read the last batch inside the window
     cpu, wall = cpu_seconds(proc.pid) - cpu0, time.monotonic() - wall0
-    runtime, count = bpf_prog_stats()
+    runtime, count = bpf_prog_stats(ids)
     sink = [scrape(metrics_port, f"svcpulse_sink_{n}_total") for n in ("sent", "dropped")]
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=30)

@@ -10,6 +10,7 @@ standard-library Python that accept and close with SO_LINGER 0. Faults are real:
 from __future__ import annotations
 
 import random
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -90,10 +91,11 @@ class NetnsFleet:
     size: int
     port: int
     instances: list[Instance] = field(default_factory=list)
+    docroot: Path = Path()
     tag: str = field(default_factory=lambda: f"{random.randrange(16**4):04x}")
 
     def __enter__(self) -> NetnsFleet:
-        docroot = Path(tempfile.mkdtemp(prefix="ebpf-fleet-"))
+        self.docroot = docroot = Path(tempfile.mkdtemp(prefix="ebpf-fleet-"))
         (docroot / "ok").write_text("ok\n")
         base = _free_subnet_base(self.size)
         try:
@@ -121,6 +123,7 @@ class NetnsFleet:
         for n in range(self.size):
             sh("ip", "netns", "del", f"ebpf-{self.tag}-{n}", check=False)
             sh("ip", "link", "del", f"ebpf{self.tag}v{n}", check=False)
+        shutil.rmtree(self.docroot, ignore_errors=True)
 
     @property
     def endpoints(self) -> list[str]:

@@ -114,9 +114,9 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, clickhouse: ClickHouseSer
     migrate(store, log=False)
     with NetnsFleet(size=4, port=free_port()) as fleet:
         collector = _collector(broker.bootstrap, fleet.port)
-        _register(store, fleet.endpoints)
         settings = Settings(store_url=f"clickhouse://127.0.0.1:{clickhouse.port}/{database}", feed_open=True)
         try:
+            _register(store, fleet.endpoints)
             with LoaderThread(broker.bootstrap, store), serve(create_app(settings)) as api, \
                     WeightFeedClient(api, SERVICE, wait_s=5, fallback=fleet.endpoints) as feed:
                 balancer = Balancer(feed, "swrr")
