@@ -67,3 +67,18 @@ class Settings(BaseSettings):
                                description="Grafana service-account token for `dashboards push` (or $GRAFANA_TOKEN)")
     cors_origins: list[str] = Field(default_factory=list, description="browser origins allowed to call the API "
                                     "cross-site (CORS); empty = CORS off")
+    otlp_host: str = Field("127.0.0.1", description="OTLP receiver listen address (0.0.0.0 in a container)")
+    otlp_http_port: int = Field(4318, ge=0, le=65535, description="OTLP/HTTP port (POST /v1/traces, /metrics)")
+    otlp_grpc_port: int = Field(4317, ge=0, le=65535, description="OTLP/gRPC port (TraceService/Export)")
+    otlp_open: bool = Field(False, description="accept spans without a token (else a bearer token of a user "
+                            "allowed the `ingest` role)")
+    otlp_spool_dir: str = Field(".svcpulse/otlp-spool", description="where the OTLP receiver keeps events while "
+                                "Kafka is unreachable")
+    otlp_max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest OTLP request, on the wire "
+                                        "and decompressed (413 above)")
+    otlp_max_spans: int = Field(10_000, ge=1, description="spans looked at per OTLP request; the rest are "
+                                "rejected (partial_success)")
+    otlp_max_attributes: int = Field(512, ge=1, description="attributes per span or resource; a span with more "
+                                     "is rejected")
+    otlp_rate_spans_per_s: float = Field(100_000.0, gt=0, description="spans per second each ingest token may "
+                                         "send (burst: two seconds' worth); 429 above")

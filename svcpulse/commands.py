@@ -172,7 +172,7 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         return run_embedded(args, stop=_stop_on_signals())
-    except (ServiceError, StoreError) as err:
+    except (ServiceError, StoreError, OSError) as err:  # OSError: a port in use
         raise UserError(str(err)) from None
 
 
