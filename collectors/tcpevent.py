@@ -121,24 +121,27 @@ FIELD_ORDER = ("ts_ns", "span_ns", "tx_bytes", "rx_bytes", "cgroup_id", "connect
 if LAYOUT.names != FIELD_ORDER:
     raise LayoutError(f"collectors/tcpevent.py decodes {FIELD_ORDER}, struct event has {LAYOUT.names}")
 
-_TEXT: dict[tuple[int, bytes], str] = {}  # (kind, raw) -> text: the same few addresses and commands recur
-_TEXT_MAX = 65536
+# The same few addresses and command names recur: their text is cached per kind (bounded: a scan over
+# many addresses only costs the conversions again).
+_CACHE_MAX = 65536
+_TEXT: dict[int, dict[bytes, str]] = {4: {}, 6: {}, 0: {}}  # 4/6: addresses of that family, 0: commands
+
+
+def _convert(kind: int, raw: bytes) -> str:
+    if kind == 4:
+        return socket.inet_ntop(socket.AF_INET, raw[12:])  # IPv4 arrives v4-mapped in 16 bytes
+    if kind == 6:
+        return socket.inet_ntop(socket.AF_INET6, raw)
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
 def _text(kind: int, raw: bytes) -> str:
-    """An address (kind 4 or 6, IPv4 v4-mapped in 16 bytes) or a command name (kind 0) as text, cached."""
-    key = (kind, raw)
-    found = _TEXT.get(key)
+    cache = _TEXT[kind]
+    found = cache.get(raw)
     if found is None:
-        if len(_TEXT) >= _TEXT_MAX:
-            _TEXT.clear()  # bounded: a scan over many addresses only costs the conversions again
-        if kind == 4:
-            found = socket.inet_ntop(socket.AF_INET, raw[12:])
-        elif kind == 6:
-            found = socket.inet_ntop(socket.AF_INET6, raw)
-        else:
-            found = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
-        _TEXT[key] = found
+        if len(cache) >= _CACHE_MAX:
+            cache.clear()
+        found = cache[raw] = _convert(kind, raw)
     return found
 
 
@@ -162,7 +165,8 @@ def decode(raw: bytes, host: str, cgroup_path: Callable[[int], str], wall_offset
         "tx_bytes": tx,
         "rx_bytes": rx,
         "duration_ms": span_ns / 1e6,
-        "outcome": outcome(established, sk_err, sk_err_soft, resets_in, resets_out),
+        "outcome": "ok" if established and not (sk_err or resets_in or resets_out) else outcome(
+            established, sk_err, sk_err_soft, resets_in, resets_out),
         "connect_ms": connect_ns / 1e6,
         "retransmits": retransmits,
         "srtt_us": srtt_us,
