@@ -27,7 +27,7 @@ def store(request: pytest.FixtureRequest) -> Store:
 
 
 def insert(store: Store, events: list[dict]) -> None:
-    rows = [to_row("tcp", e, Message("svcpulse.tcp", 0, n, e["ts_ms"], b"")) for n, e in enumerate(events)]
+    rows = [to_row("tcp", e, Message("svcpulse.tcp", 0, n, e["ts_ms"], None, b"")) for n, e in enumerate(events)]
     store.insert("tcp_connections", COLUMNS["tcp"], columns(rows))
 
 
