@@ -58,16 +58,20 @@ class JsonLines:
     so a pipe reader sees each connection within that, at one write per batch instead of per event."""
 
     def __init__(self, stream: Any = None) -> None:
-        self.stream = stream or sys.stdout.buffer
+        self.stream = stream or sys.stdout.buffer  # unbuffered under PYTHONUNBUFFERED: lines are batched here
+        self._lines: list[bytes] = []
 
     def send(self, kind: str, event: dict[str, Any]) -> None:
-        self.stream.write(orjson.dumps(event) + b"\n")
+        self._lines.append(orjson.dumps(event))
 
     def flush(self) -> None:
+        if self._lines:
+            lines, self._lines = self._lines, []
+            self.stream.write(b"\n".join(lines) + b"\n")
         self.stream.flush()
 
     def close(self) -> None:
-        self.stream.flush()
+        self.flush()
 
 
 def _int_list(text: str) -> list[int]:
@@ -194,8 +198,6 @@ class Collector:
             raw = ctypes.string_at(data, size)
             self.output.send("tcp", decode(raw, self.host, self.cgroup_path, self.wall_offset_ns))
             self.emitted += 1
-        except BrokenPipeError:  # e.g. `... --output jsonl | head`: the reader is gone
-            self.stop()
         except Rejection as err:  # the sink validates: one odd event must not stop the collector
             self.rejected += 1
             if self.rejected == 1:
