@@ -1,20 +1,25 @@
-"""Cost of `svcpulse collect tcp` at 1k, 5k and 20k new loopback connections per second, with failed
-connects in the mix, side by side with the collector before connection health (the baseline).
+"""Cost of `svcpulse collect tcp` at 1k, 5k and 20k new loopback connections per second, per output,
+with failed connects in the mix, side by side with the collector before connection health.
 
-For each rate and each collector: start it (--output jsonl to /dev/null), open and close loopback
-connections at that rate for ~10 s from worker processes (every `--refused-every`th connect goes to
-a port nothing listens on: refused), then stop the collector and print
+For each rate, collector and output (JSON lines to /dev/null, and Kafka through the shared sink to a
+local Tansu broker with each --clients client; the default client is the sink's default): start the
+collector, open and close loopback connections at that rate for ~10 s from worker processes (every
+--refused-every'th connect goes to a port nothing listens on: refused), stop the collector and print
   - the rate achieved (the generator shares the machine's cores with the collector),
-  - collector CPU as % of one core (utime + stime from /proc/<pid>/stat over the load window),
+  - collector CPU as % of one core (utime + stime of all its threads, from /proc/<pid>/stat, over
+    the load window), CPU per reported event, and that cost projected to 5,000 connections/s
+    (10,000 events/s: loopback connections close two sockets; a loaded machine may not reach it),
   - connections reported vs expected (2 sockets per accepted connection, 1 per refused connect) and lost,
-  - in-kernel BPF time per program run (kernel.bpf_stats_enabled, charged to the workload).
+  - in-kernel BPF time per program run of that collector (kernel.bpf_stats_enabled, charged to the workload),
+  - for Kafka, the sink's counters (sent / dropped by the time the load ends).
 The baseline is the collector at git commit --baseline (collectors/tcplife.py and .bpf.c, run from a
 temporary directory against this tree's other modules); --baseline '' skips it.
-With --kafka the collector sends to a local Tansu broker through the shared sink instead, and the
-sink's Prometheus counters (sent / dropped by the time the load ends) are printed too.
-Targets: <= 5% of a core at 5k/s; zero lost at 20k/s. Needs root and bcc. Loopback only, bounded.
+Targets (issues 11 and 13): <= 5% of a core at 5k/s with jsonl, and end to end to the broker on the
+default path; zero lost at 20k/s. Needs root and bcc. Loopback only, bounded. Prints the load
+average: figures taken on a busy machine are provisional.
 Usage: .venv/bin/python bench/tcplife_bench.py [--seconds 10] [--rates 1000,5000,20000] [--workers 2]
-       [--refused-every 10] [--baseline 561a738] [--kafka]
+                                              [--outputs jsonl,kafka] [--clients confluent,kafka-python]
+                                              [--refused-every 10] [--baseline 561a738]
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -97,10 +106,11 @@ def scrape(port: int, name: str) -> float:
     return sum(float(m[1]) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE))
 
 
-def start_collector(entry: list[str], output: list[str], metrics_port: int) -> subprocess.Popen[str]:
+def start_collector(entry: list[str], output: list[str], metrics_port: int,
+                    env: dict[str, str]) -> subprocess.Popen[str]:
     cmd = [sys.executable, *entry, *output, "--host", "bench", "--metrics-port", str(metrics_port)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env={**os.environ, "PYTHONPATH": str(ROOT), **env})
     assert proc.stderr is not None
     line = proc.stderr.readline()
     if "tracing" not in line:
@@ -109,10 +119,11 @@ def start_collector(entry: list[str], output: list[str], metrics_port: int) -> s
     return proc
 
 
-def measure(rate: int, args: argparse.Namespace, entry: list[str], output: list[str]) -> dict[str, float]:
+def measure(rate: int, args: argparse.Namespace, entry: list[str], output: list[str],
+            env: dict[str, str]) -> dict[str, float]:
     metrics_port = free_port()
     before = set(bpf_progs())
-    proc = start_collector(entry, output, metrics_port)
+    proc = start_collector(entry, output, metrics_port, env)
     try:
         ids = set(bpf_progs()) - before  # the programs this collector loaded
         time.sleep(0.5)
@@ -134,7 +145,7 @@ def _load(rate: int, args: argparse.Namespace, proc: subprocess.Popen[str], ids:
     for gen in gens:
         gen.start()
     try:
-        results = [done.get(timeout=seconds * 3 + 60) for _ in gens]  # a busy machine starts them late
+        results = [done.get(timeout=seconds * 6 + 30) for _ in gens]  # a busy machine starves the generators
     finally:
         for gen in gens:
             gen.join(timeout=seconds * 2)
@@ -148,46 +159,15 @@ def _load(rate: int, args: argparse.Namespace, proc: subprocess.Popen[str], ids:
     _out, err = proc.communicate(timeout=30)
     summary = re.search(r"(\d+) connections reported, (\d+) lost", err or "")
     accepted, refused = sum(r[0] for r in results), sum(r[1] for r in results)
+    reported = int(summary[1]) if summary else -1
     return {
         "target": rate, "achieved": (accepted + refused) / max(r[2] for r in results), "cpu_pct": 100 * cpu / wall,
-        "expected": 2 * accepted + refused, "refused": refused, "reported": int(summary[1]) if summary else -1,
+        "us_per_event": 1e6 * cpu / max(reported, 1),  # = % of a core at 10,000 events/s (5k connections/s)
+        "expected": 2 * accepted + refused, "reported": reported,
         "lost": int(summary[2]) if summary else -1,
         "ns_per_run": (runtime - runtime0) / max(1, count - count0),
         "sink_sent": sink[0], "sink_dropped": sink[1],
     }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--rates", default="1000,5000,20000")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--refused-every", type=int, default=10,
-                        help="every Nth connect goes to a closed port (refused); 0 = none")
-    parser.add_argument("--baseline", default="561a738",
-                        help="git commit of the collector to compare with ('' = none); default: before health")
-    parser.add_argument("--kafka", action="store_true", help="output to a local Tansu broker via the sink")
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("tcplife bench: needs root", file=sys.stderr)
-        return 1
-    if not args.kafka:
-        return run_all(args, ["--output", "jsonl"])
-    from svcpulse.services import Tansu
-
-    with tempfile.TemporaryDirectory() as workdir:
-        broker = Tansu(port=free_port(), workdir=Path(workdir))
-        broker.start()
-        try:
-            return run_all(args, ["--output", "kafka", "--bootstrap-servers", broker.bootstrap])
-        finally:
-            broker.stop()
 
 
 def baseline_entry(ref: str, workdir: Path) -> list[str] | None:
@@ -201,36 +181,81 @@ def baseline_entry(ref: str, workdir: Path) -> list[str] | None:
     return [str(workdir / "tcplife.py")]
 
 
-def run_all(args: argparse.Namespace, output: list[str]) -> int:
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# Issue 13's figures before this work (collector CPU at 5k connections/s, idle 2-core machine).
+BEFORE = "before (issue 13): jsonl 2.9%, kafka via kafka-python (then the default) ~30%, via confluent 8.1%"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rates", default="1000,5000,20000")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--outputs", default="jsonl,kafka", help="jsonl and/or kafka")
+    parser.add_argument("--clients", default=Settings().sink_kafka_client,
+                        help="Kafka clients of the sink to measure (default: the sink's default)")
+    parser.add_argument("--refused-every", type=int, default=10,
+                        help="every Nth connect goes to a closed port (refused); 0 = none")
+    parser.add_argument("--baseline", default="561a738",
+                        help="git commit of the collector to compare with ('' = none); default: before health")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("tcplife bench: needs root", file=sys.stderr)
+        return 1
+    outputs = [("jsonl", ["--output", "jsonl"], {})] if "jsonl" in args.outputs else []
+    if "kafka" not in args.outputs:
+        return run_all(args, outputs)
+    from svcpulse.services import Tansu
+
+    with tempfile.TemporaryDirectory() as workdir:
+        broker = Tansu(port=free_port(), workdir=Path(workdir))
+        broker.start()
+        for client in args.clients.split(","):
+            outputs.append((f"kafka {client}", ["--output", "kafka", "--bootstrap-servers", broker.bootstrap],
+                            {"SVCPULSE_SINK_KAFKA_CLIENT": client}))
+        try:
+            return run_all(args, outputs)
+        finally:
+            broker.stop()
+
+
+def run_all(args: argparse.Namespace, outputs: list[tuple[str, list[str], dict[str, str]]]) -> int:
     stats_before = STATS_SYSCTL.read_text().strip()
     STATS_SYSCTL.write_text("1")  # per-program run time, restored below
     with tempfile.TemporaryDirectory(prefix="ebpf-bench-") as workdir:
-        collectors = [("connection health", ["-m", "collectors.tcplife"])]
+        collectors = [("health", ["-m", "collectors.tcplife"])]
         old = baseline_entry(args.baseline, Path(workdir)) if args.baseline else None
         if old:
-            collectors.append((f"baseline {args.baseline}", old))
+            collectors.append((f"before {args.baseline}", old))
         try:
-            _table(args, output, collectors)
+            _table(args, outputs, collectors)
         finally:
             STATS_SYSCTL.write_text(stats_before)
+    print(BEFORE)
+    print(f"load average now: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (figures on a busy machine are "
+          "provisional)")
     return 0
 
 
-def _table(args: argparse.Namespace, output: list[str], collectors: list[tuple[str, list[str]]]) -> None:
-    print(f"cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.2f} at start, {args.seconds:.0f} s per rate, "
-          f"{args.workers} generator processes, 1 in {args.refused_every} connects refused, "
-          f"collector {' '.join(output)}")
-    sink_head = "  sink sent / dropped" if args.kafka else ""
-    print(f"{'collector':<19} {'target/s':>9} {'achieved/s':>10} {'CPU':>7} {'CPU us/conn':>11} {'expected':>9} "
-          f"{'reported':>9} {'lost':>5} {'BPF ns/run':>10} {'load avg':>8}{sink_head}")
+def _table(args: argparse.Namespace, outputs: list[tuple[str, list[str], dict[str, str]]],
+           collectors: list[tuple[str, list[str]]]) -> None:
+    print(f"cores: {os.cpu_count()}, {args.seconds:.0f} s per rate, {args.workers} generator processes, "
+          f"1 in {args.refused_every} connects refused, load average {os.getloadavg()[0]:.2f} at start")
+    print(f"{'collector':<15} {'output':<19} {'target/s':>8} {'achieved/s':>10} {'CPU':>6} {'us/event':>8} "
+          f"{'at 5k/s':>7} {'expected':>9} {'reported':>9} {'lost':>5} {'BPF ns':>6}  sink sent / dropped")
     for rate in (int(r) for r in args.rates.split(",")):
-        for name, entry in collectors:
-            r = measure(rate, args, entry, output)
-            sink = f"  {r['sink_sent']:.0f} / {r['sink_dropped']:.0f}" if args.kafka else ""
-            per_conn = 1e4 * r["cpu_pct"] / max(r["achieved"], 1)  # CPU seconds per connection, in us
-            print(f"{name:<19} {r['target']:>9} {r['achieved']:>10.0f} {r['cpu_pct']:>6.1f}% {per_conn:>11.1f} "
-                  f"{r['expected']:>9} {r['reported']:>9} {r['lost']:>5} {r['ns_per_run']:>10.0f} "
-                  f"{os.getloadavg()[0]:>8.2f}{sink}", flush=True)
+        for name, output, env in outputs:
+            for collector, entry in collectors:
+                r = measure(rate, args, entry, output, env)
+                sink = f"  {r['sink_sent']:.0f} / {r['sink_dropped']:.0f}" if name.startswith("kafka") else ""
+                print(f"{collector:<15} {name:<19} {r['target']:>8} {r['achieved']:>10.0f} {r['cpu_pct']:>5.1f}% "
+                      f"{r['us_per_event']:>8.1f} {r['us_per_event']:>6.1f}% {r['expected']:>9} "
+                      f"{r['reported']:>9} {r['lost']:>5} {r['ns_per_run']:>6.0f}{sink}", flush=True)
 
 
 if __name__ == "__main__":
