@@ -2,15 +2,17 @@
 
 Four `python3 -m http.server` instances (Debian's Python: nothing of svcpulse importable), each in its
 own network namespace, called through balancer.client.Balancer following the live feed. svcpulse
-runs only `collect tcp` (no interceptor anywhere): collector -> Tansu -> loader -> ClickHouse 18.16
--> the API's weight loop -> GET /v1/weights. Faults are real: a stopped process (refused), a server
-that resets what it accepts (SO_LINGER 0), nftables in the instance's namespace dropping 20% of
-packets or every SYN. The tests share one pipeline and run in file order; each first waits for the
-fleet to be healthy again.
+runs only `collect tcp` (no interceptor anywhere): collector -> Tansu -> a weigh worker reading
+svcpulse.tcp (no ClickHouse query) -> svcpulse.weights -> the API -> GET /v1/weights; the loader
+fills ClickHouse 18.16 alongside (the stored outcomes are checked there). Faults are real: a stopped
+process (refused), a server that resets what it accepts (SO_LINGER 0), nftables in the instance's
+namespace dropping 20% of packets, or dropping or rejecting (ICMP) a SYN. The tests share one
+pipeline and run in file order; each first waits for the fleet to be healthy again.
 """
 
 from __future__ import annotations
 
+import errno
 import socket
 import subprocess
 import sys
@@ -34,7 +36,7 @@ from pipeline.migrate import migrate
 from pipeline.store import Store, StoreError, open_store
 from svcpulse.services import ClickHouseServer, Tansu, free_port
 from tests.integration.helpers import LoaderThread, wait_for
-from tests.integration.weights_helpers import serve
+from tests.integration.weights_helpers import serve, weigh_worker
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.services, pytest.mark.slow,
               pytest.mark.skipif(ebpf_unavailable() is not None, reason=ebpf_unavailable() or "")]
@@ -114,11 +116,14 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, clickhouse: ClickHouseSer
     migrate(store, log=False)
     with NetnsFleet(size=4, port=free_port()) as fleet:
         collector = _collector(broker.bootstrap, fleet.port)
-        settings = Settings(store_url=f"clickhouse://127.0.0.1:{clickhouse.port}/{database}", feed_open=True)
+        settings = Settings(store_url=f"clickhouse://127.0.0.1:{clickhouse.port}/{database}", feed_open=True,
+                            kafka_bootstrap=broker.bootstrap)
         try:
-            _register(store, fleet.endpoints)
-            with LoaderThread(broker.bootstrap, store), serve(create_app(settings)) as api, \
+            _register(store, fleet.endpoints)  # before the worker starts: its snapshot of the control tables has it
+            with LoaderThread(broker.bootstrap, store), weigh_worker(settings, store), \
+                    serve(create_app(settings)) as api, \
                     WeightFeedClient(api, SERVICE, wait_s=5, fallback=fleet.endpoints) as feed:
+                assert feed.wait_ready(60), feed.last_error  # the worker joins its group first
                 balancer = Balancer(feed, "swrr")
                 with Load(balancer, RATE) as load:
                     yield Pipeline(fleet, store, api, load)
@@ -205,28 +210,45 @@ def test_a_refused_instance_is_ejected_probed_and_comes_back_through_slow_start(
     assert ramp[0] < 50 and row["state"] == "healthy" and ramp == sorted(ramp)
 
 
-@pytest.mark.parametrize(("rule", "outcome"), [
-    ("tcp flags & (syn | ack) == syn drop", "timeout"),  # the SYN is never answered
-    ("tcp flags & (syn | ack) == syn reject with icmpx type host-unreachable", "unreachable"),
-])
-def test_a_connect_that_gets_no_answer_is_reported_as_such(pipeline: Pipeline, rule: str, outcome: str) -> None:
+def _stored_outcome(pipeline: Pipeline, host: str, port: int, outcome: str, since_ms: int) -> bool:
+    return pipeline.store.execute(
+        "SELECT count() FROM tcp_connections WHERE raddr = %(h)s AND rport = %(p)s AND role = 'client' "
+        "AND outcome = %(o)s AND ts_ms >= %(since)s", {"h": host, "p": port, "o": outcome, "since": since_ms})[0][0] > 0
+
+
+def test_an_unanswered_syn_is_reported_as_a_timeout(pipeline: Pipeline) -> None:
     target = pipeline.fleet.instances[3]
-    target.nft(f"in tcp dport {target.port} {rule}")
+    host, port = target.address, target.port
+    client = socket.socket()
+    client.bind(("0.0.0.0", 0))
+    client.settimeout(1.5)
+    # Only this client's SYNs are dropped: the fleet's load keeps its connections.
+    target.nft(f"in tcp sport {client.getsockname()[1]} tcp dport {port} tcp flags & (syn | ack) == syn drop")
     try:
-        host, port = target.endpoint.rsplit(":", 1)
         since = int(time.time() * 1000)
-        with pytest.raises(OSError):
-            socket.create_connection((host, int(port)), timeout=1.5).close()
-
-        def reported() -> bool:
-            return pipeline.store.execute(
-                "SELECT count() FROM tcp_connections WHERE raddr = %(h)s AND rport = %(p)s AND role = 'client' "
-                "AND outcome = %(o)s AND ts_ms >= %(since)s",
-                {"h": host, "p": int(port), "o": outcome, "since": since})[0][0] > 0
-
-        wait_for(reported, 15, f"a client connection with outcome {outcome!r} in tcp_connections")
+        with pytest.raises(TimeoutError):
+            client.connect((host, port))
+        client.close()
+        wait_for(lambda: _stored_outcome(pipeline, host, port, "timeout", since), 15,
+                 "a client connection with outcome 'timeout' in tcp_connections")
     finally:
+        client.close()
         target.nft()
+
+
+def test_a_host_that_does_not_answer_arp_is_reported_as_unreachable(pipeline: Pipeline) -> None:
+    """An address on an instance's link where no host answers ARP: the kernel's own ICMP host-unreachable
+    ends the connect (asynchronously, as a router's would). An ICMP generated inside the connect call
+    itself (an nft reject on a local veth) reaches a socket its caller still holds, which the kernel
+    keeps only as a soft error: that connect shows as a timeout instead."""
+    absent = pipeline.fleet.instances[3].address.rsplit(".", 1)[0] + ".99"
+    port = pipeline.fleet.port
+    since = int(time.time() * 1000)
+    with pytest.raises(OSError) as failed:
+        socket.create_connection((absent, port), timeout=10).close()
+    assert failed.value.errno == errno.EHOSTUNREACH, failed.value
+    wait_for(lambda: _stored_outcome(pipeline, absent, port, "unreachable", since), 15,
+             "a client connection with outcome 'unreachable' in tcp_connections")
 
 
 def test_bytes_stay_exact_with_health_fields(pipeline: Pipeline) -> None:
