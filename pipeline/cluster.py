@@ -10,6 +10,8 @@ the servers' `remote_servers` config. Pure text in, text out, so the rules are u
 - Other tables (registry, overrides, audit, alarms, weight history: small, written by the API) are
   replicated to every node (a path without `{shard}`) and not distributed: any node answers alone.
 - Materialized views read and write the `_local` tables, so each shard rolls up its own rows.
+- `ALTER TABLE` (additive column changes) runs ON CLUSTER on the `_local` table and then on the
+  Distributed table of a sharded table, or on the replicated table itself.
 
 The Distributed sharding key is deterministic (Kafka partition and offset): a retried insert splits
 into the same per-shard blocks, which ReplicatedMergeTree's block deduplication then drops.
@@ -20,12 +22,14 @@ from __future__ import annotations
 import re
 
 # Tables split across shards: the raw event tables and the rollups fed from them.
-SHARDED = ("tcp_connections", "rpc_calls", "instance_load", "rpc_calls_1m", "rpc_calls_1h", "tcp_connections_1m")
+SHARDED = ("tcp_connections", "rpc_calls", "instance_load", "rpc_calls_1m", "rpc_calls_1h", "tcp_connections_1m",
+           "tcp_health_1m")
 LOCAL_SUFFIX = "_local"
 _RAW_SHARDING_KEY = "cityHash64(_partition, _offset)"
 _ROLLUP_SHARDING_KEY = "rand()"  # rollup rows arrive through the views, never through Distributed
 
 _CREATE_TABLE = re.compile(r"^CREATE TABLE (IF NOT EXISTS )?(\w+)\.(\w+)\s", re.IGNORECASE)
+_ALTER_TABLE = re.compile(r"^ALTER TABLE (\w+)\.(\w+)\s", re.IGNORECASE)
 _CREATE_VIEW = re.compile(r"^CREATE MATERIALIZED VIEW (IF NOT EXISTS )?(\w+)\.(\w+)\s", re.IGNORECASE)
 _ENGINE = re.compile(r"ENGINE\s*=\s*(\w*)MergeTree\b(\s*\(([^()]*)\))?", re.IGNORECASE)
 _CLUSTER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -87,6 +91,13 @@ def _view(statement: str, database: str, view: str, cluster: str) -> str:
     return _on_cluster(statement, _CREATE_VIEW, cluster, view)
 
 
+def _alter(statement: str, match: re.Match[str], cluster: str) -> list[str]:
+    """Shard tables first: a Distributed table may not name a column its shards lack yet."""
+    database, table, rest = match[1], match[2], statement[match.end():].lstrip()
+    targets = [table + LOCAL_SUFFIX, table] if table in SHARDED else [table]
+    return [f"ALTER TABLE {database}.{name} ON CLUSTER {cluster} {rest}" for name in targets]
+
+
 def for_cluster(statement: str, cluster: str) -> list[str]:
     """The statement(s) that replace one single-server migration statement on `cluster`."""
     check_cluster_name(cluster)
@@ -95,6 +106,8 @@ def for_cluster(statement: str, cluster: str) -> list[str]:
         return _table(text, match[2], match[3], cluster)
     if match := _CREATE_VIEW.match(text):
         return [_view(text, match[2], match[3], cluster)]
+    if match := _ALTER_TABLE.match(text):
+        return _alter(text, match, cluster)
     raise ValueError(f"no cluster rule for statement: {text[:80]!r} (add one to pipeline/cluster.py)")
 
 

@@ -13,6 +13,7 @@ log() { echo "[bootstrap] $*"; }
 
 APT_PACKAGES=(clickhouse-server clickhouse-client haproxy nginx chromium chromium-driver
               bpfcc-tools python3-bpfcc libbpf-tools linux-headers-amd64 bpftool kmod iproute2
+              nftables        # nftables: faults inside network namespaces (tests/ebpf)
               docker-compose)  # docker-compose: `config -q` checks the compose files offline (no engine)
 
 install_apt() {

@@ -57,6 +57,17 @@ def test_a_small_table_is_replicated_to_every_node_keeping_its_engine_arguments(
                      "'/clickhouse/tables/all/db/registry_services', '{replica}', changed_ms) ORDER BY service")
 
 
+def test_an_alter_changes_the_shard_tables_then_the_distributed_one() -> None:
+    alter = "ALTER TABLE db.tcp_connections\n    ADD COLUMN outcome String DEFAULT '' AFTER duration_ms"
+    assert for_cluster(alter, "prod") == [
+        "ALTER TABLE db.tcp_connections_local ON CLUSTER prod ADD COLUMN outcome String DEFAULT '' AFTER duration_ms",
+        "ALTER TABLE db.tcp_connections ON CLUSTER prod ADD COLUMN outcome String DEFAULT '' AFTER duration_ms",
+    ]
+    small = "ALTER TABLE db.registry_services ADD COLUMN signal String DEFAULT 'auto'"
+    assert for_cluster(small, "prod") == [
+        "ALTER TABLE db.registry_services ON CLUSTER prod ADD COLUMN signal String DEFAULT 'auto'"]
+
+
 def test_every_migration_statement_has_a_rule_and_every_create_is_on_cluster() -> None:
     generated = all_generated()
     assert all(" ON CLUSTER prod " in statement for statement in generated)
@@ -75,7 +86,7 @@ def test_current_clickhouse_parses_every_generated_statement(chdb_store: Store) 
     # Through the session's chdb store: chdb allows one data directory per process.
     for statement in [*all_generated(), create_database("svcpulse", "prod")]:
         ast = str(chdb_store.execute(f"EXPLAIN AST {statement}"))
-        assert "CreateQuery" in ast, statement
+        assert ("AlterQuery" if statement.startswith("ALTER") else "CreateQuery") in ast, statement
 
 
 @pytest.mark.parametrize("bad", ["prod;DROP", "a b", "", "1x"])
@@ -86,7 +97,7 @@ def test_a_cluster_name_that_is_not_an_identifier_is_refused(bad: str) -> None:
 
 def test_statements_without_a_rule_or_engine_are_refused() -> None:
     with pytest.raises(ValueError, match="no cluster rule"):
-        for_cluster("ALTER TABLE db.t ADD COLUMN x UInt8", "prod")
+        for_cluster("DROP TABLE db.t", "prod")
     with pytest.raises(ValueError, match="no MergeTree-family engine"):
         replicated_engine("CREATE TABLE db.t (x UInt8) ENGINE = Log", "db", "t", sharded=False)
 
@@ -116,5 +127,5 @@ def test_migrate_sends_the_cluster_ddl_when_a_cluster_is_configured() -> None:
     sent = store.statements
     assert sent[:2] == ["<create local database>", "CREATE DATABASE IF NOT EXISTS svcpulse ON CLUSTER prod"]
     assert "ReplicatedMergeTree('/clickhouse/tables/all/svcpulse/schema_migrations'" in sent[2]
-    assert [s for s in sent if s.startswith("CREATE ")][2:] == all_generated()
+    assert [s for s in sent if s.startswith(("CREATE ", "ALTER "))][2:] == all_generated()
     assert sent.count("<insert schema_migrations>") == len(applied) == len(load_migrations())
