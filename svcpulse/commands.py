@@ -10,10 +10,12 @@ import threading
 from core.settings import Settings
 from pipeline import dlq as dead_letters
 from pipeline import events
+from pipeline.cluster import LOADER_SETTINGS
 from pipeline.loader import Loader, LoaderConfig
 from pipeline.migrate import migrate as apply_migrations
 from pipeline.retention import apply_retention, retention_days
 from pipeline.store import Store, StoreError, open_store
+from svcpulse.cluster_services import CLUSTER, LocalCluster
 from svcpulse.services import ClickHouseServer, ServiceError, Tansu
 
 
@@ -21,10 +23,10 @@ class UserError(RuntimeError):
     """A problem the user can fix (bad flag, unreachable service): printed as one line, exit 2."""
 
 
-def _store(args: argparse.Namespace, settings: Settings) -> Store:
+def _store(args: argparse.Namespace, settings: Settings, session: dict[str, int | str] | None = None) -> Store:
     url = getattr(args, "store", None) or settings.store_url
     try:
-        return open_store(url)
+        return open_store(url, settings=session)
     except (ValueError, StoreError) as err:
         raise UserError(str(err)) from None
 
@@ -33,24 +35,45 @@ def _bootstrap(args: argparse.Namespace, settings: Settings) -> str:
     return getattr(args, "bootstrap", None) or settings.kafka_bootstrap
 
 
+def _drive(service: Tansu | ClickHouseServer, port_flag: int | None, action: str) -> None:
+    if port_flag is None:
+        service.adopt_recorded_port()
+    if action == "start":
+        print(f"[services] starting {service.name} on 127.0.0.1:{service.port} ...", flush=True)
+        service.start()
+    elif action == "stop":
+        service.stop()
+    print(service.status())
+
+
+def _drive_cluster(cluster: LocalCluster, action: str) -> None:
+    if action == "start":
+        cluster.start(progress=True)
+    elif action == "stop":
+        cluster.stop()
+    print("\n".join(cluster.status()))
+
+
 def services(args: argparse.Namespace, settings: Settings) -> int:
-    managed = [Tansu(port=args.kafka_port or 19092, workdir=args.dir / "tansu"),
-               ClickHouseServer(port=args.clickhouse_port or 19000, workdir=args.dir / "clickhouse")]
+    tansu = Tansu(port=args.kafka_port or 19092, workdir=args.dir / "tansu")
+    single = ClickHouseServer(port=args.clickhouse_port or 19000, workdir=args.dir / "clickhouse")
+    cluster = LocalCluster(args.dir / "cluster")
+    starting_cluster = args.action == "start" and args.cluster
+    # status and stop cover a cluster started in this directory before, without the flag
+    with_cluster = args.cluster or (args.action != "start" and cluster.recorded())
     try:
-        for service, port_flag in zip(managed, (args.kafka_port, args.clickhouse_port), strict=True):
-            if port_flag is None:
-                service.adopt_recorded_port()
-            if args.action == "start":
-                print(f"[services] starting {service.name} on 127.0.0.1:{service.port} ...", flush=True)
-                service.start()
-            elif args.action == "stop":
-                service.stop()
-            print(service.status())
+        _drive(tansu, args.kafka_port, args.action)
+        if not starting_cluster:
+            _drive(single, args.clickhouse_port, args.action)
+        if with_cluster:
+            _drive_cluster(cluster, args.action)
     except ServiceError as err:
         raise UserError(str(err)) from None
     if args.action == "start":
-        print(f"export SVCPULSE_KAFKA_BOOTSTRAP={managed[0].bootstrap}")
-        print(f"export SVCPULSE_STORE_URL={managed[1].url}")
+        print(f"export SVCPULSE_KAFKA_BOOTSTRAP={tansu.bootstrap}")
+        print(f"export SVCPULSE_STORE_URL={cluster.store_url() if starting_cluster else single.url}")
+        if starting_cluster:
+            print(f"export SVCPULSE_CLICKHOUSE_CLUSTER={CLUSTER}")
         print("next: svcpulse migrate && svcpulse load & svcpulse api")
     return 0
 
@@ -79,7 +102,8 @@ def load(args: argparse.Namespace, settings: Settings) -> int:
         partitions=settings.partitions,
         kafka_client=args.kafka_client or settings.kafka_client,
     )
-    store = _store(args, settings)
+    # On a cluster: synchronous inserts into every shard before the offsets are committed (pipeline/cluster.py).
+    store = _store(args, settings, LOADER_SETTINGS if settings.clickhouse_cluster else None)
     if args.metrics_port:
         from prometheus_client import start_http_server
 
@@ -88,7 +112,8 @@ def load(args: argparse.Namespace, settings: Settings) -> int:
     loader = Loader(config, store)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: loader.stop())  # finish the batch, commit, leave the group
-    print(f"[load] {config.bootstrap} ({config.kafka_client}) -> {store.dialect}:{store.database} "
+    where = f" on cluster {settings.clickhouse_cluster}" if settings.clickhouse_cluster else ""
+    print(f"[load] {config.bootstrap} ({config.kafka_client}) -> {store.dialect}:{store.database}{where} "
           f"(batches of {config.batch_rows} rows or {config.batch_age_s} s); SIGTERM stops cleanly", flush=True)
     loader.run()
     store.close()

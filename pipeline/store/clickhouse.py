@@ -12,15 +12,33 @@ from clickhouse_driver.errors import Error as DriverError
 from pipeline.store import StoreError
 
 
+# What a server error means for an operator, where the server's own words are terse (a cluster's).
+_HINTS = {
+    242: "replicated tables are read-only: the server has no ZooKeeper session (ZooKeeper down or unreachable)",
+    279: "no replica of a shard accepts connections (a whole shard is down)",
+}
+
+
+def _summary(err: Exception) -> str:
+    """The error's code and message on one line, the server's stack trace cut off (a cluster's
+    distributed DDL puts the failing host's message on the lines after the code), and a hint."""
+    text = " ".join(str(err).split("Stack trace:")[0].split())[:400]
+    hint = _HINTS.get(getattr(err, "code", None) or 0)
+    return f"{hint}: {text}" if hint else text
+
+
 class ClickHouseStore:
     dialect = "clickhouse"
 
     def __init__(self, host: str, port: int, database: str, user: str = "default", password: str = "",
-                 timeout_s: float = 30.0, tls: dict[str, Any] | None = None) -> None:
+                 timeout_s: float = 30.0, tls: dict[str, Any] | None = None, alt_hosts: str = "",
+                 settings: Mapping[str, Any] | None = None) -> None:
         self.database = database
         self._options: dict[str, Any] = {
             "host": host, "port": port, "user": user, "password": password,
             "connect_timeout": 5, "send_receive_timeout": timeout_s, "sync_request_timeout": 5, **(tls or {}),
+            # failover: on a refused connection the driver tries the next host and stays with it
+            **({"alt_hosts": alt_hosts} if alt_hosts else {}), **({"settings": dict(settings)} if settings else {}),
         }
         self._lock = threading.Lock()  # a driver Client is one connection: not shareable across threads
         self._client = Client(database=database, **self._options)
@@ -32,7 +50,7 @@ class ClickHouseStore:
             except (DriverError, OSError, EOFError) as err:
                 self._client.disconnect()  # the next call reconnects
                 raise StoreError(f"ClickHouse {self._options['host']}:{self._options['port']}: "
-                                 f"{str(err).splitlines()[0][:300]}") from err
+                                 f"{_summary(err)}") from err
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return list(self._run(sql, params))

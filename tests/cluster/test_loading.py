@@ -1,0 +1,212 @@
+"""Loading through the real cluster with the real loader processes, while parts of it fail.
+
+- 1,000,000 events through 2 loaders, one replica of shard 1 killed with SIGKILL mid-load and
+  restarted: every event exactly once, the replicas of each shard equal (caught up within 60 s),
+  and every query answers as a single server loaded with the same events does.
+- A retried batch whose first attempt reached one shard only: each shard drops the block it has.
+- A whole shard down for 60 s; ZooKeeper down for 30 s: the loaders wait and retry, nothing lost
+  or doubled.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from api.alarms.rules import RuleSpec
+from api.alarms.service import AlarmService
+from api.queries.weights import observed_instances
+from core.settings import Settings
+from pipeline.batch import columns
+from pipeline.cluster import LOADER_SETTINGS
+from pipeline.store import Store, StoreError, open_store
+from pipeline.topics import RPC, TABLE_BY_KIND, TOPIC_BY_KIND
+from pipeline.transform import COLUMNS, Message, to_row
+from svcpulse.cluster_services import LocalCluster
+from svcpulse.services import Tansu
+from tests.cluster import answers, dataset
+from tests.cluster.helpers import (
+    heal,
+    local_counts,
+    raw_totals,
+    replica_fingerprints,
+    start_loader,
+    stop_loaders,
+    sync_replicas,
+    try_count,
+)
+from tests.integration.helpers import produce, wait_for
+
+MILLION = 1_000_000
+
+
+def produce_in_background(bootstrap: str, total: int, end_ms: int) -> threading.Thread:
+    thread = threading.Thread(target=produce, args=(bootstrap, dataset.events(total, end_ms)), daemon=True)
+    thread.start()
+    return thread
+
+
+def all_loaded(store: Store, total: int) -> bool:
+    totals = raw_totals(store)
+    return sum(n for n, _ in totals.values()) == total and sum(u for _, u in totals.values()) == total
+
+
+def insert_directly(store: Store, total: int, end_ms: int, chunk: int = 200_000) -> None:
+    """The same events as rows straight into a single server (no Kafka: only the queries are compared)."""
+    batch: dict[str, list[tuple[object, ...]]] = {kind: [] for kind in TABLE_BY_KIND}
+
+    def flush(kind: str) -> None:
+        if batch[kind]:
+            store.insert(TABLE_BY_KIND[kind], COLUMNS[kind], columns(batch[kind]))
+            batch[kind] = []
+
+    for n, (kind, event) in enumerate(dataset.events(total, end_ms)):
+        batch[kind].append(to_row(kind, event, Message(TOPIC_BY_KIND[kind], 0, n, event["ts_ms"], b"")))
+        if len(batch[kind]) >= chunk:
+            flush(kind)
+    for kind in TABLE_BY_KIND:
+        flush(kind)
+
+
+def test_a_million_events_through_two_loaders_while_a_replica_is_killed(
+        cluster: LocalCluster, cluster_store: Store, ch_store: Store, broker: Tansu, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    end_ms = (int(time.time()) // 60 - 1) * 60_000
+    url = cluster.store_url(cluster_store.database)
+    loaders = [start_loader(broker.bootstrap, url, tmp_path / f"loader-{n}.log", "cluster") for n in (1, 2)]
+    victim = cluster.node(1, 1)  # the loaders' first server too: they fail over to the next
+    try:
+        producer = produce_in_background(broker.bootstrap, MILLION, end_ms)
+        insert_directly(ch_store, MILLION, end_ms)  # the single server's copy, meanwhile
+        wait_for(lambda: try_count(cluster_store, "rpc_calls") >= MILLION // 4, 300, "a quarter of the events")
+        victim.stop(kill=True)  # SIGKILL: no flush, no goodbye to ZooKeeper
+        wait_for(lambda: try_count(cluster_store, "rpc_calls") >= MILLION // 2, 300, "loading on without it")
+        victim.start()
+        restarted = time.monotonic()
+        producer.join(timeout=300)
+        wait_for(lambda: all_loaded(cluster_store, MILLION), 300, "every event in the cluster")
+        loaded = time.monotonic()
+        shard_one = lambda: local_counts(cluster, cluster_store.database, "rpc_calls")  # noqa: E731
+        wait_for(lambda: shard_one()["s1r1"] == shard_one()["s1r2"], 60 + max(0.0, restarted + 60 - loaded),
+                 "the killed replica catching up")
+        print(f"replica s1r1 caught up {time.monotonic() - restarted:.1f} s after its restart "
+              f"(loading ended {loaded - restarted:.1f} s after it)")
+    finally:
+        stop_loaders(*loaders)
+    assert all(loader.returncode == 0 for loader in loaders)
+    expected = dataset.counts(MILLION)
+    totals = raw_totals(cluster_store)
+    assert totals == {table: (expected[kind],) * 2 for kind, table in TABLE_BY_KIND.items()}
+    sync_replicas(cluster, cluster_store.database)
+    for table in TABLE_BY_KIND.values():
+        prints = replica_fingerprints(cluster, cluster_store.database, table)
+        assert prints["s1r1"] == prints["s1r2"] and prints["s2r1"] == prints["s2r2"], (table, prints)
+        assert prints["s1r1"][0] + prints["s2r1"][0] == totals[table][0] and prints["s2r1"][0] > 0
+    same_answers(cluster_store, ch_store, end_ms, monkeypatch)
+
+
+def same_answers(cluster_store: Store, single_store: Store, end_ms: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    problems: list[str] = []
+    for store in (cluster_store, single_store):
+        answers.write_small_tables(store, end_ms)
+    answers.freeze_routes(monkeypatch, end_ms / 1000 + 30)
+    with answers.client_on(single_store) as one, answers.client_on(cluster_store) as many:
+        for url in [*answers.query_urls(end_ms), *answers.SMALL_TABLE_URLS]:
+            expected, got = one.get(url), many.get(url)
+            assert expected.status_code == got.status_code == 200, (url, expected.text, got.text)
+            problems += answers.differences(expected.json(), got.json(), url, answers.metric_tolerance(url))
+    window = (end_ms, 10, 300)  # the weight feed's per-instance windows, as of end_ms
+    problems += answers.differences(observed_instances(single_store, *window),
+                                    observed_instances(cluster_store, *window), "weights: observed_instances")
+    rule = RuleSpec(id="p99", metric="latency_p99", kind="wave_abs", threshold=50, service="svc-02",
+                    against="baseline", baseline_minutes=30)
+    minute = end_ms // 1000 - 120
+    problems += answers.differences(AlarmService(single_store, Settings()).series(rule, minute),
+                                    AlarmService(cluster_store, Settings()).series(rule, minute), "alarm series",
+                                    answers.LATENCY_TOLERANCE_MS)
+    problems += answers.differences(answers.dashboard_answers(single_store, end_ms - 3_600_000, end_ms),
+                                    answers.dashboard_answers(cluster_store, end_ms - 3_600_000, end_ms), "dashboards")
+    assert not problems, "\n".join(problems[:40])
+
+
+def rpc_batch(count: int) -> list[list[object]]:
+    """One loader batch of rpc rows as the loader builds it (columns, with Kafka coordinates)."""
+    events = [dataset.rpc(i, 1_764_000_000_000 + i) for i in range(count)]
+    rows = [to_row("rpc", event, Message(RPC, i % 4, i, event["ts_ms"], b"")) for i, event in enumerate(events)]
+    return columns(rows)
+
+
+def test_a_retried_batch_is_dropped_by_each_shard_that_already_has_it(cluster: LocalCluster,
+                                                                     cluster_store: Store) -> None:
+    batch = rpc_batch(20_000)
+    # A failure after one shard wrote its block, made deterministic: with insert_quorum=2 and one replica
+    # of shard 2 down, shard 2 refuses its block while shard 1 (both replicas up) writes its own.
+    cluster.node(2, 2).stop()
+    quorum = open_store(cluster.store_url(cluster_store.database), settings={**LOADER_SETTINGS, "insert_quorum": 2})
+    with pytest.raises(StoreError, match="less than requested quorum"):
+        quorum.insert("rpc_calls", COLUMNS["rpc"], batch)
+    quorum.close()
+    first_try = local_counts(cluster, cluster_store.database, "rpc_calls", cluster.shard(1))
+    assert first_try["s1r1"] > 0 and local_counts(cluster, cluster_store.database, "rpc_calls",
+                                                  [cluster.node(2, 1)]) == {"s2r1": 0}
+    heal(cluster)
+    cluster_store.insert("rpc_calls", COLUMNS["rpc"], batch)  # the loader's retry: the same batch
+    cluster_store.insert("rpc_calls", COLUMNS["rpc"], batch)  # and once more after it succeeded
+    sync_replicas(cluster, cluster_store.database)
+    counts = local_counts(cluster, cluster_store.database, "rpc_calls")
+    assert counts["s1r1"] == counts["s1r2"] == first_try["s1r1"]  # shard 1 kept its first copy only
+    assert counts["s1r1"] + counts["s2r1"] == 20_000
+    assert raw_totals(cluster_store)["rpc_calls"] == (20_000, 20_000)
+    # the rollups saw each row once too: a dropped block does not reach the materialized views
+    assert cluster_store.execute("SELECT countMerge(calls) FROM rpc_calls_1m") == [(20_000,)]
+    assert cluster_store.execute("SELECT countMerge(calls) FROM rpc_calls_1h") == [(20_000,)]
+
+
+def load_through_an_outage(cluster_store: Store, cluster: LocalCluster, broker: Tansu, log: Path,
+                           outage: Callable[[], None], recovery: Callable[[], None], seconds: float) -> str:
+    """Load 200,000 events, half of them produced while `outage` lasts `seconds`; returns the loader's log."""
+    total, end_ms = 200_000, (int(time.time()) // 60 - 1) * 60_000
+    stream = list(dataset.events(total, end_ms))
+    loader = start_loader(broker.bootstrap, cluster.store_url(cluster_store.database), log, "drill")
+    try:
+        produce(broker.bootstrap, stream[:total // 2])
+        wait_for(lambda: all_loaded(cluster_store, total // 2), 120, "the first half")
+        outage()
+        down_at = time.monotonic()
+        produce(broker.bootstrap, stream[total // 2:])
+        time.sleep(max(0.0, seconds - (time.monotonic() - down_at)))
+        assert loader.poll() is None, "the loader must wait, not exit"
+        recovery()
+        wait_for(lambda: all_loaded(cluster_store, total), 180, "every event after the outage")
+    finally:
+        stop_loaders(loader)
+    assert loader.returncode == 0
+    sync_replicas(cluster, cluster_store.database)
+    for table in TABLE_BY_KIND.values():
+        prints = replica_fingerprints(cluster, cluster_store.database, table)
+        assert prints["s1r1"] == prints["s1r2"] and prints["s2r1"] == prints["s2r2"], (table, prints)
+    return log.read_text()
+
+
+def test_a_whole_shard_down_for_60_s_pauses_the_loader_and_loses_nothing(
+        cluster: LocalCluster, cluster_store: Store, broker: Tansu, tmp_path: Path) -> None:
+    shard = cluster.shard(2)
+    text = load_through_an_outage(cluster_store, cluster, broker, tmp_path / "loader.log",
+                                  lambda: [node.stop(kill=True) for node in shard], lambda: heal(cluster), 60)
+    assert re.search(r"write failed \(ClickHouse [\d.:]+: no replica of a shard accepts connections \(a whole "
+                     r"shard is down\).*with partitions paused", text), text[-2000:]
+
+
+def test_zookeeper_down_for_30_s_makes_the_loader_back_off_and_loses_nothing(
+        cluster: LocalCluster, cluster_store: Store, broker: Tansu, tmp_path: Path) -> None:
+    text = load_through_an_outage(cluster_store, cluster, broker, tmp_path / "loader.log",
+                                  lambda: cluster.zookeeper.stop(kill=True), lambda: heal(cluster), 30)
+    assert re.search(r"write failed \(ClickHouse [\d.:]+: replicated tables are read-only: the server has no "
+                     r"ZooKeeper session", text), text[-2000:]
+    backoffs = [float(s) for s in re.findall(r"retrying in ([\d.]+) s", text)]
+    assert len(backoffs) >= 2 and backoffs[1] > backoffs[0] and max(backoffs) <= 10, backoffs  # backs off
