@@ -7,7 +7,8 @@ second (default 100,000, the target; 0 = as fast as possible), and prints:
   - produce -> visible delay p50/p99 (a row's delay = when a poll first sees its offset minus when
     the broker acknowledged it; polls every 100 ms).
 Target on a 2-core machine: >= 100,000 events/s and p99 <= 5 s.
-Usage: .venv/bin/python bench/loader.py [--events N] [--rate R] [--loaders N]
+--cluster: the same topic drained into one server and into the local 2 x 2 cluster (bench/cluster.py).
+Usage: .venv/bin/python bench/loader.py [--events N] [--rate R] [--loaders N] [--cluster]
                                         [--kafka-client kafka-python|confluent] [--batch-rows N]
 """
 
@@ -89,7 +90,13 @@ def main() -> None:
     parser.add_argument("--kafka-client", choices=("kafka-python", "confluent"), default="kafka-python")
     parser.add_argument("--rate", type=float, default=100_000, help="events/s offered (0 = flood)")
     parser.add_argument("--loaders", type=int, default=1, help="loader processes in the consumer group")
+    parser.add_argument("--cluster", action="store_true", help="one server vs the local 2 x 2 cluster, same events")
     args = parser.parse_args()
+    if args.cluster:
+        from bench.cluster import compare_loading
+
+        compare_loading(args.events, args.loaders, args.kafka_client, args.batch_rows)
+        return
     work = Path(tempfile.mkdtemp(prefix="bench-loader-"))
     broker, clickhouse = Tansu(port=free_port(), workdir=work / "tansu"), ClickHouseServer(port=free_port(),
                                                                                            workdir=work / "ch")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything svcpulse needs on a fresh Debian 12 machine (as root), idempotently:
-#   - Debian packages: ClickHouse 18.16 server, bcc/eBPF tooling, HAProxy, Chromium
+#   - Debian packages: ClickHouse 18.16 server, ZooKeeper 3.8 (the local cluster), bcc/eBPF tooling, HAProxy, Chromium
 #   - a virtualenv at .venv with the pinned Python dependencies and the project itself
 #   - the Debian `bcc` module linked into the venv, kernel headers linked for bcc
 # Usage: scripts/bootstrap.sh [--no-apt]
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 log() { echo "[bootstrap] $*"; }
 
-APT_PACKAGES=(clickhouse-server clickhouse-client haproxy chromium chromium-driver
+APT_PACKAGES=(clickhouse-server clickhouse-client zookeeper haproxy chromium chromium-driver
               bpfcc-tools python3-bpfcc libbpf-tools linux-headers-amd64 bpftool kmod iproute2)
 
 install_apt() {

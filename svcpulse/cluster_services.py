@@ -38,6 +38,7 @@ class NodePorts:
     tcp: int
     http: int
     interserver: int
+    host: str = "127.0.0.1"  # the address the other servers reach it at
 
     @property
     def name(self) -> str:
@@ -49,6 +50,7 @@ class NodePorts:
 class Layout:
     zookeeper: int
     nodes: tuple[NodePorts, ...]
+    zookeeper_host: str = "127.0.0.1"
 
     @classmethod
     def allocate(cls) -> Layout:
@@ -66,31 +68,32 @@ class Layout:
                                     "nodes": [node.__dict__ for node in self.nodes]}, indent=2) + "\n")
 
 
-def render_zoo_cfg(data_dir: str, port: int) -> str:
-    """A standalone ZooKeeper (production runs 3 or 5; ClickHouse lists them all in <zookeeper>)."""
-    return (f"tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir={data_dir}\nclientPort={port}\n"
-            "clientPortAddress=127.0.0.1\nmaxClientCnxns=0\nadmin.enableServer=false\n"
+def render_zoo_cfg(data_dir: str, port: int, listen: str = "127.0.0.1") -> str:
+    """A standalone ZooKeeper (production runs 3 or 5, each with server.N lines; ClickHouse lists them
+    all in <zookeeper>). tickTime 2 s allows sessions up to 40 s: ClickHouse asks for 30 s."""
+    return (f"tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={data_dir}\nclientPort={port}\n"
+            f"clientPortAddress={listen}\nmaxClientCnxns=0\nadmin.enableServer=false\n"
             "4lw.commands.whitelist=srvr,ruok,stat,mntr\nautopurge.snapRetainCount=3\nautopurge.purgeInterval=1\n")
 
 
-def _remote_servers(layout: Layout, host: str) -> str:
+def _remote_servers(layout: Layout) -> str:
     shards = []
     for shard in range(1, SHARDS + 1):
-        replicas = "".join(f"\n        <replica><host>{host}</host><port>{node.tcp}</port></replica>"
+        replicas = "".join(f"\n        <replica><host>{node.host}</host><port>{node.tcp}</port></replica>"
                            for node in layout.nodes if node.shard == shard)
         shards.append(f"\n      <shard>\n        <internal_replication>true</internal_replication>{replicas}"
                       "\n      </shard>")
     return "".join(shards)
 
 
-def render_node_config(layout: Layout, node: NodePorts, host: str = "127.0.0.1") -> str:
+def render_node_config(layout: Layout, node: NodePorts) -> str:
     """config.d/cluster.xml of one server: what makes a lone server a member of the cluster."""
     return f"""<?xml version="1.0"?>
 <!-- Server {node.name}: shard {node.shard}, replica {node.replica} of cluster {CLUSTER} \
 ({SHARDS} shards x {REPLICAS} replicas). -->
 <yandex>
   <!-- Replicas fetch parts from each other here (it must be reachable from the other servers). -->
-  <interserver_http_host>{host}</interserver_http_host>
+  <interserver_http_host>{node.host}</interserver_http_host>
   <interserver_http_port>{node.interserver}</interserver_http_port>
   <!-- Substituted into the Replicated tables' ZooKeeper paths and replica names. -->
   <macros>
@@ -99,14 +102,14 @@ def render_node_config(layout: Layout, node: NodePorts, host: str = "127.0.0.1")
     <replica>{node.name}</replica>
   </macros>
   <zookeeper>
-    <node><host>{host}</host><port>{layout.zookeeper}</port></node>
+    <node><host>{layout.zookeeper_host}</host><port>{layout.zookeeper}</port></node>
     <session_timeout_ms>30000</session_timeout_ms>
   </zookeeper>
   <!-- ON CLUSTER statements (cluster migrations, retention) queue here; every server runs its own. -->
   <distributed_ddl><path>{DDL_QUEUE}</path></distributed_ddl>
   <!-- internal_replication: an insert goes to one replica of a shard, ReplicatedMergeTree copies it. -->
   <remote_servers>
-    <{CLUSTER}>{_remote_servers(layout, host)}
+    <{CLUSTER}>{_remote_servers(layout)}
     </{CLUSTER}>
   </remote_servers>
 </yandex>

@@ -11,7 +11,6 @@ from clickhouse_driver.errors import Error as DriverError
 
 from pipeline.store import StoreError
 
-
 # What a server error means for an operator, where the server's own words are terse (a cluster's).
 _HINTS = {
     242: "replicated tables are read-only: the server has no ZooKeeper session (ZooKeeper down or unreachable)",

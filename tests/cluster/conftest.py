@@ -50,15 +50,17 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
             pytest.fail(f"{', '.join(missing)} required in CI; run scripts/bootstrap.sh")
         pytest.skip(f"{', '.join(missing)} not installed (run scripts/bootstrap.sh)")
     workdir = tmp_path_factory.mktemp("cluster-services")
-    started = services("start", workdir, "--cluster", "--kafka-port", str(free_port()))
-    assert f"SVCPULSE_CLICKHOUSE_CLUSTER={CLUSTER}" in started
-    cluster = LocalCluster(workdir / "cluster")
     try:
-        yield cluster
+        started = services("start", workdir, "--cluster", "--kafka-port", str(free_port()))
+        assert f"SVCPULSE_CLICKHOUSE_CLUSTER={CLUSTER}" in started
+        status = services("status", workdir)  # no flag: status knows the cluster started here
+        assert [line.split()[:2] for line in status.splitlines()[2:]] == [
+            [name, "running"] for name in ("zookeeper", "s1r1", "s1r2", "s2r1", "s2r2")], status
+        yield LocalCluster(workdir / "cluster")
     finally:
         stopped = services("stop", workdir)
-        assert stopped.count("stopped") >= 6, stopped  # tansu, zookeeper, 4 servers (and the unused single one)
-        assert not any(port_open(node.port) for node in cluster.nodes)
+        assert stopped.count("stopped") == 7, stopped  # tansu, the single server (never started), the cluster
+        assert not any(port_open(node.port) for node in LocalCluster(workdir / "cluster").nodes)
 
 
 @pytest.fixture
