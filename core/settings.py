@@ -20,6 +20,14 @@ class Settings(BaseSettings):
     kafka_client: Literal["kafka-python", "confluent"] = Field(
         "kafka-python", description="Kafka client of the loader and the collectors' sink: kafka-python or "
         "confluent (librdkafka: faster, less CPU)")
+    kafka_security_protocol: str = Field("PLAINTEXT", description="Kafka security: PLAINTEXT, SSL, "
+                                         "SASL_PLAINTEXT or SASL_SSL (every client: loader, sink, API, tools)")
+    kafka_ssl_cafile: str = Field("", description="CA bundle that signed the Kafka brokers' certificates")
+    kafka_ssl_certfile: str = Field("", description="Kafka client certificate (mutual TLS)")
+    kafka_ssl_keyfile: str = Field("", description="private key of the Kafka client certificate")
+    kafka_sasl_mechanism: str = Field("", description="Kafka SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+    kafka_sasl_username: str = Field("", description="Kafka SASL user name")
+    kafka_sasl_password: str = Field("", description="Kafka SASL password")
     group_id: str = Field("svcpulse-loader", description="Kafka consumer group of the loaders")
     batch_rows: int = Field(100_000, ge=1, description="flush a batch at this many rows")
     batch_age_s: float = Field(1.0, gt=0, description="flush a batch at this age (seconds)")
