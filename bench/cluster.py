@@ -123,7 +123,7 @@ def _rate_until(visible: Callable[[], int], total: int, deadline_s: float = 1800
 
 
 def rpc_batch(count: int) -> list[list[object]]:
-    rows = [to_row("rpc", rpc_event(i), Message(RPC, i % 4, i, 0, b"")) for i in range(count)]
+    rows = [to_row("rpc", rpc_event(i), Message(RPC, i % 4, i, 0, None, b"")) for i in range(count)]
     return columns(rows)
 
 

@@ -22,9 +22,11 @@ and distributed forms, the sharding key declared, never guessed from a name):
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipeline.ddl import AlterTable, CreateTable, CreateView, DropTable, Name, Statement, parse
+from pipeline.store import Store
 
 LOCAL_SUFFIX = "_local"
 _CLUSTER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -56,13 +58,10 @@ LOADER_SETTINGS: dict[str, int | str] = {
     # An insert into a Distributed table returns only when every shard has written its block, so
     # offsets are committed only after every shard acknowledged (asynchronous is the default).
     "insert_distributed_sync": 1,
-    # Inserts and the redelivery guard's reads go to the same replica of each shard (the first one
-    # up, in config order), so the guard sees what was inserted before replication catches up...
-    "load_balancing": "in_order",
-    "prefer_localhost_replica": 0,
-    # ...and a replica still catching up (restarted, say) answers the guard only if no other can.
-    "max_replica_delay_for_distributed_queries": 1,
+    # The redelivery guard reads every replica (every_replica); one that is down is skipped.
+    "skip_unavailable_shards": 1,
 }
+REPLICAS_SUFFIX = "_replicas"  # <cluster>_replicas in remote_servers: every replica as its own shard
 
 
 def check_cluster_name(cluster: str) -> str:
@@ -142,6 +141,21 @@ def build(statement: Statement, cluster: str) -> list[str]:
 def for_cluster(statement: str, cluster: str) -> list[str]:
     """The cluster form of one single-server migration statement (ValueError when it has none)."""
     return build(parse(statement), check_cluster_name(cluster))
+
+
+def every_replica(database: str, cluster: str) -> Callable[[str], str]:
+    """What the loader's redelivery guard reads for a sharded table on `cluster`: the local table of every
+    replica of every shard (the `<cluster>_replicas` cluster lists each as a shard of its own), so it sees
+    rows a replica took before replication copied them to the others, whichever replica that was."""
+    replicas = check_cluster_name(cluster + REPLICAS_SUFFIX)
+    return lambda table: f"cluster({replicas}, {database}, {local(Name(database, table)).table})"
+
+
+def missing_clusters(store: Store, cluster: str) -> list[str]:
+    """The clusters a loader on `cluster` needs that the server's remote_servers lacks ([] when ready)."""
+    needed = [check_cluster_name(cluster), cluster + REPLICAS_SUFFIX]
+    found = {name for (name,) in store.execute("SELECT DISTINCT cluster FROM system.clusters")}
+    return [name for name in needed if name not in found]
 
 
 def create_database(database: str, cluster: str) -> str:

@@ -9,6 +9,7 @@ being mistaken for a redelivery.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pipeline.batch import TopicPartition
@@ -25,6 +26,8 @@ _PRESENT_SQL = (
 class RedeliveryGuard:
     def __init__(self) -> None:
         self.checking: set[TopicPartition] = set()
+        # What to read for a table: itself on one server; every replica on a cluster (pipeline/cluster.py).
+        self.source: Callable[[str], str] = lambda table: table
 
     def assigned(self, partitions: set[TopicPartition]) -> None:
         self.checking |= partitions
@@ -43,7 +46,7 @@ class RedeliveryGuard:
                 by_partition.setdefault(key, []).append(row)
         already: set[tuple[TopicPartition, int]] = set()
         for (topic, partition), mine in by_partition.items():
-            present = set(store.execute(_PRESENT_SQL.format(table=table), {
+            present = set(store.execute(_PRESENT_SQL.format(table=self.source(table)), {
                 "topic": topic, "partition": partition,
                 "low": mine[0][_OFFSET], "high": mine[-1][_OFFSET],
             }))

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.cluster import REPLICAS_SUFFIX
 from svcpulse.services import ClickHouseServer, ServiceError, _Process, free_port
 
 CLUSTER = "svcpulse"
@@ -86,6 +87,11 @@ def _remote_servers(layout: Layout) -> str:
     return "".join(shards)
 
 
+def _every_replica(layout: Layout) -> str:
+    return "".join(f"\n      <shard><replica><host>{node.host}</host><port>{node.tcp}</port></replica></shard>"
+                   for node in layout.nodes)
+
+
 def render_node_config(layout: Layout, node: NodePorts) -> str:
     """config.d/cluster.xml of one server: what makes a lone server a member of the cluster."""
     return f"""<?xml version="1.0"?>
@@ -111,6 +117,9 @@ def render_node_config(layout: Layout, node: NodePorts) -> str:
   <remote_servers>
     <{CLUSTER}>{_remote_servers(layout)}
     </{CLUSTER}>
+    <!-- Every replica as a shard of its own: the loader's redelivery guard reads them all. -->
+    <{CLUSTER}{REPLICAS_SUFFIX}>{_every_replica(layout)}
+    </{CLUSTER}{REPLICAS_SUFFIX}>
   </remote_servers>
 </yandex>
 """

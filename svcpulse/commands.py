@@ -8,9 +8,9 @@ import signal
 import threading
 
 from core.settings import Settings
+from pipeline import cluster as cluster_ddl
 from pipeline import dlq as dead_letters
 from pipeline import events
-from pipeline.cluster import LOADER_SETTINGS
 from pipeline.loader import Loader, LoaderConfig
 from pipeline.migrate import migrate as apply_migrations
 from pipeline.retention import apply_retention, retention_days
@@ -103,13 +103,15 @@ def load(args: argparse.Namespace, settings: Settings) -> int:
         kafka_client=args.kafka_client or settings.kafka_client,
     )
     # On a cluster: synchronous inserts into every shard before the offsets are committed (pipeline/cluster.py).
-    store = _store(args, settings, LOADER_SETTINGS if settings.clickhouse_cluster else None)
+    store = _store(args, settings, cluster_ddl.LOADER_SETTINGS if settings.clickhouse_cluster else None)
     if args.metrics_port:
         from prometheus_client import start_http_server
 
         start_http_server(args.metrics_port, addr=args.metrics_host)
         print(f"[load] metrics at http://{args.metrics_host}:{args.metrics_port}/metrics")
     loader = Loader(config, store)
+    if settings.clickhouse_cluster:
+        _guard_every_replica(loader, store, settings.clickhouse_cluster)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: loader.stop())  # finish the batch, commit, leave the group
     where = f" on cluster {settings.clickhouse_cluster}" if settings.clickhouse_cluster else ""
@@ -119,6 +121,18 @@ def load(args: argparse.Namespace, settings: Settings) -> int:
     store.close()
     print(f"[load] stopped after loading {loader.rows_loaded} rows")
     return 0
+
+
+def _guard_every_replica(loader: Loader, store: Store, cluster: str) -> None:
+    """On a cluster the redelivery guard reads every replica (pipeline/cluster.py every_replica)."""
+    try:
+        missing = cluster_ddl.missing_clusters(store, cluster)
+    except StoreError as err:
+        raise UserError(str(err)) from None
+    if missing:
+        raise UserError(f"the ClickHouse servers define no cluster {' or '.join(missing)} in remote_servers; "
+                        "see docs/scaling.md for the cluster config")
+    loader.guard.source = cluster_ddl.every_replica(store.database, cluster)
 
 
 def api(args: argparse.Namespace, settings: Settings) -> int:

@@ -10,18 +10,15 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from pipeline.cluster import LOADER_SETTINGS
-from pipeline.migrate import migrate
-from pipeline.store import Store, open_store
+from pipeline.store import Store
 from svcpulse.cluster_services import CLUSTER, LocalCluster
 from svcpulse.services import free_port, port_open
-from tests.cluster.helpers import heal
+from tests.cluster.helpers import heal, migrated_database
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -72,11 +69,5 @@ def cluster(local_cluster: LocalCluster) -> LocalCluster:
 
 @pytest.fixture
 def cluster_store(cluster: LocalCluster) -> Iterator[Store]:
-    """A fresh database migrated ON CLUSTER, opened as the loader opens it; dropped on every node after."""
-    database = f"t_{uuid.uuid4().hex[:10]}"
-    store = open_store(cluster.store_url(database) + "&timeout=120", settings=LOADER_SETTINGS)
-    migrate(store, log=False, cluster=CLUSTER)
-    yield store
-    heal(cluster)
-    store.execute(f"DROP DATABASE IF EXISTS {database} ON CLUSTER {CLUSTER}")
-    store.close()
+    with migrated_database(cluster) as store:
+        yield store

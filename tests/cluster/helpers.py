@@ -7,10 +7,13 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pipeline.cluster import LOADER_SETTINGS
+from pipeline.migrate import migrate
 from pipeline.store import Store, StoreError, open_store
 from pipeline.topics import TABLE_BY_KIND
 from svcpulse.cluster_services import CLUSTER, ClusterNode, LocalCluster
@@ -110,3 +113,17 @@ def raw_totals(store: Store) -> dict[str, tuple[int, int]]:
     """(count(), uniqExact of the Kafka coordinates) of each raw table, read through the cluster."""
     return {table: tuple(store.execute(f"SELECT count(), uniqExact(_topic, _partition, _offset) FROM {table}")[0])
             for table in TABLE_BY_KIND.values()}
+
+
+@contextmanager
+def migrated_database(cluster: LocalCluster) -> Iterator[Store]:
+    """A fresh database migrated ON CLUSTER, opened as the loader opens it; dropped on every node after."""
+    database = f"t_{uuid.uuid4().hex[:10]}"
+    store = open_store(cluster.store_url(database) + "&timeout=120", settings=LOADER_SETTINGS)
+    migrate(store, log=False, cluster=CLUSTER)
+    try:
+        yield store
+    finally:
+        heal(cluster)
+        store.execute(f"DROP DATABASE IF EXISTS {database} ON CLUSTER {CLUSTER}")
+        store.close()

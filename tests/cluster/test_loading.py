@@ -1,8 +1,9 @@
 """Loading through the real cluster with the real loader processes, while parts of it fail.
 
 - 1,000,000 events through 2 loaders, one replica of shard 1 killed with SIGKILL mid-load and
-  restarted: every event exactly once, the replicas of each shard equal (caught up within 60 s),
-  and every query answers as a single server loaded with the same events does.
+  restarted, then one loader killed with SIGKILL: every event exactly once, the replicas of each
+  shard equal (caught up within 60 s), and every query answers as a single server loaded with the
+  same events does.
 - A retried batch whose first attempt reached one shard only: each shard drops the block it has.
 - A whole shard down for 60 s; ZooKeeper down for 30 s: the loaders wait and retry, nothing lost
   or doubled.
@@ -10,7 +11,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -23,16 +26,18 @@ from api.alarms.service import AlarmService
 from api.queries.weights import observed_instances
 from core.settings import Settings
 from pipeline.batch import columns
-from pipeline.cluster import LOADER_SETTINGS
+from pipeline.cluster import LOADER_SETTINGS, every_replica
+from pipeline.redelivery import RedeliveryGuard
 from pipeline.store import Store, StoreError, open_store
 from pipeline.topics import RPC, TABLE_BY_KIND, TOPIC_BY_KIND
 from pipeline.transform import COLUMNS, Message, to_row
-from svcpulse.cluster_services import LocalCluster
+from svcpulse.cluster_services import CLUSTER, LocalCluster
 from svcpulse.services import Tansu
 from tests.cluster import answers, dataset
 from tests.cluster.helpers import (
     heal,
     local_counts,
+    node_store,
     raw_totals,
     replica_fingerprints,
     start_loader,
@@ -66,14 +71,14 @@ def insert_directly(store: Store, total: int, end_ms: int, chunk: int = 200_000)
             batch[kind] = []
 
     for n, (kind, event) in enumerate(dataset.events(total, end_ms)):
-        batch[kind].append(to_row(kind, event, Message(TOPIC_BY_KIND[kind], 0, n, event["ts_ms"], b"")))
+        batch[kind].append(to_row(kind, event, Message(TOPIC_BY_KIND[kind], 0, n, event["ts_ms"], None, b"")))
         if len(batch[kind]) >= chunk:
             flush(kind)
     for kind in TABLE_BY_KIND:
         flush(kind)
 
 
-def test_a_million_events_through_two_loaders_while_a_replica_is_killed(
+def test_a_million_events_through_two_loaders_while_a_replica_and_a_loader_are_killed(
         cluster: LocalCluster, cluster_store: Store, ch_store: Store, broker: Tansu, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     end_ms = (int(time.time()) // 60 - 1) * 60_000
@@ -88,6 +93,9 @@ def test_a_million_events_through_two_loaders_while_a_replica_is_killed(
         wait_for(lambda: try_count(cluster_store, "rpc_calls") >= MILLION // 2, 300, "loading on without it")
         victim.start()
         restarted = time.monotonic()
+        wait_for(lambda: try_count(cluster_store, "rpc_calls") >= MILLION * 7 // 10, 300, "70% of the events")
+        os.kill(loaders[1].pid, signal.SIGKILL)  # its last batches inserted, not committed: redelivered to
+        loaders[1].wait()                        # the survivor, whose guard reads every replica
         producer.join(timeout=300)
         wait_for(lambda: all_loaded(cluster_store, MILLION), 300, "every event in the cluster")
         loaded = time.monotonic()
@@ -98,7 +106,7 @@ def test_a_million_events_through_two_loaders_while_a_replica_is_killed(
               f"(loading ended {loaded - restarted:.1f} s after it)")
     finally:
         stop_loaders(*loaders)
-    assert all(loader.returncode == 0 for loader in loaders)
+    assert loaders[0].returncode == 0 and loaders[1].returncode == -signal.SIGKILL
     expected = dataset.counts(MILLION)
     totals = raw_totals(cluster_store)
     assert totals == {table: (expected[kind],) * 2 for kind, table in TABLE_BY_KIND.items()}
@@ -138,7 +146,7 @@ def same_answers(cluster_store: Store, single_store: Store, end_ms: int, monkeyp
 def rpc_batch(count: int) -> list[list[object]]:
     """One loader batch of rpc rows as the loader builds it (columns, with Kafka coordinates)."""
     events = [dataset.rpc(i, 1_764_000_000_000 + i) for i in range(count)]
-    rows = [to_row("rpc", event, Message(RPC, i % 4, i, event["ts_ms"], b"")) for i, event in enumerate(events)]
+    rows = [to_row("rpc", event, Message(RPC, i % 4, i, event["ts_ms"], None, b"")) for i, event in enumerate(events)]
     return columns(rows)
 
 
@@ -214,3 +222,26 @@ def test_zookeeper_down_for_30_s_makes_the_loader_back_off_and_loses_nothing(
                      r"ZooKeeper session", text), text[-2000:]
     backoffs = [float(s) for s in re.findall(r"retrying in ([\d.]+) s", text)]
     assert len(backoffs) >= 2 and backoffs[1] > backoffs[0] and max(backoffs) <= 10, backoffs  # backs off
+
+
+def test_the_redelivery_guard_sees_rows_that_only_one_replica_has(cluster: LocalCluster,
+                                                                   cluster_store: Store) -> None:
+    database = cluster_store.database
+    batch = rpc_batch(2_000)
+    rows = list(zip(*batch, strict=True))
+    stored, redelivered_new = rows[:1_500], rows[1_500:]
+    with node_store(cluster.node(1, 1), database) as first, node_store(cluster.node(1, 2), database) as second:
+        first.execute("SYSTEM STOP FETCHES rpc_calls_local")  # replica 1 lags: it never copies what 2 takes
+        try:
+            second.insert("rpc_calls_local", COLUMNS["rpc"], columns(stored))
+            # Through the Distributed table, a reader that asks replica 1 of shard 1 misses them...
+            in_order = open_store(cluster.store_url(database), settings={"load_balancing": "in_order"})
+            assert in_order.execute("SELECT count() FROM rpc_calls") == [(0,)]
+            in_order.close()
+            # ...the guard reads every replica, so a redelivery of them is skipped.
+            guard = RedeliveryGuard()
+            guard.source = every_replica(database, CLUSTER)
+            guard.assigned({(RPC, partition) for partition in range(4)})
+            assert guard.filter(cluster_store, "rpc_calls", rows) == redelivered_new
+        finally:
+            first.execute("SYSTEM START FETCHES rpc_calls_local")

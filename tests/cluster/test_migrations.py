@@ -5,6 +5,7 @@ migration whose file changed is refused. This is the CI check that generated DDL
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from pipeline.ddl import CreateTable, parse
 from pipeline.migrate import MIGRATIONS_DIR, MigrationChanged, load_migrations, migrate
 from pipeline.store import Store
 from svcpulse.cluster_services import CLUSTER, LocalCluster
-from tests.cluster.helpers import node_store, sync_replicas
+from tests.cluster.helpers import heal, migrated_database, node_store, sync_replicas
 
 _SCHEMA_SQL = ("SELECT name, engine, create_table_query FROM system.tables WHERE database = %(db)s "
                "ORDER BY name")
@@ -34,8 +35,16 @@ def schema_everywhere(cluster: LocalCluster, database: str) -> dict[str, list[tu
     return found
 
 
-def test_every_migration_builds_the_same_schema_on_every_server(cluster: LocalCluster, cluster_store: Store) -> None:
-    database = cluster_store.database
+@pytest.fixture(scope="module")
+def migrated(local_cluster: LocalCluster) -> Iterator[Store]:
+    """One migrated database for the tests here that only read it (a migration ON CLUSTER takes seconds)."""
+    heal(local_cluster)
+    with migrated_database(local_cluster) as store:
+        yield store
+
+
+def test_every_migration_builds_the_same_schema_on_every_server(cluster: LocalCluster, migrated: Store) -> None:
+    database = migrated.database
     schemas = schema_everywhere(cluster, database)
     first = schemas["s1r1"]
     assert all(schema == first for schema in schemas.values()), "servers disagree on the schema"
@@ -55,11 +64,11 @@ def test_every_migration_builds_the_same_schema_on_every_server(cluster: LocalCl
     assert paths["registry_services"] == f"/clickhouse/tables/all/{database}/registry_services"
 
 
-def test_migrating_again_changes_nothing(cluster: LocalCluster, cluster_store: Store) -> None:
-    before = schema_everywhere(cluster, cluster_store.database)
-    assert migrate(cluster_store, log=False, cluster=CLUSTER) == []
-    assert schema_everywhere(cluster, cluster_store.database) == before
-    versions = cluster_store.execute("SELECT version FROM schema_migrations ORDER BY version")
+def test_migrating_again_changes_nothing(cluster: LocalCluster, migrated: Store) -> None:
+    before = schema_everywhere(cluster, migrated.database)
+    assert migrate(migrated, log=False, cluster=CLUSTER) == []
+    assert schema_everywhere(cluster, migrated.database) == before
+    versions = migrated.execute("SELECT version FROM schema_migrations ORDER BY version")
     assert [v for (v,) in versions] == [m.version for m in load_migrations()]
 
 
@@ -97,11 +106,11 @@ def test_a_migration_added_later_applies_on_every_server(cluster: LocalCluster, 
     assert migrate(cluster_store, log=False, cluster=CLUSTER, directory=directory) == []
 
 
-def test_an_applied_migration_whose_file_changed_is_refused(cluster_store: Store, tmp_path: Path) -> None:
+def test_an_applied_migration_whose_file_changed_is_refused(migrated: Store, tmp_path: Path) -> None:
     directory = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS_DIR, directory)
     edited = sorted(directory.glob("0002_*.sql"))[0]
     edited.write_text(edited.read_text().replace("toStartOfMinute(ts) AS minute", "toStartOfFiveMinute(ts) AS minute"))
     with pytest.raises(MigrationChanged, match=r"0002_minute_rollups \(applied \w{16}, file now \w{16}\).*new "
                                                r"migration"):
-        migrate(cluster_store, log=False, cluster=CLUSTER, directory=directory)
+        migrate(migrated, log=False, cluster=CLUSTER, directory=directory)

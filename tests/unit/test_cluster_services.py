@@ -7,6 +7,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from pipeline.cluster import REPLICAS_SUFFIX
 from svcpulse.cluster_services import (
     CLUSTER,
     DDL_QUEUE,
@@ -40,6 +41,8 @@ def test_every_server_joins_one_cluster_with_its_own_macros(tmp_path: Path) -> N
         assert [s.findtext("internal_replication") for s in shards] == ["true", "true"]
         assert [[int(r.findtext("port") or 0) for r in s.findall("replica")] for s in shards] == [
             [n.tcp for n in layout.nodes if n.shard == shard] for shard in (1, 2)]
+        every = config.findall(f"remote_servers/{CLUSTER}{REPLICAS_SUFFIX}/shard/replica/port")
+        assert [int(port.text or 0) for port in every] == [n.tcp for n in layout.nodes]  # the guard reads all
     assert len(seen) == 4  # replica names are unique cluster-wide (small tables replicate to all four)
     profile = ET.fromstring(USERS_CONFIG).find("profiles/default")
     assert profile is not None and profile.findtext("insert_distributed_sync") == "1"
