@@ -4,8 +4,8 @@
 - `bench/loader.py --cluster`: --events contract rpc events are produced once into a Tansu topic,
   then drained by --loaders `svcpulse load` processes into the single server and, again, into the
   cluster (through its Distributed tables, SVCPULSE_CLICKHOUSE_CLUSTER set). Prints events/s for each
-  and the rows/s each shard took. Then the insert path alone (no Kafka): one columnar batch of 1M rows
-  through the Distributed table vs split by the client straight into each shard's local table.
+  and the rows/s each shard took. Then the insert path alone (no Kafka): one columnar batch of 500,000
+  rows through the Distributed table vs split by the client straight into each shard's local table.
 - `bench/query.py --cluster`: the query endpoints' p50/p99 over --rows rows on each, side by side.
 
 All 4 servers and ZooKeeper share this machine's cores with the loaders, so the cluster cannot be
@@ -127,31 +127,38 @@ def rpc_batch(count: int) -> list[list[object]]:
     return columns(rows)
 
 
-def insert_paths(cluster_target: Target, rows: int) -> dict[str, float]:
-    """Rows/s of one batch through the Distributed table, and split by the client into each shard's
-    local table (first replica, both shards at once): the two ways a loader could write a cluster."""
+def insert_paths(cluster_target: Target, rows: int, repeat: int = 3) -> dict[str, float]:
+    """Median rows/s of one batch through the Distributed table, and split by the client into each shard's
+    local table (first replica, both shards at once): the two ways a loader could write a cluster.
+    Alternated `repeat` times, so a busy moment of the machine does not favour one of them."""
     assert cluster_target.cluster is not None
     batch = rpc_batch(rows)
-    store = cluster_target.open()
-    started = time.monotonic()
-    store.insert("rpc_calls", COLUMNS["rpc"], batch)
-    through_distributed = rows / (time.monotonic() - started)
-    database = store.database
-    store.close()
     halves = [[column[shard::2] for column in batch] for shard in (0, 1)]  # by offset parity: same sizes
-    shard_stores = [open_store(f"clickhouse://127.0.0.1:{cluster_target.cluster.node(s, 1).port}/{database}"
+    store = cluster_target.open()
+    shard_stores = [open_store(f"clickhouse://127.0.0.1:{cluster_target.cluster.node(s, 1).port}/{store.database}"
                                "?timeout=600") for s in (1, 2)]
-    started = time.monotonic()
-    writers = [threading.Thread(target=s.insert, args=("rpc_calls_local", COLUMNS["rpc"], half))
-               for s, half in zip(shard_stores, halves, strict=True)]
-    for writer in writers:
-        writer.start()
-    for writer in writers:
-        writer.join()
-    direct = rows / (time.monotonic() - started)
-    for shard_store in shard_stores:
-        shard_store.close()
-    return {"through the Distributed table": through_distributed, "straight to each shard": direct}
+
+    def through_distributed() -> None:
+        store.insert("rpc_calls", COLUMNS["rpc"], batch)
+
+    def straight_to_shards() -> None:
+        writers = [threading.Thread(target=s.insert, args=("rpc_calls_local", COLUMNS["rpc"], half))
+                   for s, half in zip(shard_stores, halves, strict=True)]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join()
+
+    paths = {"through the Distributed table": through_distributed, "straight to each shard": straight_to_shards}
+    took: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(repeat):
+        for name, insert in paths.items():
+            started = time.monotonic()
+            insert()
+            took[name].append(time.monotonic() - started)
+    for each in (store, *shard_stores):
+        each.close()
+    return {name: rows / sorted(seconds)[len(seconds) // 2] for name, seconds in took.items()}
 
 
 def load_average() -> str:
@@ -179,7 +186,7 @@ def compare_loading(events: int, loaders: int, kafka_client: str, batch_rows: in
                 rates[target.name] = drain(target, broker.bootstrap, events, loaders, kafka_client, batch_rows,
                                            work / "loader.log")
             per_shard = cluster.shard_rows("rpc_calls")
-            paths = insert_paths(cluster, 1_000_000)
+            paths = insert_paths(cluster, 500_000)
     finally:
         broker.stop()
     print(f"events                     {events:,} contract rpc events, prefilled, 4 partitions; "
@@ -190,7 +197,7 @@ def compare_loading(events: int, loaders: int, kafka_client: str, batch_rows: in
     for shard, rows in per_shard.items():
         print(f"  {shard} took           {rows / seconds:>10,.0f} rows/s ({rows:,} rows)")
     print(f"cluster / single           {rates[cluster.name] / rates[single.name]:.2f}")
-    print("insert path alone, 1,000,000 rows in one columnar batch:")
+    print("insert path alone, 500,000 rows in one columnar batch (median of 3, alternated):")
     for name, rate in paths.items():
         print(f"  {name:<29} {rate:>10,.0f} rows/s")
     print(f"load average               {load_average()}")

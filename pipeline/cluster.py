@@ -58,9 +58,10 @@ LOADER_SETTINGS: dict[str, int | str] = {
     # An insert into a Distributed table returns only when every shard has written its block, so
     # offsets are committed only after every shard acknowledged (asynchronous is the default).
     "insert_distributed_sync": 1,
-    # The redelivery guard reads every replica (every_replica); one that is down is skipped.
-    "skip_unavailable_shards": 1,
 }
+# The redelivery guard's read of every replica skips one that is down (a query setting: in a session,
+# 18.16 would also let an insert skip a shard's block, failing it with a LOGICAL_ERROR).
+EVERY_REPLICA_SETTINGS = " SETTINGS skip_unavailable_shards = 1"
 REPLICAS_SUFFIX = "_replicas"  # <cluster>_replicas in remote_servers: every replica as its own shard
 
 

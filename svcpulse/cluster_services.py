@@ -249,9 +249,6 @@ class LocalCluster:
     def status(self) -> list[str]:
         return [f"{self.label(service):<11}{service.status()[11:]}" for service in (self.zookeeper, *self.nodes)]
 
-    def running(self) -> bool:
-        return self.zookeeper.running() and all(node.running() for node in self.nodes)
-
     def store_url(self, database: str = "svcpulse") -> str:
         """The first server, with the others as failover hosts (clickhouse-driver alt_hosts)."""
         first, *others = self.nodes

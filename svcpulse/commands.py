@@ -133,6 +133,7 @@ def _guard_every_replica(loader: Loader, store: Store, cluster: str) -> None:
         raise UserError(f"the ClickHouse servers define no cluster {' or '.join(missing)} in remote_servers; "
                         "see docs/scaling.md for the cluster config")
     loader.guard.source = cluster_ddl.every_replica(store.database, cluster)
+    loader.guard.settings = cluster_ddl.EVERY_REPLICA_SETTINGS
 
 
 def api(args: argparse.Namespace, settings: Settings) -> int:

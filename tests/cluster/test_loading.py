@@ -26,7 +26,7 @@ from api.alarms.service import AlarmService
 from api.queries.weights import observed_instances
 from core.settings import Settings
 from pipeline.batch import columns
-from pipeline.cluster import LOADER_SETTINGS, every_replica
+from pipeline.cluster import EVERY_REPLICA_SETTINGS, LOADER_SETTINGS, every_replica
 from pipeline.redelivery import RedeliveryGuard
 from pipeline.store import Store, StoreError, open_store
 from pipeline.topics import RPC, TABLE_BY_KIND, TOPIC_BY_KIND
@@ -78,6 +78,7 @@ def insert_directly(store: Store, total: int, end_ms: int, chunk: int = 200_000)
         flush(kind)
 
 
+@pytest.mark.timeout(1800)  # ~3 minutes on an idle machine; a busy one (the shared machine) takes several times that
 def test_a_million_events_through_two_loaders_while_a_replica_and_a_loader_are_killed(
         cluster: LocalCluster, cluster_store: Store, ch_store: Store, broker: Tansu, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -240,7 +241,7 @@ def test_the_redelivery_guard_sees_rows_that_only_one_replica_has(cluster: Local
             in_order.close()
             # ...the guard reads every replica, so a redelivery of them is skipped.
             guard = RedeliveryGuard()
-            guard.source = every_replica(database, CLUSTER)
+            guard.source, guard.settings = every_replica(database, CLUSTER), EVERY_REPLICA_SETTINGS
             guard.assigned({(RPC, partition) for partition in range(4)})
             assert guard.filter(cluster_store, "rpc_calls", rows) == redelivered_new
         finally:
