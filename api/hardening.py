@@ -42,17 +42,17 @@ class TokenBuckets:
         self._buckets: dict[str, tuple[float, float]] = {}  # caller -> (tokens, last refill)
         self._lock = threading.Lock()
 
-    def take(self, caller: str) -> float:
-        """0 if a token was taken, else the seconds until one is available."""
+    def take(self, caller: str, cost: float = 1.0) -> float:
+        """0 if `cost` tokens were taken, else the seconds until they are available (cost <= burst)."""
         with self._lock:
             now = self.clock()
             tokens, last = self._buckets.get(caller, (float(self.burst), now))
             tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-            if tokens >= 1:
-                self._buckets[caller] = (tokens - 1, now)
+            if tokens >= cost:
+                self._buckets[caller] = (tokens - cost, now)
                 return 0.0
             self._buckets[caller] = (tokens, now)
-            return (1 - tokens) / self.rate
+            return (cost - tokens) / self.rate
 
 
 def _caller(scope: Scope) -> str:

@@ -29,6 +29,14 @@ class Settings(BaseSettings):
     kafka_sasl_username: str = Field("", description="Kafka SASL user name")
     kafka_sasl_password: str = Field("", description="Kafka SASL password")
     group_id: str = Field("svcpulse-loader", description="Kafka consumer group of the loaders")
+    event_max_age_s: int = Field(0, ge=0, description="the loader dead-letters events whose ts_ms is older than this "
+                                 "(seconds); 0 = the raw retention (SVCPULSE_RETENTION_DAYS_RAW days)")
+    event_max_future_s: int = Field(3600, ge=0, description="the loader dead-letters events whose ts_ms is further "
+                                    "ahead of its clock than this (seconds)")
+    loader_processes: str = Field("1", description="`svcpulse load` processes in the consumer group: N or auto "
+                                  "(one per core)")
+    loader_stall_s: float = Field(60.0, gt=0, description="/readyz of the loader and the API says not ready when "
+                                  "loading committed nothing this long while messages wait")
     batch_rows: int = Field(100_000, ge=1, description="flush a batch at this many rows")
     batch_age_s: float = Field(1.0, gt=0, description="flush a batch at this age (seconds)")
     partitions: int = Field(4, ge=1, description="partitions of topics the loader creates")
@@ -67,3 +75,18 @@ class Settings(BaseSettings):
                                description="Grafana service-account token for `dashboards push` (or $GRAFANA_TOKEN)")
     cors_origins: list[str] = Field(default_factory=list, description="browser origins allowed to call the API "
                                     "cross-site (CORS); empty = CORS off")
+    otlp_host: str = Field("127.0.0.1", description="OTLP receiver listen address (0.0.0.0 in a container)")
+    otlp_http_port: int = Field(4318, ge=0, le=65535, description="OTLP/HTTP port (POST /v1/traces, /metrics)")
+    otlp_grpc_port: int = Field(4317, ge=0, le=65535, description="OTLP/gRPC port (TraceService/Export)")
+    otlp_open: bool = Field(False, description="accept spans without a token (else a bearer token of a user "
+                            "allowed the `ingest` role)")
+    otlp_spool_dir: str = Field(".svcpulse/otlp-spool", description="where the OTLP receiver keeps events while "
+                                "Kafka is unreachable")
+    otlp_max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest OTLP request, on the wire "
+                                        "and decompressed (413 above)")
+    otlp_max_spans: int = Field(10_000, ge=1, description="spans looked at per OTLP request; the rest are "
+                                "rejected (partial_success)")
+    otlp_max_attributes: int = Field(512, ge=1, description="attributes per span or resource; a span with more "
+                                     "is rejected")
+    otlp_rate_spans_per_s: float = Field(100_000.0, gt=0, description="spans per second each ingest token may "
+                                         "send (burst: two seconds' worth); 429 above")

@@ -22,7 +22,8 @@ def test_ready_when_store_and_broker_answer(broker: Tansu, clickhouse: ClickHous
     with client_for(url, broker.bootstrap) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
         ready = client.get("/readyz")
-        assert ready.status_code == 200 and ready.json() == {"status": "ready", "store": "ok", "broker": "ok"}
+        assert ready.status_code == 200 and ready.json() == {"status": "ready", "store": "ok", "broker": "ok",
+                                                               "loader": "ok"}
 
 
 def test_not_ready_names_what_is_unreachable() -> None:
