@@ -51,6 +51,7 @@ SHARDED: dict[str, Sharded] = {
     "rpc_calls_1m": Sharded(None),
     "rpc_calls_1h": Sharded(None),
     "tcp_connections_1m": Sharded(None),
+    "tcp_health_1m": Sharded(None),  # migration 0008 (issue 11)
 }
 
 # The loader's session on a cluster (docs/scaling.md, "Loading through the cluster"):

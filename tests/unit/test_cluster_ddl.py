@@ -72,12 +72,14 @@ def test_every_table_loaded_from_kafka_is_sharded_with_a_key() -> None:
     for m in load_migrations():
         for text in m.statements("db"):
             statement = parse(text)
+            where = f"{m.label}: declare {{}} in pipeline/cluster.py SHARDED"
             if isinstance(statement, CreateTable) and "_offset UInt64" in statement.columns:
-                assert SHARDED.get(statement.name.table, None) is not None, statement.name
-                assert SHARDED[statement.name.table].key, statement.name
+                placement = SHARDED.get(statement.name.table)
+                assert placement and placement.key, where.format(f"{statement.name.table} with a sharding key")
             if (isinstance(statement, CreateView) and statement.target
                     and any(source.table in SHARDED for _, _, source in statement.sources)):
-                assert statement.target.table in SHARDED, statement.name
+                assert statement.target.table in SHARDED, where.format(f"{statement.target.table} (key None: "
+                                                                       "its view writes it on each shard)")
 
 
 def test_a_view_reads_and_writes_the_local_tables() -> None:
