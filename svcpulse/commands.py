@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import signal
 import threading
+from collections.abc import Callable
 
 from core.settings import Settings
 from pipeline import cluster as cluster_ddl
@@ -119,9 +120,10 @@ def load(args: argparse.Namespace, settings: Settings) -> int:
     )
     # On a cluster: synchronous inserts into every shard before the offsets are committed (pipeline/cluster.py).
     store = _store(args, settings, cluster_ddl.LOADER_SETTINGS if settings.clickhouse_cluster else None)
+    every_replica = _every_replica(store, settings.clickhouse_cluster) if settings.clickhouse_cluster else None
     loader = Loader(config, store)
-    if settings.clickhouse_cluster:
-        _guard_every_replica(loader, store, settings.clickhouse_cluster)
+    if every_replica:
+        loader.guard.source, loader.guard.settings = every_replica
     if args.metrics_port:
         metrics.serve(args.metrics_host, args.metrics_port, loader.progress.verdict)
         print(f"[load] metrics at http://{args.metrics_host}:{args.metrics_port}/metrics, readiness at /readyz")
@@ -136,8 +138,9 @@ def load(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _guard_every_replica(loader: Loader, store: Store, cluster: str) -> None:
-    """On a cluster the redelivery guard reads every replica (pipeline/cluster.py every_replica)."""
+def _every_replica(store: Store, cluster: str) -> tuple[Callable[[str], str], str]:
+    """On a cluster the redelivery guard reads every replica (pipeline/cluster.py every_replica): what it
+    reads and its query settings, once the servers are known to define both clusters it needs."""
     try:
         missing = cluster_ddl.missing_clusters(store, cluster)
     except StoreError as err:
@@ -145,8 +148,7 @@ def _guard_every_replica(loader: Loader, store: Store, cluster: str) -> None:
     if missing:
         raise UserError(f"the ClickHouse servers define no cluster {' or '.join(missing)} in remote_servers; "
                         "see docs/scaling.md for the cluster config")
-    loader.guard.source = cluster_ddl.every_replica(store.database, cluster)
-    loader.guard.settings = cluster_ddl.EVERY_REPLICA_SETTINGS
+    return cluster_ddl.every_replica(store.database, cluster), cluster_ddl.EVERY_REPLICA_SETTINGS
 
 
 def api(args: argparse.Namespace, settings: Settings) -> int:

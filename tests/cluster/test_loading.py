@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +34,7 @@ from pipeline.store import Store, StoreError, open_store
 from pipeline.topics import RPC, TABLE_BY_KIND, TOPIC_BY_KIND
 from pipeline.transform import COLUMNS, Message, to_row
 from svcpulse.cluster_services import CLUSTER, LocalCluster
-from svcpulse.services import Tansu
+from svcpulse.services import ClickHouseServer, Tansu
 from tests.cluster import answers, dataset
 from tests.cluster.helpers import (
     heal,
@@ -266,3 +268,13 @@ def test_the_redelivery_guard_sees_rows_that_only_one_replica_has(cluster: Local
             assert guard.filter(cluster_store, "rpc_calls", rows) == redelivered_new
         finally:
             first.execute("SYSTEM START FETCHES rpc_calls_local")
+
+
+def test_a_loader_on_a_cluster_refuses_servers_without_the_cluster_config(clickhouse: ClickHouseServer) -> None:
+    # A single server (no remote_servers of ours): the guard could not read every replica, so no start.
+    result = subprocess.run([sys.executable, "-m", "svcpulse", "load", "--bootstrap", "127.0.0.1:1", "--store",
+                             f"clickhouse://127.0.0.1:{clickhouse.port}/default"], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "SVCPULSE_CLICKHOUSE_CLUSTER": CLUSTER})
+    assert result.returncode == 2
+    assert ("svcpulse load: the ClickHouse servers define no cluster svcpulse or svcpulse_replicas in "
+            "remote_servers; see docs/scaling.md") in result.stderr
