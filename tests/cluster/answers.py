@@ -3,8 +3,8 @@
 Every query API endpoint (through the real app, the clock of its routes frozen so "the last 5
 minutes" is the same window on both), the weights' per-instance windows, the alarm series, the
 weight history and every dashboard SQL panel. Counts and sums must be equal; latency and lifetime
-quantiles may differ by t-digest's error (docs/scaling.md): each estimate is within 1% of rank, so
-two estimates over uniform data are within 2% of the value range of each other.
+quantiles (t-digests merged per shard) within the documented error (docs/scaling.md): 2% of the range
+of the values they summarise.
 """
 
 from __future__ import annotations
