@@ -92,34 +92,22 @@ def targets(work: Path, database: str) -> Iterator[tuple[Target, Target]]:
 
 def drain(target: Target, bootstrap: str, total: int, loaders: int, kafka_client: str, batch_rows: int,
           log: Path) -> float:
-    """Events/s of `loaders` processes draining the prefilled topic into the target."""
+    """Events/s of `loaders` processes draining the prefilled topic into the target, measured as
+    bench/loader.py measures its own (from the loaders' start, group join included)."""
+    from bench.loader import drain as drain_rate
+    from bench.loader import stop
+
     command = [sys.executable, "-m", "svcpulse", "load", "--bootstrap", bootstrap, "--store", target.url,
                "--group", f"bench-{target.name.replace(' ', '-')}", "--batch-rows", str(batch_rows),
                "--kafka-client", kafka_client]
+    started = time.monotonic()
     with log.open("a") as out:
         running = [subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=target.env)
                    for _ in range(loaders)]
     try:
-        return _rate_until(lambda: sum(target.shard_rows("rpc_calls").values()), total)
+        return drain_rate(target.url, total, started)
     finally:
-        for process in running:
-            process.terminate()
-        for process in running:
-            process.wait(60)
-
-
-def _rate_until(visible: Callable[[], int], total: int, deadline_s: float = 1800) -> float:
-    """Rows/s from the first row visible to `total` visible (polled every 100 ms)."""
-    first: tuple[float, int] | None = None
-    deadline = time.monotonic() + deadline_s
-    while (seen := visible()) < total:
-        if seen and first is None:
-            first = (time.monotonic(), seen)
-        if time.monotonic() > deadline:
-            raise SystemExit(f"[bench/cluster] only {seen:,} of {total:,} rows after {deadline_s:.0f} s")
-        time.sleep(0.1)
-    started, already = first or (time.monotonic() - 1e-3, 0)
-    return (total - already) / (time.monotonic() - started)
+        stop(running)
 
 
 def rpc_batch(count: int) -> list[list[object]]:

@@ -5,6 +5,7 @@
   shard equal (caught up within 60 s), and every query answers as a single server loaded with the
   same events does.
 - A retried batch whose first attempt reached one shard only: each shard drops the block it has.
+- The redelivery guard sees rows only one replica has; a loader refuses servers without the config.
 - A whole shard down for 60 s; ZooKeeper down for 30 s: the loaders wait and retry, nothing lost
   or doubled.
 """
