@@ -1,0 +1,37 @@
+"""svcpulse: the weight feed (pooled over every caller and computed by the real engine) followed by
+the real client, balancer.client.Balancer, with its smooth weighted round robin or weighted P2C.
+
+The feed itself is not computed here: the simulator drives `weights.compute_weights` over every
+caller's calls (bench/sim/feed.py), the real-time runs follow the API's feed; both hand this policy a
+`WeightSource`, exactly what an application gives the Balancer.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Literal
+
+from balancer.client import Balancer
+from bench.policies.base import Context, Result
+
+
+class Svcpulse:
+    def __init__(self, ctx: Context, picker: Literal["swrr", "p2c"]) -> None:
+        if ctx.feed is None:
+            raise ValueError("the svcpulse policy needs the weight feed (Context.feed)")
+        self.name = f"svcpulse {picker}"
+        self._feed = ctx.feed
+        self.balancer = Balancer(ctx.feed, picker, rng=random.Random(ctx.rng.getrandbits(64)))
+
+    def pick(self, now: float, interface: str) -> str:
+        return self.balancer.pick()
+
+    def done(self, instance: str, now: float, result: Result) -> None:
+        self.balancer.report(instance, result.ok, result.latency_s * 1000)
+
+    def connection_lost(self, instance: str, now: float) -> None:
+        pass
+
+    def out(self, now: float) -> frozenset[str]:
+        states = self._feed.current().states
+        return frozenset(name for name, state in states.items() if state == "ejected")
