@@ -25,7 +25,15 @@ from weights.model import (
     Override,
     State,
 )
-from weights.scoring import Fleet, Score, choose_ejections, degraded_together, fleet_stats, score
+from weights.scoring import (
+    Fleet,
+    Score,
+    choose_ejections,
+    degraded_together,
+    fleet_stats,
+    own_success_factor,
+    score,
+)
 
 _NO_OVERRIDE = Override()
 
@@ -128,38 +136,57 @@ def _lifecycle(window: InstanceWindow, prev: InstanceState, c: _Cycle) -> _Step:
 
 
 def _judge(window: InstanceWindow, prev: InstanceState, c: _Cycle) -> _Step:
-    """Move health towards the score's target: cuts at once, recovery at recovery_per_s."""
+    """Move health towards the score's target: cuts at once, recovery at recovery_per_s.
+
+    The state says what the data says, the reason what was applied: an instance whose own calls are
+    bad is "degraded" even when the weight was not cut (protective mode, or a fleet bar that fell
+    with the fleet), and the reason says why it was not.
+    """
     cfg = c.config
     evidence = score(window, c.fleet, cfg)
-    health, change = _next_health(prev.health, evidence, c)
+    own_bad = window.requests >= cfg.min_requests and own_success_factor(window, cfg) < cfg.degraded_below
+    step = _next_health(prev.health, evidence, own_bad, c)
     ramp, ramp_text = _ramp(prev, c)
-    state: State = "healthy" if health >= cfg.degraded_below else "degraded"
+    health = step.health
+    state: State = "healthy" if health >= cfg.degraded_below and not own_bad else "degraded"
     if ramp < 1.0:
         state = "new" if prev.state == "new" else "slow_start"
     weight = round(window.static_weight * health * ramp)
-    extras = [t for t in (c.held_back.get(window.instance), change, ramp_text) if t]
+    extras = [t for t in (c.held_back.get(window.instance), step.text, ramp_text) if t]
     if c.mode == "protective":
-        extras.append(c.protective_text + "; weights not cut")
+        held = f" (x{evidence.target:.2f} not applied, health kept at {health:.0%})" if step.held else ""
+        extras.append(f"{c.protective_text}; weights not cut{held}")
+    elif own_bad and evidence.success_factor == 1.0:
+        extras.append(f"not cut: the fleet bar fell to {c.fleet.bar:.1%} (median success of the fleet)")
     reason = "; ".join([evidence.text, *extras]) if window.requests else "; ".join(["no calls", *extras])
     ramp_since = prev.ramp_since_ms if ramp < 1.0 else None
     new_state = replace(prev, weight=weight, state=state, health=health, ramp_since_ms=ramp_since)
     return _Step(window, new_state, weight, reason, dead=weight == 0)
 
 
-def _next_health(health: float, evidence: Score, c: _Cycle) -> tuple[float, str]:
+@dataclass(frozen=True)
+class _Health:
+    health: float
+    text: str = ""
+    held: bool = False  # a cut the data asked for was not applied (protective mode)
+
+
+def _next_health(health: float, evidence: Score, own_bad: bool, c: _Cycle) -> _Health:
     cfg, target, calls = c.config, evidence.target, evidence.calls
     # Cutting needs min_requests; raising needs fewer, because a cut instance only sees probe traffic
     # and would otherwise never collect enough calls to come back (recovery is gradual anyway).
     if calls < cfg.recover_min_requests or (target < health and calls < cfg.min_requests):
-        return health, f"{calls} calls < {cfg.min_requests} needed to judge; health kept at {health:.0%}"
+        return _Health(health, f"{calls} calls < {cfg.min_requests} needed to judge; health kept at {health:.0%}")
     if target < health:
         if c.mode == "protective":
-            return health, ""
-        return target, f"health cut {health:.0%} -> {target:.0%}"
+            return _Health(health, held=True)
+        return _Health(target, f"health cut {health:.0%} -> {target:.0%}")
     if target > health:
         raised = min(target, health + cfg.recovery_per_s * c.dt_s)
-        return raised, f"recovering {health:.0%} -> {raised:.0%} (+{cfg.recovery_per_s:.0%}/s)"
-    return health, ""
+        # Raised because the fleet bar fell to meet it, not because its calls got better: say so.
+        verb = "raised (its calls did not improve)" if own_bad else "recovering"
+        return _Health(raised, f"{verb} {health:.0%} -> {raised:.0%} (+{cfg.recovery_per_s:.0%}/s)")
+    return _Health(health)
 
 
 def _ramp(prev: InstanceState, c: _Cycle) -> tuple[float, str]:
@@ -237,9 +264,17 @@ def _apply_probe_share(steps: list[_Step], config: EngineConfig) -> list[_Step]:
         return steps
     live = sum(s.weight for s in steps if not s.dead)
     fleet_calls = sum(s.window.requests for s in steps)
-    share = min(config.probe_share / len(dead), config.probe_calls / max(fleet_calls, 1))
+    needed = config.probe_calls / max(fleet_calls, 1)
+    share = min(config.probe_share / len(dead), needed)
     probe = max(1, round(share * live))
-    return [replace(s, weight=probe, state=replace(s.state, weight=probe)) if s.dead else s for s in steps]
+    if needed <= config.probe_share / len(dead):
+        why = f"~{config.probe_calls} calls per {config.window_s} s window at the fleet's {fleet_calls}"
+    else:
+        why = f"capped at {config.probe_share:.0%} of the live weight {live}" + (
+            f" shared by {len(dead)}" if len(dead) > 1 else "")
+    note = f"probe share: weight {probe} ({why})"
+    return [replace(s, weight=probe, state=replace(s.state, weight=probe), reason=f"{s.reason}; {note}")
+            if s.dead else s for s in steps]
 
 
 def _result(step: _Step) -> InstanceResult:

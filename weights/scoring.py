@@ -140,6 +140,15 @@ def choose_ejections(
     return ejected, held
 
 
+def own_success_factor(window: InstanceWindow, config: EngineConfig) -> float:
+    """The success factor against the absolute bar (success_good) alone: what the instance's own calls
+    say, whatever the rest of the fleet does."""
+    success = _success(window)
+    if success >= config.success_good:
+        return 1.0
+    return (success / config.success_good) ** config.success_exponent
+
+
 def degraded_together(
     active: Sequence[InstanceWindow], ejected: Collection[str], config: EngineConfig
 ) -> tuple[int, int]:
@@ -147,7 +156,6 @@ def degraded_together(
 
     Counted: instances with enough calls plus the ones already ejected (MSEC counts dead ones too).
     """
-    absolute = Fleet(config.success_good, None, None, None, None)
     degraded = counted = 0
     for window in active:
         if window.instance in ejected:
@@ -155,7 +163,7 @@ def degraded_together(
         elif window.requests >= config.min_requests:
             counted += 1
             bad = _success(window) < config.eject_success_floor
-            if bad or score(window, absolute, config).success_factor < config.protective_health:
+            if bad or own_success_factor(window, config) < config.protective_health:
                 degraded += 1
     return degraded, counted
 
