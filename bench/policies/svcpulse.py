@@ -21,17 +21,24 @@ class Svcpulse:
             raise ValueError("the svcpulse policy needs the weight feed (Context.feed)")
         self.name = f"svcpulse {picker}"
         self._feed = ctx.feed
-        self.balancer = Balancer(ctx.feed, picker, rng=random.Random(ctx.rng.getrandbits(64)))
+        self._now = ctx.started_s
+        self.balancer = Balancer(ctx.feed, picker, rng=random.Random(ctx.rng.getrandbits(64)), clock=self._clock)
+
+    def _clock(self) -> float:
+        return self._now
 
     def pick(self, now: float, interface: str) -> str:
+        self._now = now
         return self.balancer.pick()
 
     def done(self, instance: str, now: float, result: Result) -> None:
-        self.balancer.report(instance, result.ok, result.latency_s * 1000)
+        self._now = now
+        self.balancer.report(instance, result.ok, result.latency_s * 1000, unreachable=not result.reached)
 
     def connection_lost(self, instance: str, now: float) -> None:
         pass
 
     def out(self, now: float) -> frozenset[str]:
         states = self._feed.current().states
-        return frozenset(name for name, state in states.items() if state == "ejected")
+        ejected = {name for name, state in states.items() if state == "ejected"}
+        return frozenset(ejected | self.balancer.guard.skipped(now))
