@@ -28,7 +28,9 @@ from typing import Any, Literal, Protocol
 import httpx
 
 from balancer.guard import ConnectGuard
-from balancer.pickers import Picker, SmoothWeightedRoundRobin, WeightedP2C
+from balancer.pickers import Picker, SmoothWeightedRoundRobin, SwrrLocalVeto, WeightedP2C
+
+PICKERS = ("swrr", "p2c", "swrr-local")
 
 
 @dataclass(frozen=True)
@@ -195,28 +197,35 @@ class Balancer:
     Every `pick()` must be matched by a `report()` (or use `call()`, which does both).
     `on_result(instance, ok, latency_ms)` is called on each report, e.g. to emit telemetry.
     A call reported `unreachable` (connection refused) takes its instance out of this client's
-    picks at once, retried with gRPC's connection backoff (balancer/guard.py); the feed sees the
+    picks at once, retried with gRPC's connection backoff (balancer/guard.py; pass
+    `reconnect=tcp_reachable()` to retry with a bare connect instead of a call); the feed sees the
     failure too, seconds later, and decides for everyone.
     """
 
     def __init__(
         self,
         source: WeightSource,
-        picker: Literal["swrr", "p2c"] = "swrr",
+        picker: Literal["swrr", "p2c", "swrr-local"] = "swrr",
         *,
         rng: random.Random | None = None,
         on_result: Callable[[str, bool, float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        reconnect: Callable[[str], bool] | None = None,
     ) -> None:
-        if picker not in ("swrr", "p2c"):
-            raise ValueError(f"picker must be 'swrr' or 'p2c', got {picker!r}")
+        if picker not in PICKERS:
+            raise ValueError(f"picker must be one of {', '.join(PICKERS)}, got {picker!r}")
         self._source = source
-        self._picker: Picker = SmoothWeightedRoundRobin({}) if picker == "swrr" else WeightedP2C({}, rng)
+        self._picker: Picker = (
+            SmoothWeightedRoundRobin({}) if picker == "swrr"
+            else WeightedP2C({}, rng) if picker == "p2c"
+            else SwrrLocalVeto({}, rng, clock=clock)
+        )
+        self._local = self._picker if isinstance(self._picker, SwrrLocalVeto) else None
         self._key: tuple[tuple[int, bool], int] | None = None
         self._inflight: Counter[str] = Counter()
         self._on_result = on_result
         self._clock = clock
-        self.guard = ConnectGuard(rng=random.Random(rng.random()) if rng else None)
+        self.guard = ConnectGuard(rng=random.Random(rng.random()) if rng else None, reconnect=reconnect)
         self._lock = threading.Lock()
 
     def pick(self) -> str:
@@ -241,6 +250,8 @@ class Balancer:
                 self.guard.refused(instance, self._clock())
             elif self.guard.version:
                 self.guard.connected(instance)
+            if self._local is not None and not unreachable:
+                self._local.observe(instance, latency_ms)
         if self._on_result is not None:
             self._on_result(instance, ok, latency_ms)
 

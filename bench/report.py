@@ -1,7 +1,7 @@
 """Tables, verdicts and the plot of the benchmark against the peers (docs/weights.md).
 
 Each (scenario, policy) has the figures of 3 seeds; a table shows their mean with the range.
-The verdict compares svcpulse (the client's P2C picker over the feed, the recommended setup) with
+The verdict compares svcpulse (the feed with the client's "swrr-local" picker, the recommended setup) with
 the best peer on each of error rate and p99:
   at least as good  the best peer's mean is not below svcpulse's best seed (within its spread)
   strictly better   every svcpulse seed is better than every seed of that best peer
@@ -18,7 +18,7 @@ from bench.policies import PEERS
 from bench.scenarios import Scenario
 from bench.sim.measure import Figures
 
-CONTENDER = "svcpulse p2c"
+CONTENDER = "svcpulse swrr-local"
 Results = Mapping[tuple[str, str], Sequence[Figures]]  # (scenario, policy) -> one Figures per seed
 
 
@@ -109,7 +109,7 @@ def plot(scenarios: Sequence[Scenario], policies: Sequence[str], results: Result
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(len(scenarios), 2, figsize=(11, 2.1 * len(scenarios)), squeeze=False)
-    colours = ["#999999", "#4c72b0", "#55a868", "#c44e52", "#8172b2", "#dd8452", "#da8bc3"]
+    colours = ["#999999", "#4c72b0", "#55a868", "#c44e52", "#8172b2", "#dd8452", "#da8bc3", "#e6550d", "#cccccc"]
     for row, scenario in enumerate(scenarios):
         for col, (metric, scale, label) in enumerate((("error_rate", 100, "error rate %"), ("p99_ms", 1, "p99 ms"))):
             ax = axes[row][col]

@@ -16,13 +16,16 @@ from bench.policies.base import Context, Result
 
 
 class Svcpulse:
-    def __init__(self, ctx: Context, picker: Literal["swrr", "p2c"]) -> None:
+    def __init__(self, ctx: Context, picker: Literal["swrr", "p2c", "swrr-local"]) -> None:
         if ctx.feed is None:
             raise ValueError("the svcpulse policy needs the weight feed (Context.feed)")
         self.name = f"svcpulse {picker}"
         self._feed = ctx.feed
         self._now = ctx.started_s
-        self.balancer = Balancer(ctx.feed, picker, rng=random.Random(ctx.rng.getrandbits(64)), clock=self._clock)
+        reachable = ctx.extra.get("reachable")  # the simulator's stand-in for a TCP connect
+        reconnect = (lambda instance: reachable(instance, self._now)) if callable(reachable) else None
+        self.balancer = Balancer(ctx.feed, picker, rng=random.Random(ctx.rng.getrandbits(64)), clock=self._clock,
+                                 reconnect=reconnect)
 
     def _clock(self) -> float:
         return self._now

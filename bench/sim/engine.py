@@ -40,7 +40,11 @@ def simulate(scenario: Scenario, policy: str, seed: int | None = None) -> Run:
     names = instance_names(scenario)
     instances = {n: SimInstance(n, i, scenario, random.Random(f"{seed}/instance/{i}")) for i, n in enumerate(names)}
     feed = SimFeed(names) if policy in SVCPULSE else None
-    extra = {"reachable": lambda name, now: not instances[name].refusing(now)}
+    extra = {
+        "reachable": lambda name, now: not instances[name].refusing(now),
+        "faulty": frozenset(names[i] for i in scenario.faulty),  # only the oracle reads these two
+        "fault_at": scenario.warmup_s,
+    }
     policies: list[Policy] = [
         POLICIES[policy](Context(names, random.Random(f"{seed}/policy/{c}"), feed, 0.0, dict(extra)))
         for c in range(scenario.callers)

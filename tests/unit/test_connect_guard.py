@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
+import socket
 import time
 
 from balancer.client import Balancer, FeedView
-from balancer.guard import ConnectGuard
+from balancer.guard import ConnectGuard, tcp_reachable
 
 
 class Fixed:
@@ -54,3 +55,23 @@ def test_a_call_block_reports_a_refused_connection_as_unreachable() -> None:
     except ConnectionRefusedError:
         pass
     assert balancer.guard.skipped(time.monotonic()) == {instance}
+
+
+def test_a_reconnect_check_spends_no_call_on_a_dead_instance() -> None:
+    listening = {"a": False}
+    guard = ConnectGuard(rng=random.Random(3), reconnect=lambda name: listening[name])
+    guard.refused("a", 0.0)
+    assert guard.skipped(5.0) == {"a"}  # checked at ~1 s: still refused, so the next, longer wait began
+    listening["a"] = True
+    assert guard.skipped(60.0) == frozenset()
+
+
+def test_tcp_reachable_tells_a_listening_port_from_a_closed_one() -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    check = tcp_reachable(timeout_s=1.0)
+    assert check(f"127.0.0.1:{port}")
+    server.close()
+    assert not check(f"127.0.0.1:{port}")
