@@ -14,6 +14,7 @@ each caller sends a host ~12.5 calls/s, so it holds Envoy's 100 calls per 10 s i
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal
 
 INTERFACES = (("get", 0.7), ("list", 0.2), ("put", 0.1))  # every call names one (MSEC: service + interface)
 
@@ -49,6 +50,7 @@ class Scenario:
     work_ms: float = 12.0  # CPU per call
     wait_ms: float = 8.0  # waiting per call
     noise_errors: float = 0.001
+    noise: Literal["lognormal", "uniform"] = "lognormal"  # uniform: wait_ms x U(0.8, 1.2), svcpulse/fleet.py's
     timeout_s: float = 1.0  # the callers' deadline: a slower call fails at 1 s
     warmup_s: float = 20.0
     measure_s: float = 60.0
@@ -87,6 +89,17 @@ SCENARIOS: tuple[Scenario, ...] = (
              Fault((2,), error_rate=0.5), callers=30, calls_per_s=3.0),
 )
 SEED_OFFSETS = (0, 1000, 2000)  # the 3 seeds of each scenario: seed, seed + 1000, seed + 2000
+
+
+REALTIME = ("errors-50", "slow-200ms", "no-fault")  # run on real parts too (bench/realtime.py)
+
+
+def realtime_variant(scenario: Scenario) -> Scenario:
+    """The scenario as the real fleet runs it, for both engines: svcpulse/fleet.py's asyncio instances
+    (unlimited concurrency, 20 ms x U(0.8, 1.2), no CPU model), 6 of them, 2 callers at 40 calls/s,
+    which one Python process on a shared machine drives reliably; 20 s warm-up, 40 s measured."""
+    return replace(scenario, instances=6, callers=2, calls_per_s=40.0, cores=None, work_ms=0.0, wait_ms=20.0,
+                   noise="uniform", warmup_s=20.0, measure_s=40.0)
 
 
 def by_name(name: str) -> Scenario:

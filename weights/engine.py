@@ -32,6 +32,7 @@ from weights.scoring import (
     degraded_together,
     fleet_stats,
     own_success_factor,
+    probe_failure,
     score,
 )
 
@@ -49,6 +50,7 @@ class _Cycle:
     protective_text: str
     fleet: Fleet
     ejections: Mapping[str, str]  # instance -> reason, ejected this cycle
+    renewed: frozenset[str]  # of those, ejections renewed because the probe calls still fail
     held_back: Mapping[str, str]  # instance -> reason, would be ejected but for the cap
     config: EngineConfig
 
@@ -90,13 +92,19 @@ def _plan(
     active = [w for w in windows if w.enabled and not overrides.get(w.instance, _NO_OVERRIDE).drained]
     fleet = fleet_stats(active, config)
     ejected = {w.instance for w in active if _is_ejected(previous.instances.get(w.instance), now_ms)}
-    degraded, counted = degraded_together(active, ejected, config)
+    # An ejection that runs out while the probe calls still fail is renewed (for longer), rather
+    # than slow-starting an instance known to be broken; it was in the cap already.
+    renewed = {w.instance: why for w in active if _ran_out(previous.instances.get(w.instance), now_ms)
+               and (why := probe_failure(w, config))}
+    degraded, counted = degraded_together(active, ejected | renewed.keys(), config)
     protective = counted > 0 and degraded > config.protective_fraction * counted
     ejections: dict[str, str] = {}
     held: dict[str, str] = {}
     if not protective:
         pinned = {name for name, o in overrides.items() if o.pinned_weight is not None}
-        ejections, held = choose_ejections(active, fleet, len(ejected), ejected | pinned, config)
+        out = ejected | renewed.keys()
+        ejections, held = choose_ejections(active, fleet, len(out), out | pinned, config)
+        ejections.update(renewed)
     dt_s = max(0.0, (now_ms - previous.updated_ms) / 1000) if previous.updated_ms else 0.0
     return _Cycle(
         now_ms=now_ms,
@@ -106,6 +114,7 @@ def _plan(
         protective_text=f"protective mode: {degraded} of {counted} instances degraded together",
         fleet=fleet,
         ejections=ejections,
+        renewed=frozenset(renewed) if not protective else frozenset(),
         held_back=held,
         config=config,
     )
@@ -183,8 +192,11 @@ def _next_health(health: float, evidence: Score, own_bad: bool, c: _Cycle) -> _H
         return _Health(target, f"health cut {health:.0%} -> {target:.0%}")
     if target > health:
         raised = min(target, health + cfg.recovery_per_s * c.dt_s)
+        if f"{raised:.0%}" == f"{health:.0%}":  # "0% -> 0%" says nothing
+            return _Health(raised)
         # Raised because the fleet bar fell to meet it, not because its calls got better: say so.
-        verb = "raised (its calls did not improve)" if own_bad else "recovering"
+        fell = own_bad and evidence.success_factor == 1.0
+        verb = "raised (its calls did not improve)" if fell else "recovering"
         return _Health(raised, f"{verb} {health:.0%} -> {raised:.0%} (+{cfg.recovery_per_s:.0%}/s)")
     return _Health(health)
 
@@ -220,26 +232,33 @@ def _is_ejected(prev: InstanceState | None, now_ms: int) -> bool:
     return prev is not None and prev.ejected_until_ms is not None and now_ms < prev.ejected_until_ms
 
 
+def _ran_out(prev: InstanceState | None, now_ms: int) -> bool:
+    return prev is not None and prev.state == "ejected" and not _is_ejected(prev, now_ms)
+
+
 def _eject(window: InstanceWindow, prev: InstanceState, why: str, c: _Cycle) -> _Step:
-    """Ejection time grows with repeats: base_ejection_s x times, capped (Envoy)."""
+    """Ejection time grows with repeats: base_ejection_s x times, capped (Envoy).
+
+    A renewed ejection (its probe calls still failed) rests without probe calls until its last
+    window_s + 5 s: probing sooner only adds failed calls, and the return is decided on fresh ones.
+    """
     cfg = c.config
     times = _remembered_ejections(prev, c) + 1
     seconds = min(cfg.base_ejection_s * times, cfg.max_ejection_s)
+    until = c.now_ms + int(seconds * 1000)
     reason = f"{why}; ejected {seconds:.0f} s ({_ordinal(times)} time)"
-    state = replace(
-        prev,
-        state="ejected",
-        ejections=times,
-        ejected_until_ms=c.now_ms + int(seconds * 1000),
-        eject_reason=reason,
-        ramp_since_ms=None,
-    )
-    return _Step(window, state, 0, reason, dead=True)
+    probe_from = until - (cfg.window_s + 5) * 1000 if window.instance in c.renewed else None
+    state = replace(prev, state="ejected", ejections=times, ejected_until_ms=until, eject_reason=reason,
+                    ramp_since_ms=None, probe_from_ms=probe_from)
+    return _still_ejected(window, state, c) if probe_from else _Step(window, state, 0, reason, dead=True)
 
 
 def _still_ejected(window: InstanceWindow, prev: InstanceState, c: _Cycle) -> _Step:
     left = ((prev.ejected_until_ms or 0) - c.now_ms) / 1000
     reason = f"{prev.eject_reason}; {left:.0f} s left"
+    if prev.probe_from_ms is not None and c.now_ms < prev.probe_from_ms:
+        rest = (prev.probe_from_ms - c.now_ms) / 1000
+        return _Step(window, replace(prev, state="ejected", weight=0), 0, f"{reason}; no probe calls for {rest:.0f} s")
     return _Step(window, replace(prev, state="ejected"), 0, reason, dead=True)
 
 

@@ -104,6 +104,23 @@ def ejection_reason(window: InstanceWindow, fleet: Fleet, config: EngineConfig) 
     return None
 
 
+def probe_failure(window: InstanceWindow, config: EngineConfig) -> str | None:
+    """Why an instance whose ejection just ran out should stay out: its probe calls still fail.
+
+    Probed instances get ~probe_calls per window, too few for the ejection rules (eject_min_requests)
+    or even a cut (min_requests); recover_min_requests of them are enough to raise a weight, so they
+    are enough to refuse a return as well. With more calls the ordinary rules judge it.
+    """
+    calls = window.requests
+    if not config.recover_min_requests <= calls < config.eject_min_requests:
+        return None
+    success = _success(window)
+    if success >= config.eject_success_floor:
+        return None
+    floor = _pct(config.eject_success_floor)
+    return f"probe calls still failing: success {_pct(success)} < floor {floor} over {calls} calls"
+
+
 def ejection_cap(active_count: int, config: EngineConfig) -> int:
     """At most max_ejected_fraction of the active hosts, at least 1 once there are 2 hosts.
 

@@ -44,7 +44,10 @@ class SimInstance:
             return Result(ok=False, latency_s=REFUSED_S, reached=False)
         speed = self._fault.speed if self._fault and now >= self._fault_at else 1.0
         work = self._s.work_ms / 1000 * math.exp(self._rng.gauss(0, WORK_SIGMA)) / speed
-        wait = self._s.wait_ms / 1000 * math.exp(self._rng.gauss(0, WAIT_SIGMA))
+        if self._s.noise == "uniform":
+            wait = self._s.wait_ms / 1000 * self._rng.uniform(0.8, 1.2)
+        else:
+            wait = self._s.wait_ms / 1000 * math.exp(self._rng.gauss(0, WAIT_SIGMA))
         failed = self._rng.random() < self._s.noise_errors
         if fault and (fault.interface is None or fault.interface == interface):
             wait += fault.extra_ms / 1000

@@ -61,3 +61,21 @@ def test_every_state_has_a_reason_that_matches_what_was_applied() -> None:
                T0 + 30_000)
     ramping = by_name(back[0])[NAMES[0]]
     assert ramping.state == "slow_start" and f"at {ramping.weight}% of a 30 s ramp" in ramping.reason
+
+
+def test_an_ejection_that_ends_while_the_probe_calls_still_fail_is_renewed_and_rests() -> None:
+    ten = [f"10.0.1.{i}:80" for i in range(10)]
+    bad = ten[0]
+    first = run(lambda _: with_one(bad, ten, errors=200), 1, warm(ten).state, T0)[0]  # 1st ejection: 30 s
+    assert by_name(first)[bad].state == "ejected" and by_name(first)[bad].weight > 0  # probed
+    probed = with_one(bad, ten, requests=12, errors=9)  # what its probe calls show at the end: 25% success
+    renewed = compute_weights(probed, first.state, T0 + 30_000)
+    row = by_name(renewed)[bad]
+    assert row.state == "ejected"
+    assert row.reason.startswith("probe calls still failing: success 25.0% < floor 80.0% over 12 calls; "
+                                 "ejected 60 s (2nd time)")
+    assert row.weight == 0 and "no probe calls for 45 s" in row.reason  # rests until its last 15 s
+    later = compute_weights(probed, renewed.state, T0 + 30_000 + 46_000)
+    assert by_name(later)[bad].weight > 0 and "probe share" in by_name(later)[bad].reason
+    fine = compute_weights(with_one(bad, ten, requests=12, errors=0), first.state, T0 + 30_000)
+    assert by_name(fine)[bad].state == "slow_start"  # probe calls fine: it comes back as before
