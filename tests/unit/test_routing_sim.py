@@ -81,3 +81,12 @@ def test_time_to_react_needs_the_share_to_stay_down_and_false_ejections_count_fr
 def test_fault_phases_for_flapping() -> None:
     fault = Fault((2,), error_rate=0.5, period_s=10)
     assert [fault.active(t) for t in (-1, 0, 9.9, 10, 19.9, 20)] == [False, True, True, False, False, True]
+
+
+def test_the_realtime_check_states_its_tolerance() -> None:
+    from bench.realtime import agree
+    from bench.sim.measure import Figures
+
+    sim = Figures(0.010, 20.0, 24.0, 5.0, 0.0, 1000)
+    assert agree(Figures(0.014, 23.0, 45.0, 6.0, 0.0, 1000), sim) == []  # within 0.5 points, 5 ms + 25%, 15 ms + 50%
+    assert agree(Figures(0.030, 40.0, 120.0, 6.0, 0.0, 1000), sim) == ["error rate", "p50", "p99"]
