@@ -1,4 +1,7 @@
-"""What each `svcpulse` subcommand does; cli.py only declares the flags."""
+"""What each `svcpulse` subcommand does; cli.py only declares the flags.
+
+Each command imports what it needs inside its function (see cli.py: one role's extra is enough).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +9,12 @@ import argparse
 import datetime as dt
 import signal
 import threading
+from typing import TYPE_CHECKING
 
 from core.settings import Settings
-from pipeline import dlq as dead_letters
-from pipeline import events
-from pipeline.loader import Loader, LoaderConfig
-from pipeline.migrate import migrate as apply_migrations
-from pipeline.retention import apply_retention, retention_days
-from pipeline.store import Store, StoreError, open_store
-from svcpulse.services import ClickHouseServer, ServiceError, Tansu
+
+if TYPE_CHECKING:
+    from pipeline.store import Store
 
 
 class UserError(RuntimeError):
@@ -22,6 +22,8 @@ class UserError(RuntimeError):
 
 
 def _store(args: argparse.Namespace, settings: Settings) -> Store:
+    from pipeline.store import StoreError, open_store
+
     url = getattr(args, "store", None) or settings.store_url
     try:
         return open_store(url)
@@ -33,7 +35,14 @@ def _bootstrap(args: argparse.Namespace, settings: Settings) -> str:
     return getattr(args, "bootstrap", None) or settings.kafka_bootstrap
 
 
+def _max_age_s(settings: Settings) -> int:
+    """The oldest event the loader (and a DLQ replay) accepts: SVCPULSE_EVENT_MAX_AGE_S, else the retention."""
+    return settings.event_max_age_s or settings.retention_days_raw * 86_400
+
+
 def services(args: argparse.Namespace, settings: Settings) -> int:
+    from svcpulse.services import ClickHouseServer, ServiceError, Tansu
+
     managed = [Tansu(port=args.kafka_port or 19092, workdir=args.dir / "tansu"),
                ClickHouseServer(port=args.clickhouse_port or 19000, workdir=args.dir / "clickhouse")]
     try:
@@ -56,6 +65,9 @@ def services(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.migrate import migrate as apply_migrations
+    from pipeline.store import StoreError
+
     store = _store(args, settings)
     cluster = getattr(args, "cluster", None) or settings.clickhouse_cluster
     if cluster and store.dialect != "clickhouse":
@@ -71,6 +83,16 @@ def migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def load(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import metrics
+    from pipeline.loader import Loader, LoaderConfig
+    from svcpulse import loadgroup
+
+    try:
+        processes = loadgroup.count(args.processes or settings.loader_processes)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if processes > 1:
+        return loadgroup.run(args, processes)
     config = LoaderConfig(
         bootstrap=_bootstrap(args, settings),
         group_id=args.group or settings.group_id,
@@ -78,16 +100,17 @@ def load(args: argparse.Namespace, settings: Settings) -> int:
         batch_age_s=args.batch_age or settings.batch_age_s,
         partitions=settings.partitions,
         kafka_client=args.kafka_client or settings.kafka_client,
+        max_age_s=_max_age_s(settings),
+        max_future_s=settings.event_max_future_s,
+        stall_s=settings.loader_stall_s,
     )
     store = _store(args, settings)
-    if args.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(args.metrics_port, addr=args.metrics_host)
-        print(f"[load] metrics at http://{args.metrics_host}:{args.metrics_port}/metrics")
     loader = Loader(config, store)
+    if args.metrics_port:
+        metrics.serve(args.metrics_host, args.metrics_port, loader.progress.verdict)
+        print(f"[load] metrics at http://{args.metrics_host}:{args.metrics_port}/metrics, readiness at /readyz")
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: loader.stop())  # finish the batch, commit, leave the group
+        signal.signal(signum, lambda *_: loader.stop())  # finish the batch (one attempt), commit, leave
     print(f"[load] {config.bootstrap} ({config.kafka_client}) -> {store.dialect}:{store.database} "
           f"(batches of {config.batch_rows} rows or {config.batch_age_s} s); SIGTERM stops cleanly", flush=True)
     loader.run()
@@ -109,7 +132,33 @@ def api(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def weigh(args: argparse.Namespace, settings: Settings) -> int:
+    from weigh.worker import Worker
+
+    overrides = {"kafka_bootstrap": args.bootstrap, "store_url": args.store, "weigh_group_id": args.group}
+    settings = settings.model_copy(update={k: v for k, v in overrides.items() if v})
+    store = None if args.no_history else _store(args, settings)
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port, addr=args.metrics_host)
+        print(f"[weigh] metrics at http://{args.metrics_host}:{args.metrics_port}/metrics")
+    worker = Worker(settings, store)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: worker.stop())  # leave the group: the others take over at once
+    history = "no weight_history" if store is None else f"weight_history in {store.dialect}:{store.database}"
+    print(f"[weigh] {settings.kafka_bootstrap}: group {settings.weigh_group_id} on svcpulse.rpc -> "
+          f"svcpulse.weights every {settings.weigh_tick_s:g} s ({history}); SIGTERM stops cleanly", flush=True)
+    worker.run()
+    if store is not None:
+        store.close()
+    print(f"[weigh] stopped after {worker.events} events and {worker.ticks} ticks")
+    return 0
+
+
 def dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import dlq as dead_letters
+
     bootstrap = _bootstrap(args, settings)
     if args.action == "show":
         shown = list(dead_letters.read_dead_letters(bootstrap, None, limit=args.limit,
@@ -131,7 +180,8 @@ def dlq(args: argparse.Namespace, settings: Settings) -> int:
                       else dead_letters.read_dead_letters(bootstrap, dead_letters.REPLAY_GROUP,
                                                          client=settings.kafka_client))
             report = dead_letters.replay(bootstrap, source, requeue_invalid=not args.from_file,
-                                         client=settings.kafka_client)
+                                         client=settings.kafka_client, max_age_s=_max_age_s(settings),
+                                         max_future_s=settings.event_max_future_s)
         except (OSError, ValueError) as err:
             raise UserError(str(err)) from None
         print(report.summary())
@@ -139,6 +189,9 @@ def dlq(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def retention(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.retention import apply_retention, retention_days
+    from pipeline.store import StoreError
+
     keep = retention_days(settings.retention_days_raw, settings.retention_days_rollup,
                           settings.retention_days_load)
     store = _store(args, settings)
@@ -159,6 +212,8 @@ def retention(args: argparse.Namespace, settings: Settings) -> int:
 def schema(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
+    from pipeline import events
+
     args.dir.mkdir(parents=True, exist_ok=True)
     for kind in events.SCHEMAS:
         path = args.dir / f"{kind}.schema.json"
@@ -168,10 +223,12 @@ def schema(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def up(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.store import StoreError
     from svcpulse.embedded import run_embedded
+    from svcpulse.services import ServiceError
 
     try:
-        return run_embedded(args, stop=_stop_on_signals())
+        return run_embedded(args, stop=_stop_on_signals(), defaults=settings)
     except (ServiceError, StoreError, OSError) as err:  # OSError: a port in use
         raise UserError(str(err)) from None
 

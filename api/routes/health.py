@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import socket
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from api.deps import SettingsDep, StoreDep
+from pipeline.progress import loader_verdict
 from pipeline.store import StoreError
 
 router = APIRouter(tags=["health"])
@@ -23,6 +24,7 @@ class Readiness(BaseModel):
     status: str
     store: str
     broker: str
+    loader: str = "ok"  # "ok", or why loading counts as stalled (pipeline/progress.py)
 
 
 def broker_reachable(bootstrap: str, timeout_s: float = 1.0) -> str:
@@ -43,7 +45,8 @@ def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Readiness, summary="The store and the Kafka broker are reachable",
+@router.get("/readyz", response_model=Readiness, summary="The store and the Kafka broker are reachable and "
+            "loading is not stalled",
             responses={503: {"model": Readiness, "description": "a dependency is unreachable"}})
 def readyz(store: StoreDep, settings: SettingsDep) -> Response:
     try:
@@ -52,12 +55,15 @@ def readyz(store: StoreDep, settings: SettingsDep) -> Response:
     except StoreError as err:
         store_state = str(err)
     broker_state = broker_reachable(settings.kafka_bootstrap)
-    ready = store_state == "ok" and broker_state == "ok"
-    body = Readiness(status="ready" if ready else "not ready", store=store_state, broker=broker_state)
+    loader_state = loader_verdict(settings.kafka_client, settings.kafka_bootstrap, settings.group_id,
+                                  settings.loader_stall_s) if broker_state == "ok" else "ok"
+    ready = store_state == "ok" and broker_state == "ok" and loader_state == "ok"
+    body = Readiness(status="ready" if ready else "not ready", store=store_state, broker=broker_state,
+                     loader=loader_state)
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics (loader lag, rows/s, batches, DLQ, insert latency)",
+@router.get("/metrics", summary="Prometheus metrics of this API replica (feed freshness, lease, process)",
             response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
-def prometheus_metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+def prometheus_metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)

@@ -8,8 +8,12 @@ from typing import Any
 
 from clickhouse_driver import Client
 from clickhouse_driver.errors import Error as DriverError
+from clickhouse_driver.errors import ServerException, TooLargeStringSize, TypeMismatchError
 
-from pipeline.store import StoreError
+from pipeline.store import StoreError, is_data_error
+
+# Raised while encoding a block client-side: the value does not fit its column; nothing was sent.
+_ENCODE_ERRORS = (TypeMismatchError, TooLargeStringSize, TypeError, ValueError, OverflowError)
 
 
 class ClickHouseStore:
@@ -29,10 +33,13 @@ class ClickHouseStore:
         with self._lock:
             try:
                 return self._client.execute(sql, params, **kwargs)
-            except (DriverError, OSError, EOFError) as err:
+            except (DriverError, OSError, EOFError, *_ENCODE_ERRORS) as err:
                 self._client.disconnect()  # the next call reconnects
-                raise StoreError(f"ClickHouse {self._options['host']}:{self._options['port']}: "
-                                 f"{str(err).splitlines()[0][:300]}") from err
+                message = _describe(err)
+                rejected = isinstance(err, _ENCODE_ERRORS) or (
+                    isinstance(err, ServerException) and is_data_error(err.code, message))
+                raise StoreError(f"ClickHouse {self._options['host']}:{self._options['port']}: {message}",
+                                 rejected=rejected) from err
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return list(self._run(sql, params))
@@ -60,3 +67,14 @@ class ClickHouseStore:
     def close(self) -> None:
         with self._lock:
             self._client.disconnect()
+
+
+def _describe(err: Exception) -> str:
+    """One line: the server's code and first message line (its str() puts the message on line 2)."""
+    if isinstance(err, TooLargeStringSize):  # raised by the driver without a message
+        return "a string is longer than its FixedString column (TooLargeStringSize)"
+    if isinstance(err, ServerException):
+        lines = (err.message or "").strip().splitlines()
+        return f"Code: {err.code}. {lines[0] if lines else ''}"[:300]
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else type(err).__name__

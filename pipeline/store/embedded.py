@@ -7,6 +7,7 @@ order of magnitude faster than text formats.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,7 +16,9 @@ from typing import Any
 import pyarrow
 from clickhouse_driver.util.escape import escape_params
 
-from pipeline.store import StoreError
+from pipeline.store import StoreError, is_data_error
+
+_CODE = re.compile(r"Code: (\d+)")
 
 
 def substitute(sql: str, params: Mapping[str, Any] | None) -> str:
@@ -46,8 +49,8 @@ class ChdbStore:
         with self._lock:
             try:
                 result = self._session.query(sql, "ArrowTable")
-            except Exception as err:  # chdb raises plain RuntimeErrors for SQL errors
-                raise StoreError(f"chdb: {str(err).strip().splitlines()[0][:300]}") from err
+            except Exception as err:  # chdb raises plain RuntimeErrors ("Code: 27. DB::Exception: ...")
+                raise _store_error(err) from err
         return result if isinstance(result, pyarrow.Table) else pyarrow.table({})
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
@@ -58,7 +61,10 @@ class ChdbStore:
         return self._table(substitute(sql, params)).to_pylist()
 
     def insert(self, table: str, columns: Sequence[str], data: Sequence[Sequence[Any]]) -> None:
-        svcpulse_block = pyarrow.table(dict(zip(columns, data, strict=True)))  # noqa: F841 (read by name)
+        try:
+            svcpulse_block = pyarrow.table(dict(zip(columns, data, strict=True)))  # noqa: F841 (read by name)
+        except (pyarrow.ArrowException, OverflowError, TypeError) as err:  # a value Arrow cannot hold
+            raise StoreError(f"chdb: {err}", rejected=True) from err
         names = ", ".join(columns)
         self.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(svcpulse_block)")
 
@@ -71,3 +77,9 @@ class ChdbStore:
     def close(self) -> None:
         with self._lock:
             self._session.close()
+
+
+def _store_error(err: Exception) -> StoreError:
+    message = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+    code = _CODE.search(message)
+    return StoreError(f"chdb: {message}", rejected=is_data_error(int(code.group(1)) if code else None, message))
