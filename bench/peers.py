@@ -58,7 +58,8 @@ def main(scenario_names: str | None, workers: int | None) -> None:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     tables = "\n\n".join(report.table(s, policies, results) for s in scenarios)
     header = (f"Simulated: {len(scenarios)} scenarios x {len(policies)} policies x {len(SEED_OFFSETS)} seeds in "
-              f"{elapsed:.0f} s on {workers} processes (load average {load}). Cells: mean (min-max over seeds).")
+              f"{elapsed:.0f} s on {workers} process{'es' if workers > 1 else ''} (load average {load}). "
+              "Cells: mean (min-max over seeds).")
     text = f"{header}\n\n{report.summary(scenarios, results)}\n\n{tables}\n"
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "routing-peers.md").write_text(text)

@@ -61,3 +61,11 @@ def test_fast_failures_lower_the_all_calls_p99_but_not_the_p99_of_successful_cal
     measured = figures(Run("fail-stop", "round robin", 1, 0.0, 90.0, frozenset({"b"}), 1, 0.5, served + refused, []))
     assert round(measured.p99_ok_ms, 1) == 109.0  # the 99th percentile of what was served
     assert round(measured.p99_ms, 1) == 108.9 and measured.error_rate == 0.1  # failures pull the all-calls p99 down
+
+
+def test_a_few_percent_more_failures_do_not_excuse_a_peers_lower_p99() -> None:
+    # Every round robin seed fails more calls, but only 1.1x as many: no load shift worth the name.
+    table = results(MINE, seeds((0.0015, 0.0013, 0.0014), (51.0, 51.2, 51.4)))
+    table[("gray", CONTENDER)] = seeds((0.0012, 0.0012, 0.0012), (53.0, 53.2, 53.4))
+    latency = verdicts("gray", table)[1]
+    assert latency.best_peer == PEERS[0] and not latency.as_good and latency.traded is None
