@@ -22,6 +22,7 @@ def retention_days(raw_days: int, rollup_days: int, load_days: int) -> dict[str,
         "rpc_calls_1m": rollup_days,
         "rpc_calls_1h": rollup_days,
         "tcp_connections_1m": rollup_days,
+        "workloads_1m": rollup_days,
         "weight_history": rollup_days,
     }
 

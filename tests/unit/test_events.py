@@ -116,10 +116,12 @@ def test_dead_letter_keeps_original_bytes_exactly() -> None:
 
 
 @pytest.mark.parametrize("kind", list(events.SCHEMAS))
-def test_json_schema_lists_every_field_as_required(kind: str) -> None:
+def test_json_schema_lists_every_field_and_which_are_required(kind: str) -> None:
     schema = events.json_schema(kind)
-    assert schema["required"] == [f.name for f in events.SCHEMAS[kind]]
-    assert set(schema["properties"]) == set(schema["required"])
+    assert schema["required"] == [f.name for f in events.SCHEMAS[kind] if f.required]
+    assert list(schema["properties"]) == [f.name for f in events.SCHEMAS[kind]]
+    for field in events.SCHEMAS[kind]:
+        assert ("default" in schema["properties"][field.name]) == (not field.required)
 
 
 def test_the_contract_doc_lists_every_field() -> None:
