@@ -31,11 +31,14 @@ Row = tuple[Any, ...]
 
 def with_workload(kind: str, values: tuple[Any, ...]) -> tuple[Any, ...]:
     """The contract values with `workload`/`workload_kind` derived from the cgroup when the emitter left
-    them empty; unchanged otherwise (an emitter's own name, e.g. from Kubernetes, always wins)."""
+    them empty; unchanged otherwise (an emitter's own name, e.g. from Kubernetes, always wins). An rpc
+    event's cgroup is the one its process sees: "/" there means "inside a container's cgroup namespace",
+    not the host, so it names nothing."""
     cgroup_at, workload_at = _NAMED_AT[kind]
-    if values[workload_at] or not values[cgroup_at]:
+    cgroup = values[cgroup_at]
+    if values[workload_at] or not cgroup or (cgroup == "/" and kind == "rpc"):
         return values
-    return (*values[:workload_at], *names_of(values[cgroup_at]), *values[workload_at + 2:])
+    return (*values[:workload_at], *names_of(cgroup), *values[workload_at + 2:])
 
 
 def to_row(kind: str, event: events.Event, message: Message) -> Row:

@@ -69,3 +69,32 @@ def test_json_schema_exports_them_as_optional_with_defaults() -> None:
     assert "workload" not in schema["required"]
     assert schema["properties"]["workload"]["default"] == ""
     assert schema["properties"]["workload_kind"]["pattern"] == "^(?:[a-z][a-z0-9_-]*)?$"
+
+
+def test_root_is_the_host_for_collectors_but_names_nothing_in_an_rpc_event() -> None:
+    # tcp and load paths come from the host's cgroup2 mount; an interceptor in a container sees itself at "/"
+    assert stored("tcp", json.dumps(old_event("tcp", "/")).encode())["workload"] == "host"
+    row = stored("rpc", json.dumps(old_event("rpc", "/")).encode())
+    assert (row["workload"], row["workload_kind"]) == ("", "")
+
+
+def test_interceptors_report_the_configured_workload_or_their_cgroups(monkeypatch: pytest.MonkeyPatch) -> None:
+    from collectors.rpc import common
+
+    monkeypatch.setenv("SVCPULSE_WORKLOAD", "shop/checkout")
+    monkeypatch.setenv("SVCPULSE_WORKLOAD_KIND", "deployment")
+    common.own_workload.cache_clear()
+    try:
+        config = common.RpcConfig(service="shop.checkout")
+        event = common.build_event(config, caller="", callee="shop.checkout", interface="GET /x", instance="",
+                                   side="server", started=0.0, status="ok", code="200", version="")
+        assert (event["workload"], event["workload_kind"]) == ("shop/checkout", "deployment")
+        monkeypatch.delenv("SVCPULSE_WORKLOAD")
+        common.own_workload.cache_clear()
+        monkeypatch.setattr(common, "own_cgroup", lambda: "/system.slice/shop-checkout.service")
+        assert common.own_workload() == ("shop-checkout.service", "unit")
+        monkeypatch.setattr(common, "own_cgroup", lambda: "/")
+        common.own_workload.cache_clear()
+        assert common.own_workload() == ("", "")
+    finally:
+        common.own_workload.cache_clear()
