@@ -1,5 +1,6 @@
 # svcpulse images (docs/deploy.md). Two targets from one file:
-#   runtime   - svcpulse load / api / otlp / migrate / retention / dlq / collect load; runs as uid 10001
+#   runtime   - svcpulse load / weigh / api / otlp / migrate / retention / dlq / collect load; runs as uid 10001
+#               (extras loader, weigh, api, otlp: no chdb or pyarrow, which only `svcpulse up` needs)
 #   collector - runtime + Debian's bcc (python3-bpfcc) for `svcpulse collect tcp`; runs as root
 #               (eBPF needs CAP_BPF/CAP_PERFMON/CAP_SYS_ADMIN; the container is privileged anyway)
 #   docker build --target runtime   -t svcpulse/svcpulse:0.1.0 .
@@ -12,11 +13,12 @@ WORKDIR /src
 # Dependencies first (pinned in pyproject.toml), so code edits do not reinstall them.
 COPY pyproject.toml README.md ./
 RUN mkdir -p svcpulse && touch svcpulse/__init__.py \
- && /opt/svcpulse/bin/pip install . && /opt/svcpulse/bin/pip uninstall -y svcpulse
-COPY svcpulse svcpulse
+ && /opt/svcpulse/bin/pip install '.[loader,weigh,api,otlp]' && /opt/svcpulse/bin/pip uninstall -y svcpulse
 COPY core core
 COPY weights weights
+COPY weigh weigh
 COPY otlp otlp
+COPY svcpulse svcpulse
 COPY pipeline pipeline
 COPY collectors collectors
 COPY api api

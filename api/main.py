@@ -1,18 +1,28 @@
-"""create_app(): builds the FastAPI app; the lifespan opens the store (or uses one handed in)."""
+"""create_app(): builds the FastAPI app; the lifespan opens the store (or uses one handed in).
+
+The app serves; it computes no weights. Its lifespan starts the feed reader (api/weights/service.py),
+the lease candidacy (weigh/lease.py), and two loops that act only while this replica holds the
+lease: alarms (api/alarms/service.py) and the recording of the workers' intents (api/leader.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-import pipeline.metrics  # noqa: F401  (registers the loader's metrics so /metrics always lists them)
 from api import hardening
 from api.alarms.service import AlarmService
-from api.auth import Directory, load_users
+from api.auth import Directory, RoleRefused, load_users
+from api.control import ControlPublisher, ControlUnavailable, MirroringStore
+from api.leader import Leader
+from api.metrics import api_registry
 from api.queries.registry import held_roles
 from api.routes import (
     alarms,
@@ -28,10 +38,12 @@ from api.routes import (
     services,
     users,
     weights,
+    xds,
 )
 from api.weights.service import WeightService
 from core.settings import Settings
 from pipeline.store import Store, StoreError, open_store
+from weigh.lease import Lease
 
 DESCRIPTION = """svcpulse turns what services see of each other (eBPF TCP lifetimes, RPC calls, load)
 into routing weights, queries, capacity estimates and alarms."""
@@ -42,7 +54,16 @@ def _directory(settings: Settings, store: Store) -> Directory:
     try:
         return Directory(users, held_roles(store) if users else {})
     except StoreError:
-        return Directory(users)  # store down at start: file roles until an admin assigns again
+        return Directory(users)  # store down at start: file roles until svcpulse.control delivers them
+
+
+def _apply_roles(app: FastAPI, held: dict[str, str]) -> None:
+    """Held roles as svcpulse.control says (an admin's change on any replica), within the users file."""
+    directory: Directory = app.state.directory
+    for name, role in held.items():
+        # The users file no longer allows it (or no longer lists the user): the file wins.
+        with contextlib.suppress(KeyError, RoleRefused):
+            directory.assign(name, role)
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
@@ -52,31 +73,46 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
-        app.state.store = store or open_store(settings.store_url)
-        app.state.directory = _directory(settings, app.state.store)
-        app.state.weights = WeightService(app.state.store, settings)
-        app.state.alarms = AlarmService(app.state.store, settings)
-        loop_task = asyncio.create_task(app.state.weights.run(), name="weights")
-        alarm_task = asyncio.create_task(app.state.alarms.run(), name="alarms")
+        raw_store = store or open_store(settings.store_url)
+        publisher = ControlPublisher(settings.kafka_client, settings.kafka_bootstrap)
+        app.state.store = MirroringStore(raw_store, publisher)
+        app.state.directory = _directory(settings, raw_store)
+        app.state.lease = Lease(settings.kafka_client, settings.kafka_bootstrap, settings.lease_group_id,
+                                f"api-{socket.gethostname()}:{os.getpid()}:{id(app)}").start()
+        app.state.weights = WeightService(settings, raw_store, publisher, lambda held: _apply_roles(app, held))
+        app.state.alarms = AlarmService(app.state.store, settings, app.state.lease)
+        leader = Leader(app.state.store, app.state.weights, app.state.lease)
+        tasks = [asyncio.create_task(app.state.weights.run(), name="weights"),
+                 asyncio.create_task(app.state.alarms.run(), name="alarms"),
+                 asyncio.create_task(leader.run(), name="leader")]
         try:
             yield
         finally:
             app.state.weights.stop()
             app.state.alarms.stop()
-            # let a cycle in its thread finish with the store
-            await asyncio.wait_for(asyncio.gather(loop_task, alarm_task), timeout=60)
+            leader.stop()
+            # let a pass in its thread finish with the store
+            await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
+            await asyncio.to_thread(app.state.lease.stop)
+            publisher.close()
             if store is None:
-                app.state.store.close()
+                raw_store.close()
 
     app = FastAPI(title="svcpulse", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.metrics = api_registry(app.state)
     for module in (health, weights, registry, overrides, releases, users, audit,
                    services, series, connections, capacity, alarms, console):
         app.include_router(module.router)
+    app.include_router(xds.router)  # Envoy EDS, REST xDS v3 (docs/envoy.md)
     hardening.install(app, settings)
 
     @app.exception_handler(StoreError)
     async def store_unavailable(request: Request, exc: StoreError) -> JSONResponse:
         # The store being down is an outage, not a bug: say so without a stack trace.
         return JSONResponse({"detail": f"store unavailable: {exc}"}, status_code=503)
+
+    @app.exception_handler(ControlUnavailable)
+    async def control_unavailable(request: Request, exc: ControlUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
 
     return app

@@ -40,6 +40,7 @@ class FeedView:
     stale: bool = True  # no contact with the API within expiry_s (or never): weights are equal
     key: tuple[int, bool] = (0, True)
     states: Mapping[str, str] = field(default_factory=dict)
+    api_stale: bool = False  # the API said so: its store is unreachable, these are its last weights
 
 
 class WeightSource(Protocol):
@@ -83,6 +84,8 @@ class WeightFeedClient:
         self._fallback = tuple(fallback)
         self._clock = clock
         self._lock = threading.Lock()
+        self._news = threading.Condition(self._lock)  # notified on a new revision and on lost/regained contact
+        self._received = False
         self._view = FeedView(weights={})
         self._generation = 0
         self._last_contact: float | None = None
@@ -119,6 +122,27 @@ class WeightFeedClient:
         """True once a first feed has been received."""
         return self._ready.wait(timeout)
 
+    def latest(self) -> FeedView | None:
+        """The last feed received, exactly as received (never the equal fallback); None before the first.
+
+        For balancers that keep their last applied weights while the API is away (balancer/loop.py).
+        """
+        with self._lock:
+            return self._view if self._received else None
+
+    def wait_news(self, generation: int, timeout: float) -> None:
+        """Block until the revision moves past `generation` (FeedView.key[0]), contact is lost or
+        regained, or `timeout` passes; the caller re-reads what it needs."""
+        with self._news:
+            erring = bool(self.last_error)
+            self._news.wait_for(lambda: self._generation != generation or bool(self.last_error) != erring, timeout)
+
+    def contact_age_s(self) -> float | None:
+        """Seconds since the API last answered (200 or 304); None if it never has."""
+        with self._lock:
+            last = self._last_contact
+        return None if last is None else self._clock() - last
+
     def current(self) -> FeedView:
         with self._lock:
             view, last = self._view, self._last_contact
@@ -150,12 +174,20 @@ class WeightFeedClient:
                         # Unchanged: pace the next request, in case the server answers at once
                         # instead of holding the long-poll (at most one per min(1 s, wait_s)).
                         await asyncio.sleep(min(1.0, self.wait_s) - (loop.time() - started))
-                    delay, self.last_error = 0.0, ""  # in contact again
+                    delay = 0.0
+                    self._set_error("")  # in contact again
                 except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
                     # Unreachable, a bad status or a malformed body: keep what we have, back off.
-                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    self._set_error(f"{type(exc).__name__}: {exc}")
                     delay = min(self.max_backoff_s, max(0.25, delay * 2))
                     await asyncio.sleep(delay)
+
+    def _set_error(self, error: str) -> None:
+        with self._news:
+            flipped = bool(error) != bool(self.last_error)
+            self.last_error = error
+            if flipped:
+                self._news.notify_all()
 
     async def _poll(self, http: httpx.AsyncClient) -> bool:
         """One request; True if it brought a new revision."""
@@ -177,13 +209,17 @@ class WeightFeedClient:
         weights = {str(r["instance"]): int(r["weight"]) for r in rows}
         states = {str(r["instance"]): str(r.get("state", "")) for r in rows}
         revision = etag_revision or str(feed["revision"])
-        with self._lock:
-            changed = revision != self._view.revision
+        api_stale = bool(feed.get("stale", False))
+        with self._news:
+            changed = revision != self._view.revision or api_stale != self._view.api_stale
             if changed:
                 self._generation += 1
             key = (self._generation, False)
-            self._view = FeedView(weights, revision, str(feed.get("mode", "")), False, key, states)
+            self._view = FeedView(weights, revision, str(feed.get("mode", "")), False, key, states, api_stale)
             self._last_contact = self._clock()
+            self._received = True
+            if changed:
+                self._news.notify_all()
         self._ready.set()
         return changed
 

@@ -31,6 +31,7 @@ from pipeline.migrate import migrate
 from pipeline.store import Store, open_store
 from svcpulse.fleet import Call, EqualWeights, Fleet, Traffic
 from svcpulse.services import Tansu, free_port
+from weigh.worker import Worker
 
 
 def time_to_shift(traffic: Traffic, sick: str, before: float, fault_at: float, end: float) -> float | None:
@@ -78,13 +79,17 @@ def with_pipeline(body: Callable[[str, Store], None]) -> None:
         store = open_store(f"chdb://{tmp}/chdb/svcpulse")
         migrate(store, log=False)
         loader = Loader(LoaderConfig(bootstrap=broker.bootstrap, batch_age_s=0.5), store)
-        thread = threading.Thread(target=loader.run, daemon=True)
-        thread.start()
+        worker = Worker(Settings(kafka_bootstrap=broker.bootstrap), store)  # the weights, from the stream
+        threads = [threading.Thread(target=loader.run, daemon=True), threading.Thread(target=worker.run, daemon=True)]
+        for thread in threads:
+            thread.start()
         try:
             body(broker.bootstrap, store)
         finally:
             loader.stop()
-            thread.join(timeout=30)
+            worker.stop()
+            for thread in threads:
+                thread.join(timeout=30)
             store.close()
             broker.stop()
 
@@ -102,7 +107,8 @@ def main() -> None:
         with Fleet("bench.rr", bootstrap) as fleet:
             results["round robin"] = run("round robin", fleet, EqualWeights(fleet.addresses), args.warmup, args.measure)
         port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(Settings(feed_open=True), store=store), host="127.0.0.1",
+        app = create_app(Settings(feed_open=True, kafka_bootstrap=bootstrap), store=store)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1",
                                                port=port, log_level="warning"))
         api = threading.Thread(target=server.run, daemon=True)
         api.start()

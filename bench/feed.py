@@ -1,7 +1,8 @@
 """GET /v1/weights/{service} latency at a fixed request rate on loopback (p50 / p99), open loop.
 
 The API runs as its own process (`svcpulse api` on a chdb store, one uvicorn worker) serving a
-20-instance service. The load generator is a minimal asyncio HTTP/1.1 keep-alive client (httpx
+20-instance service whose feed a `svcpulse weigh` process publishes over a Tansu broker. The load
+generator is a minimal asyncio HTTP/1.1 keep-alive client (httpx
 would cost more CPU than the server on a 2-core box): request i is due at start + i/rate, and its
 latency counts from when it was due, so a server falling behind shows up (no coordinated omission).
 Runs once with the feed open and once with a viewer bearer token.
@@ -25,7 +26,7 @@ from pathlib import Path
 import httpx
 
 from api.auth import hash_token
-from svcpulse.services import free_port
+from svcpulse.services import Tansu, free_port
 
 SERVICE = "bench.feed"
 
@@ -64,7 +65,7 @@ def report(label: str, latencies: list[float], seconds: float) -> None:
           f"p99 {q[98]:6.2f} ms  max {max(latencies):7.2f} ms  ({len(latencies)} requests)", flush=True)
 
 
-def start_api(workdir: Path, token: str) -> tuple[subprocess.Popen[bytes], int]:
+def start_api(workdir: Path, token: str, bootstrap: str) -> tuple[subprocess.Popen[bytes], int]:
     users = {"users": [{"name": "bench", "roles": ["viewer", "operator"], "role": "operator",
                         "token_sha256": hash_token(token)}]}
     (workdir / "users.json").write_text(json.dumps(users))
@@ -73,7 +74,7 @@ def start_api(workdir: Path, token: str) -> tuple[subprocess.Popen[bytes], int]:
     subprocess.run([sys.executable, "-m", "svcpulse", "migrate", "--store", store], check=True, env=env,
                    stdout=subprocess.DEVNULL)
     api = subprocess.Popen([sys.executable, "-m", "svcpulse", "api", "--store", store, "--port", str(port),
-                            "--bootstrap", "127.0.0.1:1"], env=env, stdout=subprocess.DEVNULL)
+                            "--bootstrap", bootstrap], env=env, stdout=subprocess.DEVNULL)
     return api, port
 
 
@@ -84,7 +85,11 @@ def main() -> None:
     args = parser.parse_args()
     token = "bench-token"
     with tempfile.TemporaryDirectory() as tmp:
-        api, port = start_api(Path(tmp), token)
+        broker = Tansu(port=free_port(), workdir=Path(tmp) / "tansu")
+        broker.start()
+        weigh = subprocess.Popen([sys.executable, "-m", "svcpulse", "weigh", "--no-history", "--bootstrap",
+                                  broker.bootstrap], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        api, port = start_api(Path(tmp), token, broker.bootstrap)
         try:
             base, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}
             deadline = time.monotonic() + 30
@@ -108,8 +113,10 @@ def main() -> None:
                 latencies = asyncio.run(load(port, f"/v1/weights/{SERVICE}", headers, args.rate, args.seconds))
                 report(label, latencies, args.seconds)
         finally:
-            api.terminate()
-            api.wait(timeout=30)
+            for process in (api, weigh):
+                process.terminate()
+                process.wait(timeout=30)
+            broker.stop()
 
 
 if __name__ == "__main__":

@@ -1,19 +1,26 @@
-"""bench/loader: 1,000,000 rpc events from the broker into the ClickHouse 18.16 server.
+"""bench/loader: rpc events from the broker into the ClickHouse 18.16 server, two ways to measure.
 
-Starts a fresh Tansu broker and ClickHouse server on free loopback ports, runs `svcpulse load` as
-separate process(es) in one consumer group, offers the events with confluent-kafka at --rate per
-second (default 100,000, the target; 0 = as fast as possible), and prints:
-  - sustained events/s (first produce acknowledged -> last row visible in ClickHouse), and
-  - produce -> visible delay p50/p99 (a row's delay = when a poll first sees its offset minus when
-    the broker acknowledged it; polls every 100 ms).
-Target on a 2-core machine: >= 100,000 events/s and p99 <= 5 s.
-Usage: .venv/bin/python bench/loader.py [--events N] [--rate R] [--loaders N]
+Starts a fresh Tansu broker and ClickHouse server on free loopback ports.
+
+Default (delay): runs `svcpulse load` as separate process(es) in one consumer group, offers
+1,000,000 events with confluent-kafka at --rate per second (default 100,000; 0 = as fast as possible)
+and prints sustained events/s and produce -> visible delay p50/p99. Target: >= 100,000/s, p99 <= 5 s.
+
+--peer (issue 13): prefills the topic with --events contract rpc events (default 3,000,000), then
+drains that same topic three times into fresh databases: with ClickHouse's own Kafka engine + a
+materialized view (the peer, bench/kafka_engine.py), and with `svcpulse load` using each Kafka client.
+It prints each drain rate (rows/s from the consumer's start, group join included, until every row
+is visible; the same clock for all three) and ours / peer; the
+target is >= 1.0 with one loader process. Figures come with the load average: on a busy machine
+they are provisional.
+Usage: .venv/bin/python bench/loader.py [--peer] [--events N] [--rate R] [--loaders N]
                                         [--kafka-client kafka-python|confluent] [--batch-rows N]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -26,6 +33,7 @@ from confluent_kafka import Producer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.kafka_engine import KafkaEngineServer, start_engine, stop_engine
 from core.kafka import ensure_topics
 from pipeline import events
 from pipeline.migrate import migrate
@@ -44,7 +52,8 @@ def produce(bootstrap: str, total: int, acked: dict[int, list[float]], rate: flo
         if err is None:
             acked.setdefault(msg.partition(), []).append(time.monotonic())  # type: ignore[attr-defined]
 
-    payloads = [events.encode("rpc", rpc_event(i, ts_ms=1_764_000_000_000 + i)) for i in range(1000)]
+    now_ms = int(time.time() * 1000)
+    payloads = [events.encode("rpc", rpc_event(i, ts_ms=now_ms - 60_000 + i)) for i in range(1000)]
     started = time.monotonic()
     for i in range(total):
         if rate and i % 1000 == 0:
@@ -82,27 +91,85 @@ def watch(store_url: str, total: int, acked: dict[int, list[float]]) -> tuple[fl
     return time.monotonic(), delays
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--batch-rows", type=int, default=100_000)
-    parser.add_argument("--kafka-client", choices=("kafka-python", "confluent"), default="kafka-python")
-    parser.add_argument("--rate", type=float, default=100_000, help="events/s offered (0 = flood)")
-    parser.add_argument("--loaders", type=int, default=1, help="loader processes in the consumer group")
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench-loader-"))
-    broker, clickhouse = Tansu(port=free_port(), workdir=work / "tansu"), ClickHouseServer(port=free_port(),
-                                                                                           workdir=work / "ch")
-    broker.start()
-    clickhouse.start()
+def cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes used so far, from /proc."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def drain(store_url: str, total: int, started: float, deadline_s: float = 1800) -> float:
+    """Rows/s from `started` (the consumer's start: its group join included) until all `total` rows are
+    visible in rpc_calls (polled every 100 ms)."""
+    store = open_store(store_url)
+    deadline = time.monotonic() + deadline_s
+    while (visible := store.execute("SELECT count() FROM rpc_calls")[0][0]) < total:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"[bench/loader] only {visible:,} of {total:,} rows after {deadline_s:.0f} s")
+        time.sleep(0.1)
+    store.close()
+    return total / (time.monotonic() - started)
+
+
+def loaders(bootstrap: str, store_url: str, args: argparse.Namespace, client: str, group: str,
+            log: object) -> list[subprocess.Popen]:
+    return [subprocess.Popen([sys.executable, "-m", "svcpulse", "load", "--bootstrap", bootstrap, "--store",
+                              store_url, "--batch-rows", str(args.batch_rows), "--kafka-client", client,
+                              "--group", group], stdout=log, stderr=log)  # type: ignore[arg-type]
+            for _ in range(args.loaders)]
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.wait(60)
+
+
+def compare_with_peer(broker: Tansu, clickhouse: ClickHouseServer, args: argparse.Namespace, work: Path) -> None:
+    print(f"[bench/loader] prefilling {RPC} with {args.events:,} rpc events ...", flush=True)
+    produce(broker.bootstrap, args.events, {}, 0)
+    url = f"clickhouse://127.0.0.1:{clickhouse.port}"
+    migrate(peer := open_store(f"{url}/peer"), log=False)
+    print("[bench/loader] draining with ClickHouse's Kafka engine + materialized view (1 consumer) ...", flush=True)
+    server = [clickhouse.pid() or 0]
+    started, cpu_before = time.monotonic(), cpu_s(server)
+    start_engine(peer, broker.bootstrap, RPC, "bench-peer")
+    results = {"ClickHouse Kafka engine": (drain(f"{url}/peer", args.events, started),
+                                           cpu_s(server) - cpu_before, 0.0)}
+    stop_engine(peer)
+    log = (work / "loader.log").open("w")
+    for client in ("confluent", "kafka-python"):
+        database = f"ours_{client.replace('-', '_')}"
+        migrate(open_store(f"{url}/{database}"), log=False)
+        print(f"[bench/loader] draining with {args.loaders} `svcpulse load` process(es), {client} ...", flush=True)
+        started, server_before = time.monotonic(), cpu_s(server)
+        running = loaders(broker.bootstrap, f"{url}/{database}", args, client, f"bench-{client}", log)
+        try:
+            rate = drain(f"{url}/{database}", args.events, started)
+            results[f"svcpulse load, {client}"] = (rate, cpu_s(server) - server_before,
+                                                   cpu_s([p.pid for p in running]))
+        finally:
+            stop(running)
+    peer_rate = results["ClickHouse Kafka engine"][0]
+    print(f"events      {args.events:,} contract rpc events, prefilled, 4 partitions; "
+          f"{args.loaders} loader process(es)")
+    print(f"{'':<30} {'rows/s':>10} {'ratio':>6} {'CPU us/row: server':>19} {'loader':>7}")
+    for name, (rate, server_cpu, loader_cpu) in results.items():
+        print(f"{name:<30} {rate:>10,.0f} {rate / peer_rate:>6.2f} {server_cpu / args.events * 1e6:>19.1f} "
+              f"{loader_cpu / args.events * 1e6:>7.1f}")
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores "
+          "(figures are provisional when it is above ~1)")
+    print(f"loader log   {work / 'loader.log'}")
+
+
+def delay(broker: Tansu, clickhouse: ClickHouseServer, args: argparse.Namespace, work: Path) -> None:
     store_url = f"clickhouse://127.0.0.1:{clickhouse.port}/bench"
     migrate(open_store(store_url), log=False)
-    ensure_topics(broker.bootstrap, [RPC])
     log = (work / "loader.log").open("w")
-    loaders = [subprocess.Popen([sys.executable, "-m", "svcpulse", "load", "--bootstrap", broker.bootstrap,
-                                 "--store", store_url, "--batch-rows", str(args.batch_rows),
-                                 "--kafka-client", args.kafka_client], stdout=log, stderr=log)
-               for _ in range(args.loaders)]
+    running = loaders(broker.bootstrap, store_url, args, args.kafka_client, "svcpulse-loader", log)
     try:
         time.sleep(5 + 3 * args.loaders)  # group joins
         offered = f"{args.rate:,.0f}" if args.rate else "max"
@@ -121,12 +188,32 @@ def main() -> None:
         print(f"sustained load rate    {args.events / (ended - started):,.0f} events/s")
         print(f"produce->visible p50   {statistics.median(delays):.2f} s")
         print(f"produce->visible p99   {delays[int(len(delays) * 0.99)]:.2f} s")
+        print(f"load average           {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"loader log             {work / 'loader.log'}")
     finally:
-        for loader in loaders:
-            loader.terminate()
-        for loader in loaders:
-            loader.wait(60)
+        stop(running)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--peer", action="store_true", help="compare with ClickHouse's Kafka engine")
+    parser.add_argument("--events", type=int, help="default 1,000,000 (delay) or 3,000,000 (--peer)")
+    parser.add_argument("--batch-rows", type=int, default=100_000)
+    parser.add_argument("--kafka-client", choices=("kafka-python", "confluent"), default="kafka-python")
+    parser.add_argument("--rate", type=float, default=100_000, help="events/s offered (0 = flood)")
+    parser.add_argument("--loaders", type=int, default=1, help="loader processes in the consumer group")
+    args = parser.parse_args()
+    args.events = args.events or (3_000_000 if args.peer else 1_000_000)
+    work = Path(tempfile.mkdtemp(prefix="bench-loader-"))
+    broker = Tansu(port=free_port(), workdir=work / "tansu")
+    clickhouse = KafkaEngineServer(port=free_port(), workdir=work / "ch") if args.peer else ClickHouseServer(
+        port=free_port(), workdir=work / "ch")
+    broker.start()
+    clickhouse.start()
+    try:
+        ensure_topics(broker.bootstrap, [RPC])
+        (compare_with_peer if args.peer else delay)(broker, clickhouse, args, work)
+    finally:
         broker.stop()
         clickhouse.stop()
 

@@ -131,10 +131,12 @@ def main() -> None:
     common = ["--bootstrap", broker.bootstrap, "--store", store_url]
     loaders = [subprocess.Popen([sys.executable, "-m", "svcpulse", "load", *common, "--kafka-client",
                                  args.kafka_client], stdout=log, stderr=log) for _ in range(args.loaders)]
+    weigh = subprocess.Popen([sys.executable, "-m", "svcpulse", "weigh", *common], stdout=log, stderr=log)
+    loaders.append(weigh)  # stopped with the loaders
     api_port = free_port()
     api = subprocess.Popen([sys.executable, "-m", "svcpulse", "api", *common, "--port", str(api_port)],
                            stdout=log, stderr=log, env={"SVCPULSE_FEED_OPEN": "true", "PATH": "/usr/bin:/bin"})
-    processes = {**{f"loader{n}": p.pid for n, p in enumerate(loaders)}, "api": api.pid,
+    processes = {**{f"loader{n}": p.pid for n, p in enumerate(loaders[:-1])}, "weigh": weigh.pid, "api": api.pid,
                  "broker": broker.pid() or 0, "clickhouse": clickhouse.pid() or 0}
     try:
         while not port_open(api_port):

@@ -1,10 +1,10 @@
 """The one Kafka producer wrapper every collector sends through (kafka-python), plus a JSON-lines sink.
 
-`send()` validates and encodes with the contract (pipeline.events.encode; a bad event raises
-`Rejection` at once, in the caller, where the bug is) and appends to an in-memory queue; it never
-talks to Kafka. One shipper thread per sink takes batches from the head of that queue, produces
-them (key = the kind's KEY_FIELD value, so a key always lands on one partition, in order) and
-removes them only once Kafka acknowledged all of them.
+`send()` validates and encodes with the contract (collectors.encoding: the contract's checks run in
+C, and a bad event raises the contract's `Rejection` at once, in the caller, where the bug is) and
+appends to an in-memory queue; it never talks to Kafka. One shipper thread per sink takes batches
+from the head of that queue, produces them (key = the kind's KEY_FIELD value, so a key always lands
+on one partition, in order) and removes them only once Kafka acknowledged all of them.
 
 When a batch fails (broker gone, timeouts) and a spool directory is configured, the whole queue,
 the failed batch at its head, moves to the on-disk spool and every later event is appended behind
@@ -17,20 +17,28 @@ Without a spool the queue is bounded in memory and the newest events are dropped
 from __future__ import annotations
 
 import collections
+import contextlib
+import functools
 import itertools
 import logging
+import operator
 import threading
+import time
+import weakref
+from collections.abc import Iterator
 from typing import Any, Protocol, TextIO
 
-import orjson
 from prometheus_client import Counter
 
+from collectors.encoding import Packer, packer
 from collectors.producers import SinkOptions, deliver, new_producer
 from collectors.spool import Position, Record, Spool
-from pipeline.events import Event, encode
+from pipeline.events import Event
 from pipeline.topics import KEY_FIELD
 
 log = logging.getLogger("svcpulse.sink")
+_KIND = operator.attrgetter("kind")
+_record = functools.partial(tuple.__new__, Record)  # Record((kind, key, value)) without its Python __new__
 
 SENT = Counter("svcpulse_sink_sent", "Events acknowledged by Kafka (or written, for jsonl)", ["kind"])
 SPOOLED = Counter("svcpulse_sink_spooled", "Events written to the disk spool", ["kind"])
@@ -58,13 +66,19 @@ class _Counts:
             _METRICS[name].labels(kind=kind).inc(n)
 
     def add_records(self, name: str, records: list[Record]) -> None:
-        for kind, n in collections.Counter(r.kind for r in records).items():
+        for kind, n in collections.Counter(map(_KIND, records)).items():
             self.add(name, kind, n)
 
 
-def _key(kind: str, event: Event) -> bytes | None:
-    name = KEY_FIELD.get(kind)
-    return str(event.get(name, "")).encode() if name else None
+_PACKERS: dict[str, Packer] = {}
+
+
+def _pack(kind: str, event: Event) -> tuple[bytes | None, bytes]:
+    """(key, wire bytes) of an event, or the contract's Rejection (an unknown kind included)."""
+    pack = _PACKERS.get(kind)
+    if pack is None:
+        pack = _PACKERS.setdefault(kind, packer(kind, KEY_FIELD.get(kind)))
+    return pack(event)
 
 
 class JsonlSink:
@@ -74,7 +88,7 @@ class JsonlSink:
         self._stream, self._lock, self._counts = stream, threading.Lock(), _Counts()
 
     def send(self, kind: str, event: Event) -> None:
-        line = encode(kind, event).decode() + "\n"
+        line = _pack(kind, event)[1].decode() + "\n"
         with self._lock:
             self._stream.write(line)
             self._counts.add("sent", kind)
@@ -107,28 +121,33 @@ class KafkaSink:
                 on_drop=lambda kind, n: self._counts.add("dropped", kind, n),
             )
         )
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()  # send() takes it directly: `with` on a Condition is a Python call
+        self._cond = threading.Condition(self._lock)
         self._memory: collections.deque[Record] = collections.deque()
         self._spooling = bool(self._spool is not None and len(self._spool))  # an earlier run's leftovers
         self._inflight: list[Any] | None = None  # ["memory", n] or ["spool", Position]
         self._producer: Any = None
         self._healthy = True
         self._stopping = False
+        self._held = False  # a broker switch is under way: ship nothing until release()
+        self._reconnect = False  # the next delivery starts a fresh producer (the broker behind us changed)
         self._thread = threading.Thread(target=self._ship_loop, name="svcpulse-sink", daemon=True)
         self._thread.start()
+        _LIVE.add(self)
 
     # -- caller side -----------------------------------------------------------------------------
     def send(self, kind: str, event: Event) -> None:
-        record = Record(kind, _key(kind, event), encode(kind, event, orjson.dumps))
-        with self._cond:
-            if self._stopping:
+        record = _record((kind, *_pack(kind, event)))
+        with self._lock:
+            memory = self._memory
+            if not (self._spooling or self._stopping) and len(memory) < self.options.memory_queue:
+                memory.append(record)  # the common case: Kafka is there, the queue has room
+                if len(memory) == 1:
+                    self._cond.notify_all()
+            elif self._stopping:
                 self._counts.add("dropped", kind)
             elif self._spooling:
                 self._spool_append(record)
-            elif len(self._memory) < self.options.memory_queue:
-                self._memory.append(record)
-                if len(self._memory) == 1:
-                    self._cond.notify_all()
             elif self._spool is not None:
                 self._move_memory_to_spool()
                 self._spool_append(record)
@@ -156,6 +175,18 @@ class KafkaSink:
             if self._spool is not None:
                 self._spool.close()
         self._discard_producer()
+
+    def hold(self, timeout_s: float = 15.0) -> bool:
+        """Stop shipping: the batch in flight finishes (False if not within `timeout_s`), later events queue."""
+        with self._cond:
+            self._held = True
+            return self._cond.wait_for(lambda: self._inflight is None, timeout=timeout_s)
+
+    def release(self) -> None:
+        """Ship again, through a fresh producer (the broker generation behind the address changed)."""
+        with self._cond:
+            self._held, self._reconnect = False, True
+            self._cond.notify_all()
 
     def stats(self) -> dict[str, int]:
         with self._cond:
@@ -218,10 +249,10 @@ class KafkaSink:
         backoff = 0.0
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._stopping or not self._drained(), timeout=1.0)
+                self._cond.wait_for(lambda: self._stopping or not (self._held or self._drained()), timeout=1.0)
                 if self._stopping:  # close() flushed first; what is left stays for the spool
                     return
-                batch = self._take_batch()
+                batch = [] if self._held else self._take_batch()
                 if not batch:
                     self._cond.wait(timeout=0.1)
                     continue
@@ -236,9 +267,12 @@ class KafkaSink:
 
     def _deliver(self, batch: list[Record]) -> bool:
         """Produce the batch and wait for every acknowledgement; False on any failure."""
+        if self._reconnect:
+            self._reconnect = False
+            self._discard_producer()
         try:
             producer = self._producer or self._new_producer()
-            deliver(producer, self.options.kafka_client, batch, self.options.delivery_timeout_ms / 1000 + 2)
+            deliver(producer, batch, self.options.delivery_timeout_ms / 1000 + 2)
         except Exception as err:  # any client error means: not delivered, keep it, retry later
             if self._healthy:
                 log.warning("kafka at %s unavailable (%s); spooling", self.bootstrap_servers, err)
@@ -256,11 +290,29 @@ class KafkaSink:
 
     def _discard_producer(self) -> None:
         producer, self._producer = self._producer, None
-        if producer is not None and hasattr(producer, "close"):  # confluent's Producer has no close()
-            try:
-                producer.close(timeout=0)
-            except Exception:  # closing a broken client must not take the shipper down
-                log.debug("producer close failed", exc_info=True)
+        if producer is not None:
+            producer.close(timeout_s=0)  # never raises (core.kafka's contract)
+
+
+_LIVE: weakref.WeakSet[KafkaSink] = weakref.WeakSet()  # every open KafkaSink of this process
+
+
+@contextlib.contextmanager
+def sinks_held(bootstrap_servers: str, timeout_s: float = 15.0) -> Iterator[int]:
+    """Hold every KafkaSink of this process that ships to `bootstrap_servers` (yields how many), then
+    release them: the embedded broker switches generations inside, with no batch in flight."""
+    sinks = [sink for sink in list(_LIVE) if sink.bootstrap_servers == bootstrap_servers and not sink._stopping]
+    for sink in sinks:
+        sink.hold(timeout_s=0)  # every sink stops taking batches at once ...
+    deadline = time.monotonic() + timeout_s
+    for sink in sinks:  # ... then each in-flight batch is waited for
+        if not sink.hold(timeout_s=max(deadline - time.monotonic(), 0)):
+            log.warning("a batch to %s is still in flight at the broker switch; it is retried after", bootstrap_servers)
+    try:
+        yield len(sinks)
+    finally:
+        for sink in sinks:
+            sink.release()
 
 
 def open_sink(bootstrap_servers: str, spool_dir: str | None = None, **opts: Any) -> KafkaSink:

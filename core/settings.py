@@ -18,8 +18,11 @@ class Settings(BaseSettings):
     clickhouse_cluster: str = Field("", description="ClickHouse cluster (remote_servers name): migrate creates "
                                     "Replicated tables ON CLUSTER and Distributed tables over the sharded ones")
     kafka_client: Literal["kafka-python", "confluent"] = Field(
-        "kafka-python", description="Kafka client of the loader and the collectors' sink: kafka-python or "
-        "confluent (librdkafka: faster, less CPU)")
+        "kafka-python", description="Kafka client of the loader: kafka-python or confluent (librdkafka: faster, "
+        "less CPU)")
+    sink_kafka_client: Literal["kafka-python", "confluent"] = Field(
+        "confluent", description="Kafka client of the collectors' sink (collect tcp/load, interceptors): confluent "
+        "(librdkafka, ~5x less CPU per event: docs/sink.md) or kafka-python")
     kafka_security_protocol: str = Field("PLAINTEXT", description="Kafka security: PLAINTEXT, SSL, "
                                          "SASL_PLAINTEXT or SASL_SSL (every client: loader, sink, API, tools)")
     kafka_ssl_cafile: str = Field("", description="CA bundle that signed the Kafka brokers' certificates")
@@ -40,6 +43,9 @@ class Settings(BaseSettings):
     batch_rows: int = Field(100_000, ge=1, description="flush a batch at this many rows")
     batch_age_s: float = Field(1.0, gt=0, description="flush a batch at this age (seconds)")
     partitions: int = Field(4, ge=1, description="partitions of topics the loader creates")
+    broker_roll_mb: int = Field(0, ge=0, description="`svcpulse up`: roll the embedded broker to a fresh "
+                                "generation when its memory passes this many MB, e.g. 256 (0 = never; experimental: "
+                                "docs/operations.md)")
     api_host: str = Field("127.0.0.1", description="API listen address")
     api_port: int = Field(8000, ge=1, le=65535, description="API listen port")
     retention_days_raw: int = Field(7, ge=1, description="days kept in raw tables")
@@ -47,8 +53,19 @@ class Settings(BaseSettings):
     retention_days_load: int = Field(30, ge=1, description="days kept in instance_load")
     users_file: str = Field("", description="users, the roles each may hold, sha256 token hashes (JSON or TOML)")
     feed_open: bool = Field(False, description="serve the weight feed and other reads without a token")
-    weights_interval_s: float = Field(2.0, gt=0, le=5, description="recompute weights this often (at most 5 s)")
+    weights_interval_s: float = Field(2.0, gt=0, le=5, description="one weight cycle (at most 5 s): "
+                                      "weight_history rows, heartbeats and staleness are counted in cycles")
     weights_window_s: int = Field(10, ge=2, le=300, description="sliding window of calls the weights judge")
+    weigh_group_id: str = Field("svcpulse-weigh", description="Kafka consumer group of the `svcpulse weigh` "
+                                "workers (services are sharded by partition of svcpulse.rpc)")
+    weigh_tick_s: float = Field(0.5, ge=0.05, le=5, description="a weigh worker steps the engine this often and "
+                                "publishes a service's feed as soon as its weights change")
+    weights_heartbeat_cycles: int = Field(2, ge=1, le=10, description="an unchanged feed is published again "
+                                          "every N cycles (a heartbeat: readers see it is current)")
+    weights_stale_cycles: int = Field(3, ge=2, le=100, description="a feed older than N cycles is served "
+                                      "marked stale, with the reason (never emptied)")
+    lease_group_id: str = Field("svcpulse-leader", description="Kafka consumer group whose one member holds "
+                                "the lease for work done once: alarms, webhooks, canary aborts, discovery rows")
     forget_instance_s: int = Field(300, ge=10, description="an unregistered instance leaves the feed this long "
                                    "after its last call")
     canary_error_margin: float = Field(0.02, ge=0, le=1, description="abort a gray release when the canary's "
@@ -68,6 +85,8 @@ class Settings(BaseSettings):
     write_rate_per_minute: float = Field(120.0, gt=0, description="writes per minute per caller (token or address)")
     write_burst: int = Field(30, ge=1, description="writes a caller may make at once before the rate applies (429)")
     token: str = Field("", description="bearer token `svcpulse balancer` sends to the API (a viewer's)")
+    xds_open: bool = Field(False, description="serve Envoy's REST EDS (POST /v3/discovery:endpoints) without a "
+                           "token: Envoy's REST xDS client cannot send one")
     api_token: str = Field("", description="viewer token Grafana's Infinity datasource sends to the API "
                            "(`dashboards push`)")
     clickhouse_password: str = Field("", description="password of Grafana's ClickHouse datasource (`dashboards push`)")

@@ -6,6 +6,11 @@ TCP = "svcpulse.tcp"
 RPC = "svcpulse.rpc"
 LOAD = "svcpulse.load"
 DLQ = "svcpulse.dlq"
+# The control plane (docs/weights.md, "Topology"): feeds by service (compacted), control-table rows and
+# intents (compacted), and the 1-partition topic whose one consumer-group member holds the lease.
+WEIGHTS = "svcpulse.weights"
+CONTROL = "svcpulse.control"
+LEADER = "svcpulse.leader"
 
 KIND_BY_TOPIC: dict[str, str] = {TCP: "tcp", RPC: "rpc", LOAD: "load", DLQ: "dlq"}
 TOPIC_BY_KIND: dict[str, str] = {kind: topic for topic, kind in KIND_BY_TOPIC.items()}

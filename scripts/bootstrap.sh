@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything svcpulse needs on a fresh Debian 12 machine (as root), idempotently:
-#   - Debian packages: ClickHouse 18.16 server, bcc/eBPF tooling, HAProxy, Chromium
+#   - Debian packages: ClickHouse 18.16 server, bcc/eBPF tooling, HAProxy, nginx, docker-compose (to
+#     validate the compose files; no engine), Chromium
 #   - a virtualenv at .venv with the pinned Python dependencies and the project itself
 #   - the Debian `bcc` module linked into the venv, kernel headers linked for bcc
 #   - Node.js (Debian's, when no node is installed) and the npm packages of the OTLP tests' Node service
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 log() { echo "[bootstrap] $*"; }
 
-APT_PACKAGES=(clickhouse-server clickhouse-client haproxy chromium chromium-driver
+APT_PACKAGES=(clickhouse-server clickhouse-client haproxy nginx chromium chromium-driver
               bpfcc-tools python3-bpfcc libbpf-tools linux-headers-amd64 bpftool kmod iproute2
               docker-compose)  # docker-compose: `config -q` checks the compose files offline (no engine)
 
@@ -58,6 +59,9 @@ install_venv() {
     log "installing Python dependencies into .venv (chdb is ~500 MB: about a minute)"
     .venv/bin/pip install -q --upgrade pip
     .venv/bin/pip install -q -e ".[dev]"
+    # xds-protos (dev: Envoy's messages, for the EDS checks) ships an old copy of opentelemetry-proto's
+    # modules at the same paths; whichever pip installs last wins. Put the pinned opentelemetry-proto back.
+    .venv/bin/pip install -q --no-deps --force-reinstall "$(grep -o 'opentelemetry-proto==[0-9.]*' pyproject.toml)"
     rm -f .venv/.installed-*; touch "$stamp"
   else
     log "Python dependencies present"

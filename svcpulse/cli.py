@@ -1,20 +1,22 @@
-"""The `svcpulse` command: one entry point, a subcommand per job (see docs/cli.md for examples)."""
+"""The `svcpulse` command: one entry point, a subcommand per job (see docs/cli.md for examples).
+
+Imports are lazy: a command loads only the modules it runs, so a node installed with one role's
+extra (e.g. `pip install 'svcpulse[collector]'` for `svcpulse collect tcp`) never imports chdb,
+pyarrow, FastAPI or the ClickHouse driver. Subcommands whose flags live in their own module
+(collect, balancer, dashboards) are configured only when chosen on the command line.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from balancer import haproxy
-from collectors import load as load_sampler
-from collectors import tcplife
 from core.settings import Settings
-from dashboards import build as dashboard_build
-from dashboards import push as dashboard_push
-from otlp import command as otlp_command
 from svcpulse import commands
 
 EPILOG = "Every command prints what it does; see docs/cli.md for worked examples."
@@ -37,7 +39,28 @@ def _kafka_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers; default $SVCPULSE_KAFKA_BOOTSTRAP")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _metrics_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metrics-port", type=int, default=0,
+                        help="serve /metrics (Prometheus), /readyz and /healthz on this port")
+    parser.add_argument("--metrics-host", default="127.0.0.1",
+                        help="metrics listen address (0.0.0.0 in a container, for the scraper)")
+
+
+def _module_command(module: str) -> Callable[[argparse.Namespace, Settings], int]:
+    """run(args) of a module imported only when its command runs."""
+    return lambda args, _: importlib.import_module(module).run(args)
+
+
+def _configure(parser: argparse.ArgumentParser, module: str, argv: Sequence[str] | None, *path: str) -> None:
+    """Add the module's flags when the command line chose this subcommand (argv None: every one)."""
+    if argv is None or list(path) == [a for a in argv if not a.startswith("-")][: len(path)]:
+        importlib.import_module(module).configure(parser)
+    else:  # not chosen: parse anything, it is never run
+        parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; given the command line, only the chosen subcommand's module is imported."""
     parser = argparse.ArgumentParser(prog="svcpulse", description=__doc__, epilog=EPILOG)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -79,10 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Kafka client library (default kafka-python; confluent is faster)")
     load.add_argument("--processes", help="loader processes in the consumer group: N or auto (one per core); "
                       "default $SVCPULSE_LOADER_PROCESSES (1)")
-    load.add_argument("--metrics-port", type=int, default=0,
-                      help="serve /metrics (Prometheus), /readyz and /healthz on this port")
-    load.add_argument("--metrics-host", default="127.0.0.1",
-                      help="metrics listen address (0.0.0.0 in a container, for the scraper)")
+    _metrics_flags(load)
 
     api = _add(sub, "api", "serve the HTTP API (weights, queries, console, /metrics)",
                "svcpulse api --port 8000 --store clickhouse://127.0.0.1:19000/svcpulse", commands.api)
@@ -91,9 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host", help="listen address (default 127.0.0.1)")
     api.add_argument("--port", type=int, help="listen port (default 8000)")
 
+    weigh = _add(sub, "weigh", "compute routing weights from the rpc stream and publish them to svcpulse.weights",
+                 "svcpulse weigh --bootstrap 127.0.0.1:19092 --store clickhouse://127.0.0.1:19000/svcpulse",
+                 commands.weigh)
+    _kafka_flags(weigh)
+    _store_flags(weigh)
+    weigh.add_argument("--group", help="consumer group of the workers (default svcpulse-weigh)")
+    weigh.add_argument("--no-history", action="store_true", help="do not write weight_history (no ClickHouse)")
+    _metrics_flags(weigh)
+
     otlp = _add(sub, "otlp", "receive OpenTelemetry traces (OTLP/HTTP and gRPC) as rpc events (docs/otlp.md)",
-                "svcpulse otlp --host 0.0.0.0 --bootstrap 127.0.0.1:19092", otlp_command.run)
-    otlp_command.configure(otlp)
+                "svcpulse otlp --host 0.0.0.0 --bootstrap 127.0.0.1:19092", _module_command("otlp.command"))
+    _configure(otlp, "otlp.command", argv, "otlp")
 
     dlq = _add(sub, "dlq", "inspect, export or replay dead-lettered messages",
                "svcpulse dlq export --out dead.jsonl && svcpulse dlq replay --from-file dead.jsonl",
@@ -116,35 +145,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     balancer = sub.add_parser("balancer", help="keep a load balancer's weights in step with the feed")
     kinds = balancer.add_subparsers(dest="balancer", required=True, metavar="KIND")
-    haproxy_parser = _add(kinds, "haproxy", "set HAProxy server weights from the feed (runtime API socket)",
-                          "svcpulse balancer haproxy --api http://127.0.0.1:8000 --service shop.cart "
-                          "--socket /run/haproxy/admin.sock --backend cart", lambda args, _: haproxy.run(args))
-    haproxy.configure(haproxy_parser)
+    for module, name, summary, example in (
+        ("balancer.haproxy", "haproxy", "set HAProxy server weights from the feed (runtime API socket; "
+         "docs/haproxy.md)", "--socket /run/haproxy/admin.sock --backend cart"),
+        ("balancer.nginx", "nginx", "write an nginx upstream block from the feed, test, reload (docs/nginx.md)",
+         "--upstream cart --file /etc/nginx/svcpulse/cart.conf"),
+        ("balancer.caddy", "caddy", "set a Caddy reverse_proxy's weights through its admin API (docs/caddy.md)",
+         "--admin http://127.0.0.1:2019 --handler cart"),
+        ("balancer.envoy", "envoy-eds", "write an EDS file for Envoy's filesystem config source (docs/envoy.md)",
+         "--file /etc/envoy/eds/shop.cart.json")):
+        kind = _add(kinds, name, summary, f"svcpulse balancer {name} --api http://127.0.0.1:8000 "
+                    f"--service shop.cart {example}", _module_command(module))
+        _configure(kind, module, argv, "balancer", name)
 
     collect = sub.add_parser("collect", help="run a collector on this node (eBPF TCP, cgroup load)")
     collectors = collect.add_subparsers(dest="collector", required=True, metavar="COLLECTOR")
     tcp_parser = _add(collectors, "tcp", "record every TCP connection with eBPF (root; see docs/collect-tcp.md)",
-                      "svcpulse collect tcp --output jsonl", lambda args, _: tcplife.run(args))
-    tcplife.configure(tcp_parser)
+                      "svcpulse collect tcp --output jsonl", _module_command("collectors.tcplife"))
+    _configure(tcp_parser, "collectors.tcplife", argv, "collect", "tcp")
     load_parser = _add(collectors, "load", "sample CPU and memory per cgroup and host (docs/collect-load.md)",
                        "svcpulse collect load --output jsonl --interval 5 --count 1",
-                       lambda args, _: load_sampler.run(args))
-    load_sampler.configure(load_parser)
+                       _module_command("collectors.load"))
+    _configure(load_parser, "collectors.load", argv, "collect", "load")
 
     boards = sub.add_parser("dashboards", help="Grafana dashboards as code: build the JSON, push it to Grafana")
     actions = boards.add_subparsers(dest="dashboards", required=True, metavar="ACTION")
     build = _add(actions, "build", "write the dashboard JSON and Grafana provisioning files (docs/dashboards.md)",
-                 "svcpulse dashboards build --out dashboards/", lambda args, _: dashboard_build.run(args))
-    dashboard_build.configure(build)
+                 "svcpulse dashboards build --out dashboards/", _module_command("dashboards.build"))
+    _configure(build, "dashboards.build", argv, "dashboards", "build")
     push = _add(actions, "push", "install the dashboards (and datasources) into a Grafana with grafana-client",
                 "svcpulse dashboards push --url http://127.0.0.1:3000 --token $GRAFANA_TOKEN",
-                lambda args, _: dashboard_push.run(args))
-    dashboard_push.configure(push)
+                _module_command("dashboards.push"))
+    _configure(push, "dashboards.push", argv, "dashboards", "push")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args: Any = build_parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for chatty in ("kafka", "httpx", "httpcore"):  # one line per request or poll drowns what matters

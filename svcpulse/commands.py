@@ -1,4 +1,7 @@
-"""What each `svcpulse` subcommand does; cli.py only declares the flags."""
+"""What each `svcpulse` subcommand does; cli.py only declares the flags.
+
+Each command imports what it needs inside its function (see cli.py: one role's extra is enough).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +9,12 @@ import argparse
 import datetime as dt
 import signal
 import threading
+from typing import TYPE_CHECKING
 
 from core.settings import Settings
-from pipeline import dlq as dead_letters
-from pipeline import events, metrics
-from pipeline.loader import Loader, LoaderConfig
-from pipeline.migrate import migrate as apply_migrations
-from pipeline.retention import apply_retention, retention_days
-from pipeline.store import Store, StoreError, open_store
-from svcpulse import loadgroup
-from svcpulse.services import ClickHouseServer, ServiceError, Tansu
+
+if TYPE_CHECKING:
+    from pipeline.store import Store
 
 
 class UserError(RuntimeError):
@@ -23,6 +22,8 @@ class UserError(RuntimeError):
 
 
 def _store(args: argparse.Namespace, settings: Settings) -> Store:
+    from pipeline.store import StoreError, open_store
+
     url = getattr(args, "store", None) or settings.store_url
     try:
         return open_store(url)
@@ -40,6 +41,8 @@ def _max_age_s(settings: Settings) -> int:
 
 
 def services(args: argparse.Namespace, settings: Settings) -> int:
+    from svcpulse.services import ClickHouseServer, ServiceError, Tansu
+
     managed = [Tansu(port=args.kafka_port or 19092, workdir=args.dir / "tansu"),
                ClickHouseServer(port=args.clickhouse_port or 19000, workdir=args.dir / "clickhouse")]
     try:
@@ -62,6 +65,9 @@ def services(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.migrate import migrate as apply_migrations
+    from pipeline.store import StoreError
+
     store = _store(args, settings)
     cluster = getattr(args, "cluster", None) or settings.clickhouse_cluster
     if cluster and store.dialect != "clickhouse":
@@ -77,6 +83,10 @@ def migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def load(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import metrics
+    from pipeline.loader import Loader, LoaderConfig
+    from svcpulse import loadgroup
+
     try:
         processes = loadgroup.count(args.processes or settings.loader_processes)
     except ValueError as err:
@@ -122,7 +132,33 @@ def api(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def weigh(args: argparse.Namespace, settings: Settings) -> int:
+    from weigh.worker import Worker
+
+    overrides = {"kafka_bootstrap": args.bootstrap, "store_url": args.store, "weigh_group_id": args.group}
+    settings = settings.model_copy(update={k: v for k, v in overrides.items() if v})
+    store = None if args.no_history else _store(args, settings)
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port, addr=args.metrics_host)
+        print(f"[weigh] metrics at http://{args.metrics_host}:{args.metrics_port}/metrics")
+    worker = Worker(settings, store)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: worker.stop())  # leave the group: the others take over at once
+    history = "no weight_history" if store is None else f"weight_history in {store.dialect}:{store.database}"
+    print(f"[weigh] {settings.kafka_bootstrap}: group {settings.weigh_group_id} on svcpulse.rpc -> "
+          f"svcpulse.weights every {settings.weigh_tick_s:g} s ({history}); SIGTERM stops cleanly", flush=True)
+    worker.run()
+    if store is not None:
+        store.close()
+    print(f"[weigh] stopped after {worker.events} events and {worker.ticks} ticks")
+    return 0
+
+
 def dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import dlq as dead_letters
+
     bootstrap = _bootstrap(args, settings)
     if args.action == "show":
         shown = list(dead_letters.read_dead_letters(bootstrap, None, limit=args.limit,
@@ -153,6 +189,9 @@ def dlq(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def retention(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.retention import apply_retention, retention_days
+    from pipeline.store import StoreError
+
     keep = retention_days(settings.retention_days_raw, settings.retention_days_rollup,
                           settings.retention_days_load)
     store = _store(args, settings)
@@ -173,6 +212,8 @@ def retention(args: argparse.Namespace, settings: Settings) -> int:
 def schema(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
+    from pipeline import events
+
     args.dir.mkdir(parents=True, exist_ok=True)
     for kind in events.SCHEMAS:
         path = args.dir / f"{kind}.schema.json"
@@ -182,10 +223,12 @@ def schema(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def up(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.store import StoreError
     from svcpulse.embedded import run_embedded
+    from svcpulse.services import ServiceError
 
     try:
-        return run_embedded(args, stop=_stop_on_signals())
+        return run_embedded(args, stop=_stop_on_signals(), defaults=settings)
     except (ServiceError, StoreError, OSError) as err:  # OSError: a port in use
         raise UserError(str(err)) from None
 

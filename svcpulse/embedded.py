@@ -1,7 +1,8 @@
 """`svcpulse up`: the whole system in one process on embedded defaults.
 
-A Tansu broker as a child process, chdb as the store, the loader and the API in-process, and the
-demo fleet generating traffic. Ctrl-C (or --duration) stops everything in reverse order.
+A Tansu broker as a child process, chdb as the store, and in-process the same components a
+production deployment runs as services: the loader, a weigh worker (svcpulse weigh) and the API,
+plus the demo fleet generating traffic. Ctrl-C (or --duration) stops everything in reverse order.
 """
 
 from __future__ import annotations
@@ -13,16 +14,20 @@ import threading
 import time
 
 import uvicorn
+from prometheus_client import start_http_server
 
 from api.auth import write_demo_users
 from api.main import create_app
+from collectors.sink import sinks_held
 from core.settings import Settings
 from otlp import command as otlp_command
 from pipeline.loader import Loader, LoaderConfig
 from pipeline.migrate import migrate
 from pipeline.store import Store, open_store
 from svcpulse.demo import DemoFleet
-from svcpulse.services import ServiceError, Tansu, free_port
+from svcpulse.rolling_broker import RollingBroker
+from svcpulse.services import ServiceError, free_port
+from weigh.worker import Worker
 
 log = logging.getLogger("svcpulse.up")
 
@@ -37,28 +42,36 @@ def _thread(name: str, target: object) -> threading.Thread:
     return thread
 
 
-def run_embedded(args: argparse.Namespace, stop: threading.Event) -> int:
+def run_embedded(args: argparse.Namespace, stop: threading.Event, defaults: Settings) -> int:
     """Start everything, wait for `stop` (or --duration), stop everything in reverse order, even on errors."""
     data_dir = args.data_dir.resolve()
     _say(f"data in {data_dir}")
     with contextlib.ExitStack() as running:  # callbacks run last-registered first
-        broker = Tansu(port=free_port(), workdir=data_dir / "tansu")
-        _say(f"starting the Kafka-protocol broker (Tansu) on {broker.bootstrap} ...")
-        broker.start(die_with_parent=True)  # even a kill -9 of this process must not leave it behind
+        broker = RollingBroker(data_dir / "tansu", defaults.broker_roll_mb)
+        broker.set_hold(lambda: sinks_held(broker.bootstrap))  # in-process producers wait out a roll
+        _say(f"starting the Kafka-protocol broker (Tansu) on {broker.bootstrap}"
+             + (f", rolled to a fresh generation above {defaults.broker_roll_mb} MB ..." if defaults.broker_roll_mb
+                else " (never rolled: SVCPULSE_BROKER_ROLL_MB=0) ..."))
+        broker.start()  # its processes die with this one, even on kill -9
         running.callback(broker.stop)
         store_url = f"chdb://{data_dir}/chdb/svcpulse"
         _say(f"opening the embedded store {store_url} ...")
         store = open_store(store_url)
         running.callback(store.close)
         migrate(store)
-        loader = Loader(LoaderConfig(bootstrap=broker.bootstrap, batch_age_s=1.0), store)
+        loader = Loader(LoaderConfig(bootstrap=broker.bootstrap, group_id=defaults.group_id, batch_age_s=1.0), store)
         running.callback(_thread("loader", loader.run).join, 30)
         running.callback(loader.stop)
         port = args.port or free_port()
         token = write_demo_users(data_dir / "users.json")  # a fresh demo token each run; only its hash is kept
         settings = Settings(kafka_bootstrap=broker.bootstrap, store_url=store_url, api_host=args.host,
                             api_port=port, users_file=str(data_dir / "users.json"), feed_open=True)
+        worker = Worker(settings, store)
+        running.callback(_thread("weigh", worker.run).join, 30)
+        running.callback(worker.stop)
         base = _serve_api(settings, store, running)
+        metrics_port = free_port()
+        start_http_server(metrics_port, addr=args.host)  # the loader's and the weigh worker's series
         if not args.no_otlp:  # OpenTelemetry SDKs of any language feed the same tables (docs/otlp.md)
             otlp = running.enter_context(otlp_command.embedded(settings.model_copy(update={
                 "otlp_open": True, "otlp_host": args.host, "otlp_http_port": args.otlp_http_port,
@@ -71,7 +84,8 @@ def run_embedded(args: argparse.Namespace, stop: threading.Event) -> int:
             _say("demo fleet: shop.frontend -> shop.checkout (3 instances, one sick), shop.catalog (2, one "
                  f"canary), routed by the weight feed; TCP collector {demo.tcp_collector}")
         _say(f"web console  {base}/")
-        _say(f"API docs     {base}/docs      metrics {base}/metrics")
+        _say(f"API docs     {base}/docs      metrics {base}/metrics (API), "
+             f"http://{args.host}:{metrics_port}/metrics (loader, weigh)")
         _say(f"weight feed  {base}/v1/weights (open); writes: -H 'Authorization: Bearer {token}' (demo admin)")
         _say("Ctrl-C stops everything" + (f"; stopping by itself after {args.duration:g} s" if args.duration else ""))
         stop.wait(args.duration or None)

@@ -178,6 +178,20 @@ class Tansu(_Process):
                 "--storage-engine", "memory://tansu/"]
 
 
+@dataclass
+class TansuProxy(Tansu):
+    """Tansu's Kafka-protocol proxy: clients connect here, it forwards to `origin` and advertises itself
+    (metadata and coordinator answers name this port), so clients never learn the broker's own port."""
+
+    name: str = "tansu-proxy"
+    origin: str = ""  # host:port of the broker behind it
+
+    def command(self) -> list[str]:
+        url = f"tcp://127.0.0.1:{self.port}"
+        return [str(tansu_binary()), "proxy", "--listener-url", url, "--advertised-listener-url", url,
+                "--origin-url", f"tcp://{self.origin}"]
+
+
 _CLICKHOUSE_CONFIG = """<?xml version="1.0"?>
 <yandex>
   <logger><level>warning</level><log>{dir}/clickhouse-server.log</log>

@@ -1,9 +1,13 @@
-"""The alarm loop: every `alarm_interval_s`, judge the last complete minute of every rule's series.
+"""The alarm loop: the lease holder judges the last complete minute of every rule's series.
 
-Runs as one asyncio task in the API's lifespan; each pass runs in a worker thread (the store is
-synchronous). Rules come from the rules file (read-only) and from the API (stored in alarm_rules).
-Current states live in memory and are restored at start from the newest alarm_history row of each
-rule, so a restart neither re-fires nor forgets. `clock` is an attribute so tests can move time.
+Runs as one asyncio task in every API replica's lifespan; each pass runs in a worker thread (the
+store is synchronous). Only the replica holding the lease (weigh/lease.py) evaluates, records
+transitions in alarm_history and sends webhooks; the others refresh rules and states from the store
+so any replica answers GET /v1/alarms. A new lease term restores the states from the newest
+alarm_history row of each rule (no re-fire, nothing forgotten) and delivers the transitions its
+predecessor recorded but did not notify (alarm_notifications). Rules come from the rules file
+(read-only) and from the API (stored in alarm_rules, re-read every pass). `clock` is an attribute so
+tests can move time.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from api.series import COUNT_METRICS, build_series
 from api.timerange import Window
 from core.settings import Settings
 from pipeline.store import Store, StoreError
+from weigh.lease import Lease
 
 log = logging.getLogger("svcpulse.alarms")
+REDELIVER_S = 3600  # undelivered webhooks are retried for an hour
 
 
 class RuleConflict(ValueError):
@@ -33,8 +39,8 @@ class RuleConflict(ValueError):
 
 
 class AlarmService:
-    def __init__(self, store: Store, settings: Settings) -> None:
-        self.store, self.settings = store, settings
+    def __init__(self, store: Store, settings: Settings, lease: Lease) -> None:
+        self.store, self.settings, self.lease = store, settings, lease
         text = Path(settings.alarm_rules_file).read_text() if settings.alarm_rules_file else '{"rules": []}'
         self.file_rules = {r.id: r for r in parse_rules_file(text)}
         self.api_rules: dict[str, RuleSpec] = {}
@@ -44,21 +50,20 @@ class AlarmService:
         self.clock = time.time
         self._lock = threading.Lock()  # states and rules change in the loop's thread and in handlers
         self._stopping = asyncio.Event()
-        # At once, so the first request already sees stored rules; if the store is down, each pass retries.
-        self._restored = self._restore()
+        self._gone: dict[str, RuleSpec] = {}  # API rules deleted since start, for resolving them
+        self._term = 0  # the lease term this replica last evaluated in
+        self._due = 0.0  # monotonic time of the next evaluation (holder) or refresh (others)
+        with contextlib.suppress(StoreError):  # at once, so the first request already sees stored rules
+            self._restore()
 
-    def _restore(self) -> bool:
-        """API rules and the states they were left in, from the store; False if the store is down."""
-        try:
-            rules = aq.stored_rules(self.store)
-            states = aq.last_states(self.store)
-        except StoreError as err:
-            log.warning("alarm rules/states not restored yet: %s", err)
-            return False
+    def _restore(self) -> None:
+        """API rules and the states they were left in, from the store."""
+        rules, states = aq.stored_rules(self.store), aq.last_states(self.store)
         with self._lock:
-            self.api_rules = {r.id: r for r in rules if r.id not in self.file_rules}
+            fresh = {r.id: r for r in rules if r.id not in self.file_rules}
+            self._gone.update({i: r for i, r in self.api_rules.items() if i not in fresh})
+            self.api_rules = fresh
             self.states = {rule_id: self._state_of(row) for rule_id, row in states.items()}
-        return True
 
     @staticmethod
     def _state_of(row: dict[str, Any]) -> dict[str, Any]:
@@ -75,16 +80,33 @@ class AlarmService:
     async def run(self) -> None:
         while not self._stopping.is_set():
             try:
-                self._restored = self._restored or await asyncio.to_thread(self._restore)
-                await asyncio.to_thread(self.evaluate_once)
+                await asyncio.to_thread(self.pass_once)
             except StoreError as err:  # an outage is not a crash: try again next pass
                 self.last_error = str(err)
                 log.warning("alarms not evaluated: %s", err)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.settings.alarm_interval_s)
+                await asyncio.wait_for(self._stopping.wait(), min(1.0, self.settings.alarm_interval_s))
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def pass_once(self) -> None:
+        """Holder: evaluate when due (at once in a new term). Others: refresh what they show."""
+        if not self.lease.held():
+            if time.monotonic() >= self._due:
+                self._restore()
+                self._due = time.monotonic() + min(self.settings.alarm_interval_s, 5.0)
+            return
+        if self._term != self.lease.term:
+            self._restore()
+            self._due, self._term = 0.0, self.lease.term
+            log.info("alarm evaluation taken over (lease term %d)", self._term)
+        if time.monotonic() >= self._due:
+            self._due = time.monotonic() + self.settings.alarm_interval_s
+            self._restore()
+            self._resolve_deleted()
+            self.evaluate_once()
+            self.deliver_pending()
 
     def evaluate_once(self) -> list[Verdict]:
         """Judge the last complete minute of every rule; record and notify the transitions."""
@@ -121,9 +143,35 @@ class AlarmService:
             self.states[rule.id] = {"state": verdict.state, "since_ms": since, "minute_ms": verdict.minute * 1000,
                                     "value": verdict.value, "reference": verdict.reference,
                                     "message": verdict.message}
-        if verdict.transition and self.settings.alarm_webhook_url:
-            webhook.send(self.settings.alarm_webhook_url, webhook.payload(rule, verdict, since or 0),
-                         self.settings.alarm_webhook_timeout_s)
+        if verdict.transition:
+            self._notify(rule.id, since or 0, webhook.payload(rule, verdict, since or 0))
+
+    def _notify(self, rule_id: str, at_ms: int, body: dict[str, Any]) -> None:
+        """Send the webhook and record the delivery (a failed one is retried by deliver_pending)."""
+        url = self.settings.alarm_webhook_url
+        if not url or webhook.send(url, body, self.settings.alarm_webhook_timeout_s):
+            aq.record_delivery(self.store, rule_id, at_ms, body["state"])
+
+    def deliver_pending(self) -> None:
+        """Transitions recorded but not delivered (the receiver was down, or the last holder died)."""
+        since_ms = int(self.clock() * 1000) - REDELIVER_S * 1000
+        for row in aq.undelivered(self.store, since_ms):
+            rule = self.rules().get(row["rule_id"], (None, ""))[0]
+            self._notify(row["rule_id"], row["ts_ms"], webhook.payload_of_row(row, rule))
+
+    def _resolve_deleted(self) -> None:
+        """A rule deleted while firing is resolved (recorded and notified) so receivers can close it."""
+        current = self.rules()
+        for rule_id, state in list(self.states.items()):
+            if rule_id in current or state.get("state") != "firing":
+                continue
+            rule = self._gone.get(rule_id) or RuleSpec(id=rule_id, metric="rps", kind="max", threshold=0.0,
+                                                       description="a rule deleted before this replica saw it")
+            minute = int(self.clock()) // 60 * 60 - 60
+            self._apply(rule, Verdict(minute, state.get("value"), state.get("reference"), None, "ok",
+                                      "resolved", "rule deleted"))
+            with self._lock:
+                self.states.pop(rule_id, None)
 
     def put_rule(self, rule: RuleSpec, who: str) -> None:
         if rule.id in self.file_rules:
@@ -133,7 +181,7 @@ class AlarmService:
             self.api_rules[rule.id] = rule
 
     def delete_rule(self, rule_id: str, who: str) -> RuleSpec:
-        """Remove an API rule; a firing one is resolved (recorded and notified) so receivers can close it."""
+        """Remove an API rule; the lease holder resolves it if it was firing."""
         if rule_id in self.file_rules:
             raise RuleConflict(f"rule {rule_id!r} comes from the rules file; remove it there")
         with self._lock:
@@ -143,10 +191,4 @@ class AlarmService:
         aq.write_rule(self.store, rule_id, None, who)
         with self._lock:
             self.api_rules.pop(rule_id, None)
-        current = self.states.get(rule_id, {})
-        if current.get("state") == "firing":
-            minute = int(self.clock()) // 60 * 60 - 60
-            self._apply(rule, Verdict(minute, current.get("value"), current.get("reference"), None, "ok",
-                                      "resolved", f"rule deleted by {who}"))
-        self.states.pop(rule_id, None)
         return rule

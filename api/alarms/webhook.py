@@ -1,7 +1,9 @@
 """The webhook notifier: one JSON POST per transition (fired or resolved) to the configured URL.
 
-Delivery is at most once (one attempt, logged on failure): the alarm history in ClickHouse is the
-record; the webhook is the nudge. The payload is described in docs/alarms.md.
+Only the lease holder sends (api/alarms/service.py). Each delivery is recorded in
+alarm_notifications; a failed one (receiver down) is retried every pass for an hour, and a holder
+that takes over sends what its predecessor recorded but did not deliver. The payload's `id` is the
+same on every attempt, for receivers that deduplicate. The payload is described in docs/alarms.md.
 """
 
 from __future__ import annotations
@@ -17,12 +19,24 @@ log = logging.getLogger("svcpulse.alarms")
 
 
 def payload(rule: RuleSpec, verdict: Verdict, at_ms: int) -> dict[str, Any]:
-    return {"rule_id": rule.id, "state": "firing" if verdict.transition == "fired" else "resolved",
+    """`id` (rule and transition time) is the same on every delivery of one transition: receivers may
+    deduplicate on it (a holder that dies between sending and recording a delivery sends it again)."""
+    return {"id": f"{rule.id}@{at_ms}", "rule_id": rule.id,
+            "state": "firing" if verdict.transition == "fired" else "resolved",
             "at_ms": at_ms, "minute_ms": verdict.minute * 1000, "metric": rule.metric, "kind": rule.kind,
             "against": rule.against if rule.kind.startswith("wave") else None, "threshold": rule.threshold,
             "value": verdict.value, "reference": verdict.reference,
             "labels": {k: v for k, v in rule.filters().items() if v is not None},
             "message": verdict.message, "description": rule.description}
+
+
+def payload_of_row(row: dict[str, Any], rule: RuleSpec | None) -> dict[str, Any]:
+    """The payload of a transition read back from alarm_history (a delivery retried later)."""
+    verdict = Verdict(row["minute_ms"] // 1000, row["value"], row["reference"], None,
+                      "firing" if row["state"] == "firing" else "ok",
+                      "fired" if row["state"] == "firing" else "resolved", row["message"])
+    stand_in = RuleSpec(id=row["rule_id"], metric="rps", kind="max", threshold=row["threshold"])
+    return payload(rule or stand_in, verdict, row["ts_ms"])
 
 
 def send(url: str, body: dict[str, Any], timeout_s: float) -> bool:

@@ -33,6 +33,21 @@ def record_transition(store: Store, rule: RuleSpec, verdict: Verdict) -> int:
     return now
 
 
+def undelivered(store: Store, since_ms: int) -> list[dict[str, Any]]:
+    """Transitions since since_ms whose webhook was not recorded as sent, oldest first."""
+    return store.query(
+        "SELECT ts_ms, rule_id, state, minute_ms, value, reference, threshold, message FROM alarm_history "
+        "WHERE ts >= toDateTime(%(since_s)s) AND ts_ms >= %(since_ms)s AND (rule_id, ts_ms) NOT IN "
+        "(SELECT rule_id, at_ms FROM alarm_notifications WHERE at_ms >= %(since_ms)s) ORDER BY ts_ms",
+        {"since_s": since_ms // 1000, "since_ms": since_ms})
+
+
+def record_delivery(store: Store, rule_id: str, at_ms: int, state: str) -> None:
+    now = stamp_ms()
+    row = [now // 1000, rule_id, at_ms, state, now]
+    store.insert("alarm_notifications", ("ts", "rule_id", "at_ms", "state", "sent_ms"), [[v] for v in row])
+
+
 def last_states(store: Store) -> dict[str, dict[str, Any]]:
     """rule id -> its newest history row (the state it was left in)."""
     rows = store.query("SELECT rule_id, state, ts_ms, minute_ms, value, reference, message FROM alarm_history "

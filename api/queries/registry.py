@@ -90,9 +90,14 @@ def write_release(store: Store, row: Mapping[str, Any]) -> None:
     _insert_rows(store, "releases", RELEASE_COLUMNS, [row])
 
 
+def held_role_rows(store: Store) -> list[dict[str, Any]]:
+    """The newest assignment per user: {user, role, changed_ms, changed_by}."""
+    return store.query("SELECT user, role, changed_ms, changed_by FROM user_roles "
+                       "ORDER BY changed_ms DESC LIMIT 1 BY user")
+
+
 def held_roles(store: Store) -> dict[str, str]:
-    rows = store.query("SELECT user, role FROM user_roles ORDER BY changed_ms DESC LIMIT 1 BY user")
-    return {r["user"]: r["role"] for r in rows}
+    return {r["user"]: r["role"] for r in held_role_rows(store)}
 
 
 def write_held_role(store: Store, user: str, role: str, changed_by: str) -> None:

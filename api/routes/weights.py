@@ -22,7 +22,7 @@ IfNoneMatch = Annotated[str | None, Header(description='"<revision>" from an ear
 _FEED_RESPONSES: dict[int | str, dict[str, Any]] = {
     304: {"description": "unchanged since If-None-Match"},
     404: {"description": "unknown service"},
-    503: {"description": "weights not computed yet"},
+    503: {"description": "the feed is not loaded yet (this replica is reading svcpulse.weights)"},
 }
 
 
@@ -34,7 +34,7 @@ async def _serve(weights: WeightService, service: str | None, wait_s: float, if_
     """200 with the feed and its ETag, or 304 when If-None-Match still names the current revision."""
     if not weights.ready:
         why = f" ({weights.last_error})" if weights.last_error else ""
-        raise HTTPException(503, f"weights not computed yet: the first cycle is pending{why}")
+        raise HTTPException(503, f"weight feed not loaded yet: reading svcpulse.weights{why}")
     if service is not None and service not in weights.feeds:
         raise HTTPException(404, f"unknown service {service!r}: not registered and no calls seen recently")
     seen = _etag_revision(if_none_match)

@@ -246,6 +246,9 @@ class ConfluentProducer(Producer):
             "message.timeout.ms": tuning.delivery_timeout_ms,
             "queue.buffering.max.messages": tuning.queue_max_messages,
             "reconnect.backoff.max.ms": 2000,
+            # Kafka's default (Java, kafka-python) key -> partition: a service's rpc events land on one
+            # partition whichever client produced them (the weigh workers shard services by it).
+            "partitioner": "murmur2_random",
             "delivery.report.only.error": True,  # no Python callback per acknowledged message
             "on_delivery": self._delivered,
             **KafkaSecurity.current().librdkafka(),

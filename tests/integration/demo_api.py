@@ -23,7 +23,7 @@ from pipeline.store import Store
 from svcpulse.services import Tansu
 from tests.integration.demo_events import backfill, call, loads
 from tests.integration.helpers import LoaderThread, count, produce, wait_for
-from tests.integration.weights_helpers import auth, serve, write_users
+from tests.integration.weights_helpers import auth, serve, weigh_worker, write_users
 
 LIVE_CALLS_PER_S = 20
 
@@ -59,8 +59,8 @@ def demo_api(tmp_path: Path, broker: Tansu, store: Store, minutes: int = 20,
     stop = threading.Event()
     live = threading.Thread(target=_live, args=(broker.bootstrap, stop), name="demo-live", daemon=True)
     settings = Settings(users_file=str(write_users(tmp_path / "users.json")), weights_interval_s=1.0,
-                        feed_open=feed_open)
-    with LoaderThread(broker.bootstrap, store, group_id=f"demo-{tmp_path.name}"):
+                        feed_open=feed_open, kafka_bootstrap=broker.bootstrap)
+    with LoaderThread(broker.bootstrap, store, group_id=f"demo-{tmp_path.name}"), weigh_worker(settings, store):
         produce(broker.bootstrap, history)
         live.start()
         try:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from confluent_kafka import Producer
@@ -17,8 +20,9 @@ from pipeline.topics import KEY_FIELD, TOPIC_BY_KIND
 
 def produce(bootstrap: str, items: Iterable[tuple[str, Any]], compression: str = "none") -> int:
     """Produce (kind, event-or-raw-bytes) with confluent-kafka: a client independent of the loader's."""
+    # murmur2_random: Kafka's default (Java) partitioner, which the weigh workers' sharding assumes.
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "queue.buffering.max.messages": 500_000,
-                         "compression.type": compression})
+                         "compression.type": compression, "partitioner": "murmur2_random"})
     sent = 0
     for kind, item in items:
         if isinstance(item, bytes):
@@ -34,6 +38,31 @@ def produce(bootstrap: str, items: Iterable[tuple[str, Any]], compression: str =
         sent += 1
     assert producer.flush(60) == 0, "messages left unsent"
     return sent
+
+
+@contextmanager
+def webhook_receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A small real HTTP server collecting the JSON bodies POSTed to it: (its URL, the bodies)."""
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.25) -> None:

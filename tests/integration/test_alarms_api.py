@@ -5,9 +5,7 @@ states, roles, and a restart that keeps API rules."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,8 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from core.settings import Settings
 from pipeline.store import Store
-from tests.integration.helpers import wait_for
+from svcpulse.services import Tansu
+from tests.integration.helpers import wait_for, webhook_receiver
 from tests.integration.query_data import insert_direct, minute_t, rpc
 from tests.integration.weights_helpers import auth, write_users
 
@@ -29,25 +28,8 @@ API_RULE = {"id": "cart-p99", "metric": "latency_p99", "kind": "max", "threshold
 
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A small real HTTP server collecting the JSON bodies POSTed to it."""
-    received: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
+    with webhook_receiver() as found:
+        yield found
 
 
 def known_minutes(store: Store, t: int) -> list[int]:
@@ -73,12 +55,13 @@ def judge(client: TestClient, minute: int) -> dict[str, dict[str, Any]]:
 
 
 def test_rules_fire_and_resolve_once_with_webhooks_and_history(
-        tmp_path: Path, ch_store: Store, receiver: tuple[str, list[dict[str, Any]]]) -> None:
+        tmp_path: Path, broker: Tansu, ch_store: Store, receiver: tuple[str, list[dict[str, Any]]]) -> None:
     url, received = receiver
     rules_file = tmp_path / "rules.json"
     rules_file.write_text(json.dumps({"rules": [FILE_RULE]}))
     settings = Settings(feed_open=True, users_file=str(write_users(tmp_path / "users.json")),
-                        alarm_rules_file=str(rules_file), alarm_interval_s=0.05, alarm_webhook_url=url)
+                        alarm_rules_file=str(rules_file), alarm_interval_s=0.05, alarm_webhook_url=url,
+                        kafka_bootstrap=broker.bootstrap)
     minutes = known_minutes(ch_store, minute_t() - 600)
     with TestClient(create_app(settings, store=ch_store)) as client:
         assert client.post("/v1/alarms/rules", json={**API_RULE, "why": "t"}, headers=auth("vic")).status_code == 403
@@ -86,6 +69,7 @@ def test_rules_fire_and_resolve_once_with_webhooks_and_history(
         assert bad.status_code == 422 and "kind" in bad.text
         added = client.post("/v1/alarms/rules", json={**API_RULE, "why": "p99 SLO"}, headers=auth("olga"))
         assert added.status_code == 201, added.text
+        wait_for(client.app.state.lease.held, 30, "the alarm lease")  # type: ignore[attr-defined]
 
         states = [judge(client, m) for m in minutes]
         assert [s["cart-p99"]["state"] for s in states] == ["firing", "ok", "ok", "ok"]

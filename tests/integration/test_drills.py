@@ -29,7 +29,7 @@ from pipeline.store import Store
 from svcpulse.services import ClickHouseServer, Tansu, free_port, port_open
 from tests.factories import rpc_event
 from tests.integration.helpers import LoaderThread, count, produce, wait_for
-from tests.integration.weights_helpers import auth, insert_rpc, serve, write_users
+from tests.integration.weights_helpers import auth, send_rpc, serve, weigh_worker, write_users
 from tests.integration.weights_helpers import rpc_event as feed_event
 
 pytestmark = pytest.mark.services
@@ -70,40 +70,45 @@ def test_hostile_events_all_end_in_the_dlq_and_the_loader_keeps_going(broker: Ta
     assert all(d["reason"] for d in dead), reasons
 
 
-def _api_process(clickhouse: ClickHouseServer, database: str, users: Path, port: int) -> subprocess.Popen:
-    env_args = ["--store", f"clickhouse://127.0.0.1:{clickhouse.port}/{database}", "--port", str(port)]
+def _api_process(broker: Tansu, clickhouse: ClickHouseServer, database: str, users: Path,
+                 port: int) -> subprocess.Popen:
+    env_args = ["--store", f"clickhouse://127.0.0.1:{clickhouse.port}/{database}", "--port", str(port),
+                "--bootstrap", broker.bootstrap]
     return subprocess.Popen([sys.executable, "-m", "svcpulse", "api", *env_args],
                             env={"SVCPULSE_USERS_FILE": str(users), "SVCPULSE_FEED_OPEN": "true",
                                  "PATH": "/usr/bin:/bin"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def test_balancers_keep_routing_while_the_api_restarts(clickhouse: ClickHouseServer, ch_store: Store,
-                                                       tmp_path: Path) -> None:
+def _calls_keep_coming(bootstrap: str, service: str, instances: list[str], stop: threading.Event) -> None:
+    """The feed judges the last seconds: keep them populated."""
+    while not stop.wait(0.5):
+        now = int(time.time() * 1000)
+        send_rpc(bootstrap, [feed_event(service, a, ts_ms=now - i) for a in instances for i in range(20)])
+
+
+def test_balancers_keep_routing_while_the_api_restarts(broker: Tansu, clickhouse: ClickHouseServer,
+                                                       ch_store: Store, tmp_path: Path) -> None:
     instances = ["10.9.0.1:80", "10.9.0.2:80"]
     stop = threading.Event()
-
-    def calls_keep_coming() -> None:  # the feed judges the last seconds: keep them populated
-        while not stop.wait(0.5):
-            now = int(time.time() * 1000)
-            insert_rpc(ch_store, [feed_event("drill.svc", a, ts_ms=now - i) for a in instances for i in range(20)])
-
-    feeder = threading.Thread(target=calls_keep_coming, daemon=True)
+    feeder = threading.Thread(target=_calls_keep_coming, args=(broker.bootstrap, "drill.svc", instances, stop),
+                              daemon=True)
     feeder.start()
     users, port = write_users(tmp_path / "users.json"), free_port()
-    api = _api_process(clickhouse, ch_store.database, users, port)
+    api = _api_process(broker, clickhouse, ch_store.database, users, port)
     try:
-        wait_for(lambda: port_open(port), 30, "the API")
-        with WeightFeedClient(f"http://127.0.0.1:{port}", "drill.svc", wait_s=2, expiry_s=120) as feed:
-            assert feed.wait_ready(30)
-            balancer = Balancer(feed, picker="swrr")
-            api.kill()
-            api.wait()
-            wait_for(lambda: feed.last_error, 30, "the client to notice the API is gone")
-            picked = Counter(balancer.pick() for _ in range(200))  # the API is gone: last known weights
-            assert set(picked) == set(instances)
-            api = _api_process(clickhouse, ch_store.database, users, port)
-            wait_for(lambda: port_open(port) and not feed.last_error, 30, "the client to reconnect")
-            assert set(Counter(balancer.pick() for _ in range(200))) == set(instances)
+        with weigh_worker(Settings(kafka_bootstrap=broker.bootstrap, weights_interval_s=0.5)):
+            wait_for(lambda: port_open(port), 90, "the API")  # a loaded machine starts a process slowly
+            with WeightFeedClient(f"http://127.0.0.1:{port}", "drill.svc", wait_s=2, expiry_s=120) as feed:
+                assert feed.wait_ready(30)
+                balancer = Balancer(feed, picker="swrr")
+                api.kill()
+                api.wait()
+                wait_for(lambda: feed.last_error, 30, "the client to notice the API is gone")
+                picked = Counter(balancer.pick() for _ in range(200))  # the API is gone: last known weights
+                assert set(picked) == set(instances)
+                api = _api_process(broker, clickhouse, ch_store.database, users, port)
+                wait_for(lambda: port_open(port) and not feed.last_error, 30, "the client to reconnect")
+                assert set(Counter(balancer.pick() for _ in range(200))) == set(instances)
     finally:
         stop.set()
         feeder.join()
@@ -111,27 +116,38 @@ def test_balancers_keep_routing_while_the_api_restarts(clickhouse: ClickHouseSer
         api.wait()
 
 
-def test_feed_keeps_the_last_weights_marked_stale_while_clickhouse_is_down(
-        clickhouse: ClickHouseServer, ch_store: Store, tmp_path: Path) -> None:
-    now = int(time.time() * 1000)
-    insert_rpc(ch_store, [feed_event("stale.svc", a, ts_ms=now - i) for a in ("10.8.0.1:80", "10.8.0.2:80")
-                          for i in range(100)])
-    app = create_app(Settings(users_file=str(write_users(tmp_path / "users.json")), feed_open=True,
-                              kafka_bootstrap="127.0.0.1:9", weights_interval_s=0.5), store=ch_store)
-    with serve(app) as base:
-        wait_for(lambda: requests.get(f"{base}/v1/weights/stale.svc", timeout=5).status_code == 200, 20, "a feed")
-        fresh = requests.get(f"{base}/v1/weights/stale.svc", timeout=5).json()
-        assert "stale" not in fresh and len(fresh["instances"]) == 2
-        clickhouse.stop()
-        try:
+def test_feed_keeps_the_last_weights_marked_stale_while_no_worker_publishes(
+        broker: Tansu, ch_store: Store, tmp_path: Path) -> None:
+    """The weigh worker stops (the ClickHouse outage drill is in test_control_plane.py: the feed keeps
+    updating from the stream then). After 3 cycles the API serves the last weights marked stale."""
+    settings = Settings(users_file=str(write_users(tmp_path / "users.json")), feed_open=True,
+                        kafka_bootstrap=broker.bootstrap, weights_interval_s=0.5)
+    stop = threading.Event()
+    feeder = threading.Thread(target=_calls_keep_coming, daemon=True,
+                              args=(broker.bootstrap, "stale.svc", ["10.8.0.1:80", "10.8.0.2:80"], stop))
+    feeder.start()
+    try:
+        with serve(create_app(settings, store=ch_store)) as base:
+            with weigh_worker(settings):
+                fresh: dict[str, Any] = {}
+
+                def current() -> bool:
+                    answer = requests.get(f"{base}/v1/weights/stale.svc", timeout=5)
+                    fresh.update(answer.json() if answer.status_code == 200 else {})
+                    return answer.status_code == 200 and "stale" not in fresh
+                wait_for(current, 20, "a current feed")
+                assert len(fresh["instances"]) == 2
             wait_for(lambda: requests.get(f"{base}/v1/weights/stale.svc", timeout=5).json().get("stale"), 20,
                      "the feed to be marked stale")
             stale = requests.get(f"{base}/v1/weights/stale.svc", timeout=5).json()
-            assert stale["instances"] == fresh["instances"] and "ClickHouse" in stale["stale_reason"]
-        finally:
-            clickhouse.start()
-        wait_for(lambda: "stale" not in requests.get(f"{base}/v1/weights/stale.svc", timeout=5).json(), 30,
-                 "fresh weights after ClickHouse returns")
+            assert [i["instance"] for i in stale["instances"]] == [i["instance"] for i in fresh["instances"]]
+            assert "no feed from a weigh worker" in stale["stale_reason"]
+            with weigh_worker(settings):
+                wait_for(lambda: "stale" not in requests.get(f"{base}/v1/weights/stale.svc", timeout=5).json(), 30,
+                         "fresh weights once a worker publishes again")
+    finally:
+        stop.set()
+        feeder.join()
 
 
 def test_fuzzing_the_openapi_finds_no_server_error(broker: Tansu, ch_store: Store, tmp_path: Path) -> None:

@@ -39,14 +39,16 @@ def test_up_runs_everything_in_one_process_and_stops_cleanly(tmp_path: Path) -> 
 
 
 def _check_the_running_system(proc: subprocess.Popen, tmp_path: Path) -> None:
-    base, otlp = _console_url(proc)
+    base, otlp, pipeline_metrics = _urls(proc)
     wait_for(lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200, 30, "ready")
     span = request(resource_spans({"service.name": "otel.cart"}, [span_of("server", attributes={
         "http.request.method": "GET", "http.route": "/cart", "server.address": "10.0.0.5", "server.port": 80})]))
     answer = httpx.post(otlp, content=span.SerializeToString(), headers={"content-type": "application/x-protobuf"})
     assert answer.status_code == 200, answer.text  # the embedded OTLP receiver is open
-    wait_for(lambda: "svcpulse_loader_rows_total{table=\"rpc_calls\"}" in httpx.get(f"{base}/metrics").text,
+    wait_for(lambda: "svcpulse_loader_rows_total{table=\"rpc_calls\"}" in httpx.get(pipeline_metrics).text,
              30, "rows loaded")
+    assert "svcpulse_weigh_events_total" in httpx.get(pipeline_metrics).text
+    assert "svcpulse_loader" not in httpx.get(f"{base}/metrics").text  # the API's /metrics: its own series
 
     def sick_instance_cut() -> bool:
         # The demo's real fleet is routed by the live feed: the sick checkout instance (8% errors,
@@ -56,26 +58,36 @@ def _check_the_running_system(proc: subprocess.Popen, tmp_path: Path) -> None:
         return len(weights) == 3 and weights[0] * 5 <= weights[1]
 
     wait_for(sick_instance_cut, 40, "the feed to cut the sick instance")
-    broker_pid = int((tmp_path / "tansu" / "tansu.pid").read_text().split()[0])
+    broker_pids = _broker_pids(tmp_path)
     if os.geteuid() == 0:
         wait_for(lambda: httpx.get(f"{base}/v1/connections", timeout=5).json().get("groups"), 30, "eBPF connections")
     rest, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0, rest
     loaded = int(re.search(r"stopped; (\d+) rows loaded", rest).group(1))  # type: ignore[union-attr]
     assert loaded > 100
-    assert not Path(f"/proc/{broker_pid}").exists(), "the broker child process was not stopped"
+    assert not [pid for pid in broker_pids if Path(f"/proc/{pid}").exists()], "a broker process was not stopped"
 
 
-def _console_url(proc: subprocess.Popen) -> tuple[str, str]:
-    """The console's base URL and the OTLP/HTTP traces URL, as `svcpulse up` prints them."""
+def _broker_pids(data_dir: Path) -> list[int]:
+    """The broker's processes: the proxy at the fixed address and the generation behind it."""
+    pids = [int(path.read_text().split()[0]) for path in (data_dir / "tansu").glob("tansu*.pid")]
+    assert len(pids) == 2, pids
+    return pids
+
+
+def _urls(proc: subprocess.Popen) -> tuple[str, str, str]:
+    """The console's base URL, the OTLP/HTTP traces URL and the loader's + weigh worker's metrics URL,
+    as `svcpulse up` prints them."""
     assert proc.stdout is not None
-    otlp = ""
+    base = otlp = ""
     for line in proc.stdout:
         if match := re.search(r"OTLP in\s+(http://\S+/v1/traces)", line):
             otlp = match.group(1)
         if match := re.search(r"web console\s+(http://\S+)/", line):
-            return match.group(1), otlp
-    raise AssertionError("svcpulse up ended before printing the console URL")
+            base = match.group(1)
+        if match := re.search(r"(http://\S+/metrics) \(loader, weigh\)", line):
+            return base, otlp, match.group(1)
+    raise AssertionError("svcpulse up ended before printing the console and metrics URLs")
 
 
 def test_kill_9_of_up_takes_its_broker_along(tmp_path: Path) -> None:
@@ -83,14 +95,17 @@ def test_kill_9_of_up_takes_its_broker_along(tmp_path: Path) -> None:
                              *FREE_OTLP_PORTS, "--no-demo", "--duration", "60"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
-        _console_url(proc)
-        broker_pid = int((tmp_path / "tansu" / "tansu.pid").read_text().split()[0])
-        assert Path(f"/proc/{broker_pid}").exists()
+        _urls(proc)
+        broker_pids = _broker_pids(tmp_path)
+        assert all(Path(f"/proc/{pid}").exists() for pid in broker_pids)
     finally:
         proc.kill()
         proc.wait()
-    wait_for(lambda: not Path(f"/proc/{broker_pid}/cmdline").exists() or
-             not Path(f"/proc/{broker_pid}/cmdline").read_bytes(), 10, "the broker to die with its parent")
+
+    def gone(pid: int) -> bool:
+        return not Path(f"/proc/{pid}/cmdline").exists() or not Path(f"/proc/{pid}/cmdline").read_bytes()
+
+    wait_for(lambda: all(gone(pid) for pid in broker_pids), 10, "the broker processes to die with their parent")
 
 
 def test_dead_letters_can_be_exported_fixed_and_replayed(broker: Tansu, ch_store: Store, tmp_path: Path) -> None:

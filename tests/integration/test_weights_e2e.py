@@ -18,7 +18,7 @@ from pipeline.store import Store
 from svcpulse.fleet import Fleet, Traffic
 from svcpulse.services import ClickHouseServer, Tansu
 from tests.integration.helpers import LoaderThread, wait_for
-from tests.integration.weights_helpers import serve
+from tests.integration.weights_helpers import serve, weigh_worker
 
 pytestmark = pytest.mark.services
 SERVICE = "fleet.app"
@@ -32,20 +32,21 @@ def shares(traffic: Traffic, since: float, until: float, instances: list[str]) -
 
 def test_faulty_instances_lose_their_share_within_10_s_and_regain_it_gradually(
         tmp_path: Path, broker: Tansu, clickhouse: ClickHouseServer, ch_store: Store) -> None:
-    settings = Settings(store_url=f"clickhouse://127.0.0.1:{clickhouse.port}/{ch_store.database}", feed_open=True)
+    settings = Settings(store_url=f"clickhouse://127.0.0.1:{clickhouse.port}/{ch_store.database}", feed_open=True,
+                        kafka_bootstrap=broker.bootstrap)
     with Fleet(SERVICE, broker.bootstrap) as fleet, LoaderThread(broker.bootstrap, ch_store):
         failing, slow = fleet.instances[1], fleet.instances[3]
         bad = [failing.address, slow.address]
-        # Equal weights from the fallback until the feed answers; the API starts once every
-        # instance is in ClickHouse, so its first cycle knows the whole fleet (none is "new").
+        # Equal weights from the fallback until the feed answers; the weigh worker starts once every
+        # instance has called in, so its first cycle (replaying the window) knows the whole fleet (none is "new").
         with WeightFeedClient("http://127.0.0.1:1", SERVICE, fallback=fleet.addresses) as idle, \
                 Traffic(idle, threads=8) as warmup:
             wait_for(lambda: ch_store.execute("SELECT uniqExact(instance) FROM rpc_calls")[0][0] == 5, 30,
                      "calls of all 5 instances in ClickHouse")
-        with serve(create_app(settings)) as api, \
+        with weigh_worker(settings, ch_store), serve(create_app(settings)) as api, \
                 WeightFeedClient(api, SERVICE, wait_s=5, fallback=fleet.addresses) as feed, \
                 Traffic(feed, threads=8) as traffic:
-            assert warmup.calls and feed.wait_ready(15), feed.last_error
+            assert warmup.calls and feed.wait_ready(45), feed.last_error  # the worker joins its group first
             time.sleep(6)
             before = shares(traffic, time.monotonic() - 5, time.monotonic(), bad)
             assert all(0.12 < s < 0.28 for s in before), before

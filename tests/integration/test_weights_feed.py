@@ -14,9 +14,9 @@ import pytest
 from api.main import create_app
 from core.settings import Settings
 from pipeline.store import Store
-from svcpulse.services import ClickHouseServer
+from svcpulse.services import ClickHouseServer, Tansu
 from tests.integration.helpers import wait_for
-from tests.integration.weights_helpers import auth, insert_rpc, rpc_event, serve, write_users
+from tests.integration.weights_helpers import auth, rpc_event, send_rpc, serve, weigh_worker, write_users
 
 pytestmark = pytest.mark.services
 
@@ -25,10 +25,12 @@ HOSTS = ["10.1.0.1:3306", "10.1.0.2:3306", "10.1.0.3:3306"]
 
 
 @pytest.fixture
-def api(tmp_path: Path, clickhouse: ClickHouseServer, ch_store: Store) -> Iterator[httpx.Client]:
+def api(tmp_path: Path, broker: Tansu, clickhouse: ClickHouseServer, ch_store: Store) -> Iterator[httpx.Client]:
     settings = Settings(store_url=f"clickhouse://127.0.0.1:{clickhouse.port}/{ch_store.database}",
-                        users_file=str(write_users(tmp_path / "users.json")), weights_interval_s=0.5)
-    with serve(create_app(settings)) as base, httpx.Client(base_url=base, timeout=30) as client:
+                        kafka_bootstrap=broker.bootstrap, users_file=str(write_users(tmp_path / "users.json")),
+                        weights_interval_s=0.5)
+    with weigh_worker(settings, ch_store), serve(create_app(settings)) as base, \
+            httpx.Client(base_url=base, timeout=30) as client:
         yield client
 
 
@@ -156,13 +158,16 @@ def test_bad_input_is_a_4xx_with_a_message(api: httpx.Client) -> None:
         assert 400 <= r.status_code < 500 and words in r.text, (path, r.text)
 
 
-def test_discovery_pin_release_and_automatic_abort(api: httpx.Client, ch_store: Store) -> None:
+def test_discovery_pin_release_and_automatic_abort(api: httpx.Client, broker: Tansu) -> None:
     service, stable, canary = "shop.cart", ["10.2.0.1:80", "10.2.0.2:80"], "10.2.0.9:80"
-    insert_rpc(ch_store, [rpc_event(service, i, version="v1") for i in stable for _ in range(30)]
+    send_rpc(broker.bootstrap, [rpc_event(service, i, version="v1") for i in stable for _ in range(30)]
                + [rpc_event(service, canary, version="v2") for _ in range(30)])
     wait_for(lambda: len(feed(api, service).get("instances", [])) == 3, 10, "discovered instances")
-    listed = {s["service"]: s for s in api.get("/v1/registry/services", headers=auth("vic")).json()}
-    assert {i["source"] for i in listed[service]["instances"]} == {"discovered"}
+
+    def registered() -> dict[str, Any]:  # recorded once, by the lease holder (api/leader.py)
+        return {s["service"]: s for s in api.get("/v1/registry/services", headers=auth("vic")).json()}
+    wait_for(lambda: len(registered().get(service, {}).get("instances", [])) == 3, 20, "the discovery rows")
+    assert {i["source"] for i in registered()[service]["instances"]} == {"discovered"}
 
     r = api.put(f"/v1/overrides/{service}/{stable[1]}", json={"pinned_weight": 40, "why": "warm cache"},
                 headers=auth("olga"))
@@ -178,9 +183,11 @@ def test_discovery_pin_release_and_automatic_abort(api: httpx.Client, ch_store: 
     rows = {i["instance"]: i["weight"] for i in feed(api, service)["instances"]}
     assert rows[stable[0]] / rows[stable[1]] == pytest.approx(100 / 40, rel=0.05), "pins survive the release"
 
-    insert_rpc(ch_store, [rpc_event(service, canary, version="v2", ok=n % 3 != 0) for n in range(90)])
+    send_rpc(broker.bootstrap, [rpc_event(service, canary, version="v2", ok=n % 3 != 0) for n in range(90)])
     wait_for(lambda: feed(api, service)["release"]["state"] == "aborted", 10, "the automatic abort")
     assert canary_share() < 0.01  # 0%, or the probe share if the engine also ejected it
+    wait_for(lambda: api.get(f"/v1/releases/{service}", headers=auth("vic")).json()["state"] == "aborted", 20,
+             "the abort recorded by the lease holder")
     release = api.get(f"/v1/releases/{service}", headers=auth("vic")).json()
     assert release["percent"] == 20 and release["reason"].startswith("aborted automatically: canary v2 error rate")
     log = api.get(f"/v1/audit?service={service}", headers=auth("vic")).json()

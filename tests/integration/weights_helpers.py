@@ -13,10 +13,13 @@ from typing import Any
 import uvicorn
 
 from api.auth import hash_token
+from core.settings import Settings
 from pipeline.batch import columns
 from pipeline.store import Store
 from pipeline.transform import COLUMNS, Message, to_row
 from svcpulse.services import free_port
+from tests.integration.helpers import produce
+from weigh.worker import Worker
 
 # name -> (roles the user may hold, role held at start)
 USERS = {
@@ -68,6 +71,25 @@ def rpc_event(service: str, instance: str, *, ok: bool = True, latency_ms: float
             "interface": "GET /x", "instance": instance, "side": "server", "latency_ms": latency_ms,
             "status": "ok" if ok else "error", "code": "200" if ok else "503", "version": version,
             "host": "test", "cgroup": ""}
+
+
+@contextmanager
+def weigh_worker(settings: Settings, store: Store | None = None) -> Iterator[Worker]:
+    """A real weigh worker in a thread of the test process (what `svcpulse up` runs in-process)."""
+    worker = Worker(settings, store)
+    thread = threading.Thread(target=worker.run, name="weigh", daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "weigh worker did not stop"
+
+
+def send_rpc(bootstrap: str, events: Sequence[dict[str, Any]]) -> None:
+    """rpc events to svcpulse.rpc, keyed by callee: what the weigh workers count."""
+    produce(bootstrap, [("rpc", e) for e in events])
 
 
 def insert_rpc(store: Store, events: Sequence[dict[str, Any]]) -> None:

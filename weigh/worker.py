@@ -1,0 +1,157 @@
+"""`svcpulse weigh`: a streaming weights worker (docs/weights.md, "Topology").
+
+Each worker is a member of one consumer group on svcpulse.rpc. The topic is keyed by callee, so the
+group shards services by partition: a worker owns the services whose home partition it holds.
+- Window: every event is counted in memory (weights/window.py); no ClickHouse query in the steady
+  state. Every tick the pure cycle (weights/cycle.py) steps the engine for the owned services.
+- Publish: a service's feed goes to svcpulse.weights (key = service) when its revision changes and
+  every `weights_heartbeat_cycles` cycles; weight_history is written in the background.
+- Take-over: partitions assigned to it are paused, their services' engine memory and membership are
+  read back from svcpulse.weights, the partitions are replayed from `window_s` + slack ago (found by
+  time), and their feeds are published again only once that replay has caught up.
+- Control: the small tables come from ClickHouse once and then from svcpulse.control (weigh/follow.py);
+  a change there starts a tick at once. Discoveries and canary aborts are applied here at once and
+  sent as intents for the lease holder to record exactly once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import replace
+
+from core.kafka import KafkaClientError
+from core.settings import Settings
+from pipeline import events, topics
+from pipeline.store import Store
+from weigh import metrics
+from weigh.counted import CountedStore
+from weigh.follow import ControlFollower
+from weigh.history import HistoryWriter
+from weigh.kafka import Consumer, Message, ensure_control_topics, member, producer
+from weigh.ownership import Ownership
+from weigh.publisher import Publisher
+from weights.cycle import run_cycle
+from weights.model import DEFAULT_CONFIG, EngineConfig, EngineState
+from weights.window import Windows
+
+log = logging.getLogger("svcpulse.weigh")
+RETRY_S = 2.0
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Worker:
+    def __init__(self, settings: Settings, store: Store | None, config: EngineConfig = DEFAULT_CONFIG) -> None:
+        self.settings = settings
+        self.store = CountedStore(store) if store is not None else None
+        self.config = replace(config, window_s=settings.weights_window_s)
+        self.name = worker_name()
+        self.windows = Windows(settings.weights_window_s, settings.forget_instance_s)
+        self.states: dict[str, EngineState] = {}
+        self.stop_event = threading.Event()
+        self.events = self.ticks = 0  # counted since start
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def run(self) -> None:
+        """Until stop(): a broker outage is not a crash; the worker joins again and takes over anew."""
+        history = HistoryWriter(self.store) if self.store is not None else None
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    self._session(history)
+                except KafkaClientError as err:
+                    log.warning("weigh worker %s: %s; joining again in %.0f s", self.name, err, RETRY_S)
+                    self.stop_event.wait(RETRY_S)
+        finally:
+            if history is not None:
+                history.close()
+
+    def _session(self, history: HistoryWriter | None) -> None:
+        """One membership of the group: connect, follow, publish; everything closed on the way out."""
+        client, bootstrap = self.settings.kafka_client, self.settings.kafka_bootstrap
+        ensure_control_topics(bootstrap, self.settings.partitions)
+        # A new membership rebuilds what it is assigned (feeds read back, window replayed): start empty,
+        # or a replay would count the events still held from the last session twice.
+        self.windows = Windows(self.settings.weights_window_s, self.settings.forget_instance_s)
+        self.states = {}
+        with contextlib.ExitStack() as opened:
+            consumer = member(client, bootstrap, self.settings.weigh_group_id, f"svcpulse-weigh-{self.name}")
+            opened.callback(consumer.close)  # leaves the group: the others take the partitions over at once
+            follower = ControlFollower(client, bootstrap, f"svcpulse-weigh-control-{self.name}")
+            opened.callback(follower.close)
+            if self.store is not None:
+                follower.read_snapshot_in_background(self.store)
+            publisher = Publisher(producer(client, bootstrap), self.name, self.settings)
+            opened.callback(publisher.close)
+            owner = Ownership(consumer, self.windows, self.states, self.settings)
+            consumer.subscribe([topics.RPC], owner.assigned, owner.revoked)
+            log.info("weigh worker %s: group %s on %s; feeds to %s", self.name, self.settings.weigh_group_id,
+                     topics.RPC, topics.WEIGHTS)
+            self._loop(consumer, follower, owner, publisher, history)
+
+    def _loop(self, consumer: Consumer, follower: ControlFollower, owner: Ownership, publisher: Publisher,
+              history: HistoryWriter | None) -> None:
+        tick_s, cycle_s = self.settings.weigh_tick_s, self.settings.weights_interval_s
+        next_tick = next_history = time.monotonic()
+        while not self.stop_event.is_set():
+            records = consumer.poll(max(0.0, min(0.1, next_tick - time.monotonic())))
+            now_ms = int(time.time() * 1000)
+            owner.take_over(publisher)
+            self._count(records, owner, now_ms)
+            changed = follower.poll(0)
+            if time.monotonic() < next_tick and not changed:
+                continue
+            next_tick = time.monotonic() + tick_s
+            feeds = self._tick(now_ms, follower, owner, publisher)
+            if history is not None and time.monotonic() >= next_history:
+                next_history = time.monotonic() + cycle_s
+                history.submit(feeds)
+
+    def _count(self, records: list[Message], owner: Ownership, now_ms: int) -> None:
+        n = 0
+        for message in records:
+            if message.partition in owner.skip:
+                continue
+            try:
+                event = events.decode("rpc", message.value or b"")
+            except events.Rejection:
+                metrics.REJECTED.inc()  # the loader dead-letters it; here it is simply not counted
+                continue
+            if owner.counts(message, event["callee"]):
+                self.windows.add(event, now_ms)
+                n += 1
+        metrics.EVENTS.inc(n)
+        self.events += n
+        owner.note_progress()
+
+    def _tick(self, now_ms: int, follower: ControlFollower, owner: Ownership,
+              publisher: Publisher) -> list[dict]:
+        started = time.perf_counter()
+        self.windows.expire(now_ms)
+        services = {s for s in self.windows.services.keys() | follower.view.service_names() if owner.ready_for(s)}
+        observed = self.windows.rows(now_ms, services)
+        result = run_cycle(observed, follower.view, self.states, now_ms, self.config,
+                           self.settings.canary_min_requests, owns=owner.ready_for)
+        for service in services:
+            self.states.pop(service, None)
+        self.states.update(result.states)
+        publisher.intents(follower.view, result.new_services, result.new_instances, result.aborts)
+        stale = owner.inputs_stale()
+        for service, feed in result.feeds.items():
+            publisher.feed(service, feed, result.states[service], self.windows.seen(service),
+                           stale.get(owner.home(service), ""), now_ms)
+        publisher.forget(owner.ready_for, set(result.feeds))
+        publisher.flush()
+        metrics.TICK_SECONDS.observe(time.perf_counter() - started)
+        metrics.OWNED.set(len(result.feeds))
+        self.ticks += 1
+        return list(result.feeds.values())

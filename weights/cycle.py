@@ -1,0 +1,88 @@
+"""One weight cycle for a set of services, pure: observed calls + control tables + engine memory -> feeds.
+
+The weigh worker calls `run_cycle` every tick for the services whose partition it owns; it does the
+I/O around it (publishing feeds, sending intents, writing history). Nothing here reads a clock or a
+store, so the same inputs give the same feeds (and tests need no broker). `assemble_inputs` is the
+one place engine inputs are built: new input kinds (TCP connection health, ...) extend it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from weights.canary import CanaryGuard, canary_verdict
+from weights.control import ControlView
+from weights.engine import compute_weights
+from weights.feed import apply_canary, build_feed
+from weights.inputs import build_windows, discovered
+from weights.model import EngineConfig, EngineState, InstanceWindow
+
+SYSTEM = "svcpulse"  # the "user" recorded when the control loop itself changes something
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    feeds: dict[str, dict[str, Any]]
+    states: dict[str, EngineState]
+    new_services: list[dict[str, Any]] = field(default_factory=list)  # registry rows to record once
+    new_instances: list[dict[str, Any]] = field(default_factory=list)
+    aborts: list[dict[str, Any]] = field(default_factory=list)  # release rows now "aborted", to record once
+
+
+def assemble_inputs(observed: Sequence[Mapping[str, Any]], control: ControlView, window_s: int,
+                    now_ms: int) -> tuple[dict[str, list[InstanceWindow]], list[dict[str, Any]],
+                                          list[dict[str, Any]]]:
+    """Engine inputs per service, plus the registry rows discovery would add (services, instances)."""
+    registry = control.live("registry_instances")
+    known = {(r["service"], r["instance"]) for r in registry}
+    new_services, new_instances = discovered(observed, known, control.service_names(), now_ms)
+    return build_windows(observed, registry + new_instances, window_s), new_services, new_instances
+
+
+def run_cycle(observed: Sequence[Mapping[str, Any]], control: ControlView, previous: Mapping[str, EngineState],
+              now_ms: int, config: EngineConfig, canary_min_requests: int,
+              owns: Callable[[str], bool] = lambda _: True) -> CycleResult:
+    """Step the engine once for every owned service (registered, or with calls within forget_s)."""
+    windows, new_services, new_instances = assemble_inputs(observed, control, config.window_s, now_ms)
+    services = {s for s in control.service_names() | windows.keys() if owns(s)}
+    overrides, releases = control.overrides(), control.releases()
+    feeds, states, aborts = {}, {}, []
+    for service in sorted(services):
+        service_windows = windows.get(service, [])
+        result = compute_weights(service_windows, previous.get(service, EngineState()), now_ms, config,
+                                 overrides.get(service))
+        states[service] = result.state
+        release = releases.get(service)
+        aborted = _abort_if_worse(service_windows, release, canary_min_requests, now_ms)
+        if aborted is not None:
+            aborts.append(aborted)
+            release = aborted
+        feeds[service] = with_release(build_feed(service, result), release)
+    return CycleResult(feeds, states, [r for r in new_services if owns(r["service"])],
+                       [r for r in new_instances if owns(r["service"])], aborts)
+
+
+def _abort_if_worse(windows: Sequence[InstanceWindow], release: Mapping[str, Any] | None, min_requests: int,
+                    now_ms: int) -> dict[str, Any] | None:
+    """The release row aborted (back to 0%) when the canary does worse than the rest, else None."""
+    if release is None or release["state"] != "active":
+        return None
+    guard = CanaryGuard(release["error_margin"], release["p99_margin"], min_requests)
+    why = canary_verdict(windows, release["canary_version"], guard)
+    if not why:
+        return None
+    return {**release, "state": "aborted", "reason": f"aborted automatically: {why}",
+            "changed_ms": max(now_ms, int(release["changed_ms"]) + 1), "changed_by": SYSTEM}
+
+
+def with_release(feed: dict[str, Any], release: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Apply a gray release (active: its percent; aborted: 0%) and describe it in the feed."""
+    if release is None or release["state"] not in ("active", "aborted"):
+        return feed
+    percent = release["percent"] if release["state"] == "active" else 0.0
+    out = apply_canary(feed, release["canary_version"], percent)
+    out["release"] = {"canary_version": release["canary_version"], "percent": percent,
+                      "state": release["state"], "reason": release["reason"]}
+    return out
