@@ -23,6 +23,8 @@ def retention_days(raw_days: int, rollup_days: int, load_days: int) -> dict[str,
         "rpc_calls_1h": rollup_days,
         "tcp_connections_1m": rollup_days,
         "workloads_1m": rollup_days,
+        "rpc_edges_1m": rollup_days,
+        "rpc_edges_1h": rollup_days,
         "weight_history": rollup_days,
     }
 

@@ -1,8 +1,9 @@
--- Workload names (issue 17): the contract's optional `workload` / `workload_kind` fields as columns
--- right after `cgroup` in every raw table (rows loaded before read as '' = not named), and a
--- per-minute rollup of which workloads exist and which services each one runs, fed by the three raw
--- tables: the service map joins TCP connections (keyed by cgroup) to the services behind them with it.
--- Additive only. Column order stays "ts" + the contract's fields + provenance (transform.py).
+-- Workloads and the service map (issue 17): the contract's optional `workload` / `workload_kind`
+-- fields as columns right after `cgroup` in every raw table (rows loaded before read as '' = not
+-- named); a per-minute rollup of which workloads exist and which services each one runs, fed by the
+-- three raw tables (the map joins TCP connections, keyed by cgroup, to the services behind them with
+-- it); and the service graph's call rollups. Additive only. Column order stays "ts" + the contract's
+-- fields + provenance (transform.py).
 
 ALTER TABLE $db.tcp_connections
     ADD COLUMN workload String DEFAULT '' AFTER cgroup,
@@ -46,3 +47,44 @@ SELECT toStartOfMinute(ts) AS minute, cgroup, workload, workload_kind, '' AS ser
 FROM $db.instance_load
 WHERE workload != ''
 GROUP BY minute, cgroup, workload, workload_kind, service, source, host;
+
+-- The service graph's own rollups: calls per (caller, callee, callee instance, side), without the
+-- interface and version dimensions of rpc_calls_1m/1h, so GET /v1/map merges a few times fewer
+-- quantile states (a map over an hour of a large fleet stays well under 300 ms, bench/map.py).
+-- Minutes for ranges up to hours, hours for longer ones, as rpc_calls_1m/1h. Read with countMerge,
+-- sumMerge and quantilesTDigestMerge(0.5, 0.99).
+CREATE TABLE IF NOT EXISTS $db.rpc_edges_1m (
+    minute DateTime, caller String, callee String, instance String, side String,
+    calls AggregateFunction(count),
+    errors AggregateFunction(sum, UInt64),
+    timeouts AggregateFunction(sum, UInt64),
+    latency AggregateFunction(quantilesTDigest(0.5, 0.99), Float64)
+) ENGINE = AggregatingMergeTree PARTITION BY toYYYYMMDD(minute)
+  ORDER BY (minute, callee, caller, side, instance);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS $db.rpc_edges_1m_mv TO $db.rpc_edges_1m AS
+SELECT toStartOfMinute(ts) AS minute, caller, callee, instance, side,
+       countState() AS calls,
+       sumState(toUInt64(status = 'error')) AS errors,
+       sumState(toUInt64(status = 'timeout')) AS timeouts,
+       quantilesTDigestState(0.5, 0.99)(latency_ms) AS latency
+FROM $db.rpc_calls
+GROUP BY minute, caller, callee, instance, side;
+
+CREATE TABLE IF NOT EXISTS $db.rpc_edges_1h (
+    hour DateTime, caller String, callee String, instance String, side String,
+    calls AggregateFunction(count),
+    errors AggregateFunction(sum, UInt64),
+    timeouts AggregateFunction(sum, UInt64),
+    latency AggregateFunction(quantilesTDigest(0.5, 0.99), Float64)
+) ENGINE = AggregatingMergeTree PARTITION BY toYYYYMMDD(hour)
+  ORDER BY (hour, callee, caller, side, instance);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS $db.rpc_edges_1h_mv TO $db.rpc_edges_1h AS
+SELECT toStartOfHour(ts) AS hour, caller, callee, instance, side,
+       countState() AS calls,
+       sumState(toUInt64(status = 'error')) AS errors,
+       sumState(toUInt64(status = 'timeout')) AS timeouts,
+       quantilesTDigestState(0.5, 0.99)(latency_ms) AS latency
+FROM $db.rpc_calls
+GROUP BY hour, caller, callee, instance, side;

@@ -1,0 +1,90 @@
+"""SQL of the service map (GET /v1/map): calls between services from the graph's own rollups
+(rpc_edges_1m/1h), callers' TCP connections to endpoints (tcp_health_1m, client side), and which
+services run in which cgroups (workloads_1m). Every query reads rollups only, so its cost follows the
+number of (caller, callee, instance) and (cgroup, endpoint) pairs, not the number of calls or
+connections. Long ranges read whole hours from rpc_edges_1h and only their edges from the minutes,
+as the query API does (api/queries/timeseries.py). Runs on ClickHouse 18.16 and chdb alike.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from api.queries.timeseries import HOURLY_FROM_S
+from api.timerange import Window
+from pipeline.store import Store
+
+TCP_ROWS = 20_000  # (cgroup, endpoint) pairs read at most, busiest first: the map keeps far fewer anyway
+_EDGE_COLUMNS = "caller, callee, instance, side, calls, errors, timeouts, latency"
+_COUNTS = ("countMerge(calls) AS calls, sumMerge(errors) AS errors, sumMerge(timeouts) AS timeouts, "
+           "quantilesTDigestMerge(0.5, 0.99)(latency) AS q")
+
+
+def _calls_source(window: Window) -> tuple[str, dict[str, Any]]:
+    """rpc_edges_1m over the window, or whole hours of rpc_edges_1h plus the minutes at the edges."""
+    params: dict[str, Any] = {"from_s": window.from_s, "to_s": window.to_s}
+    first, last = -(-window.from_s // 3600) * 3600, window.to_s // 3600 * 3600
+    if window.to_s - window.from_s < HOURLY_FROM_S or first >= last:
+        return ("(SELECT * FROM rpc_edges_1m WHERE minute >= toDateTime(%(from_s)s) "
+                "AND minute < toDateTime(%(to_s)s))"), params
+    params.update(hours_from_s=first, hours_to_s=last)
+    return (f"(SELECT {_EDGE_COLUMNS} FROM rpc_edges_1h WHERE hour >= toDateTime(%(hours_from_s)s) "
+            f"AND hour < toDateTime(%(hours_to_s)s) UNION ALL SELECT {_EDGE_COLUMNS} FROM rpc_edges_1m "
+            "WHERE (minute >= toDateTime(%(from_s)s) AND minute < toDateTime(%(hours_from_s)s)) "
+            "OR (minute >= toDateTime(%(hours_to_s)s) AND minute < toDateTime(%(to_s)s)))"), params
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    q = row.pop("q", None) or [math.nan, math.nan]
+    for name, value in zip(("p50", "p99"), q, strict=True):
+        row[name] = None if math.isnan(value) else round(float(value), 3)
+    for name in ("calls", "errors", "timeouts"):
+        row[name] = int(row[name])
+    return row
+
+
+def call_totals(store: Store, window: Window) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(pairs, callees), one round trip: per (caller, callee, side) and per (callee, side), rows of
+    calls, errors, timeouts, p50, p99 (ms; None without calls). A call seen by both sides is in both."""
+    source, params = _calls_source(window)
+    sql = (f"SELECT 'pair' AS level, caller, callee, side, {_COUNTS} FROM {source} GROUP BY caller, callee, side "
+           f"UNION ALL SELECT 'callee' AS level, '' AS caller, callee, side, {_COUNTS} FROM {source} "
+           "GROUP BY callee, side")
+    pairs, callees = [], []
+    for row in store.query(sql, params):
+        (pairs if row.pop("level") == "pair" else callees).append(_plain(row))
+    return pairs, callees
+
+
+def instance_totals(store: Store, window: Window) -> list[dict[str, Any]]:
+    """Rows {caller, callee, side, instance, calls, failures} (no quantiles: counts merge cheaply)."""
+    source, params = _calls_source(window)
+    sql = ("SELECT caller, callee, side, instance, countMerge(calls) AS calls, "
+           f"sumMerge(errors) + sumMerge(timeouts) AS failures FROM {source} "
+           "GROUP BY caller, callee, side, instance")
+    return [{**row, "calls": int(row["calls"]), "failures": int(row["failures"])} for row in store.query(sql, params)]
+
+
+def tcp_links(store: Store, window: Window, limit: int = TCP_ROWS) -> list[dict[str, Any]]:
+    """Client-side connections per (cgroup, remote endpoint): {cgroup, raddr, rport, attempts, ok,
+    retransmits, resets}; the busiest `limit` pairs."""
+    sql = ("SELECT cgroup, raddr, rport, countMerge(attempts) AS attempts, sumMerge(ok) AS ok, "
+           "sumMerge(retransmits) AS retransmits, sumMerge(resets_in) + sumMerge(resets_out) AS resets "
+           "FROM tcp_health_1m WHERE minute >= toDateTime(%(from_s)s) AND minute < toDateTime(%(to_s)s) "
+           "GROUP BY cgroup, raddr, rport ORDER BY attempts DESC LIMIT %(limit)s")
+    rows = store.query(sql, {"from_s": window.from_s, "to_s": window.to_s, "limit": limit})
+    for row in rows:
+        for name in ("rport", "attempts", "ok", "retransmits", "resets"):
+            row[name] = int(row[name])
+    return rows
+
+
+def cgroup_workloads(store: Store, window: Window) -> list[dict[str, Any]]:
+    """Rows {cgroup, workload, workload_kind, service, source, events}: which workload each cgroup is, and
+    which services measured calls there (service '' for rows from connections and load samples)."""
+    sql = ("SELECT cgroup, workload, workload_kind, service, source, countMerge(events) AS events FROM workloads_1m "
+           "WHERE minute >= toDateTime(%(from_s)s) AND minute < toDateTime(%(to_s)s) "
+           "GROUP BY cgroup, workload, workload_kind, service, source")
+    return [{**row, "events": int(row["events"])}
+            for row in store.query(sql, {"from_s": window.from_s, "to_s": window.to_s})]
