@@ -3,7 +3,8 @@
 The weigh worker calls `run_cycle` every tick for the services whose partition it owns; it does the
 I/O around it (publishing feeds, sending intents, writing history). Nothing here reads a clock or a
 store, so the same inputs give the same feeds (and tests need no broker). `assemble_inputs` is the
-one place engine inputs are built: new input kinds (TCP connection health, ...) extend it.
+one place engine inputs are built: calls, and callers' TCP connections (weights/tcp_window.py) for
+services whose registry signal is not "rpc" (weights/tcp.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from weights.engine import compute_weights
 from weights.feed import apply_canary, build_feed
 from weights.inputs import build_windows, discovered
 from weights.model import EngineConfig, EngineState, InstanceWindow
+from weights.tcp import TcpWindow
+from weights.tcp_inputs import attach_tcp, signal_of, tcp_ports
 
 SYSTEM = "svcpulse"  # the "user" recorded when the control loop itself changes something
 
@@ -32,20 +35,29 @@ class CycleResult:
 
 
 def assemble_inputs(observed: Sequence[Mapping[str, Any]], control: ControlView, window_s: int,
-                    now_ms: int) -> tuple[dict[str, list[InstanceWindow]], list[dict[str, Any]],
-                                          list[dict[str, Any]]]:
-    """Engine inputs per service, plus the registry rows discovery would add (services, instances)."""
+                    now_ms: int, tcp: Mapping[str, TcpWindow] | None = None,
+                    ) -> tuple[dict[str, list[InstanceWindow]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Engine inputs per service, plus the registry rows discovery would add (services, instances).
+    `tcp`: callers' connections per endpoint ("ip:port") over the window."""
     registry = control.live("registry_instances")
     known = {(r["service"], r["instance"]) for r in registry}
     new_services, new_instances = discovered(observed, known, control.service_names(), now_ms)
-    return build_windows(observed, registry + new_instances, window_s), new_services, new_instances
+    windows = build_windows(observed, registry + new_instances, window_s)
+    signals = {r["service"]: signal_of(r) for r in control.live("registry_services")}
+    return attach_tcp(windows, tcp or {}, signals), new_services, new_instances
+
+
+def wanted_ports(control: ControlView) -> set[int]:
+    """Remote ports whose connections the worker should count (IP instances of services not on "rpc")."""
+    return tcp_ports(control.live("registry_services"), control.live("registry_instances"))
 
 
 def run_cycle(observed: Sequence[Mapping[str, Any]], control: ControlView, previous: Mapping[str, EngineState],
               now_ms: int, config: EngineConfig, canary_min_requests: int,
-              owns: Callable[[str], bool] = lambda _: True) -> CycleResult:
+              owns: Callable[[str], bool] = lambda _: True,
+              tcp: Mapping[str, TcpWindow] | None = None) -> CycleResult:
     """Step the engine once for every owned service (registered, or with calls within forget_s)."""
-    windows, new_services, new_instances = assemble_inputs(observed, control, config.window_s, now_ms)
+    windows, new_services, new_instances = assemble_inputs(observed, control, config.window_s, now_ms, tcp)
     services = {s for s in control.service_names() | windows.keys() if owns(s)}
     overrides, releases = control.overrides(), control.releases()
     feeds, states, aborts = {}, {}, []

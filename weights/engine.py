@@ -9,6 +9,7 @@ The rules are explained with worked examples in docs/weights.md.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
@@ -25,7 +26,8 @@ from weights.model import (
     Override,
     State,
 )
-from weights.scoring import Fleet, Score, choose_ejections, degraded_together, fleet_stats, score
+from weights.scoring import Fleet, Score, choose_ejections, degraded_together, evidence_calls, fleet_stats, score
+from weights.tcp import judged_by
 
 _NO_OVERRIDE = Override()
 
@@ -69,7 +71,7 @@ def compute_weights(
     steps = [_step(w, previous.instances.get(w.instance), overrides.get(w.instance), cycle) for w in windows]
     steps = _apply_probe_share(steps, config)
     state = EngineState(now_ms, MappingProxyType({s.window.instance: s.state for s in steps}))
-    return EngineResult(state, cycle.mode, tuple(_result(s) for s in steps), now_ms, config.window_s)
+    return EngineResult(state, cycle.mode, tuple(_result(s, config.window_s) for s in steps), now_ms, config.window_s)
 
 
 def _plan(
@@ -140,7 +142,7 @@ def _judge(window: InstanceWindow, prev: InstanceState, c: _Cycle) -> _Step:
     extras = [t for t in (c.held_back.get(window.instance), change, ramp_text) if t]
     if c.mode == "protective":
         extras.append(c.protective_text + "; weights not cut")
-    reason = "; ".join([evidence.text, *extras]) if window.requests else "; ".join(["no calls", *extras])
+    reason = "; ".join([evidence.text if evidence.calls else f"no {evidence.unit}", *extras])
     ramp_since = prev.ramp_since_ms if ramp < 1.0 else None
     new_state = replace(prev, weight=weight, state=state, health=health, ramp_since_ms=ramp_since)
     return _Step(window, new_state, weight, reason, dead=weight == 0)
@@ -151,7 +153,7 @@ def _next_health(health: float, evidence: Score, c: _Cycle) -> tuple[float, str]
     # Cutting needs min_requests; raising needs fewer, because a cut instance only sees probe traffic
     # and would otherwise never collect enough calls to come back (recovery is gradual anyway).
     if calls < cfg.recover_min_requests or (target < health and calls < cfg.min_requests):
-        return health, f"{calls} calls < {cfg.min_requests} needed to judge; health kept at {health:.0%}"
+        return health, f"{calls} {evidence.unit} < {cfg.min_requests} needed to judge; health kept at {health:.0%}"
     if target < health:
         if c.mode == "protective":
             return health, ""
@@ -236,14 +238,26 @@ def _apply_probe_share(steps: list[_Step], config: EngineConfig) -> list[_Step]:
     if not dead:
         return steps
     live = sum(s.weight for s in steps if not s.dead)
-    fleet_calls = sum(s.window.requests for s in steps)
-    share = min(config.probe_share / len(dead), config.probe_calls / max(fleet_calls, 1))
-    probe = max(1, round(share * live))
+    fleet_calls = sum(evidence_calls(s.window) for s in steps)
+    cap = config.probe_share / len(dead)
+    share = min(cap, config.probe_calls / max(fleet_calls, 1))
+    # Rounded to what recovery needs, but never up past the cap: "at most 1%" must hold on the wire.
+    probe = max(1, min(round(share * live), math.floor(cap * live)))
     return [replace(s, weight=probe, state=replace(s.state, weight=probe)) if s.dead else s for s in steps]
 
 
-def _result(step: _Step) -> InstanceResult:
+def _result(step: _Step, window_s: int) -> InstanceResult:
     w = step.window
+    if judged_by(w) == "tcp":
+        tcp = w.tcp
+        connected = tcp is not None and tcp.attempts > tcp.failures
+        return InstanceResult(
+            instance=w.instance, weight=step.weight, state=step.state.state, reason=step.reason,
+            success_rate=tcp.success_rate if tcp else None,
+            latency_ms_p50=tcp.connect_ms_p50 if tcp and connected else None,
+            latency_ms_p99=tcp.connect_ms_p99 if tcp and connected else None,
+            rps=tcp.attempts / window_s if tcp else 0.0, version=w.version, signal="tcp",
+        )
     has_calls = w.requests > 0
     return InstanceResult(
         instance=w.instance,

@@ -293,7 +293,7 @@ def test_instances_that_disappear_are_forgotten() -> None:
 def test_feed_shape_and_revision_stability() -> None:
     first = build_feed("shop.cart", warm())
     assert list(first) == ["service", "revision", "generated_at_ms", "window_s", "mode", "instances"]
-    row_keys = "instance weight state reason success_rate latency_ms_p50 latency_ms_p99 rps version"
+    row_keys = "instance weight state reason success_rate latency_ms_p50 latency_ms_p99 rps version signal"
     assert list(first["instances"][0]) == row_keys.split()
     # Different statistics, same weights and states: same revision.
     jittered = [win(n, requests=300, errors=2, p50=21) for n in NAMES]
