@@ -1,5 +1,5 @@
 """The service map: who calls whom over a time range, with each service's and each edge's health
-(docs/api.md, "Service map"). `format=nodegraph` answers Grafana's node graph frames instead."""
+(docs/api.md, "Service map"). `format=grafana` answers Grafana's node graph frames instead."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ router = APIRouter(prefix="/v1/map", tags=["map"])
 FEED_CURRENT_S = 300  # a range ending this close to now is "now" for the weight feed's states
 Limit = Annotated[int, Query(ge=1, le=500, description="edges shown one by one (unhealthy first, then the "
                              "busiest); the rest are summed into one edge per target from 'other callers'")]
-Format = Annotated[Literal["map", "nodegraph"], Query(description="map: nodes and edges with every figure; "
-                   "nodegraph: Grafana's node graph frames (id, title, mainstat, arc__*, color; source, target...)")]
+Format = Annotated[Literal["map", "grafana"], Query(description="map: nodes and edges with every figure; "
+                   "grafana: the frames of Grafana's node graph panel (nodes: id, title, subtitle, mainstat, "
+                   "secondarystat, arc__*, color; edges: id, source, target, mainstat, secondarystat, color)")]
 
 
 class WorstInstance(BaseModel):
@@ -106,6 +107,6 @@ def service_map(_: Reader, store: StoreDep, weights: WeightsDep, from_ms: FromMs
                     workloads=mq.cgroup_workloads(store, window), registry=reg.instances(store),
                     feeds=weights.feeds, feed_is_current=to_ms is None or to_ms >= now_ms - FEED_CURRENT_S * 1000)
     graph = build_map(inputs, limit)
-    if format == "nodegraph":
+    if format == "grafana":
         return frames(graph)
     return {"from_ms": window.from_s * 1000, "to_ms": window.to_s * 1000, "limit": limit, **graph}
