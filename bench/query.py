@@ -68,11 +68,11 @@ def endpoints(now_ms: int) -> dict[str, str]:
     }
 
 
-def measure(store: Store, repeat: int) -> dict[str, tuple[float, float]]:
-    """Each endpoint's (p50, p99) in ms, printed as they come."""
+def measure(store: Store, repeat: int, urls: dict[str, str] | None = None) -> dict[str, tuple[float, float]]:
+    """Each endpoint's (p50, p99) in ms, printed as they come (`urls`: name -> URL, default endpoints())."""
     timings = {}
     with TestClient(create_app(Settings(feed_open=True, kafka_bootstrap="127.0.0.1:1"), store=store)) as client:
-        for name, url in endpoints(int(time.time() * 1000)).items():
+        for name, url in (urls or endpoints(int(time.time() * 1000))).items():
             client.get(url).raise_for_status()  # warm-up
             took = []
             for _ in range(repeat):

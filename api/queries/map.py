@@ -1,9 +1,10 @@
-"""SQL of the service map (GET /v1/map): calls between services from the graph's own rollups
-(rpc_edges_1m/1h), callers' TCP connections to endpoints (tcp_health_1m, client side), and which
-services run in which cgroups (workloads_1m). Every query reads rollups only, so its cost follows the
-number of (caller, callee, instance) and (cgroup, endpoint) pairs, not the number of calls or
-connections. Long ranges read whole hours from rpc_edges_1h and only their edges from the minutes,
-as the query API does (api/queries/timeseries.py). Runs on ClickHouse 18.16 and chdb alike.
+"""SQL of the service map (GET /v1/map): calls between services (rpc_edges_*), calls per callee
+instance (rpc_edge_instances_*), callers' TCP connections to endpoints (tcp_edges_*, client side) and
+which services run in which cgroups (workloads_1m), all rollups keyed by time first (migration 0009).
+A query's cost follows the number of (caller, callee), (caller, callee, instance) and (cgroup,
+endpoint) pairs in the range, never the number of calls or connections. Ranges of HOURLY_FROM_S or
+more read whole hours from the *_1h tables and only their edges from the minutes, as the query API
+does (api/queries/timeseries.py). Runs on ClickHouse 18.16 and chdb alike.
 """
 
 from __future__ import annotations
@@ -16,21 +17,22 @@ from api.timerange import Window
 from pipeline.store import Store
 
 TCP_ROWS = 20_000  # (cgroup, endpoint) pairs read at most, busiest first: the map keeps far fewer anyway
-_EDGE_COLUMNS = "caller, callee, instance, side, calls, errors, timeouts, latency"
 _COUNTS = ("countMerge(calls) AS calls, sumMerge(errors) AS errors, sumMerge(timeouts) AS timeouts, "
            "quantilesTDigestMerge(0.5, 0.99)(latency) AS q")
 
 
-def _calls_source(window: Window) -> tuple[str, dict[str, Any]]:
-    """rpc_edges_1m over the window, or whole hours of rpc_edges_1h plus the minutes at the edges."""
+def _source(window: Window, rollup: str, columns: str) -> tuple[str, dict[str, Any]]:
+    """A subquery over `rollup`_1m for the window, or whole hours of `rollup`_1h plus the minutes at its
+    edges; `columns` excludes the time column (minute / hour)."""
     params: dict[str, Any] = {"from_s": window.from_s, "to_s": window.to_s}
+    minutes = (f"SELECT {columns} FROM {rollup}_1m "
+               "WHERE minute >= toDateTime(%(from_s)s) AND minute < toDateTime(%(to_s)s)")
     first, last = -(-window.from_s // 3600) * 3600, window.to_s // 3600 * 3600
     if window.to_s - window.from_s < HOURLY_FROM_S or first >= last:
-        return ("(SELECT * FROM rpc_edges_1m WHERE minute >= toDateTime(%(from_s)s) "
-                "AND minute < toDateTime(%(to_s)s))"), params
+        return f"({minutes})", params
     params.update(hours_from_s=first, hours_to_s=last)
-    return (f"(SELECT {_EDGE_COLUMNS} FROM rpc_edges_1h WHERE hour >= toDateTime(%(hours_from_s)s) "
-            f"AND hour < toDateTime(%(hours_to_s)s) UNION ALL SELECT {_EDGE_COLUMNS} FROM rpc_edges_1m "
+    return (f"(SELECT {columns} FROM {rollup}_1h WHERE hour >= toDateTime(%(hours_from_s)s) "
+            f"AND hour < toDateTime(%(hours_to_s)s) UNION ALL SELECT {columns} FROM {rollup}_1m "
             "WHERE (minute >= toDateTime(%(from_s)s) AND minute < toDateTime(%(hours_from_s)s)) "
             "OR (minute >= toDateTime(%(hours_to_s)s) AND minute < toDateTime(%(to_s)s)))"), params
 
@@ -47,7 +49,7 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
 def call_totals(store: Store, window: Window) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(pairs, callees), one round trip: per (caller, callee, side) and per (callee, side), rows of
     calls, errors, timeouts, p50, p99 (ms; None without calls). A call seen by both sides is in both."""
-    source, params = _calls_source(window)
+    source, params = _source(window, "rpc_edges", "caller, callee, side, calls, errors, timeouts, latency")
     sql = (f"SELECT 'pair' AS level, caller, callee, side, {_COUNTS} FROM {source} GROUP BY caller, callee, side "
            f"UNION ALL SELECT 'callee' AS level, '' AS caller, callee, side, {_COUNTS} FROM {source} "
            "GROUP BY callee, side")
@@ -58,10 +60,9 @@ def call_totals(store: Store, window: Window) -> tuple[list[dict[str, Any]], lis
 
 
 def instance_totals(store: Store, window: Window) -> list[dict[str, Any]]:
-    """Rows {caller, callee, side, instance, calls, failures} (no quantiles: counts merge cheaply)."""
-    source, params = _calls_source(window)
-    sql = ("SELECT caller, callee, side, instance, countMerge(calls) AS calls, "
-           f"sumMerge(errors) + sumMerge(timeouts) AS failures FROM {source} "
+    """Rows {caller, callee, side, instance, calls, failures} (failures: errors and timeouts)."""
+    source, params = _source(window, "rpc_edge_instances", "caller, callee, side, instance, calls, failures")
+    sql = (f"SELECT caller, callee, side, instance, sum(calls) AS calls, sum(failures) AS failures FROM {source} "
            "GROUP BY caller, callee, side, instance")
     return [{**row, "calls": int(row["calls"]), "failures": int(row["failures"])} for row in store.query(sql, params)]
 
@@ -69,11 +70,11 @@ def instance_totals(store: Store, window: Window) -> list[dict[str, Any]]:
 def tcp_links(store: Store, window: Window, limit: int = TCP_ROWS) -> list[dict[str, Any]]:
     """Client-side connections per (cgroup, remote endpoint): {cgroup, raddr, rport, attempts, ok,
     retransmits, resets}; the busiest `limit` pairs."""
-    sql = ("SELECT cgroup, raddr, rport, countMerge(attempts) AS attempts, sumMerge(ok) AS ok, "
-           "sumMerge(retransmits) AS retransmits, sumMerge(resets_in) + sumMerge(resets_out) AS resets "
-           "FROM tcp_health_1m WHERE minute >= toDateTime(%(from_s)s) AND minute < toDateTime(%(to_s)s) "
-           "GROUP BY cgroup, raddr, rport ORDER BY attempts DESC LIMIT %(limit)s")
-    rows = store.query(sql, {"from_s": window.from_s, "to_s": window.to_s, "limit": limit})
+    source, params = _source(window, "tcp_edges", "cgroup, raddr, rport, attempts, ok, retransmits, resets")
+    sql = ("SELECT cgroup, raddr, rport, sum(attempts) AS attempts, sum(ok) AS ok, sum(retransmits) AS retransmits, "
+           f"sum(resets) AS resets FROM {source} GROUP BY cgroup, raddr, rport ORDER BY attempts DESC "
+           "LIMIT %(limit)s")
+    rows = store.query(sql, {**params, "limit": limit})
     for row in rows:
         for name in ("rport", "attempts", "ok", "retransmits", "resets"):
             row[name] = int(row[name])

@@ -48,43 +48,89 @@ FROM $db.instance_load
 WHERE workload != ''
 GROUP BY minute, cgroup, workload, workload_kind, service, source, host;
 
--- The service graph's own rollups: calls per (caller, callee, callee instance, side), without the
--- interface and version dimensions of rpc_calls_1m/1h, so GET /v1/map merges a few times fewer
--- quantile states (a map over an hour of a large fleet stays well under 300 ms, bench/map.py).
--- Minutes for ranges up to hours, hours for longer ones, as rpc_calls_1m/1h. Read with countMerge,
--- sumMerge and quantilesTDigestMerge(0.5, 0.99).
+-- The service graph's own rollups, keyed by minute first (a map over the last hour reads the last
+-- hour only) and without the interface and version dimensions of rpc_calls_1m/1h: calls per
+-- (caller, callee, side) with their latency digest; per callee instance only counts (a sum merges far
+-- cheaper than a digest: the instance dimension multiplies rows by the fleet size); callers' TCP
+-- connections per (cgroup, remote endpoint), client side, as tcp_health_1m counts them. Minutes for
+-- ranges up to hours, hours for longer ones, as rpc_calls_1m/1h (api/queries/map.py, bench/map.py).
+-- rpc_edges_*: read with countMerge, sumMerge, quantilesTDigestMerge(0.5, 0.99); the others with sum().
 CREATE TABLE IF NOT EXISTS $db.rpc_edges_1m (
-    minute DateTime, caller String, callee String, instance String, side String,
+    minute DateTime, caller String, callee String, side String,
     calls AggregateFunction(count),
     errors AggregateFunction(sum, UInt64),
     timeouts AggregateFunction(sum, UInt64),
     latency AggregateFunction(quantilesTDigest(0.5, 0.99), Float64)
 ) ENGINE = AggregatingMergeTree PARTITION BY toYYYYMMDD(minute)
-  ORDER BY (minute, callee, caller, side, instance);
+  ORDER BY (minute, callee, caller, side);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS $db.rpc_edges_1m_mv TO $db.rpc_edges_1m AS
-SELECT toStartOfMinute(ts) AS minute, caller, callee, instance, side,
+SELECT toStartOfMinute(ts) AS minute, caller, callee, side,
        countState() AS calls,
        sumState(toUInt64(status = 'error')) AS errors,
        sumState(toUInt64(status = 'timeout')) AS timeouts,
        quantilesTDigestState(0.5, 0.99)(latency_ms) AS latency
 FROM $db.rpc_calls
-GROUP BY minute, caller, callee, instance, side;
+GROUP BY minute, caller, callee, side;
 
 CREATE TABLE IF NOT EXISTS $db.rpc_edges_1h (
-    hour DateTime, caller String, callee String, instance String, side String,
+    hour DateTime, caller String, callee String, side String,
     calls AggregateFunction(count),
     errors AggregateFunction(sum, UInt64),
     timeouts AggregateFunction(sum, UInt64),
     latency AggregateFunction(quantilesTDigest(0.5, 0.99), Float64)
 ) ENGINE = AggregatingMergeTree PARTITION BY toYYYYMMDD(hour)
-  ORDER BY (hour, callee, caller, side, instance);
+  ORDER BY (hour, callee, caller, side);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS $db.rpc_edges_1h_mv TO $db.rpc_edges_1h AS
-SELECT toStartOfHour(ts) AS hour, caller, callee, instance, side,
+SELECT toStartOfHour(ts) AS hour, caller, callee, side,
        countState() AS calls,
        sumState(toUInt64(status = 'error')) AS errors,
        sumState(toUInt64(status = 'timeout')) AS timeouts,
        quantilesTDigestState(0.5, 0.99)(latency_ms) AS latency
 FROM $db.rpc_calls
-GROUP BY hour, caller, callee, instance, side;
+GROUP BY hour, caller, callee, side;
+
+CREATE TABLE IF NOT EXISTS $db.rpc_edge_instances_1m (
+    minute DateTime, caller String, callee String, side String, instance String, calls UInt64, failures UInt64
+) ENGINE = SummingMergeTree PARTITION BY toYYYYMMDD(minute) ORDER BY (minute, callee, caller, side, instance);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS $db.rpc_edge_instances_1m_mv TO $db.rpc_edge_instances_1m AS
+SELECT toStartOfMinute(ts) AS minute, caller, callee, side, instance, count() AS calls,
+       sum(toUInt64(status != 'ok')) AS failures
+FROM $db.rpc_calls
+GROUP BY minute, caller, callee, side, instance;
+
+CREATE TABLE IF NOT EXISTS $db.rpc_edge_instances_1h (
+    hour DateTime, caller String, callee String, side String, instance String, calls UInt64, failures UInt64
+) ENGINE = SummingMergeTree PARTITION BY toYYYYMMDD(hour) ORDER BY (hour, callee, caller, side, instance);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS $db.rpc_edge_instances_1h_mv TO $db.rpc_edge_instances_1h AS
+SELECT toStartOfHour(ts) AS hour, caller, callee, side, instance, count() AS calls,
+       sum(toUInt64(status != 'ok')) AS failures
+FROM $db.rpc_calls
+GROUP BY hour, caller, callee, side, instance;
+
+CREATE TABLE IF NOT EXISTS $db.tcp_edges_1m (
+    minute DateTime, cgroup String, raddr String, rport UInt16,
+    attempts UInt64, ok UInt64, retransmits UInt64, resets UInt64
+) ENGINE = SummingMergeTree PARTITION BY toYYYYMMDD(minute) ORDER BY (minute, cgroup, raddr, rport);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS $db.tcp_edges_1m_mv TO $db.tcp_edges_1m AS
+SELECT toStartOfMinute(ts) AS minute, cgroup, raddr, rport, count() AS attempts,
+       sum(toUInt64(outcome = 'ok')) AS ok, sum(retransmits) AS retransmits, sum(resets_in + resets_out) AS resets
+FROM $db.tcp_connections
+WHERE role = 'client' AND outcome != ''
+GROUP BY minute, cgroup, raddr, rport;
+
+CREATE TABLE IF NOT EXISTS $db.tcp_edges_1h (
+    hour DateTime, cgroup String, raddr String, rport UInt16,
+    attempts UInt64, ok UInt64, retransmits UInt64, resets UInt64
+) ENGINE = SummingMergeTree PARTITION BY toYYYYMMDD(hour) ORDER BY (hour, cgroup, raddr, rport);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS $db.tcp_edges_1h_mv TO $db.tcp_edges_1h AS
+SELECT toStartOfHour(ts) AS hour, cgroup, raddr, rport, count() AS attempts,
+       sum(toUInt64(outcome = 'ok')) AS ok, sum(retransmits) AS retransmits, sum(resets_in + resets_out) AS resets
+FROM $db.tcp_connections
+WHERE role = 'client' AND outcome != ''
+GROUP BY hour, cgroup, raddr, rport;
