@@ -87,7 +87,7 @@ def run(engine: str, rows: int, repeat: int, work: Path) -> dict[str, tuple[floa
         print(f"{engine}: generating {rows:,} rpc + {rows:,} tcp rows over the last hour", flush=True)
         seconds = generate(store, rows)
         counts = {t: store.query(f"SELECT count() AS n FROM {t}")[0]["n"]
-                  for t in ("rpc_edges_1m", "tcp_health_1m", "workloads_1m")}
+                  for t in ("rpc_edges_1m", "rpc_edge_instances_1m", "tcp_edges_1m", "workloads_1m")}
         print(f"{engine}: generated in {seconds:.0f} s (rollup rows: {counts}); {repeat} calls each, "
               f"load average {os.getloadavg()[0]:.1f}", flush=True)
         return measure(store, repeat, urls(int(time.time() * 1000)))

@@ -15,6 +15,7 @@ per target into one edge from group:others (targets not kept are only counted in
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from collectors.workload import names_of
 
 Row = Mapping[str, Any]
 UNKNOWN_CALLERS, OTHERS = "ext:unknown", "group:others"
+_PLAIN_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d):\d{1,5}")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ def endpoint(raddr: str, rport: int) -> str:
 def canonical(instance: str) -> str:
     """An instance name as the collector spells an endpoint (compressed IPv6 in brackets); DNS names stay."""
     host, _, port = instance.rpartition(":")
+    if _PLAIN_IPV4.fullmatch(instance):
+        return instance  # already how the collector writes it (the common case: skip the parser)
     try:
         return endpoint(ipaddress.ip_address(host.strip("[]")).compressed, int(port))
     except ValueError:
@@ -101,8 +105,10 @@ class _Builder:
         return worst
 
     def connections(self) -> None:
-        owners = {canonical(r["instance"]): r["service"] for r in self.inputs.registry if r["instance"]}
-        owners.update({canonical(r["instance"]): r["callee"] for r in self.inputs.instances if r["instance"]})
+        # An instance appears once per caller and side: name each (instance, service) once.
+        seen = {(r["instance"], r["service"]) for r in self.inputs.registry if r["instance"]}
+        seen |= {(r["instance"], r["callee"]) for r in self.inputs.instances if r["instance"]}
+        owners = {canonical(instance): service for instance, service in sorted(seen)}
         services: dict[str, set[str]] = defaultdict(set)
         named: dict[str, tuple[int, str]] = {}
         for row in self.inputs.workloads:
