@@ -1,8 +1,9 @@
 """The web console: one HTML page, its JS and CSS files from api/console/, no build step.
 
 `/` and any `/console/<page>` path answer the page (the console routes by URL hash); the assets (and
-the vendored libraries, api/console/vendor/README.md) answer under `/console/`. A strict Content-Security-Policy allows only this origin: the console
-loads nothing from elsewhere (no CDN) and never runs inline script.
+the vendored libraries, api/console/vendor/README.md) answer under `/console/`. A strict
+Content-Security-Policy allows only this origin: the console loads nothing from elsewhere (no CDN)
+and never runs inline script.
 """
 
 from __future__ import annotations
