@@ -105,6 +105,7 @@ class InstanceState:
     ejected_until_ms: int | None = None  # kept after it passes: ejection decay counts from here
     eject_reason: str = ""  # why the current ejection happened, repeated while it lasts
     ramp_since_ms: int | None = None  # slow start began here (None = not ramping)
+    probe_from_ms: int | None = None  # a renewed ejection rests (weight 0, no probe) until here
 
 
 @dataclass(frozen=True)

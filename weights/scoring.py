@@ -138,6 +138,23 @@ def rpc_ejection_reason(window: InstanceWindow, fleet: Fleet, config: EngineConf
     return None
 
 
+def probe_failure(window: InstanceWindow, config: EngineConfig) -> str | None:
+    """Why an instance whose ejection just ran out should stay out: its probe calls still fail.
+
+    Probed instances get ~probe_calls per window, too few for the ejection rules (eject_min_requests)
+    or even a cut (min_requests); recover_min_requests of them are enough to raise a weight, so they
+    are enough to refuse a return as well. With more calls the ordinary rules judge it.
+    """
+    calls = window.requests
+    if not config.recover_min_requests <= calls < config.eject_min_requests:
+        return None
+    success = _success(window)
+    if success >= config.eject_success_floor:
+        return None
+    floor = _pct(config.eject_success_floor)
+    return f"probe calls still failing: success {_pct(success)} < floor {floor} over {calls} calls"
+
+
 def ejection_cap(active_count: int, config: EngineConfig) -> int:
     """At most max_ejected_fraction of the active hosts, at least 1 once there are 2 hosts.
 
@@ -174,6 +191,13 @@ def choose_ejections(
     return ejected, held
 
 
+def own_success_factor(window: InstanceWindow, config: EngineConfig) -> float:
+    """The success factor against the absolute bar (success_good) alone: what the instance's own calls
+    (or connections) say, whatever the rest of the fleet does."""
+    absolute = Fleet(config.success_good, None, None, None, None, absolute_fleet(config))
+    return score(window, absolute, config).success_factor
+
+
 def degraded_together(
     active: Sequence[InstanceWindow], ejected: Collection[str], config: EngineConfig
 ) -> tuple[int, int]:
@@ -182,7 +206,6 @@ def degraded_together(
     Counted: instances with enough calls (or connections) plus the ones already ejected (MSEC counts
     dead ones too).
     """
-    absolute = Fleet(config.success_good, None, None, None, None, absolute_fleet(config))
     degraded = counted = 0
     for window in active:
         if window.instance in ejected:
@@ -190,7 +213,7 @@ def degraded_together(
         elif evidence_calls(window) >= config.min_requests:
             counted += 1
             bad = evidence_success(window, config) < config.eject_success_floor
-            if bad or score(window, absolute, config).success_factor < config.protective_health:
+            if bad or own_success_factor(window, config) < config.protective_health:
                 degraded += 1
     return degraded, counted
 

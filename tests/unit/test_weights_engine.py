@@ -124,7 +124,10 @@ def test_absolute_floor_ejects_with_reason() -> None:
     result = run(lambda _: with_one(NAMES[0], errors=115), 1, warm().state, T0 + 60_000)[0]
     row = by_name(result)[NAMES[0]]
     assert row.state == "ejected"
-    assert row.reason == "success 52.1% < floor 80.0% over 240 calls; ejected 30 s (1st time)"
+    assert row.reason == (
+        "success 52.1% < floor 80.0% over 240 calls; ejected 30 s (1st time)"
+        "; probe share: weight 3 (~10 calls per 10 s window at the fleet's 1200)"  # issue 16: say where 3 comes from
+    )
 
 
 def test_outlier_relative_to_fleet_needs_enough_hosts() -> None:
