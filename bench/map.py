@@ -22,10 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.query import measure
-from pipeline.migrate import migrate
-from pipeline.store import Store, open_store
-from svcpulse.services import ClickHouseServer, free_port
+from bench.query import bench_store, measure
+from pipeline.store import Store
 
 CHUNK = 1_000_000
 SERVICES, INSTANCES, CALLERS = 100, 10, 5
@@ -75,15 +73,7 @@ def urls(now_ms: int) -> dict[str, str]:
 
 
 def run(engine: str, rows: int, repeat: int, work: Path) -> dict[str, tuple[float, float]]:
-    server = None
-    if engine == "clickhouse":
-        server = ClickHouseServer(port=free_port(), workdir=work / "clickhouse")
-        server.start()
-        store = open_store(f"clickhouse://127.0.0.1:{server.port}/bench?timeout=900")
-    else:
-        store = open_store(f"chdb://{work}/chdb/bench")
-    try:
-        migrate(store, log=False)
+    with bench_store(engine, work) as store:
         print(f"{engine}: generating {rows:,} rpc + {rows:,} tcp rows over the last hour", flush=True)
         seconds = generate(store, rows)
         counts = {t: store.query(f"SELECT count() AS n FROM {t}")[0]["n"]
@@ -91,10 +81,6 @@ def run(engine: str, rows: int, repeat: int, work: Path) -> dict[str, tuple[floa
         print(f"{engine}: generated in {seconds:.0f} s (rollup rows: {counts}); {repeat} calls each, "
               f"load average {os.getloadavg()[0]:.1f}", flush=True)
         return measure(store, repeat, urls(int(time.time() * 1000)))
-    finally:
-        store.close()
-        if server is not None:
-            server.stop()
 
 
 def main() -> None:
