@@ -5,7 +5,7 @@
 "use strict";
 
 const MAP_RANGES = { "15 min": 15, "1 h": 60, "6 h": 360 };
-const NODE_W = 190, NODE_H = 58;
+const NODE_W = 220, NODE_H = 58;
 let mapRangeMin = 15;
 
 function mapLayout(graph) {
@@ -40,19 +40,23 @@ function mapEdge(e, g, markers) {
   return path;
 }
 
-function mapNode(n, g) {
+// What a node shows under its title: what it served, else what reached it by TCP, else what it called.
+function nodeStat(n, outRps) {
+  if (n.calls) return `${fmt.num(n.rps, 1)} req/s · ${fmt.pct(n.success_rate, 1)} · p99 ${fmt.ms(n.latency_ms_p99)}`;
+  if (n.tcp_rate) return `${fmt.num(n.tcp_rate, 1)} conn/s · ${fmt.pct(n.tcp_success_rate, 1)} ok`;
+  return outRps ? `calls out ${fmt.num(outRps, 1)} req/s` : "";
+}
+
+function mapNode(n, g, outRps) {
   const { x, y } = g.node(n.id);
   const group = svg("g", { class: `map-node k-${n.kind}`, transform: `translate(${x - NODE_W / 2},${y - NODE_H / 2})`,
                            "data-id": n.id, "data-state": n.state, "data-color": n.color });
   group.append(svg("rect", { width: NODE_W, height: NODE_H, rx: 6, stroke: n.color, fill: "#181b1f" }),
                svg("rect", { width: 6, height: NODE_H, rx: 3, fill: n.color }));
-  const lines = [[n.title, "map-title", 20],
-    [n.calls ? `${fmt.num(n.rps, 1)} req/s · ${fmt.pct(n.success_rate, 1)} · p99 ${fmt.ms(n.latency_ms_p99)}`
-      : n.tcp_rate ? `${fmt.num(n.tcp_rate, 1)} conn/s · ${fmt.pct(n.tcp_success_rate, 1)} ok` : "", "map-stat", 36],
-    [n.subtitle, "map-sub", 50]];
+  const lines = [[n.title, "map-title", 20], [nodeStat(n, outRps), "map-stat", 36], [n.subtitle, "map-sub", 50]];
   for (const [text, cls, dy] of lines) {
     const label = svg("text", { x: 14, y: dy, class: cls });
-    label.textContent = text.length > 30 ? `${text.slice(0, 29)}…` : text;
+    label.textContent = text.length > 34 ? `${text.slice(0, 33)}…` : text;
     group.append(label);
   }
   const title = svg("title", {});
@@ -83,7 +87,10 @@ function mapPicture(graph) {
     }
     return made.get(colour);
   };
-  picture.append(defs, ...graph.edges.map((e) => mapEdge(e, g, markers)), ...graph.nodes.map((n) => mapNode(n, g)));
+  const outRps = {};
+  graph.edges.forEach((e) => { outRps[e.source] = (outRps[e.source] || 0) + e.rps; });
+  picture.append(defs, ...graph.edges.map((e) => mapEdge(e, g, markers)),
+                 ...graph.nodes.map((n) => mapNode(n, g, outRps[n.id])));
   picture.style.maxWidth = `${Math.max(width, 200) * 1.1}px`;
   return picture;
 }
@@ -101,6 +108,7 @@ async function mapPage(main) {
   const graph = await get(`/v1/map?from=${to - mapRangeMin * 60000}&limit=60`);
   const range = el("select", { "aria-label": "range", onchange: (ev) => { mapRangeMin = Number(ev.target.value); render(); } },
     Object.entries(MAP_RANGES).map(([label, min]) => el("option", { value: min, selected: min === mapRangeMin }, label)));
+  const titles = Object.fromEntries(graph.nodes.map((n) => [n.id, n.title]));
   const left = graph.omitted.edges ? ` · ${graph.omitted.edges} more edges to nodes not shown` : "";
   show(main, el("div", { class: "head" }, el("h1", {}, "Service map"), range,
                 el("span", { class: "muted" }, `${graph.nodes.length} nodes, ${graph.edges.length} edges; `
@@ -109,5 +117,5 @@ async function mapPage(main) {
       el("div", { class: "legend" }, ["healthy", "warning", "critical"].map((h) => el("span", {},
         el("i", { class: `h-${h}` }), h)), el("span", { class: "muted" }, "dashed: connections only (no calls)"))),
     panel("Edges", graph.edges.length ? table(["caller", "callee", "health", "req/s#", "errors#", "p99#", "conn/s#",
-      "conn failed#", "retransmits#", "why"], mapEdgeRows(graph.edges, Object.fromEntries(graph.nodes.map((n) => [n.id, n.title])))) : empty("none")));
+      "conn failed#", "retransmits#", "why"], mapEdgeRows(graph.edges, titles)) : empty("none")));
 }
