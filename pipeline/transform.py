@@ -23,6 +23,10 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     for kind in ("tcp", "rpc", "load")
 }
 _FIELD_NAMES = {kind: tuple(field.name for field in events.SCHEMAS[kind]) for kind in COLUMNS}
+# (name, None) for a required field, (name, (default,)) for an optional one: an event built in code
+# (tests, benches) may leave optional fields out; validated events always carry them.
+_DEFAULTS = {kind: tuple((f.name, None if f.required else (f.default,)) for f in events.SCHEMAS[kind])
+             for kind in COLUMNS}
 # Where cgroup and workload sit among each kind's values (workload_kind follows workload).
 _NAMED_AT = {kind: (names.index("cgroup"), names.index("workload")) for kind, names in _FIELD_NAMES.items()}
 
@@ -42,7 +46,8 @@ def with_workload(kind: str, values: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def to_row(kind: str, event: events.Event, message: Message) -> Row:
-    values = with_workload(kind, tuple(event[name] for name in _FIELD_NAMES[kind]))
+    values = with_workload(kind, tuple(event[name] if default is None else event.get(name, default[0])
+                                       for name, default in _DEFAULTS[kind]))
     return (event["ts_ms"] // 1000, *values, message.topic, message.partition, message.offset,
             message.timestamp_ms)
 
