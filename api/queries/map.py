@@ -47,15 +47,23 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def call_totals(store: Store, window: Window) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(pairs, callees), one round trip: per (caller, callee, side) and per (callee, side), rows of
-    calls, errors, timeouts, p50, p99 (ms; None without calls). A call seen by both sides is in both."""
+    """(pairs, callees): per (caller, callee, side) and per (callee, side), rows of calls, errors,
+    timeouts, p50, p99 (ms; None without calls). A call seen by both sides is in both. One scan: the
+    digests are merged per pair once (-MergeState), and the callee's from those few states."""
     source, params = _source(window, "rpc_edges", "caller, callee, side, calls, errors, timeouts, latency")
-    sql = (f"SELECT 'pair' AS level, caller, callee, side, {_COUNTS} FROM {source} GROUP BY caller, callee, side "
-           f"UNION ALL SELECT 'callee' AS level, '' AS caller, callee, side, {_COUNTS} FROM {source} "
+    sql = ("SELECT callee, side, groupArray(caller) AS callers, groupArray(c) AS cs, groupArray(e) AS es, "
+           "groupArray(t) AS ts, groupArray(finalizeAggregation(l)) AS qs, sum(c) AS calls, sum(e) AS errors, "
+           "sum(t) AS timeouts, quantilesTDigestMerge(0.5, 0.99)(l) AS q FROM ("
+           "SELECT callee, side, caller, countMerge(calls) AS c, sumMerge(errors) AS e, sumMerge(timeouts) AS t, "
+           f"quantilesTDigestMergeState(0.5, 0.99)(latency) AS l FROM {source} GROUP BY callee, side, caller) "
            "GROUP BY callee, side")
     pairs, callees = [], []
     for row in store.query(sql, params):
-        (pairs if row.pop("level") == "pair" else callees).append(_plain(row))
+        per_caller = zip(row.pop("callers"), row.pop("cs"), row.pop("es"), row.pop("ts"), row.pop("qs"), strict=True)
+        for caller, calls, errors, timeouts, q in per_caller:
+            pairs.append(_plain({"caller": caller, "callee": row["callee"], "side": row["side"], "calls": calls,
+                                 "errors": errors, "timeouts": timeouts, "q": list(q)}))
+        callees.append(_plain({**row, "caller": ""}))
     return pairs, callees
 
 
