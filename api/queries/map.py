@@ -1,15 +1,17 @@
 """SQL of the service map (GET /v1/map): calls between services (rpc_edges_*), calls per callee
 instance (rpc_edge_instances_*), callers' TCP connections to endpoints (tcp_edges_*, client side) and
-which services run in which cgroups (workloads_1m), all rollups keyed by time first (migration 0009).
+which services run in which cgroups (workloads_1m), all rollups keyed by time first, in minutes, ten
+minutes and hours (migration 0009).
 A query's cost follows the number of (caller, callee), (caller, callee, instance) and (cgroup,
-endpoint) pairs in the range, never the number of calls or connections. Ranges of HOURLY_FROM_S or
-more read whole hours from the *_1h tables and only their edges from the minutes, as the query API
-does (api/queries/timeseries.py). Runs on ClickHouse 18.16 and chdb alike.
+endpoint) pairs in the range, never the number of calls or connections. A range reads whole ten
+minutes from the *_10m tables (and from HOURLY_FROM_S on whole hours from *_1h, as the query API
+does: api/queries/timeseries.py) and only its edges from the minutes. Runs on ClickHouse 18.16 and chdb alike.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from api.queries.timeseries import HOURLY_FROM_S
@@ -21,20 +23,43 @@ _COUNTS = ("countMerge(calls) AS calls, sumMerge(errors) AS errors, sumMerge(tim
            "quantilesTDigestMerge(0.5, 0.99)(latency) AS q")
 
 
+Segment = tuple[str, int, int]  # (tier: 1m | 10m | 1h, from_s, to_s)
+_TIME = {"1m": "minute", "10m": "minute", "1h": "hour"}  # each tier's time column (10m: its bucket's start)
+
+
+def _split(lo: int, hi: int, size: int, tier: str, finer: Callable[[int, int], list[Segment]]) -> list[Segment]:
+    """Whole `size`-second buckets of [lo, hi) from `tier`, the edges from the finer tiers."""
+    first, last = -(-lo // size) * size, hi // size * size
+    if first >= last:
+        return finer(lo, hi)
+    return [*finer(lo, first), (tier, first, last), *finer(last, hi)]
+
+
+def _minutes(lo: int, hi: int) -> list[Segment]:
+    return [("1m", lo, hi)] if lo < hi else []
+
+
+def _tens(lo: int, hi: int) -> list[Segment]:
+    return _split(lo, hi, 600, "10m", _minutes)
+
+
+def segments(window: Window) -> list[Segment]:
+    """The tiers that cover the window exactly: hours from HOURLY_FROM_S on, ten minutes, minutes."""
+    if window.to_s - window.from_s >= HOURLY_FROM_S:
+        return _split(window.from_s, window.to_s, 3600, "1h", _tens)
+    return _tens(window.from_s, window.to_s)
+
+
 def _source(window: Window, rollup: str, columns: str) -> tuple[str, dict[str, Any]]:
-    """A subquery over `rollup`_1m for the window, or whole hours of `rollup`_1h plus the minutes at its
-    edges; `columns` excludes the time column (minute / hour)."""
-    params: dict[str, Any] = {"from_s": window.from_s, "to_s": window.to_s}
-    minutes = (f"SELECT {columns} FROM {rollup}_1m "
-               "WHERE minute >= toDateTime(%(from_s)s) AND minute < toDateTime(%(to_s)s)")
-    first, last = -(-window.from_s // 3600) * 3600, window.to_s // 3600 * 3600
-    if window.to_s - window.from_s < HOURLY_FROM_S or first >= last:
-        return f"({minutes})", params
-    params.update(hours_from_s=first, hours_to_s=last)
-    return (f"(SELECT {columns} FROM {rollup}_1h WHERE hour >= toDateTime(%(hours_from_s)s) "
-            f"AND hour < toDateTime(%(hours_to_s)s) UNION ALL SELECT {columns} FROM {rollup}_1m "
-            "WHERE (minute >= toDateTime(%(from_s)s) AND minute < toDateTime(%(hours_from_s)s)) "
-            "OR (minute >= toDateTime(%(hours_to_s)s) AND minute < toDateTime(%(to_s)s)))"), params
+    """A subquery over the tiers of `rollup` (`rollup`_1m, _10m, _1h) covering the window; `columns`
+    excludes the time column."""
+    parts, params = [], {}
+    for n, (tier, lo, hi) in enumerate(segments(window)):
+        column = _TIME[tier]
+        parts.append(f"SELECT {columns} FROM {rollup}_{tier} WHERE {column} >= toDateTime(%(lo{n})s) "
+                     f"AND {column} < toDateTime(%(hi{n})s)")
+        params.update({f"lo{n}": lo, f"hi{n}": hi})
+    return f"({' UNION ALL '.join(parts)})", params
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:

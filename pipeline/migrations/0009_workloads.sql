@@ -52,8 +52,8 @@ GROUP BY minute, cgroup, workload, workload_kind, service, source, host;
 -- hour only) and without the interface and version dimensions of rpc_calls_1m/1h: calls per
 -- (caller, callee, side) with their latency digest; per callee instance only counts (a sum merges far
 -- cheaper than a digest: the instance dimension multiplies rows by the fleet size); callers' TCP
--- connections per (cgroup, remote endpoint), client side, as tcp_health_1m counts them. Minutes for
--- ranges up to hours, hours for longer ones, as rpc_calls_1m/1h (api/queries/map.py, bench/map.py).
+-- connections per (cgroup, remote endpoint), client side, as tcp_health_1m counts them. Minutes, ten
+-- minutes and hours, as rpc_calls_1m/1h (api/queries/map.py, bench/map.py).
 -- rpc_edges_*: read with countMerge, sumMerge, quantilesTDigestMerge(0.5, 0.99); the others with sum().
 CREATE TABLE IF NOT EXISTS $db.rpc_edges_1m (
     minute DateTime, caller String, callee String, side String,
@@ -134,3 +134,45 @@ SELECT toStartOfHour(ts) AS hour, cgroup, raddr, rport, count() AS attempts,
 FROM $db.tcp_connections
 WHERE role = 'client' AND outcome != ''
 GROUP BY hour, cgroup, raddr, rport;
+
+-- Ten-minute buckets: a range of an hour or more reads whole ten minutes from here and only its edges
+-- from the minutes (ten times fewer rows and digests to merge than minutes alone).
+CREATE TABLE IF NOT EXISTS $db.rpc_edges_10m (
+    minute DateTime, caller String, callee String, side String,
+    calls AggregateFunction(count),
+    errors AggregateFunction(sum, UInt64),
+    timeouts AggregateFunction(sum, UInt64),
+    latency AggregateFunction(quantilesTDigest(0.5, 0.99), Float64)
+) ENGINE = AggregatingMergeTree PARTITION BY toYYYYMMDD(minute)
+  ORDER BY (minute, callee, caller, side);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS $db.rpc_edges_10m_mv TO $db.rpc_edges_10m AS
+SELECT toDateTime(intDiv(toUInt32(ts), 600) * 600) AS minute, caller, callee, side,
+       countState() AS calls,
+       sumState(toUInt64(status = 'error')) AS errors,
+       sumState(toUInt64(status = 'timeout')) AS timeouts,
+       quantilesTDigestState(0.5, 0.99)(latency_ms) AS latency
+FROM $db.rpc_calls
+GROUP BY minute, caller, callee, side;
+
+CREATE TABLE IF NOT EXISTS $db.rpc_edge_instances_10m (
+    minute DateTime, caller String, callee String, side String, instance String, calls UInt64, failures UInt64
+) ENGINE = SummingMergeTree PARTITION BY toYYYYMMDD(minute) ORDER BY (minute, callee, caller, side, instance);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS $db.rpc_edge_instances_10m_mv TO $db.rpc_edge_instances_10m AS
+SELECT toDateTime(intDiv(toUInt32(ts), 600) * 600) AS minute, caller, callee, side, instance, count() AS calls,
+       sum(toUInt64(status != 'ok')) AS failures
+FROM $db.rpc_calls
+GROUP BY minute, caller, callee, side, instance;
+
+CREATE TABLE IF NOT EXISTS $db.tcp_edges_10m (
+    minute DateTime, cgroup String, raddr String, rport UInt16,
+    attempts UInt64, ok UInt64, retransmits UInt64, resets UInt64
+) ENGINE = SummingMergeTree PARTITION BY toYYYYMMDD(minute) ORDER BY (minute, cgroup, raddr, rport);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS $db.tcp_edges_10m_mv TO $db.tcp_edges_10m AS
+SELECT toDateTime(intDiv(toUInt32(ts), 600) * 600) AS minute, cgroup, raddr, rport, count() AS attempts,
+       sum(toUInt64(outcome = 'ok')) AS ok, sum(retransmits) AS retransmits, sum(resets_in + resets_out) AS resets
+FROM $db.tcp_connections
+WHERE role = 'client' AND outcome != ''
+GROUP BY minute, cgroup, raddr, rport;

@@ -128,9 +128,11 @@ def test_limit_groups_the_rest_and_grafana_gets_node_graph_frames(shop: tuple[Te
     total = round(sum(e["rps"] for e in small["edges"]) + small["omitted"]["rps"], 2)
     assert total == round(sum(e["rps"] for e in full["edges"]), 2)  # nothing lost, only grouped
 
-    long = api.get("/v1/map", params={"from": now_ms - 8 * 3_600_000, "to": now_ms, "limit": 500}).json()
-    assert scoped(long, p)[1].keys() == scoped(full, p)[1].keys()  # whole hours from rpc_edges_1h, edges from minutes
-    assert [e["calls"] for e in scoped(long, p)[1].values()] == [e["calls"] for e in scoped(full, p)[1].values()]
+    tens = now_ms // 600_000 * 600_000  # a range of whole ten minutes: the *_10m tiers alone
+    for other in ({"from": now_ms - 8 * 3_600_000, "to": now_ms}, {"from": tens - 1_200_000, "to": tens + 600_000}):
+        answer = api.get("/v1/map", params={**other, "limit": 500}).json()  # hours, ten minutes, minutes
+        assert {k: (e["calls"], e["tcp_attempts"]) for k, e in scoped(answer, p)[1].items()} == {
+            k: (e["calls"], e["tcp_attempts"]) for k, e in scoped(full, p)[1].items()}, other
 
     frames = api.get("/v1/map", params={**window, "limit": 500, "format": "grafana"}).json()
     assert set(frames) == {"nodes", "edges"}

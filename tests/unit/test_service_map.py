@@ -4,13 +4,16 @@ edges, endpoint names, and that the same rows always give the same map."""
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 from typing import Any
 
 import pytest
 
+from api.queries.map import segments
 from api.servicemap import Inputs, build_map
 from api.servicemap.edges import OTHERS, bounded, canonical, finish
 from api.servicemap.health import COLORS, feed_state, judge
+from api.timerange import Window
 
 
 def test_verdicts_need_enough_samples_and_say_why() -> None:
@@ -83,3 +86,14 @@ def test_the_same_rows_in_any_order_give_the_same_map() -> None:
             for seed in (1, 2, 3)]
     assert maps[0] == maps[1] == maps[2]
     assert len([e for e in maps[0]["edges"] if e["source"] != OTHERS]) == 5
+
+
+@pytest.mark.parametrize(("from_s", "to_s"), [(0, 3600), (60, 3660), (120, 600), (3060, 24780), (300, 540),
+                                              (86_340, 86_400 * 8 + 60)])
+def test_the_rollup_tiers_cover_a_range_exactly_once(from_s: int, to_s: int) -> None:
+    parts = segments(Window(from_s, to_s, 60))
+    assert parts[0][1] == from_s and parts[-1][2] == to_s
+    assert all(a[2] == b[1] for a, b in pairwise(parts))  # contiguous, no overlap
+    sizes = {"1m": 60, "10m": 600, "1h": 3600}
+    assert all(lo % sizes[tier] == 0 and hi % sizes[tier] == 0 for tier, lo, hi in parts)
+    assert sum(tier == "1m" for tier, _, _ in parts) <= 2  # minutes only at the edges
