@@ -152,10 +152,13 @@ class SwrrLocalVeto:
     second instance drawn by weight; then the second one goes. So shares follow the feed, calls stay
     spread as evenly as round robin spreads them, and an instance that turned slow or is queueing
     loses calls within milliseconds, long before the feed's next cycle says so for every caller.
+    The ratio is 3, not 2: Peak EWMA jumps to every peak, and on a busy fleet one instance's peak is
+    often twice another's by chance; at 2x those vetoes cost 1.8 ms of p99 against round robin
+    (docs/weights.md, "Against the peers", correlated-busy), while a real slowdown is far above 3x.
     """
 
     def __init__(self, weights: Mapping[str, int], rng: random.Random | None = None, *,
-                 veto_ratio: float = 2.0, decay_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 veto_ratio: float = 3.0, decay_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._swrr = SmoothWeightedRoundRobin(weights)
         self._second = WeightedP2C(weights, rng)
         self.latency = PeakEwma(decay_s)

@@ -2,12 +2,15 @@
 
     .venv/bin/python bench/controlloop.py --peers [--scenarios a,b] [--workers N]
 
-Writes artifacts/routing-peers.md (the tables) and artifacts/routing-peers.png (the plot) and
-prints the tables. The simulator is deterministic: the same seeds give the same figures.
+Writes artifacts/routing-peers.md (the tables), artifacts/routing-peers.png (the plot) and
+artifacts/routing-peers.json (every seed's figures) and prints the tables.
+The simulator is deterministic: the same seeds give the same figures.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import multiprocessing
 import os
 import time
@@ -55,10 +58,13 @@ def main(scenario_names: str | None, workers: int | None) -> None:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     tables = "\n\n".join(report.table(s, policies, results) for s in scenarios)
     header = (f"Simulated: {len(scenarios)} scenarios x {len(policies)} policies x {len(SEED_OFFSETS)} seeds in "
-              f"{elapsed:.0f} s on {workers} processes (load average {load}). Cells: mean (min-max over seeds).")
+              f"{elapsed:.0f} s on {workers} process{'es' if workers > 1 else ''} (load average {load}). "
+              "Cells: mean (min-max over seeds).")
     text = f"{header}\n\n{report.summary(scenarios, results)}\n\n{tables}\n"
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "routing-peers.md").write_text(text)
+    raw = {f"{s} / {p}": [dataclasses.asdict(f) for f in runs] for (s, p), runs in results.items()}
+    (ARTIFACTS / "routing-peers.json").write_text(json.dumps({"header": header, "results": raw}, indent=1))
     report.plot(scenarios, policies, results, ARTIFACTS / "routing-peers.png")
     print(text)
     print(f"[peers] tables in {ARTIFACTS / 'routing-peers.md'}, plot in {ARTIFACTS / 'routing-peers.png'}")

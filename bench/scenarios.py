@@ -84,6 +84,9 @@ SCENARIOS: tuple[Scenario, ...] = (
              Fault((2,), speed=0.5), react_share=0.75),
     Scenario("correlated", "4 of 7 instances at 40% errors", 109, Fault((0, 1, 2, 3), error_rate=0.4),
              instances=7, calls_per_s=_fleet_rate(7)),
+    # The same fault on a busier fleet (78% CPU): draining the failing majority overloads the rest.
+    Scenario("correlated-busy", "4 of 7 instances at 40% errors, on a fleet at 78% CPU", 112,
+             Fault((0, 1, 2, 3), error_rate=0.4), instances=7, calls_per_s=_fleet_rate(7, per_instance=65.0)),
     Scenario("no-fault", "noise only: 0.1% errors and lognormal latency everywhere", 110, None),
     Scenario("many-callers", "30 callers at 3 calls/s each; instance 3 answers 50% with an error", 111,
              Fault((2,), error_rate=0.5), callers=30, calls_per_s=3.0),

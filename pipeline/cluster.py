@@ -14,6 +14,8 @@ and distributed forms, the sharding key declared, never guessed from a name):
   so each shard rolls up its own rows and the API's -Merge queries combine the shards.
 - Every statement runs ON CLUSTER, with IF [NOT] EXISTS: distributed DDL may be re-run after a
   partial failure (a server down) and finishes what is missing.
+- A column change on a replicated (not sharded) table is one plain ALTER: ReplicatedMergeTree
+  replicates it to every server itself.
 - ClickHouse refuses ALTER ... ON CLUSTER on a Distributed table when the shards replicate
   internally, so a column change alters the local tables and re-creates the Distributed table
   (it holds no data: inserts are synchronous, see docs/scaling.md).
@@ -120,8 +122,13 @@ def _view(view: CreateView, cluster: str) -> str:
 
 
 def _alter(alter: AlterTable, cluster: str) -> list[str]:
+    if alter.name.table not in SHARDED:
+        # One replicated table spans every server, and ReplicatedMergeTree replicates a column change
+        # itself. ON CLUSTER would run it once per shard (on one replica of each) on that same table, and
+        # the second run fails with "column with this name already exists".
+        return [f"ALTER TABLE {alter.name} {alter.actions}"]
     statements = [f"ALTER TABLE {local(alter.name)} ON CLUSTER {cluster} {alter.actions}"]
-    if alter.name.table in SHARDED and alter.changes_columns:
+    if alter.changes_columns:
         statements += [f"DROP TABLE IF EXISTS {alter.name} ON CLUSTER {cluster}", distributed(alter.name, cluster)]
     return statements
 

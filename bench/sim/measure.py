@@ -2,6 +2,8 @@
 
   error rate        failed calls / calls, over every caller's calls from the fault to the end
   p50, p99          the callers' latency over the same calls (a call that timed out counts its deadline)
+  p99 ok            the p99 of the successful calls only: a failure is counted in the error rate, and a
+                    fast failure (a refused connect, an instant 503) would otherwise pass for good latency
   time to react     seconds from the fault until the faulty instances' share of calls falls to
                     `react_share` of their share before it, and stays there for 5 s (1 s buckets)
   false ejections   times a policy took a fault-free instance out of rotation (Envoy ejection, MSEC
@@ -49,20 +51,27 @@ class Figures:
     react_s: float | None  # None: never within the run (or no fault)
     false_ejections: float
     calls: int
+    p99_ok_ms: float = 0.0  # successful calls only (0.0: none succeeded)
 
 
 def figures(run: Run) -> Figures:
     measured = [c for c in run.calls if c.start_s >= run.fault_at_s]
     latencies = sorted(c.latency_s for c in measured)
+    successful = sorted(c.latency_s for c in measured if c.ok)
     n = len(latencies)
     return Figures(
         error_rate=sum(not c.ok for c in measured) / max(n, 1),
-        p50_ms=latencies[int(0.5 * (n - 1))] * 1000 if n else 0.0,
-        p99_ms=latencies[int(0.99 * (n - 1))] * 1000 if n else 0.0,
+        p50_ms=_quantile_ms(latencies, 0.5),
+        p99_ms=_quantile_ms(latencies, 0.99),
         react_s=time_to_react(run),
         false_ejections=false_ejections(run),
         calls=n,
+        p99_ok_ms=_quantile_ms(successful, 0.99),
     )
+
+
+def _quantile_ms(sorted_s: Sequence[float], q: float) -> float:
+    return sorted_s[int(q * (len(sorted_s) - 1))] * 1000 if sorted_s else 0.0
 
 
 def faulty_shares(calls: Sequence[Call], faulty: frozenset[str], start_s: float, seconds: int) -> list[float | None]:

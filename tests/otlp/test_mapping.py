@@ -10,9 +10,17 @@ import pytest
 
 from otlp.mapping import Limits, map_request
 from pipeline.events import validate
+from tests.otlp import spans as span_builders
 from tests.otlp.spans import request, resource_spans, span
 
-NOW_MS = time.time_ns() // 1_000_000
+NOW_MS = time.time_ns() // 1_000_000  # fixed at collection: parameters below are relative to it
+
+
+@pytest.fixture(autouse=True)
+def spans_start_at_now_ms(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spans without a start time start at NOW_MS, not at run time: in the whole suite these tests run
+    many minutes after collection, past the mapping's 15-minute clock-skew allowance."""
+    monkeypatch.setattr(span_builders, "now_ns", lambda: NOW_MS * 1_000_000)
 PY_RESOURCE = {"service.name": "users", "service.version": "1.4.2", "host.name": "node-1"}
 
 

@@ -95,7 +95,7 @@ def test_swrr_local_follows_the_feed_until_its_own_latency_view_vetoes_a_slow_in
     for name, latency in (("a", 20.0), ("b", 22.0), ("c", 200.0)):
         picker.observe(name, latency)
     picks = Counter(picker.pick() for _ in range(300))
-    assert picks["c"] == 0 and picks["a"] + picks["b"] == 300  # 200 ms > 2 x 22 ms: always vetoed
+    assert picks["c"] == 0 and picks["a"] + picks["b"] == 300  # 200 ms > 3 x 22 ms: always vetoed
     now[0] = 30.0  # three decay times later c's 200 ms has faded to 10 ms (Peak EWMA): back in turn
     picker.observe("a", 20.0)
     picker.observe("b", 22.0)
@@ -106,5 +106,5 @@ def test_swrr_local_vetoes_a_candidate_with_calls_piling_up() -> None:
     picker = SwrrLocalVeto({"a": 1, "b": 1}, random.Random(4), clock=lambda: 0.0)
     picker.observe("a", 20.0)
     picker.observe("b", 20.0)
-    assert {picker.pick({"a": 3}) for _ in range(20)} == {"b"}  # 20 x 4 > 2 x 20 x 1
-    assert Counter(picker.pick({"a": 1}) for _ in range(20)) == {"a": 10, "b": 10}  # 20 x 2 is not > 2 x 20
+    assert {picker.pick({"a": 3}) for _ in range(20)} == {"b"}  # 20 x 4 > 3 x 20 x 1
+    assert Counter(picker.pick({"a": 1}) for _ in range(20)) == {"a": 10, "b": 10}  # 20 x 2 is not > 3 x 20

@@ -17,7 +17,7 @@ def small(name: str, **changes: object) -> Scenario:
 
 
 def test_every_scenario_has_its_own_seed_and_a_unique_name() -> None:
-    assert len({s.name for s in SCENARIOS}) == len({s.seed for s in SCENARIOS}) == len(SCENARIOS) == 11
+    assert len({s.name for s in SCENARIOS}) == len({s.seed for s in SCENARIOS}) == len(SCENARIOS) == 12
 
 
 def test_a_seed_gives_the_same_run_and_every_policy_the_same_arrivals() -> None:
