@@ -17,6 +17,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -68,11 +70,11 @@ def endpoints(now_ms: int) -> dict[str, str]:
     }
 
 
-def measure(store: Store, repeat: int) -> dict[str, tuple[float, float]]:
-    """Each endpoint's (p50, p99) in ms, printed as they come."""
+def measure(store: Store, repeat: int, urls: dict[str, str] | None = None) -> dict[str, tuple[float, float]]:
+    """Each endpoint's (p50, p99) in ms, printed as they come (`urls`: name -> URL, default endpoints())."""
     timings = {}
     with TestClient(create_app(Settings(feed_open=True, kafka_bootstrap="127.0.0.1:1"), store=store)) as client:
-        for name, url in endpoints(int(time.time() * 1000)).items():
+        for name, url in (urls or endpoints(int(time.time() * 1000))).items():
             client.get(url).raise_for_status()  # warm-up
             took = []
             for _ in range(repeat):
@@ -87,16 +89,28 @@ def measure(store: Store, repeat: int) -> dict[str, tuple[float, float]]:
     return timings
 
 
-def run(engine: str, rows: int, repeat: int, work: Path, merged: bool) -> None:
+@contextmanager
+def bench_store(engine: str, work: Path) -> Iterator[Store]:
+    """A migrated `bench` database on a fresh ClickHouse 18.16 server ("clickhouse") or on chdb; the server
+    is stopped afterwards."""
     server = None
     if engine == "clickhouse":
         server = ClickHouseServer(port=free_port(), workdir=work / "clickhouse")
         server.start()
-        store = open_store(f"clickhouse://127.0.0.1:{server.port}/bench?timeout=600")
+        store = open_store(f"clickhouse://127.0.0.1:{server.port}/bench?timeout=900")
     else:
         store = open_store(f"chdb://{work}/chdb/bench")
     try:
         migrate(store, log=False)
+        yield store
+    finally:
+        store.close()
+        if server is not None:
+            server.stop()
+
+
+def run(engine: str, rows: int, repeat: int, work: Path, merged: bool) -> None:
+    with bench_store(engine, work) as store:
         seconds = generate(store, rows)
         if merged:
             # Steady state: a day inserted at once leaves many parts that background merges would
@@ -106,10 +120,6 @@ def run(engine: str, rows: int, repeat: int, work: Path, merged: bool) -> None:
         print(f"{engine}: {rows:,} rpc rows generated in {seconds:.1f} s ({rollup:,} rollup rows"
               f"{', merged' if merged else ''}); {repeat} calls each")
         measure(store, repeat)
-    finally:
-        store.close()
-        if server is not None:
-            server.stop()
 
 
 def main() -> None:

@@ -42,7 +42,8 @@ def _annotation(field: events.Field) -> Any:
 def _struct(kind: str) -> type[msgspec.Struct]:
     fields = [(f.name, _annotation(f)) if f.required else (f.name, _annotation(f), f.default)
               for f in events.SCHEMAS[kind]]
-    return msgspec.defstruct(f"{kind.capitalize()}Event", fields, forbid_unknown_fields=False)
+    # kw_only: optional contract fields may sit between required ones (workload after cgroup), order kept
+    return msgspec.defstruct(f"{kind.capitalize()}Event", fields, forbid_unknown_fields=False, kw_only=True)
 
 
 _STRUCTS = {kind: _struct(kind) for kind in events.SCHEMAS}

@@ -29,6 +29,7 @@ from prometheus_client import Counter
 
 from collectors import btf
 from collectors.cgroups import CgroupError, CgroupPaths
+from collectors.k8s import KubeError, Namer, PathNames, namer_for
 from collectors.tcpevent import BPF_SOURCE, check_layout, decode
 from core.settings import Settings
 from pipeline.events import Rejection
@@ -182,8 +183,10 @@ def open_output(args: argparse.Namespace) -> Output:
 class Collector:
     """The consume loop: ring buffer -> decode -> output, plus lost-event accounting."""
 
-    def __init__(self, bpf: Any, output: Output, host: str, cgroup_path: Callable[[int], str]) -> None:
+    def __init__(self, bpf: Any, output: Output, host: str, cgroup_path: Callable[[int], str],
+                 names: Namer | None = None) -> None:
         self.bpf, self.output, self.host, self.cgroup_path = bpf, output, host, cgroup_path
+        self.names = names or PathNames()  # cgroup path -> (workload, workload_kind), cached per path
         self.wall_offset_ns = time.time_ns() - time.monotonic_ns()
         self.emitted = self.lost = self.rejected = self._counted = 0
         self.stopping = False
@@ -196,7 +199,9 @@ class Collector:
             return 0
         try:
             raw = ctypes.string_at(data, size)
-            self.output.send("tcp", decode(raw, self.host, self.cgroup_path, self.wall_offset_ns))
+            event = decode(raw, self.host, self.cgroup_path, self.wall_offset_ns)
+            event["workload"], event["workload_kind"] = self.names(event["cgroup"])
+            self.output.send("tcp", event)
             self.emitted += 1
         except Rejection as err:  # the sink validates: one odd event must not stop the collector
             self.rejected += 1
@@ -295,7 +300,13 @@ def run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
 
 def _trace(args: argparse.Namespace, bpf: Any, output: Output, cgroups: CgroupPaths | None,
            offsets: dict[str, int], stop: threading.Event) -> int:
-    collector = Collector(bpf, output, args.host, cgroups.path if cgroups else lambda _id: "")
+    try:
+        names = namer_for(Settings())
+    except KubeError as err:
+        output.close()
+        bpf.cleanup()
+        return _fail(str(err))
+    collector = Collector(bpf, output, args.host, cgroups.path if cgroups else lambda _id: "", names)
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -310,6 +321,7 @@ def _trace(args: argparse.Namespace, bpf: Any, output: Output, cgroups: CgroupPa
         with contextlib.suppress(BrokenPipeError):
             output.close()
         bpf.cleanup()
+        names.close()
     print(f"svcpulse collect tcp: stopped, {collector.emitted} connections reported, {collector.lost} lost",
           file=sys.stderr, flush=True)
     return _fail(collector.error) if collector.error else 0

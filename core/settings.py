@@ -109,3 +109,23 @@ class Settings(BaseSettings):
                                      "is rejected")
     otlp_rate_spans_per_s: float = Field(100_000.0, gt=0, description="spans per second each ingest token may "
                                          "send (burst: two seconds' worth); 429 above")
+    workload: str = Field("", description="workload name the RPC interceptors report (e.g. shop/checkout, set in "
+                          "the Deployment); empty = named from the process's cgroup")
+    workload_kind: str = Field("", description="kind of SVCPULSE_WORKLOAD (e.g. deployment); empty = from the cgroup")
+    k8s_names: Literal["auto", "on", "off"] = Field(
+        "auto", description="collectors name pods by their owner through the Kubernetes API (namespace/deployment): "
+        "auto = when running in a cluster with a service account, on, off")
+    k8s_api_url: str = Field("", description="Kubernetes API server URL; empty = in-cluster "
+                             "(https://KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT)")
+    kubernetes_service_host: str = Field("", validation_alias=AliasChoices(
+        "SVCPULSE_KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_HOST"), description="API server address Kubernetes "
+        "puts in every pod's environment (read as KUBERNETES_SERVICE_HOST too)")
+    kubernetes_service_port: int = Field(443, ge=1, le=65535, validation_alias=AliasChoices(
+        "SVCPULSE_KUBERNETES_SERVICE_PORT", "KUBERNETES_SERVICE_PORT"), description="API server port (read as "
+        "KUBERNETES_SERVICE_PORT too)")
+    k8s_service_account_dir: str = Field("/var/run/secrets/kubernetes.io/serviceaccount", description="the "
+                                         "collector pod's service account (token, ca.crt) for the Kubernetes API")
+    node_name: str = Field("", description="this node's Kubernetes name (downward API spec.nodeName): collectors "
+                           "list only its pods; empty = every pod of the cluster")
+    k8s_refresh_s: float = Field(30.0, ge=1, description="re-list the node's pods this often (and when an unknown "
+                                 "pod appears, at most every 5 s)")

@@ -54,6 +54,10 @@ SHARDED: dict[str, Sharded] = {
     "rpc_calls_1h": Sharded(None),
     "tcp_connections_1m": Sharded(None),
     "tcp_health_1m": Sharded(None),  # migration 0008 (issue 11)
+    # migration 0009 (issue 17): rollups written only by their views on each shard
+    **{f"{rollup}_{tier}": Sharded(None) for rollup in ("rpc_edges", "rpc_edge_instances", "tcp_edges")
+       for tier in ("1m", "10m", "1h")},
+    "workloads_1m": Sharded(None),
 }
 
 # The loader's session on a cluster (docs/scaling.md, "Loading through the cluster"):

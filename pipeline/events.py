@@ -87,6 +87,25 @@ def _common_head() -> tuple[Field, ...]:
     )
 
 
+# Workload names (collectors/workload.py, collectors/k8s.py) and their kinds: printable text, and an open
+# set of lowercase kinds (host, unit, scope, container, pod, deployment, statefulset, daemonset, ...).
+WORKLOAD_NAME = Grammar(INTERFACE_NAME.pattern, "a workload name without control or invisible format characters")
+WORKLOAD_KIND = Grammar(r"[a-z][a-z0-9_-]*", "a lowercase kind: letters, digits, _ and -, starting with a letter")
+
+
+def _workload_fields() -> tuple[Field, ...]:
+    """Optional, after `cgroup` in every kind: what the cgroup names, as operators name it ("" = not named;
+    the loader then derives it from the cgroup path)."""
+    return (
+        Field("workload", str, 'workload the cgroup belongs to: "shop-cart.service", "docker:4f9a1c5e2b7d", '
+              '"shop/checkout" ("" = unknown)', max_len=255, grammar=WORKLOAD_NAME, empty_ok=True, required=False,
+              default=""),
+        Field("workload_kind", str, 'what the workload is: host, unit, scope, container, pod, deployment, '
+              'statefulset, daemonset, job, cronjob, cgroup ("" = unknown)', max_len=32, grammar=WORKLOAD_KIND,
+              empty_ok=True, required=False, default=""),
+    )
+
+
 _PORT = {"minimum": 0, "maximum": 65535}
 _COUNT = {"minimum": 0, "maximum": 2**63 - 1}
 
@@ -96,6 +115,7 @@ TCP_FIELDS: tuple[Field, ...] = (
     Field("pid", int, "process id, cached in process context", minimum=0, maximum=2**32 - 1),
     Field("comm", str, "process name", max_len=64),
     Field("cgroup", str, 'cgroup v2 path of the process ("" if unknown)', max_len=4096),
+    *_workload_fields(),
     Field("family", int, "address family", choices=(4, 6)),
     Field("laddr", str, "local address", max_len=64),
     Field("lport", int, "local port", **_PORT),
@@ -134,12 +154,14 @@ RPC_FIELDS: tuple[Field, ...] = (
     Field("version", str, 'callee instance version label ("" if unknown)', max_len=128),
     Field("host", str, "node where the call was measured", max_len=255),
     Field("cgroup", str, "cgroup v2 path where the call was measured", max_len=4096),
+    *_workload_fields(),
 )
 
 LOAD_FIELDS: tuple[Field, ...] = (
     *_common_head(),
     Field("host", str, "node", max_len=255),
     Field("cgroup", str, 'cgroup v2 path ("" = the whole host)', max_len=4096),
+    *_workload_fields(),
     Field("instance", str, 'instance label "host:port" (may be "")', max_len=255, grammar=INSTANCE_NAME,
           empty_ok=True),
     Field("cpu_cores", float, "CPU used, in cores", minimum=0),

@@ -1,5 +1,5 @@
-// svcpulse console: vanilla JS over the svcpulse API, no build step, no third-party code.
-// Pages (hash routes): #/ services, #/service/<name>, #/connections, #/alarms. Charts are inline SVG.
+// svcpulse console: vanilla JS over the svcpulse API, no build step; third-party code only vendored (vendor/).
+// Pages (hash routes): #/ services, #/service/<name>, #/map (map.js), #/connections, #/alarms. Charts are inline SVG.
 "use strict";
 
 const TOKEN_KEY = "svcpulse.token";
@@ -375,7 +375,8 @@ async function render() {
   }
   const main = document.getElementById("main");
   const [, page, arg] = location.hash.split("/");
-  const pages = { "": servicesPage, service: servicePage, connections: connectionsPage, alarms: alarmsPage };
+  const pages = { "": servicesPage, service: servicePage, map: mapPage, connections: connectionsPage,
+                  alarms: alarmsPage };
   const show = pages[page || ""] || servicesPage;
   document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active",
     a.dataset.nav === (page === "service" || !page ? "services" : page)));

@@ -4,7 +4,6 @@ data, and an operator drains an instance from the UI and the weight feed shows i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +17,12 @@ from selenium.common.exceptions import (
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from pipeline.store import Store
-from svcpulse.services import Tansu
-from tests.integration.demo_api import DemoApi, demo_api
+from tests.integration.demo_api import DemoApi
 from tests.integration.demo_events import SICK
 
 pytestmark = [pytest.mark.browser, pytest.mark.services]
 
 SERVICE = "shop.checkout"
-
-
-@pytest.fixture
-def demo(tmp_path: Path, broker: Tansu, ch_store: Store) -> Iterator[DemoApi]:
-    with demo_api(tmp_path, broker, ch_store, feed_open=True) as api:
-        yield api
 
 
 def severe_logs(driver: Any) -> list[str]:

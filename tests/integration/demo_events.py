@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pipeline import events
 
 HOST = "demo-node"
+FRONTEND_CGROUP = "/system.slice/shop-frontend.service"  # the caller's calls and connections come from it
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,12 @@ def call(rng: random.Random, ts_ms: int) -> list[tuple[str, events.Event]]:
               "version": target.version, "host": HOST, "cgroup": ""}
     found: list[tuple[str, events.Event]] = [
         ("rpc", {**common, "side": "server", "latency_ms": round(latency, 3)}),
-        ("rpc", {**common, "side": "client", "latency_ms": round(latency + rng.uniform(0.2, 1.5), 3)})]
+        ("rpc", {**common, "side": "client", "cgroup": FRONTEND_CGROUP,
+                 "latency_ms": round(latency + rng.uniform(0.2, 1.5), 3)})]
     if rng.random() < 0.25:
         address, port = target.address.rsplit(":", 1)
         found.append(("tcp", {"v": 1, "ts_ms": ts_ms, "host": HOST, "pid": 4242, "comm": "frontend",
-                              "cgroup": "/system.slice/shop-frontend.service", "family": 4, "laddr": "127.0.0.1",
+                              "cgroup": FRONTEND_CGROUP, "family": 4, "laddr": "127.0.0.1",
                               "lport": rng.randint(32768, 60999), "raddr": address, "rport": int(port),
                               "role": "client", "tx_bytes": rng.randint(200, 40_000),
                               "rx_bytes": rng.randint(500, 400_000),

@@ -60,6 +60,7 @@ def _check_the_running_system(proc: subprocess.Popen, tmp_path: Path) -> None:
         return len(weights) == 3 and weights[0] * 5 <= weights[1]
 
     wait_for(sick_instance_cut, 40, "the feed to cut the sick instance")
+    wait_for(lambda: _demo_map_shows_the_sick_checkout(base), 40, "the map to show checkout degraded, its edge red")
     broker_pids = _broker_pids(tmp_path)
     if os.geteuid() == 0:
         wait_for(lambda: httpx.get(f"{base}/v1/connections", timeout=5).json().get("groups"), 30, "eBPF connections")
@@ -78,6 +79,17 @@ def _check_the_running_system(proc: subprocess.Popen, tmp_path: Path) -> None:
     loaded = int(re.search(r"stopped; (\d+) rows loaded", rest).group(1))  # type: ignore[union-attr]
     assert loaded > 100
     assert not [pid for pid in broker_pids if Path(f"/proc/{pid}").exists()], "a broker process was not stopped"
+
+
+def _demo_map_shows_the_sick_checkout(base: str) -> bool:
+    """GET /v1/map over the demo (issue 17): frontend -> checkout and catalog; the sick checkout instance
+    makes checkout degraded (its feed) and the frontend's edge to it red (its calls fail there)."""
+    answer = httpx.get(f"{base}/v1/map", params={"from": int(time.time() * 1000) - 300_000}, timeout=10).json()
+    edges = {(e["source"], e["target"]): e for e in answer["edges"]}
+    nodes = {n["id"]: n for n in answer["nodes"]}
+    to_checkout = edges.get(("svc:shop.frontend", "svc:shop.checkout"))
+    return (("svc:shop.frontend", "svc:shop.catalog") in edges and to_checkout is not None
+            and to_checkout["color"] == "#f2495c" and nodes["svc:shop.checkout"]["state"] == "degraded")
 
 
 def _broker_pids(data_dir: Path) -> list[int]:

@@ -122,7 +122,7 @@ def test_every_migration_statement_has_a_cluster_form_and_every_statement_is_on_
     assert all(re.search(r" ON CLUSTER prod( |$)", statement) for statement in others)
     engines = re.findall(r"ENGINE = (\w+)", "\n".join(generated))
     assert set(engines) <= {"ReplicatedMergeTree", "ReplicatedAggregatingMergeTree",
-                            "ReplicatedReplacingMergeTree", "Distributed"}
+                            "ReplicatedReplacingMergeTree", "ReplicatedSummingMergeTree", "Distributed"}
     for table in SHARDED:
         assert any(s.startswith(f"CREATE TABLE IF NOT EXISTS svcpulse.{table} ON CLUSTER prod AS "
                                 f"svcpulse.{table}_local ENGINE = Distributed(") for s in generated)
