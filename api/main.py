@@ -20,6 +20,7 @@ from api.routes import (
     capacity,
     connections,
     console,
+    discovery,
     health,
     overrides,
     registry,
@@ -69,7 +70,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
                 app.state.store.close()
 
     app = FastAPI(title="svcpulse", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
-    for module in (health, weights, registry, overrides, releases, users, audit,
+    for module in (health, weights, registry, discovery, overrides, releases, users, audit,
                    services, series, connections, capacity, alarms, console):
         app.include_router(module.router)
     hardening.install(app, settings)

@@ -33,8 +33,14 @@ class Settings(BaseSettings):
     feed_open: bool = Field(False, description="serve the weight feed and other reads without a token")
     weights_interval_s: float = Field(2.0, gt=0, le=5, description="recompute weights this often (at most 5 s)")
     weights_window_s: int = Field(10, ge=2, le=300, description="sliding window of calls the weights judge")
-    forget_instance_s: int = Field(300, ge=10, description="an unregistered instance leaves the feed this long "
-                                   "after its last call")
+    forget_instance_s: int = Field(300, ge=10, description="an instance a discovery policy "
+                                   "admitted leaves the feed this long after its last call; observed entities expire")
+    cap_services_per_hour: int = Field(200, ge=1, description="new services telemetry may create per hour "
+                                       "(unregistered callees tracked as observed); past it events are stored, "
+                                       "no entity is created")
+    cap_instances_per_service: int = Field(1000, ge=1, description="instances telemetry may create per service "
+                                           "(observed or admitted by a discovery policy)")
+    cap_interfaces_per_service: int = Field(500, ge=1, description="interfaces telemetry may create per service")
     canary_error_margin: float = Field(0.02, ge=0, le=1, description="abort a gray release when the canary's "
                                        "error rate exceeds the baseline's by more than this (0.02 = 2 points)")
     canary_p99_margin: float = Field(0.5, ge=0, description="...or its p99 exceeds the baseline's by this "

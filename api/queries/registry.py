@@ -35,7 +35,7 @@ def stamp_ms() -> int:
         return _last_stamp
 
 
-def _latest(store: Store, table: str, key: str, where: str = "", params: Mapping[str, Any] | None = None,
+def latest_rows(store: Store, table: str, key: str, where: str = "", params: Mapping[str, Any] | None = None,
             live_only: bool = True) -> list[dict[str, Any]]:
     outer = "WHERE deleted = 0" if live_only else ""
     return store.query(
@@ -51,17 +51,12 @@ def _insert_rows(store: Store, table: str, columns: Sequence[str], rows: Sequenc
 
 
 def services(store: Store) -> list[dict[str, Any]]:
-    return _latest(store, "registry_services", "service")
+    return latest_rows(store, "registry_services", "service")
 
 
 def instances(store: Store, service: str | None = None) -> list[dict[str, Any]]:
     where = "WHERE service = %(service)s" if service else ""
-    return _latest(store, "registry_instances", "service, instance", where, {"service": service})
-
-
-def known_instance_keys(store: Store) -> set[tuple[str, str]]:
-    """(service, instance) of every live registry row (deleted ones may be rediscovered)."""
-    return {(r["service"], r["instance"]) for r in instances(store)}
+    return latest_rows(store, "registry_instances", "service, instance", where, {"service": service})
 
 
 def write_services(store: Store, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -74,7 +69,7 @@ def write_instances(store: Store, rows: Sequence[Mapping[str, Any]]) -> None:
 
 def overrides(store: Store, service: str | None = None) -> list[dict[str, Any]]:
     where = "WHERE service = %(service)s" if service else ""
-    return _latest(store, "weight_overrides", "service, instance", where, {"service": service})
+    return latest_rows(store, "weight_overrides", "service, instance", where, {"service": service})
 
 
 def write_override(store: Store, row: Mapping[str, Any]) -> None:
@@ -83,7 +78,7 @@ def write_override(store: Store, row: Mapping[str, Any]) -> None:
 
 def releases(store: Store, service: str | None = None) -> list[dict[str, Any]]:
     where = "WHERE service = %(service)s" if service else ""
-    return _latest(store, "releases", "service", where, {"service": service}, live_only=False)
+    return latest_rows(store, "releases", "service", where, {"service": service}, live_only=False)
 
 
 def write_release(store: Store, row: Mapping[str, Any]) -> None:

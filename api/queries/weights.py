@@ -19,7 +19,8 @@ SELECT callee AS service, instance, side,
        countIf(ts_ms >= %(window_ms)s AND status = 'error') AS errors,
        countIf(ts_ms >= %(window_ms)s AND status = 'timeout') AS timeouts,
        quantilesIf(0.5, 0.99)(latency_ms, ts_ms >= %(window_ms)s) AS latency,
-       argMax(version, ts_ms) AS version
+       argMax(version, ts_ms) AS version,
+       arraySlice(groupUniqArray(interface), 1, %(interfaces)s) AS interfaces
 FROM rpc_calls
 WHERE ts >= toDateTime(%(since_s)s) AND ts_ms >= %(since_ms)s AND callee != '' AND instance != ''
 GROUP BY callee, instance, side
@@ -29,10 +30,13 @@ HISTORY_COLUMNS = ("ts", "ts_ms", "service", "revision", "mode", "instance", "we
                    "success_rate", "latency_ms_p50", "latency_ms_p99", "rps", "version")
 
 
-def observed_instances(store: Store, now_ms: int, window_s: int, forget_s: int) -> list[dict[str, Any]]:
-    """Rows {service, instance, side, last_ms, requests, errors, timeouts, p50, p99, version}."""
+def observed_instances(store: Store, now_ms: int, window_s: int, forget_s: int,
+                       interfaces: int = 1) -> list[dict[str, Any]]:
+    """Rows {service, instance, side, last_ms, requests, errors, timeouts, p50, p99, version, interfaces}:
+    `interfaces` holds at most that many of the interface names the instance served (for the caps)."""
     since_ms = now_ms - forget_s * 1000
-    params = {"since_ms": since_ms, "since_s": since_ms // 1000, "window_ms": now_ms - window_s * 1000}
+    params = {"since_ms": since_ms, "since_s": since_ms // 1000, "window_ms": now_ms - window_s * 1000,
+              "interfaces": interfaces}
     rows = store.query(_WINDOWS_SQL, params)
     for row in rows:
         p50, p99 = row.pop("latency")

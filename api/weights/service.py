@@ -20,14 +20,18 @@ from typing import Any
 
 import orjson
 
+from api.queries import discovery as dq
 from api.queries import registry as reg
 from api.queries import weights as wq
+from core.caps_report import CYCLE_SECONDS, CapReporter
 from core.settings import Settings
 from pipeline.store import Store, StoreError
+from weights.admission import admit, authority
 from weights.canary import CanaryGuard, canary_verdict
+from weights.caps import Caps, Ledger, observations, track
 from weights.engine import compute_weights
 from weights.feed import apply_canary, build_feed
-from weights.inputs import build_windows, discovered, to_overrides
+from weights.inputs import build_windows, to_overrides
 from weights.model import DEFAULT_CONFIG, EngineConfig, EngineState, InstanceWindow
 
 log = logging.getLogger("svcpulse.weights")
@@ -45,6 +49,10 @@ class WeightService:
         self.ready = False
         self.last_error = ""
         self._states: dict[str, EngineState] = {}
+        self.caps = Caps(settings.cap_services_per_hour, settings.cap_instances_per_service,
+                         settings.cap_interfaces_per_service)
+        self._ledger = Ledger()
+        self._caps_report = CapReporter(self.caps)
         self._changed = asyncio.Event()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -55,7 +63,9 @@ class WeightService:
         while not self._stopping:
             self._wake.clear()
             try:
-                self._publish(await asyncio.to_thread(self.compute, int(time.time() * 1000)))
+                with CYCLE_SECONDS.time():
+                    feeds = await asyncio.to_thread(self.compute, int(time.time() * 1000))
+                self._publish(feeds)
             except StoreError as err:
                 # An outage is not a crash: keep serving the last feeds, try again next cycle.
                 self.last_error = str(err)
@@ -113,19 +123,26 @@ class WeightService:
         changed.set()
 
     def compute(self, now_ms: int) -> dict[str, dict[str, Any]]:
-        """One cycle (in a worker thread): read, discover, step the engine, apply releases, record."""
-        observed = wq.observed_instances(self.store, now_ms, self.config.window_s, self.settings.forget_instance_s)
-        registry = reg.instances(self.store)
-        services = {r["service"] for r in reg.services(self.store)}
-        new_services, new_instances = discovered(observed, {(r["service"], r["instance"]) for r in registry},
-                                                 services, reg.stamp_ms())
-        reg.write_services(self.store, new_services)
-        reg.write_instances(self.store, new_instances)
-        windows = build_windows(observed, registry + new_instances, self.config.window_s)
+        """One cycle (in a worker thread): read, cap, admit, step the engine, apply releases, record.
+
+        Only registered instances and those a discovery policy admits reach the engine
+        (weights/admission.py); telemetry past a cardinality cap creates nothing (weights/caps.py).
+        """
+        forget_s = self.settings.forget_instance_s
+        observed = wq.observed_instances(self.store, now_ms, self.config.window_s, forget_s,
+                                         self.caps.interfaces_per_service + 1)
+        made = authority(reg.instances(self.store), reg.services(self.store), dq.policies(self.store))
+        tracked = track(self._ledger, observations(observed), now_ms, self.caps, forget_s * 1000,
+                        made.services, made.instances.keys())
+        self._ledger = tracked.ledger
+        self._caps_report.report(tracked)
+        observed = [row for row in observed if (row["service"], row["instance"]) in tracked.accepted]
+        admission = admit(observed, made, now_ms, forget_s * 1000)
+        windows = build_windows(admission.observations(observed), admission.routable, self.config.window_s)
         overrides = to_overrides(reg.overrides(self.store))
         releases = {r["service"]: r for r in reg.releases(self.store)}
         feeds = {}
-        for service in sorted(services | {r["service"] for r in new_services} | windows.keys()):
+        for service in sorted(admission.feed_services | windows.keys()):
             service_windows = windows.get(service, [])
             result = compute_weights(service_windows, self._states.get(service, EngineState()), now_ms,
                                      self.config, overrides.get(service))

@@ -156,13 +156,15 @@ def test_bad_input_is_a_4xx_with_a_message(api: httpx.Client) -> None:
         assert 400 <= r.status_code < 500 and words in r.text, (path, r.text)
 
 
-def test_discovery_pin_release_and_automatic_abort(api: httpx.Client, ch_store: Store) -> None:
+def test_policy_discovery_pin_release_and_automatic_abort(api: httpx.Client, ch_store: Store) -> None:
     service, stable, canary = "shop.cart", ["10.2.0.1:80", "10.2.0.2:80"], "10.2.0.9:80"
     insert_rpc(ch_store, [rpc_event(service, i, version="v1") for i in stable for _ in range(30)]
                + [rpc_event(service, canary, version="v2") for _ in range(30)])
-    wait_for(lambda: len(feed(api, service).get("instances", [])) == 3, 10, "discovered instances")
-    listed = {s["service"]: s for s in api.get("/v1/registry/services", headers=auth("vic")).json()}
-    assert {i["source"] for i in listed[service]["instances"]} == {"discovered"}
+    policy = api.put(f"/v1/discovery/{service}", json={"cidrs": ["10.2.0.0/16"], "why": "shop subnet"},
+                     headers=auth("ada"))
+    assert policy.status_code == 200, policy.text
+    wait_for(lambda: len(feed(api, service).get("instances", [])) == 3, 10, "policy-admitted instances")
+    assert api.get("/v1/registry/services", headers=auth("vic")).json() == [], "telemetry writes no registry rows"
 
     r = api.put(f"/v1/overrides/{service}/{stable[1]}", json={"pinned_weight": 40, "why": "warm cache"},
                 headers=auth("olga"))
@@ -184,8 +186,8 @@ def test_discovery_pin_release_and_automatic_abort(api: httpx.Client, ch_store: 
     release = api.get(f"/v1/releases/{service}", headers=auth("vic")).json()
     assert release["percent"] == 20 and release["reason"].startswith("aborted automatically: canary v2 error rate")
     log = api.get(f"/v1/audit?service={service}", headers=auth("vic")).json()
-    assert [(e["user"], e["action"]) for e in log][:3] == [
-        ("svcpulse", "release.abort"), ("olga", "release.put"), ("olga", "override.pin")]
+    assert [(e["user"], e["action"]) for e in log][:4] == [
+        ("svcpulse", "release.abort"), ("olga", "release.put"), ("olga", "override.pin"), ("ada", "discovery.put")]
     assert log[1]["why"] == "try v2"
     history = api.get(f"/v1/weights/{service}/history?minutes=5", headers=auth("vic")).json()
     assert {h["instance"] for h in history} == {*stable, canary}
