@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from api.main import create_app
+from api.queries.discovery import write_policy
 from balancer.client import WeightFeedClient, WeightSource
 from core.settings import Settings
 from pipeline.loader import Loader, LoaderConfig
@@ -102,6 +103,7 @@ def main() -> None:
         with Fleet("bench.rr", bootstrap) as fleet:
             results["round robin"] = run("round robin", fleet, EqualWeights(fleet.addresses), args.warmup, args.measure)
         port = free_port()
+        write_policy(store, "bench.svcpulse", ["127.0.0.0/8"], why="the bench fleet on loopback")
         server = uvicorn.Server(uvicorn.Config(create_app(Settings(feed_open=True), store=store), host="127.0.0.1",
                                                port=port, log_level="warning"))
         api = threading.Thread(target=server.run, daemon=True)

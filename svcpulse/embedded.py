@@ -20,7 +20,7 @@ from core.settings import Settings
 from pipeline.loader import Loader, LoaderConfig
 from pipeline.migrate import migrate
 from pipeline.store import Store, open_store
-from svcpulse.demo import DemoFleet
+from svcpulse.demo import DemoFleet, admit_demo_fleet
 from svcpulse.services import ServiceError, Tansu, free_port
 
 log = logging.getLogger("svcpulse.up")
@@ -59,6 +59,7 @@ def run_embedded(args: argparse.Namespace, stop: threading.Event) -> int:
                             api_port=port, users_file=str(data_dir / "users.json"), feed_open=True)
         base = _serve_api(settings, store, running)
         if not args.no_demo:
+            admit_demo_fleet(store)
             demo = DemoFleet(broker.bootstrap, base, ebpf=not args.no_ebpf)
             demo.start()
             running.callback(demo.stop)

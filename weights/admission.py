@@ -69,7 +69,7 @@ class Admission:
     """One cycle's decision: the routable instances (registry-shaped rows) and why the rest are not."""
 
     routable: list[dict[str, Any]]
-    feed_services: frozenset[str]  # services that publish a feed (possibly with no instance)
+    feed_services: frozenset[str]  # registered services (a feed even with no instance) + those with an admitted one
     not_routable: dict[Key, str] = field(default_factory=dict)
 
     def observations(self, observed: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -113,15 +113,20 @@ class Authority:
     """What operators made: registered instances, and the services that publish a feed."""
 
     instances: Mapping[Key, Mapping[str, Any]]  # live registrations by (service, instance)
-    services: frozenset[str]  # registered, holding a registered instance, or with a discovery policy
+    services: frozenset[str]  # registered or holding a registered instance: they publish a feed, maybe empty
     policies: Mapping[str, DiscoveryPolicy]
+
+    @property
+    def operator_made(self) -> frozenset[str]:
+        """Services an operator made, by registration or by turning on discovery (exempt from the caps)."""
+        return self.services | frozenset(self.policies)
 
 
 def authority(registry_instances: Iterable[Mapping[str, Any]], registry_services: Iterable[Mapping[str, Any]],
               policies: Mapping[str, DiscoveryPolicy]) -> Authority:
     instances = {(r["service"], r["instance"]): r for r in registry_instances if is_registration(r)}
     services = {r["service"] for r in registry_services if is_registration(r)}
-    return Authority(instances, frozenset(services | {s for s, _ in instances} | set(policies)), policies)
+    return Authority(instances, frozenset(services | {s for s, _ in instances}), policies)
 
 
 def judge(instance: str, server_seen: bool, registered: Mapping[str, Any] | None,
@@ -156,7 +161,9 @@ def admit(observed: Iterable[Mapping[str, Any]], made: Authority, now_ms: int, f
             routable.append(_admitted_row(*key))
         else:
             not_routable[key] = verdict.reason
-    return Admission(routable, made.services, not_routable)
+    # A policy alone publishes no feed: until an instance is admitted, balancers keep their fallback
+    # (404), as they do for any unknown service; the admitted instances then start without slow start.
+    return Admission(routable, made.services | {r["service"] for r in routable}, not_routable)
 
 
 def _admitted_row(service: str, instance: str) -> dict[str, Any]:

@@ -59,6 +59,28 @@ def instances(store: Store, service: str | None = None) -> list[dict[str, Any]]:
     return latest_rows(store, "registry_instances", "service, instance", where, {"service": service})
 
 
+# Where a name may be stored: registry, overrides and policies, and the per-minute rollup of recent calls.
+_NAME_SOURCES = (("registry_services", "service", None), ("registry_instances", "service", "instance"),
+                 ("weight_overrides", "service", "instance"), ("discovery_policies", "service", None),
+                 ("rpc_calls_1m", "callee", "instance"))
+
+
+def name_stored(store: Store, service: str, instance: str | None = None, since_s: int = 0) -> bool:
+    """Whether any table holds this exact service (and instance) name; rollup rows count from since_s."""
+    params = {"service": service, "instance": instance, "since_s": since_s}
+    for table, service_column, instance_column in _NAME_SOURCES:
+        if instance is not None and instance_column is None:
+            continue
+        where = f"{service_column} = %(service)s"
+        if instance is not None:
+            where += f" AND {instance_column} = %(instance)s"
+        if table == "rpc_calls_1m":
+            where += " AND minute >= toDateTime(%(since_s)s)"
+        if store.execute(f"SELECT count() FROM (SELECT 1 FROM {table} WHERE {where} LIMIT 1)", params)[0][0]:
+            return True
+    return False
+
+
 def write_services(store: Store, rows: Sequence[Mapping[str, Any]]) -> None:
     _insert_rows(store, "registry_services", SERVICE_COLUMNS, rows)
 

@@ -1,4 +1,8 @@
-"""Operator overrides per instance: drain it (weight 0) or pin its weight; they win over the data."""
+"""Operator overrides per instance: drain it (weight 0) or pin its weight; they win over the data.
+
+`/{service}/{instance}` addresses an instance by path; `?service=&instance=` by exact name, for
+names a path cannot carry (api/names.py): every stored name can be drained, pinned and unpinned.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,13 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from pydantic import Field, model_validator
 
-from api.auth import Operator, Reader
+from api.auth import Operator, Principal, Reader
 from api.deps import StoreDep, WeightsDep
+from api.names import AnyInstanceName, AnyServiceName, ExactName, stored_instance, stored_service
 from api.queries import registry as reg
 from api.routes.audit import Change, WhyQuery, record
-from api.routes.registry import InstanceName, instance_key
-from api.routes.weights import ServiceName
+from api.weights.service import WeightService
+from pipeline.store import Store
 
 router = APIRouter(prefix="/v1/overrides", tags=["overrides"])
 NOT_PINNED = -1  # stored in pinned_weight (Int32) when the weight is not pinned
@@ -34,10 +39,34 @@ def list_overrides(_: Reader, store: StoreDep, service: str | None = None) -> li
     return reg.overrides(store, service)
 
 
-@router.put("/{service}/{instance}", summary="Drain an instance or pin its weight (operator)")
-def put_override(service: ServiceName, instance: InstanceName, body: OverrideIn, who: Operator,
+@router.put("/{service}/{instance:path}", summary="Drain an instance or pin its weight (operator)")
+def put_override(service: AnyServiceName, instance: AnyInstanceName, body: OverrideIn, who: Operator,
                  store: StoreDep, weights: WeightsDep) -> dict[str, Any]:
-    instance = instance_key(instance)
+    return _put(store, weights, who, service, instance, body)
+
+
+@router.put("", summary="Drain or pin an instance by its exact name, any characters (operator)")
+def put_override_by_name(service: ExactName, instance: ExactName, body: OverrideIn, who: Operator,
+                         store: StoreDep, weights: WeightsDep) -> dict[str, Any]:
+    return _put(store, weights, who, service, instance, body)
+
+
+@router.delete("/{service}/{instance:path}", summary="Remove an override; the data decides again (operator)")
+def delete_override(service: AnyServiceName, instance: AnyInstanceName, why: WhyQuery, who: Operator,
+                    store: StoreDep, weights: WeightsDep) -> dict[str, Any]:
+    return _delete(store, weights, who, service, instance, why)
+
+
+@router.delete("", summary="Remove an override by the instance's exact name, any characters (operator)")
+def delete_override_by_name(service: ExactName, instance: ExactName, why: WhyQuery, who: Operator,
+                            store: StoreDep, weights: WeightsDep) -> dict[str, Any]:
+    return _delete(store, weights, who, service, instance, why)
+
+
+def _put(store: Store, weights: WeightService, who: Principal, service: str, instance: str,
+         body: OverrideIn) -> dict[str, Any]:
+    service = stored_service(store, service)
+    instance = stored_instance(store, service, instance)
     pinned = NOT_PINNED if body.pinned_weight is None else body.pinned_weight
     row = {"service": service, "instance": instance, "drained": int(body.drained), "pinned_weight": pinned,
            "deleted": 0, "changed_ms": reg.stamp_ms(), "changed_by": who.name, "why": body.why}
@@ -47,11 +76,12 @@ def put_override(service: ServiceName, instance: InstanceName, body: OverrideIn,
     return row
 
 
-@router.delete("/{service}/{instance}", summary="Remove an override; the data decides again (operator)")
-def delete_override(service: ServiceName, instance: InstanceName, why: WhyQuery, who: Operator,
-                    store: StoreDep, weights: WeightsDep) -> dict[str, Any]:
-    instance = instance_key(instance)
+def _delete(store: Store, weights: WeightService, who: Principal, service: str, instance: str,
+            why: str) -> dict[str, Any]:
     current = [o for o in reg.overrides(store, service) if o["instance"] == instance]
+    if not current:  # the exact name first: a stored name need not be a normalised host:port
+        instance = stored_instance(store, service, instance)
+        current = [o for o in reg.overrides(store, service) if o["instance"] == instance]
     if not current:
         raise HTTPException(404, f"no override on {instance!r} of {service!r}")
     reg.write_override(store, {**current[0], "deleted": 1, "changed_ms": reg.stamp_ms(), "changed_by": who.name,

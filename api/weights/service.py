@@ -133,7 +133,7 @@ class WeightService:
                                          self.caps.interfaces_per_service + 1)
         made = authority(reg.instances(self.store), reg.services(self.store), dq.policies(self.store))
         tracked = track(self._ledger, observations(observed), now_ms, self.caps, forget_s * 1000,
-                        made.services, made.instances.keys())
+                        made.operator_made, made.instances.keys())
         self._ledger = tracked.ledger
         self._caps_report.report(tracked)
         observed = [row for row in observed if (row["service"], row["instance"]) in tracked.accepted]

@@ -25,6 +25,14 @@ def substitute(sql: str, params: Mapping[str, Any] | None) -> str:
     return sql % escape_params(dict(params), None)
 
 
+def _arrow(values: Sequence[Any]) -> pyarrow.Array:
+    """A column as Arrow; a column of only empty lists gets an element type (list<null> cannot be converted)."""
+    column = pyarrow.array(values)
+    if pyarrow.types.is_list(column.type) and pyarrow.types.is_null(column.type.value_type):
+        column = pyarrow.array(values, type=pyarrow.list_(pyarrow.int64()))
+    return column
+
+
 class ChdbStore:
     dialect = "chdb"
 
@@ -58,7 +66,7 @@ class ChdbStore:
         return self._table(substitute(sql, params)).to_pylist()
 
     def insert(self, table: str, columns: Sequence[str], data: Sequence[Sequence[Any]]) -> None:
-        svcpulse_block = pyarrow.table(dict(zip(columns, data, strict=True)))  # noqa: F841 (read by name)
+        svcpulse_block = pyarrow.table({name: _arrow(values) for name, values in zip(columns, data, strict=True)})  # noqa: F841
         names = ", ".join(columns)
         self.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(svcpulse_block)")
 

@@ -29,7 +29,7 @@ from pipeline.store import Store
 from svcpulse.services import ClickHouseServer, Tansu, free_port, port_open
 from tests.factories import rpc_event
 from tests.integration.helpers import LoaderThread, count, produce, wait_for
-from tests.integration.weights_helpers import auth, insert_rpc, serve, write_users
+from tests.integration.weights_helpers import auth, insert_rpc, register, serve, write_users
 from tests.integration.weights_helpers import rpc_event as feed_event
 
 pytestmark = pytest.mark.services
@@ -80,6 +80,7 @@ def _api_process(clickhouse: ClickHouseServer, database: str, users: Path, port:
 def test_balancers_keep_routing_while_the_api_restarts(clickhouse: ClickHouseServer, ch_store: Store,
                                                        tmp_path: Path) -> None:
     instances = ["10.9.0.1:80", "10.9.0.2:80"]
+    register(ch_store, "drill.svc", instances)
     stop = threading.Event()
 
     def calls_keep_coming() -> None:  # the feed judges the last seconds: keep them populated
@@ -99,7 +100,8 @@ def test_balancers_keep_routing_while_the_api_restarts(clickhouse: ClickHouseSer
             api.kill()
             api.wait()
             picked = Counter(balancer.pick() for _ in range(200))  # the API is gone: last known weights
-            assert set(picked) == set(instances) and feed.last_error
+            assert set(picked) == set(instances)
+            wait_for(lambda: bool(feed.last_error), 10, "the client to notice the API is gone")
             api = _api_process(clickhouse, ch_store.database, users, port)
             wait_for(lambda: port_open(port) and not feed.last_error, 30, "the client to reconnect")
             assert set(Counter(balancer.pick() for _ in range(200))) == set(instances)
@@ -113,6 +115,7 @@ def test_balancers_keep_routing_while_the_api_restarts(clickhouse: ClickHouseSer
 def test_feed_keeps_the_last_weights_marked_stale_while_clickhouse_is_down(
         clickhouse: ClickHouseServer, ch_store: Store, tmp_path: Path) -> None:
     now = int(time.time() * 1000)
+    register(ch_store, "stale.svc", ["10.8.0.1:80", "10.8.0.2:80"])
     insert_rpc(ch_store, [feed_event("stale.svc", a, ts_ms=now - i) for a in ("10.8.0.1:80", "10.8.0.2:80")
                           for i in range(100)])
     app = create_app(Settings(users_file=str(write_users(tmp_path / "users.json")), feed_open=True,

@@ -13,6 +13,7 @@ from typing import Any
 import uvicorn
 
 from api.auth import hash_token
+from api.queries import registry as reg
 from pipeline.batch import columns
 from pipeline.store import Store
 from pipeline.transform import COLUMNS, Message, to_row
@@ -74,3 +75,11 @@ def insert_rpc(store: Store, events: Sequence[dict[str, Any]]) -> None:
     """Rows straight into rpc_calls (the loader path is covered by the end-to-end test)."""
     rows = [to_row("rpc", e, Message("svcpulse.rpc", 0, n, e["ts_ms"], b"")) for n, e in enumerate(events)]
     store.insert("rpc_calls", COLUMNS["rpc"], columns(rows))
+
+
+def register(store: Store, service: str, instances: Sequence[str]) -> None:
+    """Registry rows as `PUT /v1/registry/services/{service}` writes them: telemetry alone routes nothing."""
+    stamp = {"source": "api", "deleted": 0, "changed_ms": reg.stamp_ms(), "changed_by": "test"}
+    reg.write_services(store, [{"service": service, "kind": "rpc", "description": "", **stamp}])
+    reg.write_instances(store, [{"service": service, "instance": i, "static_weight": 100, "version": "",
+                                 "enabled": 1, **stamp} for i in instances])
