@@ -119,12 +119,17 @@ def _deny(status: int, message: str) -> HTTPException:
     return HTTPException(status_code=status, detail=message, headers=headers)
 
 
+def bearer_token(header: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (scheme in any case, spaces around it), else None."""
+    scheme, _, token = header.strip().partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
 def _caller(request: Request, minimum: str) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token(request.headers.get("authorization", ""))
+    if token is None:
         raise _deny(401, "missing bearer token: send 'Authorization: Bearer <token>'")
-    principal = request.app.state.directory.authenticate(token.strip())
+    principal = request.app.state.directory.authenticate(token)
     if principal is None:
         raise _deny(401, "invalid token")
     if _RANK[principal.role] < _RANK[minimum]:

@@ -55,8 +55,12 @@ class Settings(BaseSettings):
     alarm_webhook_timeout_s: float = Field(5.0, gt=0, le=60, description="webhook request timeout")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="largest request body the API accepts (413 above)")
     max_query_bytes: int = Field(8192, ge=256, description="longest query string the API accepts (414 above)")
-    write_rate_per_minute: float = Field(120.0, gt=0, description="writes per minute per caller (token or address)")
+    write_rate_per_minute: float = Field(120.0, gt=0, description="writes per minute per caller (the "
+                                         "authenticated user, else the client address)")
     write_burst: int = Field(30, ge=1, description="writes a caller may make at once before the rate applies (429)")
+    read_rate_per_minute: float = Field(600.0, gt=0, description="query-API reads per minute per caller (the "
+                                        "weight feed, health and metrics are not limited)")
+    read_burst: int = Field(120, ge=1, description="reads a caller may make at once before the rate applies (429)")
     token: str = Field("", description="bearer token `svcpulse balancer` sends to the API (a viewer's)")
     api_token: str = Field("", description="viewer token Grafana's Infinity datasource sends to the API "
                            "(`dashboards push`)")
