@@ -32,7 +32,8 @@ from api.routes import (
 )
 from api.weights.service import WeightService
 from core.settings import Settings
-from pipeline.store import Store, StoreError, open_store
+from pipeline.store import CONTROL_LANE, QueryLimitError, QueryLimits, Store, StoreError, open_store
+from pipeline.store.lanes import CONTROL_PRIORITY, READ_PRIORITY, Lane
 
 DESCRIPTION = """svcpulse turns what services see of each other (eBPF TCP lifetimes, RPC calls, load)
 into routing weights, queries, capacity estimates and alarms."""
@@ -53,9 +54,13 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
-        app.state.store = store or open_store(settings.store_url)
+        base = store or open_store(settings.store_url)
+        # Reads and the weight loop use the store on separate lanes with their own limits (pipeline/store/lanes.py).
+        app.state.store = Lane(base, "read", QueryLimits(settings.query_timeout_s, settings.query_max_memory_bytes,
+                                                        READ_PRIORITY))
         app.state.directory = _directory(settings, app.state.store)
-        app.state.weights = WeightService(app.state.store, settings)
+        control = Lane(base, CONTROL_LANE, QueryLimits(settings.control_query_timeout_s, priority=CONTROL_PRIORITY))
+        app.state.weights = WeightService(control, settings)
         app.state.alarms = AlarmService(app.state.store, settings)
         loop_task = asyncio.create_task(app.state.weights.run(), name="weights")
         alarm_task = asyncio.create_task(app.state.alarms.run(), name="alarms")
@@ -67,13 +72,18 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             # let a cycle in its thread finish with the store
             await asyncio.wait_for(asyncio.gather(loop_task, alarm_task), timeout=60)
             if store is None:
-                app.state.store.close()
+                base.close()
 
     app = FastAPI(title="svcpulse", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     for module in (health, weights, registry, discovery, overrides, releases, users, audit,
                    services, series, connections, capacity, alarms, console):
         app.include_router(module.router)
     hardening.install(app, settings)
+
+    @app.exception_handler(QueryLimitError)
+    async def query_too_big(request: Request, exc: QueryLimitError) -> JSONResponse:
+        # Memory use depends on the request alone: change it (422). Time also depends on load: 503.
+        return JSONResponse({"detail": str(exc)}, status_code=422 if exc.kind == "memory" else 503)
 
     @app.exception_handler(StoreError)
     async def store_unavailable(request: Request, exc: StoreError) -> JSONResponse:
