@@ -30,6 +30,7 @@ from api.routes import (
     users,
     weights,
 )
+from api.users_file import watch_users
 from api.weights.service import WeightService
 from core.settings import Settings
 from pipeline.store import CONTROL_LANE, QueryLimitError, QueryLimits, Store, StoreError, open_store
@@ -64,9 +65,13 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         app.state.alarms = AlarmService(app.state.store, settings)
         loop_task = asyncio.create_task(app.state.weights.run(), name="weights")
         alarm_task = asyncio.create_task(app.state.alarms.run(), name="alarms")
+        users_task = asyncio.create_task(watch_users(app.state, settings.users_file, settings.users_reload_s),
+                                         name="users") if settings.users_file and settings.users_reload_s else None
         try:
             yield
         finally:
+            if users_task is not None:
+                users_task.cancel()
             app.state.weights.stop()
             app.state.alarms.stop()
             # let a cycle in its thread finish with the store

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     retention_days_rollup: int = Field(90, ge=1, description="days kept in the rollups and weight_history")
     retention_days_load: int = Field(30, ge=1, description="days kept in instance_load")
     users_file: str = Field("", description="users, the roles each may hold, sha256 token hashes (JSON or TOML)")
+    users_reload_s: float = Field(2.0, ge=0, description="check the users file this often and reload it when "
+                                  "it changed (0 = read at start only)")
     feed_open: bool = Field(False, description="serve the weight feed and other reads without a token")
     weights_interval_s: float = Field(2.0, gt=0, le=5, description="recompute weights this often (at most 5 s)")
     weights_window_s: int = Field(10, ge=2, le=300, description="sliding window of calls the weights judge")

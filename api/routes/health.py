@@ -1,14 +1,19 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness, readiness and Prometheus metrics.
+
+/readyz tells anonymous callers only ready or not: the detail (store and broker addresses, driver
+errors) is for authenticated users, so a probe from outside learns nothing about the internals.
+"""
 
 from __future__ import annotations
 
 import socket
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
+from api.auth import bearer_token
 from api.deps import SettingsDep, StoreDep
 from pipeline.store import StoreError
 
@@ -21,8 +26,8 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     status: str
-    store: str
-    broker: str
+    store: str | None = None  # the detail: shown to authenticated callers only
+    broker: str | None = None
 
 
 def broker_reachable(bootstrap: str, timeout_s: float = 1.0) -> str:
@@ -43,9 +48,16 @@ def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Readiness, summary="The store and the Kafka broker are reachable",
+def authenticated(request: Request) -> bool:
+    """Whether the request carries a valid token of any user (the detail of /readyz is theirs)."""
+    token = bearer_token(request.headers.get("authorization", ""))
+    return token is not None and request.app.state.directory.authenticate(token) is not None
+
+
+@router.get("/readyz", response_model=Readiness, response_model_exclude_none=True,
+            summary="The store and the Kafka broker are reachable (detail with a token)",
             responses={503: {"model": Readiness, "description": "a dependency is unreachable"}})
-def readyz(store: StoreDep, settings: SettingsDep) -> Response:
+def readyz(request: Request, store: StoreDep, settings: SettingsDep) -> Response:
     try:
         store.ping()
         store_state = "ok"
@@ -54,7 +66,9 @@ def readyz(store: StoreDep, settings: SettingsDep) -> Response:
     broker_state = broker_reachable(settings.kafka_bootstrap)
     ready = store_state == "ok" and broker_state == "ok"
     body = Readiness(status="ready" if ready else "not ready", store=store_state, broker=broker_state)
-    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+    if not authenticated(request):
+        body = Readiness(status=body.status)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=200 if ready else 503)
 
 
 @router.get("/metrics", summary="Prometheus metrics (loader lag, rows/s, batches, DLQ, insert latency)",
