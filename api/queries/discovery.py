@@ -31,3 +31,11 @@ def write_policy(store: Store, service: str, cidrs: Sequence[str], ports: Sequen
                               "changed_ms": stamp_ms(), "changed_by": changed_by, "why": why}
     store.insert("discovery_policies", POLICY_COLUMNS, [[row[c]] for c in POLICY_COLUMNS])
     return dict(row)
+
+
+def observed_sides(store: Store, service: str, from_s: int) -> dict[str, set[str]]:
+    """Instances of `service` seen in calls since from_s (per-minute rollup), with the sides that reported them."""
+    rows = store.execute("SELECT instance, groupUniqArray(side) FROM rpc_calls_1m WHERE callee = %(service)s "
+                         "AND minute >= toDateTime(%(from_s)s) AND instance != '' GROUP BY instance",
+                         {"service": service, "from_s": from_s})
+    return {instance: set(sides) for instance, sides in rows}

@@ -107,15 +107,15 @@ def list_instances(service: ServiceName, _: Reader, store: StoreDep, settings: S
     busiest: dict[str, str] = {}  # an instance mid-upgrade reports two versions: show the busier one
     for instance, version in sorted(versions, key=lambda key: versions[key]["calls"]):
         busiest[instance] = version
-    servers = seen if side == "server" else _recent(store, window_s, "server", ("instance",), service)[0]
+    sides = dq.observed_sides(store, service, last_minutes(int(time.time() * 1000), window_s).from_s)
     registry = {r["instance"]: r for r in reg.instances(store, service)}
     policy = dq.policies(store).get(service)
-    names = sorted(registry.keys() | {key[0] for key in seen},
+    names = sorted(registry.keys() | sides.keys() | {key[0] for key in seen},
                    key=lambda i: (i not in registry, -seen.get((i,), {"calls": 0})["calls"], i))
     cap = settings.cap_instances_per_service
     rows = []
     for i in sorted(names[:cap]):
-        verdict = judge(i, (i,) in servers, registry.get(i), policy)
+        verdict = judge(i, "server" in sides.get(i, ()), registry.get(i), policy)
         rows.append(InstanceHealth(instance=i, registered=i in registry and is_registration(registry[i]),
                                    routable=verdict.routable,
                                    admission=verdict.reason,
