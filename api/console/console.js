@@ -122,7 +122,7 @@ function lineChart(title, series, format = fmt.num, yRange = {}) {
     const d = s.points.map((p, j) => `${j ? "L" : "M"}${px(p[0]).toFixed(1)},${py(p[1]).toFixed(1)}`).join("");
     chart.append(svg("path", { class: "series", d, stroke: colour, "data-points": s.points.length,
                                "data-label": s.label }));
-    legend.append(el("span", {}, el("i", { style: `background:${colour}` }), s.label));
+    legend.append(el("span", {}, el("i", { style: `background:${colour}` }), name(s.label)));
   });
   figure.append(chart, legend);
   return figure;
