@@ -56,9 +56,11 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         base = store or open_store(settings.store_url)
-        # Reads and the weight loop use the store on separate lanes with their own limits (pipeline/store/lanes.py).
-        app.state.store = Lane(base, "read", QueryLimits(settings.query_timeout_s, settings.query_max_memory_bytes,
-                                                        READ_PRIORITY))
+        # Query scans, small reads/writes and the weight loop use the store on separate lanes, with limits
+        # ClickHouse enforces (pipeline/store/lanes.py).
+        reads = QueryLimits(settings.query_timeout_s, settings.query_max_memory_bytes, READ_PRIORITY)
+        app.state.query_store = Lane(base, "query", reads)
+        app.state.store = Lane(base, "read", reads)
         app.state.directory = _directory(settings, app.state.store)
         control = Lane(base, CONTROL_LANE, QueryLimits(settings.control_query_timeout_s, priority=CONTROL_PRIORITY))
         app.state.weights = WeightService(control, settings)

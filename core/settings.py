@@ -63,8 +63,9 @@ class Settings(BaseSettings):
     read_rate_per_minute: float = Field(600.0, gt=0, description="query-API reads per minute per caller (the "
                                         "weight feed, health and metrics are not limited)")
     read_burst: int = Field(120, ge=1, description="reads a caller may make at once before the rate applies (429)")
-    query_timeout_s: float = Field(20.0, gt=0, description="ClickHouse stops an API read after this long "
-                                   "(max_execution_time); the API answers 503 with advice to narrow the range")
+    query_timeout_s: float = Field(20.0, gt=0, description="ClickHouse stops an API read after this many "
+                                   "seconds (max_execution_time, whole seconds); the API answers 503 with advice "
+                                   "to narrow the range")
     query_max_memory_bytes: int = Field(2 << 30, ge=0, description="ClickHouse memory limit per API read "
                                         "(max_memory_usage; 0 = the server's default); over it: 422")
     control_query_timeout_s: float = Field(10.0, gt=0, description="time limit of the weight loop's queries "

@@ -15,6 +15,7 @@ database), and results as tuples of plain Python values.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -54,7 +55,8 @@ class QueryLimits:
 
     def settings(self) -> dict[str, int | float]:
         """The ClickHouse settings (names as on 18.16 and current) for a query under these limits."""
-        named = {"max_execution_time": self.max_execution_s, "max_memory_usage": self.max_memory_bytes,
+        # 18.16 counts max_execution_time in whole seconds (0.5 would mean "no limit"): round up.
+        named = {"max_execution_time": math.ceil(self.max_execution_s), "max_memory_usage": self.max_memory_bytes,
                  "priority": self.priority}
         return {name: value for name, value in named.items() if value}
 
@@ -62,7 +64,7 @@ class QueryLimits:
 def limit_error(code: int, where: str, limits: QueryLimits | None) -> QueryLimitError:
     """The user-facing error for a query the store stopped at a limit, with what to change."""
     limits = limits or QueryLimits()
-    what = (f"time limit of {limits.max_execution_s:g} s" if LIMIT_CODES[code] == "time"
+    what = (f"time limit of {math.ceil(limits.max_execution_s)} s" if LIMIT_CODES[code] == "time"
             else f"memory limit of {limits.max_memory_bytes / 2**20:,.0f} MiB")
     return QueryLimitError(f"{where}: the query was stopped at the store's {what}; narrow the range "
                            "(from/to), use a coarser step, or filter by service", LIMIT_CODES[code])

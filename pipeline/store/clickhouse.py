@@ -1,10 +1,12 @@
 """The ClickHouse server store (native protocol, clickhouse-driver); works on 18.16 and current.
 
-A small connection pool: a driver Client is one connection and cannot be shared across threads, so
-each statement borrows one for its duration. Callers are kept apart by lane: the "control" lane (the
-weight loop) has a connection of its own, so no number of slow reads can hold it up; every other
-lane shares `pool_size` connections. A statement that waits longer than POOL_WAIT_S for a
-connection fails with a StoreError rather than hanging its caller.
+Small connection pools: a driver Client is one connection and cannot be shared across threads, so
+each statement borrows one for its duration. Callers are kept apart by lane, each with its own
+pool: the "control" lane (the weight loop) has one connection, every other lane (the API's heavy
+"query" reads, its small "read"s of the registry and overrides, the loader's default) up to
+`pool_size`, created on first use. So no number of slow queries can hold up the weight loop or an
+operator's override. A statement that waits longer than POOL_WAIT_S for a connection of its lane
+fails with a StoreError rather than hanging its caller.
 """
 
 from __future__ import annotations
@@ -74,8 +76,15 @@ class ClickHouseStore:
             "host": host, "port": port, "user": user, "password": password,
             "connect_timeout": 5, "send_receive_timeout": timeout_s, "sync_request_timeout": 5, **(tls or {}),
         }
-        self._shared = _Pool(self._client, max(1, pool_size))
-        self._control = _Pool(self._client, 1)
+        self._pool_size = max(1, pool_size)
+        self._pools: dict[str, _Pool] = {}
+        self._pools_lock = threading.Lock()
+
+    def _pool(self, lane: str) -> _Pool:
+        with self._pools_lock:
+            if lane not in self._pools:
+                self._pools[lane] = _Pool(self._client, 1 if lane == CONTROL_LANE else self._pool_size)
+            return self._pools[lane]
 
     def _client(self) -> Client:
         return Client(database=self.database, **self._options)
@@ -85,7 +94,7 @@ class ClickHouseStore:
 
     def _run(self, sql: str, params: Any = None, lane: str = "default", limits: QueryLimits | None = None,
              **kwargs: Any) -> Any:
-        pool = self._control if lane == CONTROL_LANE else self._shared
+        pool = self._pool(lane)
         settings = limits.settings() if limits else None
         with pool.client(POOL_WAIT_S) as client:
             try:
@@ -125,8 +134,9 @@ class ClickHouseStore:
         self._run("SELECT 1")
 
     def close(self) -> None:
-        self._shared.close()
-        self._control.close()
+        with self._pools_lock:
+            for pool in self._pools.values():
+                pool.close()
 
 
 def _first_line(text: str) -> str:

@@ -8,6 +8,7 @@ faster than text formats.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -64,6 +65,10 @@ class ChdbStore:
             except Exception as err:  # chdb raises plain RuntimeErrors for SQL errors
                 code = re.match(r"Code: (\d+)", str(err).strip())
                 if code and int(code[1]) in LIMIT_CODES:
+                    # chdb 26.x: after a query stopped mid-run, the session's next Arrow result comes back
+                    # corrupt ("Unexpected empty message in IPC file format"); a throwaway query absorbs it.
+                    with contextlib.suppress(Exception):
+                        self._session.query("SELECT 1", "ArrowTable")
                     raise limit_error(int(code[1]), "chdb", limits) from err
                 raise StoreError(f"chdb: {str(err).strip().splitlines()[0][:300]}") from err
         return result if isinstance(result, pyarrow.Table) else pyarrow.table({})
