@@ -48,6 +48,10 @@ class Ledger:
     instances: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: _frozen({}))
     interfaces: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: _frozen({}))
 
+    def room(self, now_ms: int, caps: Caps) -> int:
+        """How many more services telemetry may create now (the hourly cap minus the last hour's)."""
+        return max(0, caps.services_per_hour - sum(1 for t in self.created_ms if t > now_ms - HOUR_MS))
+
     def sizes(self) -> dict[str, int]:
         return {"services": len(self.services), "instances": sum(map(len, self.instances.values())),
                 "interfaces": sum(map(len, self.interfaces.values()))}
@@ -55,7 +59,9 @@ class Ledger:
 
 @dataclass(frozen=True)
 class Observation:
-    """One service/instance seen in the calls, with the interfaces it served, last seen at last_ms."""
+    """One service/instance seen in the calls, with the interfaces it served, last seen at last_ms.
+
+    An empty `instance` observes the service alone (a service nobody made is tracked no deeper)."""
 
     service: str
     instance: str
@@ -72,6 +78,10 @@ class Refused:
 
     def __bool__(self) -> bool:
         return any(self.counts.values())
+
+    def adding(self, cap: str, count: int) -> Refused:
+        """These refusals plus `count` more of `cap` (ones the caller never fetched, e.g. past the room)."""
+        return Refused(_frozen({**self.counts, cap: self.counts.get(cap, 0) + count}), self.examples)
 
 
 @dataclass(frozen=True)
@@ -133,7 +143,7 @@ def track(ledger: Ledger, observations: Iterable[Observation], now_ms: int, caps
     """One step: expire what was not seen for forget_ms, then create, refresh or refuse each observation."""
     step = _Step(ledger, now_ms, forget_ms)
     for obs in sorted(observations, key=lambda o: (o.last_ms, o.service, o.instance)):  # first come, first kept
-        if not _service(step, obs, caps, now_ms, exempt_services):
+        if not _service(step, obs, caps, now_ms, exempt_services) or not obs.instance:
             continue
         known = step.instances.setdefault(obs.service, {})
         key = (obs.service, obs.instance)
@@ -150,5 +160,6 @@ def track(ledger: Ledger, observations: Iterable[Observation], now_ms: int, caps
 
 
 def observations(rows: Iterable[Mapping[str, Any]]) -> list[Observation]:
-    """Observed-instance rows of the weights query (service, instance, last_ms, interfaces) -> Observations."""
-    return [Observation(r["service"], r["instance"], int(r["last_ms"]), tuple(r.get("interfaces", ()))) for r in rows]
+    """Rows of the weights queries (service, instance?, last_ms, interfaces?) -> Observations."""
+    return [Observation(r["service"], r.get("instance", ""), int(r["last_ms"]), tuple(r.get("interfaces", ())))
+            for r in rows]

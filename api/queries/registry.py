@@ -89,6 +89,14 @@ def write_instances(store: Store, rows: Sequence[Mapping[str, Any]]) -> None:
     _insert_rows(store, "registry_instances", INSTANCE_COLUMNS, rows)
 
 
+def register(store: Store, service: str, instances: Sequence[str], *, changed_by: str) -> None:
+    """A service and its instances as `PUT /v1/registry/services/{service}` stores them (setup, tests, benches)."""
+    stamp = {"source": "api", "deleted": 0, "changed_ms": stamp_ms(), "changed_by": changed_by}
+    write_services(store, [{"service": service, "kind": "rpc", "description": "", **stamp}])
+    write_instances(store, [{"service": service, "instance": i, "static_weight": 100, "version": "", "enabled": 1,
+                             **stamp} for i in instances])
+
+
 def overrides(store: Store, service: str | None = None) -> list[dict[str, Any]]:
     where = "WHERE service = %(service)s" if service else ""
     return latest_rows(store, "weight_overrides", "service, instance", where, {"service": service})

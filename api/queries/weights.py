@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from pipeline.batch import columns
@@ -11,9 +11,12 @@ from pipeline.store import Store
 
 # One scan over the membership lookback (forget_s) gives both who exists (last call) and what each
 # did in the short judging window (the -If aggregates). Grouped by side: the caller prefers the
-# server's own measurement and falls back to what clients saw (weights/inputs.py).
+# server's own measurement and falls back to what clients saw (weights/inputs.py). Only instances
+# that can be routable are read (weights/admission.py), so what telemetry invents never leaves ClickHouse:
+# registered ones, and in services with a discovery policy the longest-seen others up to the cap.
 _WINDOWS_SQL = """
 SELECT callee AS service, instance, side,
+       min(ts_ms) AS first_ms,
        max(ts_ms) AS last_ms,
        countIf(ts_ms >= %(window_ms)s) AS requests,
        countIf(ts_ms >= %(window_ms)s AND status = 'error') AS errors,
@@ -22,28 +25,70 @@ SELECT callee AS service, instance, side,
        argMax(version, ts_ms) AS version,
        arraySlice(groupUniqArray(interface), 1, %(interfaces)s) AS interfaces
 FROM rpc_calls
-WHERE ts >= toDateTime(%(since_s)s) AND ts_ms >= %(since_ms)s AND callee != '' AND instance != ''
+WHERE ts >= toDateTime(%(since_s)s) AND ts_ms >= %(since_ms)s AND callee != '' AND instance != '' AND {scope}
 GROUP BY callee, instance, side
+"""
+# Live registrations (not older versions' auto-discovered rows), as a subquery: no list in the SQL text.
+_REGISTERED = ("(SELECT service, instance FROM (SELECT service, instance, deleted, source FROM registry_instances "
+               "ORDER BY changed_ms DESC LIMIT 1 BY service, instance) WHERE deleted = 0 AND source != 'discovered')")
+_REGISTERED_SCOPE = f"(callee, instance) IN {_REGISTERED}"
+_POLICY_SCOPE = f"callee IN %(policy_services)s AND (callee, instance) NOT IN {_REGISTERED}"
+# Services nobody made (no registration, no policy): only whether they are still seen, for the caps'
+# ledger; the ones tracked already first, then the earliest new ones, as many as there is room for.
+_UNMADE_SQL = """
+SELECT callee AS service, min(ts_ms) AS first_ms, max(ts_ms) AS last_ms
+FROM rpc_calls
+WHERE ts >= toDateTime(%(since_s)s) AND ts_ms >= %(since_ms)s AND callee != '' AND callee NOT IN %(made)s
+GROUP BY callee ORDER BY callee IN %(tracked)s DESC, first_ms, callee LIMIT %(limit)s
+"""
+_UNMADE_COUNT_SQL = """
+SELECT uniqExact(callee) FROM rpc_calls
+WHERE ts >= toDateTime(%(since_s)s) AND ts_ms >= %(since_ms)s AND callee != '' AND callee NOT IN %(made)s
 """
 
 HISTORY_COLUMNS = ("ts", "ts_ms", "service", "revision", "mode", "instance", "weight", "state", "reason",
                    "success_rate", "latency_ms_p50", "latency_ms_p99", "rps", "version")
 
 
-def observed_instances(store: Store, now_ms: int, window_s: int, forget_s: int,
-                       interfaces: int = 1) -> list[dict[str, Any]]:
-    """Rows {service, instance, side, last_ms, requests, errors, timeouts, p50, p99, version, interfaces}:
-    `interfaces` holds at most that many of the interface names the instance served (for the caps)."""
+def _since(now_ms: int, forget_s: int) -> dict[str, int]:
     since_ms = now_ms - forget_s * 1000
-    params = {"since_ms": since_ms, "since_s": since_ms // 1000, "window_ms": now_ms - window_s * 1000,
-              "interfaces": interfaces}
-    rows = store.query(_WINDOWS_SQL, params)
+    return {"since_ms": since_ms, "since_s": since_ms // 1000}
+
+
+def _names(values: Collection[str]) -> tuple[str, ...]:
+    """A non-empty tuple for `IN %(x)s` (18.16 has no `IN ()`): '' never names a service here."""
+    return tuple(sorted(values)) or ("",)
+
+
+def observed_instances(store: Store, now_ms: int, window_s: int, forget_s: int, interfaces: int = 1,
+                       policy_services: Collection[str] = (), per_service: int = 1000) -> list[dict[str, Any]]:
+    """Rows {service, instance, side, first_ms, last_ms, requests, errors, timeouts, p50, p99, version,
+    interfaces} of registered instances, and of up to `per_service` others per policy service (the
+    longest seen first); `interfaces` holds at most that many of the names each instance served."""
+    params = {**_since(now_ms, forget_s), "window_ms": now_ms - window_s * 1000, "interfaces": interfaces,
+              "policy_services": _names(policy_services), "per_side": 2 * per_service}
+    rows = store.query(_WINDOWS_SQL.format(scope=_REGISTERED_SCOPE), params)
+    if policy_services:
+        rows += store.query(_WINDOWS_SQL.format(scope=_POLICY_SCOPE) + " ORDER BY service, first_ms, instance "
+                            "LIMIT %(per_side)s BY service", params)
     for row in rows:
         p50, p99 = row.pop("latency")
         # quantiles over no rows are NaN: no calls in the window means no latency, not 0 ms.
         row["p50"] = 0.0 if math.isnan(p50) else float(p50)
         row["p99"] = 0.0 if math.isnan(p99) else float(p99)
     return rows
+
+
+def unmade_services(store: Store, now_ms: int, forget_s: int, made: Collection[str], tracked: Collection[str],
+                    room: int) -> tuple[list[dict[str, Any]], int]:
+    """Services seen that nobody registered or gave a policy: the tracked ones and up to `room` new ones
+    (rows {service, first_ms, last_ms}), and how many such services there are in all."""
+    params = {**_since(now_ms, forget_s), "made": _names(made), "tracked": _names(tracked),
+              "limit": len(tracked) + room}
+    rows = store.query(_UNMADE_SQL, params)
+    if len(rows) < params["limit"]:
+        return rows, len(rows)
+    return rows, int(store.execute(_UNMADE_COUNT_SQL, params)[0][0])
 
 
 def insert_history(store: Store, feeds: Sequence[dict[str, Any]]) -> None:

@@ -129,13 +129,17 @@ class WeightService:
         (weights/admission.py); telemetry past a cardinality cap creates nothing (weights/caps.py).
         """
         forget_s = self.settings.forget_instance_s
-        observed = wq.observed_instances(self.store, now_ms, self.config.window_s, forget_s,
-                                         self.caps.interfaces_per_service + 1)
         made = authority(reg.instances(self.store), reg.services(self.store), dq.policies(self.store))
-        tracked = track(self._ledger, observations(observed), now_ms, self.caps, forget_s * 1000,
+        observed = wq.observed_instances(self.store, now_ms, self.config.window_s, forget_s,
+                                         self.caps.interfaces_per_service + 1, made.policies.keys(),
+                                         self.caps.instances_per_service)
+        unmade, unmade_total = wq.unmade_services(self.store, now_ms, forget_s, made.operator_made,
+                                                  self._ledger.services.keys(), self._ledger.room(now_ms, self.caps))
+        tracked = track(self._ledger, observations(unmade + observed), now_ms, self.caps, forget_s * 1000,
                         made.operator_made, made.instances.keys())
         self._ledger = tracked.ledger
-        self._caps_report.report(tracked)
+        self._caps_report.report(replace(tracked, refused=tracked.refused.adding(
+            "services_per_hour", unmade_total - len(unmade))))
         observed = [row for row in observed if (row["service"], row["instance"]) in tracked.accepted]
         admission = admit(observed, made, now_ms, forget_s * 1000)
         windows = build_windows(admission.observations(observed), admission.routable, self.config.window_s)

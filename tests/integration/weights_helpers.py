@@ -79,7 +79,4 @@ def insert_rpc(store: Store, events: Sequence[dict[str, Any]]) -> None:
 
 def register(store: Store, service: str, instances: Sequence[str]) -> None:
     """Registry rows as `PUT /v1/registry/services/{service}` writes them: telemetry alone routes nothing."""
-    stamp = {"source": "api", "deleted": 0, "changed_ms": reg.stamp_ms(), "changed_by": "test"}
-    reg.write_services(store, [{"service": service, "kind": "rpc", "description": "", **stamp}])
-    reg.write_instances(store, [{"service": service, "instance": i, "static_weight": 100, "version": "",
-                                 "enabled": 1, **stamp} for i in instances])
+    reg.register(store, service, instances, changed_by="test")
