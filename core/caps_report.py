@@ -1,7 +1,9 @@
 """Metrics and log lines for the cardinality caps (weights/caps.py), for whichever loop applies them.
 
-Each cap has a counter of refused observations and a warning in the log, at most once a minute per
-cap while it keeps refusing, naming the cap, how many were refused and a few of the names.
+Each cap has a gauge of what it refuses now and a warning in the log, at most once a minute per cap
+while it keeps refusing, naming the cap, how many were refused and a few of the names. Instances
+and interfaces are counted every cycle; services nobody made are counted by a scan the loop runs
+at most once a minute (`services_refused`), the gauge keeps the last count in between.
 """
 
 from __future__ import annotations
@@ -10,14 +12,15 @@ import logging
 import time
 from collections.abc import Callable
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Gauge, Histogram
 
 from weights.caps import CAP_NAMES, Caps, Tracked
 
 log = logging.getLogger("svcpulse.caps")
 
-REFUSED = Counter("svcpulse_cap_refused", "Observations refused by a cardinality cap, per cycle (the events "
-                  "are stored; no entity is created)", ["cap"])
+REFUSED = Gauge("svcpulse_cap_refused", "Entities a cardinality cap refuses now (their events are stored; no "
+                "entity is created): services over the hourly cap seen within forget_s, instances and "
+                "interfaces refused in the last cycle", ["cap"])
 TRACKED = Gauge("svcpulse_entities_tracked", "Entities telemetry created that the control loop tracks now",
                 ["kind"])
 CYCLE_SECONDS = Histogram("svcpulse_weights_cycle_seconds", "Duration of one weight cycle (read, admit, compute, "
@@ -33,18 +36,23 @@ class CapReporter:
         self.caps, self.log_every_s, self.clock = caps, log_every_s, clock
         self._logged: dict[str, float] = {}
 
-    def report(self, tracked: Tracked) -> None:
+    def report(self, tracked: Tracked, services_refused: int | None = None) -> None:
         for kind, size in tracked.ledger.sizes().items():
             TRACKED.labels(kind).set(size)
+        counts = dict(tracked.refused.counts)
+        if services_refused is not None:
+            counts["services_per_hour"] = max(services_refused, counts.get("services_per_hour", 0))
         for cap in CAP_NAMES:
-            count = tracked.refused.counts.get(cap, 0)
-            if not count:
-                continue
-            REFUSED.labels(cap).inc(count)
-            now = self.clock()
-            if now - self._logged.get(cap, -self.log_every_s) >= self.log_every_s:
-                self._logged[cap] = now
-                examples = ", ".join(repr(e[:80]) for e in tracked.refused.examples.get(cap, ()))
-                log.warning("cap %s=%d reached (%s): %d observations refused this cycle, e.g. %s; their events "
-                            "are stored, no entity is created", cap, getattr(self.caps, cap), _WHAT[cap], count,
-                            examples)
+            if cap != "services_per_hour" or services_refused is not None or counts.get(cap):
+                REFUSED.labels(cap).set(counts.get(cap, 0))
+            if counts.get(cap):
+                self._log(cap, counts[cap], tracked.refused.examples.get(cap, ()))
+
+    def _log(self, cap: str, count: int, examples: tuple[str, ...]) -> None:
+        now = self.clock()
+        if now - self._logged.get(cap, -self.log_every_s) < self.log_every_s:
+            return
+        self._logged[cap] = now
+        named = f", e.g. {', '.join(repr(e[:80]) for e in examples)}" if examples else ""
+        log.warning("cap %s=%d reached (%s): %d refused%s; their events are stored, no entity is created", cap,
+                    getattr(self.caps, cap), _WHAT[cap], count, named)

@@ -79,10 +79,6 @@ class Refused:
     def __bool__(self) -> bool:
         return any(self.counts.values())
 
-    def adding(self, cap: str, count: int) -> Refused:
-        """These refusals plus `count` more of `cap` (ones the caller never fetched, e.g. past the room)."""
-        return Refused(_frozen({**self.counts, cap: self.counts.get(cap, 0) + count}), self.examples)
-
 
 @dataclass(frozen=True)
 class Tracked:

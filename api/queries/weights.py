@@ -34,12 +34,13 @@ _REGISTERED = ("(SELECT service, instance FROM (SELECT service, instance, delete
 _REGISTERED_SCOPE = f"(callee, instance) IN {_REGISTERED}"
 _POLICY_SCOPE = f"callee IN %(policy_services)s AND (callee, instance) NOT IN {_REGISTERED}"
 # Services nobody made (no registration, no policy): only whether they are still seen, for the caps'
-# ledger; the ones tracked already first, then the earliest new ones, as many as there is room for.
+# ledger. While the hourly cap has room: the ones tracked already first, then the earliest new ones,
+# as many as there is room for (one scan). Without room: the tracked ones alone, by the primary key.
 _UNMADE_SQL = """
 SELECT callee AS service, min(ts_ms) AS first_ms, max(ts_ms) AS last_ms
 FROM rpc_calls
-WHERE ts >= toDateTime(%(since_s)s) AND ts_ms >= %(since_ms)s AND callee != '' AND callee NOT IN %(made)s
-GROUP BY callee ORDER BY callee IN %(tracked)s DESC, first_ms, callee LIMIT %(limit)s
+WHERE ts >= toDateTime(%(since_s)s) AND ts_ms >= %(since_ms)s AND callee != '' AND {scope}
+GROUP BY callee {order}
 """
 _UNMADE_COUNT_SQL = """
 SELECT uniqExact(callee) FROM rpc_calls
@@ -80,15 +81,24 @@ def observed_instances(store: Store, now_ms: int, window_s: int, forget_s: int, 
 
 
 def unmade_services(store: Store, now_ms: int, forget_s: int, made: Collection[str], tracked: Collection[str],
-                    room: int) -> tuple[list[dict[str, Any]], int]:
-    """Services seen that nobody registered or gave a policy: the tracked ones and up to `room` new ones
-    (rows {service, first_ms, last_ms}), and how many such services there are in all."""
+                    room: int) -> list[dict[str, Any]]:
+    """Services seen that nobody registered or gave a policy, rows {service, first_ms, last_ms}: the
+    tracked ones, and while `room` > 0 up to that many new ones (the earliest seen)."""
     params = {**_since(now_ms, forget_s), "made": _names(made), "tracked": _names(tracked),
               "limit": len(tracked) + room}
-    rows = store.query(_UNMADE_SQL, params)
-    if len(rows) < params["limit"]:
-        return rows, len(rows)
-    return rows, int(store.execute(_UNMADE_COUNT_SQL, params)[0][0])
+    if room > 0:
+        sql = _UNMADE_SQL.format(scope="callee NOT IN %(made)s",
+                                 order="ORDER BY callee IN %(tracked)s DESC, first_ms, callee LIMIT %(limit)s")
+    elif tracked:
+        sql = _UNMADE_SQL.format(scope="callee IN %(tracked)s", order="")
+    else:
+        return []
+    return store.query(sql, params)
+
+
+def unmade_count(store: Store, now_ms: int, forget_s: int, made: Collection[str]) -> int:
+    """How many services nobody made were seen within forget_s (one scan: the caller runs it rarely)."""
+    return int(store.execute(_UNMADE_COUNT_SQL, {**_since(now_ms, forget_s), "made": _names(made)})[0][0])
 
 
 def insert_history(store: Store, feeds: Sequence[dict[str, Any]]) -> None:

@@ -53,6 +53,7 @@ class WeightService:
                          settings.cap_interfaces_per_service)
         self._ledger = Ledger()
         self._caps_report = CapReporter(self.caps)
+        self._refusals_counted_ms = 0
         self._changed = asyncio.Event()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -133,13 +134,13 @@ class WeightService:
         observed = wq.observed_instances(self.store, now_ms, self.config.window_s, forget_s,
                                          self.caps.interfaces_per_service + 1, made.policies.keys(),
                                          self.caps.instances_per_service)
-        unmade, unmade_total = wq.unmade_services(self.store, now_ms, forget_s, made.operator_made,
-                                                  self._ledger.services.keys(), self._ledger.room(now_ms, self.caps))
+        room = self._ledger.room(now_ms, self.caps)
+        unmade = wq.unmade_services(self.store, now_ms, forget_s, made.operator_made,
+                                    self._ledger.services.keys() - made.operator_made, room)
         tracked = track(self._ledger, observations(unmade + observed), now_ms, self.caps, forget_s * 1000,
                         made.operator_made, made.instances.keys())
         self._ledger = tracked.ledger
-        self._caps_report.report(replace(tracked, refused=tracked.refused.adding(
-            "services_per_hour", unmade_total - len(unmade))))
+        self._caps_report.report(tracked, self._services_refused(now_ms, made.operator_made, room))
         observed = [row for row in observed if (row["service"], row["instance"]) in tracked.accepted]
         admission = admit(observed, made, now_ms, forget_s * 1000)
         windows = build_windows(admission.observations(observed), admission.routable, self.config.window_s)
@@ -155,6 +156,16 @@ class WeightService:
         self._states = {name: state for name, state in self._states.items() if name in feeds}
         wq.insert_history(self.store, list(feeds.values()))
         return feeds
+
+    def _services_refused(self, now_ms: int, made: frozenset[str], room: int) -> int | None:
+        """Services over the hourly cap, counted by a scan at most once a minute while the cap is full."""
+        if room > 0:
+            return 0
+        if now_ms - self._refusals_counted_ms < 60_000:
+            return None
+        self._refusals_counted_ms = now_ms
+        seen = wq.unmade_count(self.store, now_ms, self.settings.forget_instance_s, made)
+        return max(0, seen - len(self._ledger.services.keys() - made))
 
     def _with_release(self, feed: dict[str, Any], windows: Sequence[InstanceWindow],
                       release: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -64,14 +64,17 @@ def test_a_flood_leaves_the_ledger_at_the_caps() -> None:
 def test_each_refusing_cap_has_a_metric_and_a_rate_limited_log_line(caplog: pytest.LogCaptureFixture) -> None:
     now = [0.0]
     reporter = CapReporter(CAPS, log_every_s=60, clock=lambda: now[0])
-    before = REFUSED.labels("services_per_hour")._value.get()
     step = track(Ledger(), [obs(f"s{n}") for n in range(5)], 0, CAPS, FORGET)
     with caplog.at_level(logging.WARNING, logger="svcpulse.caps"):
         reporter.report(step)
-        reporter.report(step)  # the same minute: counted, not logged again
+        assert REFUSED.labels("services_per_hour")._value.get() == 2
+        reporter.report(step, services_refused=40_000)  # the loop's scan counted every one over the cap
+        assert REFUSED.labels("services_per_hour")._value.get() == 40_000
+        reporter.report(track(Ledger(), [], 0, CAPS, FORGET), services_refused=0)
+        assert REFUSED.labels("services_per_hour")._value.get() == 0
         now[0] = 61
         reporter.report(step)
-    assert REFUSED.labels("services_per_hour")._value.get() - before == 6
     lines = [r.getMessage() for r in caplog.records]
-    assert len(lines) == 2 and lines[0].startswith("cap services_per_hour=3 reached (new services in the last hour): "
-                                                   "2 observations refused this cycle, e.g. 's3', 's4'")
+    assert len(lines) == 2, "at most one line a minute per cap"
+    assert lines[0] == ("cap services_per_hour=3 reached (new services in the last hour): 2 refused, e.g. 's3', "
+                        "'s4'; their events are stored, no entity is created")
