@@ -9,6 +9,7 @@ before the fix can be drained, pinned, unpinned and deleted through the API.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from collections import Counter
@@ -216,3 +217,37 @@ def _state(api: Api, instance: str) -> tuple[str, int]:
     rows = api.http.get(f"/v1/weights/{SERVICE}", headers=auth("vic")).json()["instances"]
     row = next(i for i in rows if i["instance"] == instance)
     return row["state"], row["weight"]
+
+
+def test_caps_bound_what_a_flood_creates_while_every_event_is_stored(tmp_path: Path, broker: Tansu,
+                                                                     ch_store: Store) -> None:
+    from api.queries.discovery import write_policy
+
+    write_policy(ch_store, "shop.pods", ["10.0.0.0/8"], why="any pod")
+    flood = [("rpc", rpc_event(f"one-off-{n}", "10.9.9.9:80")) for n in range(300)]
+    flood += [("rpc", {**rpc_event("shop.pods", f"10.1.{n // 250}.{n % 250 + 1}:8080"), "interface": f"GET /{n}"})
+              for n in range(300)]
+    with LoaderThread(broker.bootstrap, ch_store):
+        produce(broker.bootstrap, flood)
+        wait_for(lambda: ch_store.execute("SELECT count() FROM rpc_calls")[0][0] == 600, 60, "every event stored")
+    caps = {"cap_services_per_hour": 5, "cap_instances_per_service": 3, "cap_interfaces_per_service": 4}
+    with running_api(tmp_path, broker, ch_store, loader=False, **caps) as api:
+
+        def gauge(name: str, labels: str) -> float:
+            found = re.search(rf"^{name}{{{labels}}} (\S+)$", api.http.get("/metrics").text, re.MULTILINE)
+            return float(found[1]) if found else -1.0
+
+        wait_for(lambda: gauge("svcpulse_cap_refused", 'cap="services_per_hour"') == 295, 30,
+                 "the 295 one-off services over the cap of 5 counted")
+        assert gauge("svcpulse_entities_tracked", 'kind="services"') == 6, "5 one-offs and shop.pods"
+        assert gauge("svcpulse_cap_refused", 'cap="instances_per_service"') > 0
+        assert len(feed_instances_of(api, "shop.pods")) == 3, "a broad policy admits only up to the cap"
+        interfaces = api.http.get("/v1/services/shop.pods/interfaces", headers=auth("vic")).json()
+        assert len(interfaces["interfaces"]) == 4 and interfaces["omitted"] == 296
+        listed = api.http.get("/v1/weights", headers=auth("vic")).json()["services"]
+        assert [f["service"] for f in listed] == ["shop.pods"], "no one-off name has a feed"
+
+
+def feed_instances_of(api: Api, service: str) -> set[str]:
+    r = api.http.get(f"/v1/weights/{service}", headers=auth("vic"))
+    return {i["instance"] for i in r.json()["instances"]} if r.status_code == 200 else set()
