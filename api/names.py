@@ -14,7 +14,8 @@ import re
 import time
 from typing import Annotated
 
-from fastapi import HTTPException, Path, Query
+from fastapi import HTTPException
+from pydantic import StringConstraints
 
 from api.queries import registry as reg
 from pipeline.store import Store
@@ -23,12 +24,9 @@ from weights.inputs import normalize_instance
 SERVICE_NAME = r"^[A-Za-z0-9_.\-]{1,128}$"
 MAX_STORED_NAME = 1024  # longer than any name the event contract ever let through
 STORED_LOOKBACK_S = 7 * 86_400  # calls older than the raw retention's default no longer make a name "stored"
-AnyServiceName = Annotated[str, Path(min_length=1, max_length=MAX_STORED_NAME,
-                                      description="service name (an existing entry's exact name is accepted)")]
-AnyInstanceName = Annotated[str, Path(min_length=1, max_length=MAX_STORED_NAME,
-                                      description="host:port (an existing entry's exact name is accepted)")]
-ExactName = Annotated[str, Query(min_length=1, max_length=MAX_STORED_NAME,
-                                 description="the exact stored name, any characters (percent-encoded)")]
+# A name in a path segment or, for names a path cannot carry, in the query string: one type for both
+# forms of a route (FastAPI reads it from the path when the path names it, else from the query).
+StoredName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_STORED_NAME)]
 
 
 def _since_s() -> int:

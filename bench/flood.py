@@ -87,8 +87,8 @@ def measure(base: str, pid: int, store: Store, producer: Producer, seconds: floa
             "cycles": cycles, "api_rss_mb": rss_mb(pid),
             "feed_kb": len(httpx.get(f"{base}/v1/weights", timeout=30).content) / 1024,
             "history_rows_per_min": rows * 60 / seconds,
-            "refused_services": metric(scrape, "svcpulse_cap_refused_total", '{cap="services_per_hour"}'),
-            "refused_instances": metric(scrape, "svcpulse_cap_refused_total", '{cap="instances_per_service"}'),
+            "refused_services": metric(scrape, "svcpulse_cap_refused", '{cap="services_per_hour"}'),
+            "refused_instances": metric(scrape, "svcpulse_cap_refused", '{cap="instances_per_service"}'),
             "tracked_services": metric(scrape, "svcpulse_entities_tracked", '{kind="services"}')}
 
 

@@ -31,7 +31,8 @@ GROUP BY callee, instance, side
 # Live registrations (not older versions' auto-discovered rows), as a subquery: no list in the SQL text.
 _REGISTERED = ("(SELECT service, instance FROM (SELECT service, instance, deleted, source FROM registry_instances "
                "ORDER BY changed_ms DESC LIMIT 1 BY service, instance) WHERE deleted = 0 AND source != 'discovered')")
-_REGISTERED_SCOPE = f"(callee, instance) IN {_REGISTERED}"
+# `callee IN` a list first: the primary key (callee, ts) skips every other service's rows.
+_REGISTERED_SCOPE = f"callee IN %(registered_services)s AND (callee, instance) IN {_REGISTERED}"
 _POLICY_SCOPE = f"callee IN %(policy_services)s AND (callee, instance) NOT IN {_REGISTERED}"
 # Services nobody made (no registration, no policy): only whether they are still seen, for the caps'
 # ledger. While the hourly cap has room: the ones tracked already first, then the earliest new ones,
@@ -62,13 +63,15 @@ def _names(values: Collection[str]) -> tuple[str, ...]:
 
 
 def observed_instances(store: Store, now_ms: int, window_s: int, forget_s: int, interfaces: int = 1,
-                       policy_services: Collection[str] = (), per_service: int = 1000) -> list[dict[str, Any]]:
+                       registered_services: Collection[str] = (), policy_services: Collection[str] = (),
+                       per_service: int = 1000) -> list[dict[str, Any]]:
     """Rows {service, instance, side, first_ms, last_ms, requests, errors, timeouts, p50, p99, version,
-    interfaces} of registered instances, and of up to `per_service` others per policy service (the
-    longest seen first); `interfaces` holds at most that many of the names each instance served."""
+    interfaces} of the registered instances (of `registered_services`), and of up to `per_service` others
+    per policy service (the longest seen first); `interfaces` holds at most that many names per instance."""
     params = {**_since(now_ms, forget_s), "window_ms": now_ms - window_s * 1000, "interfaces": interfaces,
-              "policy_services": _names(policy_services), "per_side": 2 * per_service}
-    rows = store.query(_WINDOWS_SQL.format(scope=_REGISTERED_SCOPE), params)
+              "registered_services": _names(registered_services), "policy_services": _names(policy_services),
+              "per_side": 2 * per_service}
+    rows = store.query(_WINDOWS_SQL.format(scope=_REGISTERED_SCOPE), params) if registered_services else []
     if policy_services:
         rows += store.query(_WINDOWS_SQL.format(scope=_POLICY_SCOPE) + " ORDER BY service, first_ms, instance "
                             "LIMIT %(per_side)s BY service", params)

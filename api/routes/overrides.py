@@ -11,13 +11,11 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from pydantic import Field, model_validator
 
-from api.auth import Operator, Principal, Reader
+from api.auth import Operator, Reader
 from api.deps import StoreDep, WeightsDep
-from api.names import AnyInstanceName, AnyServiceName, ExactName, stored_instance, stored_service
+from api.names import StoredName, stored_instance, stored_service
 from api.queries import registry as reg
 from api.routes.audit import Change, WhyQuery, record
-from api.weights.service import WeightService
-from pipeline.store import Store
 
 router = APIRouter(prefix="/v1/overrides", tags=["overrides"])
 NOT_PINNED = -1  # stored in pinned_weight (Int32) when the weight is not pinned
@@ -40,31 +38,9 @@ def list_overrides(_: Reader, store: StoreDep, service: str | None = None) -> li
 
 
 @router.put("/{service}/{instance:path}", summary="Drain an instance or pin its weight (operator)")
-def put_override(service: AnyServiceName, instance: AnyInstanceName, body: OverrideIn, who: Operator,
-                 store: StoreDep, weights: WeightsDep) -> dict[str, Any]:
-    return _put(store, weights, who, service, instance, body)
-
-
 @router.put("", summary="Drain or pin an instance by its exact name, any characters (operator)")
-def put_override_by_name(service: ExactName, instance: ExactName, body: OverrideIn, who: Operator,
-                         store: StoreDep, weights: WeightsDep) -> dict[str, Any]:
-    return _put(store, weights, who, service, instance, body)
-
-
-@router.delete("/{service}/{instance:path}", summary="Remove an override; the data decides again (operator)")
-def delete_override(service: AnyServiceName, instance: AnyInstanceName, why: WhyQuery, who: Operator,
-                    store: StoreDep, weights: WeightsDep) -> dict[str, Any]:
-    return _delete(store, weights, who, service, instance, why)
-
-
-@router.delete("", summary="Remove an override by the instance's exact name, any characters (operator)")
-def delete_override_by_name(service: ExactName, instance: ExactName, why: WhyQuery, who: Operator,
-                            store: StoreDep, weights: WeightsDep) -> dict[str, Any]:
-    return _delete(store, weights, who, service, instance, why)
-
-
-def _put(store: Store, weights: WeightService, who: Principal, service: str, instance: str,
-         body: OverrideIn) -> dict[str, Any]:
+def put_override(service: StoredName, instance: StoredName, body: OverrideIn, who: Operator, store: StoreDep,
+                 weights: WeightsDep) -> dict[str, Any]:
     service = stored_service(store, service)
     instance = stored_instance(store, service, instance)
     pinned = NOT_PINNED if body.pinned_weight is None else body.pinned_weight
@@ -76,8 +52,10 @@ def _put(store: Store, weights: WeightService, who: Principal, service: str, ins
     return row
 
 
-def _delete(store: Store, weights: WeightService, who: Principal, service: str, instance: str,
-            why: str) -> dict[str, Any]:
+@router.delete("/{service}/{instance:path}", summary="Remove an override; the data decides again (operator)")
+@router.delete("", summary="Remove an override by the instance's exact name, any characters (operator)")
+def delete_override(service: StoredName, instance: StoredName, why: WhyQuery, who: Operator, store: StoreDep,
+                    weights: WeightsDep) -> dict[str, Any]:
     current = [o for o in reg.overrides(store, service) if o["instance"] == instance]
     if not current:  # the exact name first: a stored name need not be a normalised host:port
         instance = stored_instance(store, service, instance)

@@ -14,13 +14,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException
 from pydantic import Field, field_validator
 
-from api.auth import Admin, Operator, Principal, Reader
+from api.auth import Admin, Operator, Reader
 from api.deps import StoreDep, WeightsDep
-from api.names import AnyInstanceName, AnyServiceName, ExactName, stored_instance
+from api.names import StoredName, stored_instance
 from api.queries import registry as reg
 from api.routes.audit import Change, WhyQuery, record
 from api.routes.weights import ServiceName
-from api.weights.service import WeightService
 from pipeline.store import Store
 from weights.inputs import normalize_instance
 from weights.model import STATIC_WEIGHT
@@ -83,18 +82,9 @@ def put_service(service: ServiceName, body: ServiceIn, who: Operator, store: Sto
 
 
 @router.delete("/services/{service}", summary="Remove a service and its instances from the registry (admin)")
-def delete_service(service: AnyServiceName, why: WhyQuery, who: Admin, store: StoreDep,
-                   weights: WeightsDep) -> dict[str, Any]:
-    return _delete_service(store, weights, who, service, why)
-
-
 @router.delete("/services", summary="Remove a service by its exact name, any characters (admin)")
-def delete_service_by_name(service: ExactName, why: WhyQuery, who: Admin, store: StoreDep,
-                           weights: WeightsDep) -> dict[str, Any]:
-    return _delete_service(store, weights, who, service, why)
-
-
-def _delete_service(store: Store, weights: WeightService, who: Principal, service: str, why: str) -> dict[str, Any]:
+def delete_service(service: StoredName, why: WhyQuery, who: Admin, store: StoreDep,
+                   weights: WeightsDep) -> dict[str, Any]:
     known = {s["service"] for s in reg.services(store)} | {i["service"] for i in reg.instances(store, service)}
     if service not in known:
         raise HTTPException(404, f"service {service!r} is not in the registry")
@@ -121,7 +111,7 @@ def add_instance(service: ServiceName, body: InstanceIn, who: Operator, store: S
 
 
 @router.put("/services/{service}/instances/{instance:path}", summary="Change an instance (operator)")
-def update_instance(service: AnyServiceName, instance: AnyInstanceName, body: InstancePatch, who: Operator,
+def update_instance(service: StoredName, instance: StoredName, body: InstancePatch, who: Operator,
                     store: StoreDep, weights: WeightsDep) -> dict[str, Any]:
     current = _existing(store, service, instance)
     changes = body.model_dump(exclude={"why"}, exclude_none=True)
@@ -134,19 +124,9 @@ def update_instance(service: AnyServiceName, instance: AnyInstanceName, body: In
 
 
 @router.delete("/services/{service}/instances/{instance:path}", summary="Deregister an instance (operator)")
-def delete_instance(service: AnyServiceName, instance: AnyInstanceName, why: WhyQuery, who: Operator,
-                    store: StoreDep, weights: WeightsDep) -> dict[str, Any]:
-    return _delete_instance(store, weights, who, service, instance, why)
-
-
 @router.delete("/instances", summary="Deregister an instance by its exact name, any characters (operator)")
-def delete_instance_by_name(service: ExactName, instance: ExactName, why: WhyQuery, who: Operator,
-                            store: StoreDep, weights: WeightsDep) -> dict[str, Any]:
-    return _delete_instance(store, weights, who, service, instance, why)
-
-
-def _delete_instance(store: Store, weights: WeightService, who: Principal, service: str, instance: str,
-                     why: str) -> dict[str, Any]:
+def delete_instance(service: StoredName, instance: StoredName, why: WhyQuery, who: Operator, store: StoreDep,
+                    weights: WeightsDep) -> dict[str, Any]:
     current = _existing(store, service, instance)
     reg.write_instances(store, [{**current, **_stamp(who.name), "deleted": 1}])
     record(store, weights, who, "instance.delete", service, current["instance"], {}, why)

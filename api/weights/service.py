@@ -132,8 +132,8 @@ class WeightService:
         forget_s = self.settings.forget_instance_s
         made = authority(reg.instances(self.store), reg.services(self.store), dq.policies(self.store))
         observed = wq.observed_instances(self.store, now_ms, self.config.window_s, forget_s,
-                                         self.caps.interfaces_per_service + 1, made.policies.keys(),
-                                         self.caps.instances_per_service)
+                                         self.caps.interfaces_per_service + 1, {s for s, _ in made.instances},
+                                         made.policies.keys(), self.caps.instances_per_service)
         room = self._ledger.room(now_ms, self.caps)
         unmade = wq.unmade_services(self.store, now_ms, forget_s, made.operator_made,
                                     self._ledger.services.keys() - made.operator_made, room)
