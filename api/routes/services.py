@@ -61,6 +61,7 @@ class InterfaceHealth(Health):
 class Services(BaseModel):
     window_s: int
     services: list[ServiceHealth]
+    omitted: int = Field(0, description="services only seen in calls past the services-per-hour cap, not listed")
 
 
 class Instances(BaseModel):
@@ -87,15 +88,18 @@ def _recent(store: StoreDep, window_s: int, side: Side, by: tuple[str, ...],
 
 
 @router.get("", response_model=Services, summary="Services (registered or seen) with rps, success and p99")
-def list_services(_: Reader, store: StoreDep, window_s: WindowS = 300, side: SideQ = "server") -> Services:
+def list_services(_: Reader, store: StoreDep, settings: SettingsDep, window_s: WindowS = 300,
+                  side: SideQ = "server") -> Services:
     seen, seconds = _recent(store, window_s, side, ("service",))
     registry = reg.services(store)
     made = authority(reg.instances(store), registry, dq.policies(store))
     registered = {s["service"] for s in registry if is_registration(s)}
-    names = sorted(registered | made.operator_made | {key[0] for key in seen if key[0]})
-    return Services(window_s=window_s, services=[
+    observed = sorted((key[0] for key in seen if key[0] and key[0] not in made.operator_made),
+                      key=lambda n: -seen[(n,)]["calls"])  # only seen in calls: the busiest, up to the cap
+    shown = observed[:settings.cap_services_per_hour]
+    return Services(window_s=window_s, omitted=len(observed) - len(shown), services=[
         ServiceHealth(service=n, registered=n in registered, routable=n in made.operator_made,
-                      **summary(seen.get((n,)), seconds)) for n in names])
+                      **summary(seen.get((n,)), seconds)) for n in sorted({*registered, *made.operator_made, *shown})])
 
 
 @router.get("/{service}/instances", response_model=Instances, summary="A service's instances with their health "

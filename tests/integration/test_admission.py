@@ -246,6 +246,8 @@ def test_caps_bound_what_a_flood_creates_while_every_event_is_stored(tmp_path: P
         assert len(interfaces["interfaces"]) == 4 and interfaces["omitted"] == 296
         listed = api.http.get("/v1/weights", headers=auth("vic")).json()["services"]
         assert [f["service"] for f in listed] == ["shop.pods"], "no one-off name has a feed"
+        services = api.http.get("/v1/services", headers=auth("vic")).json()
+        assert len(services["services"]) == 6 and services["omitted"] == 295, "the listing is bounded too"
 
 
 def feed_instances_of(api: Api, service: str) -> set[str]:
