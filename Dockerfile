@@ -1,5 +1,5 @@
 # svcpulse images (docs/deploy.md). Two targets from one file:
-#   runtime   - svcpulse load / api / migrate / retention / dlq / collect load; runs as uid 10001
+#   runtime   - svcpulse load / api / otlp / migrate / retention / dlq / collect load; runs as uid 10001
 #   collector - runtime + Debian's bcc (python3-bpfcc) for `svcpulse collect tcp`; runs as root
 #               (eBPF needs CAP_BPF/CAP_PERFMON/CAP_SYS_ADMIN; the container is privileged anyway)
 #   docker build --target runtime   -t svcpulse/svcpulse:0.1.0 .
@@ -14,6 +14,9 @@ COPY pyproject.toml README.md ./
 RUN mkdir -p svcpulse && touch svcpulse/__init__.py \
  && /opt/svcpulse/bin/pip install . && /opt/svcpulse/bin/pip uninstall -y svcpulse
 COPY svcpulse svcpulse
+COPY core core
+COPY weights weights
+COPY otlp otlp
 COPY pipeline pipeline
 COPY collectors collectors
 COPY api api
@@ -29,7 +32,7 @@ RUN groupadd --gid 10001 svcpulse \
  && useradd --uid 10001 --gid 10001 --home-dir /var/lib/svcpulse --create-home --shell /usr/sbin/nologin svcpulse
 USER 10001:10001
 WORKDIR /var/lib/svcpulse
-EXPOSE 8000
+EXPOSE 8000 4317 4318
 ENTRYPOINT ["svcpulse"]
 CMD ["--help"]
 

@@ -1,6 +1,7 @@
 """Who may write: bearer tokens, users, and the roles they may hold (docs/weights-api.md, "Roles").
 
-Roles are ordered viewer < operator < admin; an endpoint needs a minimum role. Users come from a
+Roles are ordered viewer < operator < admin; an endpoint needs a minimum role. `ingest` stands
+beside them: it lets a token send spans to the OTLP receiver (docs/otlp.md) and read nothing. Users come from a
 file (settings.users_file, JSON or TOML):
 
     {"users": [{"name": "alice", "roles": ["viewer", "operator", "admin"], "role": "operator",
@@ -27,7 +28,9 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request
 
 ROLES = ("viewer", "operator", "admin")
-_RANK = {role: rank for rank, role in enumerate(ROLES)}
+# Beside the ladder: may send telemetry to `svcpulse otlp` and nothing else (it reads no API endpoint).
+INGEST = "ingest"
+_RANK = {INGEST: -1, **{role: rank for rank, role in enumerate(ROLES)}}
 
 
 def hash_token(token: str) -> str:
@@ -67,7 +70,7 @@ def parse_users(doc: Mapping[str, Any]) -> dict[str, User]:
         digest = str(entry.get("token_sha256", "")).lower()
         unknown = [r for r in may_hold if r not in _RANK]
         if not name or not may_hold or unknown:
-            raise ValueError(f"user {name!r}: needs a name and roles from {ROLES}; unknown roles {unknown}")
+            raise ValueError(f"user {name!r}: needs a name and roles from {(*ROLES, INGEST)}; unknown roles {unknown}")
         role = entry.get("role", may_hold[0])
         if role not in may_hold:
             raise ValueError(f"user {name!r}: role {role!r} is not among the roles it may hold {list(may_hold)}")

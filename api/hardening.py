@@ -58,18 +58,18 @@ class TokenBuckets:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def take(self, caller: str) -> float:
-        """0 if a token was taken, else the seconds until one is available."""
+    def take(self, caller: str, cost: float = 1.0) -> float:
+        """0 if `cost` tokens were taken, else the seconds until they are available (cost <= burst)."""
         with self._lock:
             now = self.clock()
             self._expire(now)
             tokens, last = self._buckets.pop(caller, (float(self.burst), now))
             tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-            taken = tokens >= 1
-            self._buckets[caller] = (tokens - 1 if taken else tokens, now)  # re-inserted: most recent last
+            taken = tokens >= cost
+            self._buckets[caller] = (tokens - cost if taken else tokens, now)  # re-inserted: most recent last
             if len(self._buckets) > self.max_callers:
                 self._buckets.popitem(last=False)
-            return 0.0 if taken else (1 - tokens) / self.rate
+            return 0.0 if taken else (cost - tokens) / self.rate
 
     def _expire(self, now: float) -> None:
         """Drop buckets, oldest first, that are full again (their refill time has passed)."""

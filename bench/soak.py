@@ -27,8 +27,8 @@ from confluent_kafka import Producer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from api.queries.discovery import write_policy
+from core.kafka import ensure_topics
 from pipeline import events
-from pipeline.kafka import ensure_topics
 from pipeline.migrate import migrate
 from pipeline.store import Store, open_store
 from pipeline.topics import DLQ, LOADED_TOPICS, RPC

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collectors.spool import Record
+from core.kafka.security import KafkaSecurity
 from core.settings import Settings
-from pipeline.kafka_security import KafkaSecurity
 from pipeline.topics import TOPIC_BY_KIND
 
 
@@ -53,7 +53,7 @@ def new_producer(bootstrap_servers: str, opts: SinkOptions) -> Any:
         max_block_ms=5000,  # metadata wait inside send(): bounded, and only the shipper thread waits
         bootstrap_timeout_ms=3000,
         reconnect_backoff_max_ms=2000,
-        **{**KafkaSecurity.from_env().kafka_python(), **opts.producer_config},
+        **{**KafkaSecurity.current().kafka_python(), **opts.producer_config},
     )
 
 
@@ -80,7 +80,7 @@ def _confluent_producer(bootstrap_servers: str, opts: SinkOptions) -> Any:
         "enable.idempotence": True,  # librdkafka's retries then keep per-partition order
         "message.timeout.ms": opts.delivery_timeout_ms,
         "reconnect.backoff.max.ms": 2000,
-        **KafkaSecurity.from_env().librdkafka(),
+        **KafkaSecurity.current().librdkafka(),
         **opts.producer_config,
     })
 

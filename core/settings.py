@@ -20,6 +20,14 @@ class Settings(BaseSettings):
     kafka_client: Literal["kafka-python", "confluent"] = Field(
         "kafka-python", description="Kafka client of the loader and the collectors' sink: kafka-python or "
         "confluent (librdkafka: faster, less CPU)")
+    kafka_security_protocol: str = Field("PLAINTEXT", description="Kafka security: PLAINTEXT, SSL, "
+                                         "SASL_PLAINTEXT or SASL_SSL (every client: loader, sink, API, tools)")
+    kafka_ssl_cafile: str = Field("", description="CA bundle that signed the Kafka brokers' certificates")
+    kafka_ssl_certfile: str = Field("", description="Kafka client certificate (mutual TLS)")
+    kafka_ssl_keyfile: str = Field("", description="private key of the Kafka client certificate")
+    kafka_sasl_mechanism: str = Field("", description="Kafka SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+    kafka_sasl_username: str = Field("", description="Kafka SASL user name")
+    kafka_sasl_password: str = Field("", description="Kafka SASL password")
     group_id: str = Field("svcpulse-loader", description="Kafka consumer group of the loaders")
     batch_rows: int = Field(100_000, ge=1, description="flush a batch at this many rows")
     batch_age_s: float = Field(1.0, gt=0, description="flush a batch at this age (seconds)")
@@ -78,3 +86,18 @@ class Settings(BaseSettings):
                                description="Grafana service-account token for `dashboards push` (or $GRAFANA_TOKEN)")
     cors_origins: list[str] = Field(default_factory=list, description="browser origins allowed to call the API "
                                     "cross-site (CORS); empty = CORS off")
+    otlp_host: str = Field("127.0.0.1", description="OTLP receiver listen address (0.0.0.0 in a container)")
+    otlp_http_port: int = Field(4318, ge=0, le=65535, description="OTLP/HTTP port (POST /v1/traces, /metrics)")
+    otlp_grpc_port: int = Field(4317, ge=0, le=65535, description="OTLP/gRPC port (TraceService/Export)")
+    otlp_open: bool = Field(False, description="accept spans without a token (else a bearer token of a user "
+                            "allowed the `ingest` role)")
+    otlp_spool_dir: str = Field(".svcpulse/otlp-spool", description="where the OTLP receiver keeps events while "
+                                "Kafka is unreachable")
+    otlp_max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest OTLP request, on the wire "
+                                        "and decompressed (413 above)")
+    otlp_max_spans: int = Field(10_000, ge=1, description="spans looked at per OTLP request; the rest are "
+                                "rejected (partial_success)")
+    otlp_max_attributes: int = Field(512, ge=1, description="attributes per span or resource; a span with more "
+                                     "is rejected")
+    otlp_rate_spans_per_s: float = Field(100_000.0, gt=0, description="spans per second each ingest token may "
+                                         "send (burst: two seconds' worth); 429 above")

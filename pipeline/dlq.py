@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from kafka import TopicPartition
-from kafka.structs import OffsetAndMetadata
-
+from core.kafka import open_consumer, open_producer
+from core.settings import Settings
 from pipeline import events
-from pipeline.kafka import make_consumer, make_producer
 from pipeline.topics import DLQ, KEY_FIELD, KIND_BY_TOPIC
 
 REPLAY_GROUP = "svcpulse-dlq-replay"
@@ -37,34 +35,33 @@ class ReplayReport:
 
 
 def read_dead_letters(bootstrap: str, group_id: str | None, limit: int | None = None,
-                      idle_ms: int = 2000) -> Iterator[events.Event]:
-    """The dead letters in the topic until it stays idle for idle_ms, oldest first per partition.
+                      idle_s: float = 2.0, client: str | None = None) -> Iterator[events.Event]:
+    """The dead letters in the topic until it stays idle for idle_s, oldest first per partition.
 
     With group_id, reading starts at the group's committed position and commits as it goes (so a
     replay handles each dead letter once). Partitions are assigned, not joined: no group wait.
     Tansu answers end-offset requests at batch granularity, so "the end" is when nothing more comes.
     """
-    consumer = make_consumer(bootstrap, group_id or "svcpulse-dlq-peek", enable_auto_commit=False)
-    partitions = [TopicPartition(DLQ, p) for p in sorted(consumer.partitions_for_topic(DLQ) or ())]
-    consumer.assign(partitions)
-    for tp in partitions:
-        consumer.seek(tp, (consumer.committed(tp) if group_id else None) or 0)
+    consumer = open_consumer(client or Settings().kafka_client, bootstrap, group_id)
+    consumer.assign({(DLQ, partition): None for partition in sorted(consumer.partitions_for(DLQ))})
     read = 0
     try:
-        while polled := consumer.poll(timeout_ms=idle_ms):
-            for tp, records in polled.items():
-                for record in records:
-                    try:
-                        yield events.decode("dlq", record.value)
-                    except events.Rejection:
-                        continue  # not ours: the DLQ only holds events the loader wrote
-                    read += 1
-                    if limit and read >= limit:
-                        return
-                if group_id:
-                    consumer.commit({tp: OffsetAndMetadata(records[-1].offset + 1, "", -1)})
+        while polled := consumer.poll(idle_s):
+            done: dict[tuple[str, int], int] = {}
+            for message in polled:
+                done[(message.topic, message.partition)] = message.offset + 1
+                try:
+                    event = events.decode("dlq", message.value or b"")
+                except events.Rejection:
+                    continue  # not ours: the DLQ only holds events the loader wrote
+                yield event
+                read += 1
+                if limit and read >= limit:
+                    return
+            if group_id:
+                consumer.commit(done)
     finally:
-        consumer.close(autocommit=False)
+        consumer.close()
 
 
 def export(dead_letters: Iterator[events.Event], out: TextIO) -> int:
@@ -86,14 +83,15 @@ def read_export(path: Path) -> Iterator[events.Event]:
                     raise ValueError(f"{path}:{number}: not a dead-letter event: {err}") from None
 
 
-def replay(bootstrap: str, dead_letters: Iterator[events.Event], requeue_invalid: bool) -> ReplayReport:
+def replay(bootstrap: str, dead_letters: Iterator[events.Event], requeue_invalid: bool,
+           client: str | None = None) -> ReplayReport:
     """Send the dead letters that now pass the contract back to their source topics.
 
     With requeue_invalid (replaying from the topic itself), those still invalid go back to the DLQ
     with their current reason once reading is done, so nothing is lost and the next replay sees them.
     """
     report = ReplayReport()
-    producer = make_producer(bootstrap)
+    producer = open_producer(client or Settings().kafka_client, bootstrap, client_id="svcpulse-dlq-replay")
     try:
         for event in dead_letters:
             raw = events.dead_letter_payload(event)
@@ -105,12 +103,12 @@ def replay(bootstrap: str, dead_letters: Iterator[events.Event], requeue_invalid
             except events.Rejection as rejection:
                 report.still_invalid.append((event, rejection.reason))
                 continue
-            producer.send(event["topic"], key=str(fixed[KEY_FIELD[kind]]).encode(), value=raw)
+            producer.produce(event["topic"], raw, key=str(fixed[KEY_FIELD[kind]]).encode())
             report.replayed += 1
         if requeue_invalid:
             for event, reason in report.still_invalid:
-                producer.send(DLQ, value=events.encode("dlq", {**event, "reason": reason}))
-        producer.flush(timeout=30)
+                producer.produce(DLQ, events.encode("dlq", {**event, "reason": reason}))
+        producer.flush(30)
     finally:
-        producer.close(timeout=10)
+        producer.close(10)
     return report

@@ -13,15 +13,10 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
-from confluent_kafka import KafkaException
-from kafka.errors import KafkaError
-
+from core.kafka import KafkaClientError, Message, TopicPartition, ensure_topics, open_consumer, open_producer
 from pipeline import events, metrics
-from pipeline.batch import Batch, TopicPartition, columns
-from pipeline.consumer import open_consumer
-from pipeline.kafka import ensure_topics, make_producer
+from pipeline.batch import Batch, columns
 from pipeline.redelivery import RedeliveryGuard
 from pipeline.store import Store, StoreError
 from pipeline.topics import DLQ, LOADED_TOPICS, TABLE_BY_KIND
@@ -37,10 +32,11 @@ class LoaderConfig:
     batch_rows: int = 100_000  # ClickHouse likes few large inserts ("too many parts" otherwise)
     batch_age_s: float = 1.0
     poll_timeout_ms: int = 200
+    poll_records: int = 20_000  # messages one poll hands out at most
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 10.0
     partitions: int = 4
-    kafka_client: str = "kafka-python"  # or "confluent" (librdkafka), see pipeline/consumer.py
+    kafka_client: str = "kafka-python"  # or "confluent" (librdkafka), see core/kafka
 
 
 class Loader:
@@ -53,7 +49,7 @@ class Loader:
         self._inserted: set[str] = set()  # kinds of the current batch already in the store
         ensure_topics(config.bootstrap, (*LOADED_TOPICS, DLQ), config.partitions)
         self.consumer = open_consumer(config.kafka_client, config.bootstrap, config.group_id)
-        self.producer = make_producer(config.bootstrap)
+        self.producer = open_producer(config.kafka_client, config.bootstrap, client_id=f"{config.group_id}-dlq")
         self.flushing = False
         self.rows_loaded = 0
         self._rate_mark = (time.monotonic(), 0)
@@ -68,17 +64,25 @@ class Loader:
                  self.config.kafka_client)
         try:
             while not self.stop_event.is_set():
-                self._take(self.consumer.poll(self.config.poll_timeout_ms / 1000))
+                self._take(self._poll())
                 if self.batch.ready():
                     self.flush()
                 self._update_lag()
             self.flush()
         finally:
             self.consumer.close()
-            self.producer.close(timeout=10)
+            self.producer.close(10)
 
     def stop(self) -> None:
         self.stop_event.set()
+
+    def _poll(self) -> list[Message]:
+        try:
+            return self.consumer.poll(self.config.poll_timeout_ms / 1000, self.config.poll_records)
+        except KafkaClientError as err:  # the client reconnects by itself; do not spin meanwhile
+            log.warning("poll failed (%s); polling again in 1 s", err)
+            self.stop_event.wait(1.0)
+            return []
 
     def _assigned(self, partitions: set[TopicPartition]) -> None:
         self.guard.assigned(partitions)
@@ -89,7 +93,7 @@ class Loader:
             self.flush()  # commit what we hold while the partitions are still ours
         self.guard.revoked(partitions)
 
-    def _take(self, records: list[Any]) -> None:
+    def _take(self, records: list[Message]) -> None:
         for record in records:
             result = transform(record)
             if isinstance(result, tuple):
@@ -108,7 +112,7 @@ class Loader:
             try:
                 self._write()
                 break
-            except (StoreError, KafkaError, KafkaException) as err:
+            except (StoreError, KafkaClientError) as err:
                 metrics.INSERT_FAILURES.inc()
                 metrics.PAUSED.set(1)
                 log.warning("write failed (%s); retrying in %.1f s with partitions paused", err, backoff)
@@ -120,16 +124,13 @@ class Loader:
         self.flushing = False
 
     def _wait_paused(self, seconds: float) -> None:
-        """Keep polling (so the group keeps us) without taking records while the store recovers."""
+        """Keep polling (so the group keeps us) without taking records while the store recovers; a paused
+        partition hands out nothing and loses nothing (core/kafka/abstract.py)."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            self.consumer.pause_all()  # again each time: a rebalance may have added partitions
-            first: dict[TopicPartition, int] = {}
-            for record in self.consumer.poll(0.2):
-                first.setdefault((record.topic, record.partition), record.offset)
-            for partition, offset in first.items():
-                self.consumer.rewind(partition, offset)  # not taken now: read again after the pause
-        self.consumer.resume_all()
+            self.consumer.pause(self.consumer.assignment())  # again each time: a rebalance resumes all
+            self.consumer.poll(0.2)  # paused: returns nothing, keeps the group membership alive
+        self.consumer.resume(self.consumer.assignment())
 
     def _write(self) -> None:
         for kind, rows in self.batch.rows.items():
@@ -155,9 +156,9 @@ class Loader:
     def _publish_dead_letters(self) -> None:
         for event in self.batch.dead_letters:
             key = f"{event['topic']}:{event['partition']}".encode()
-            self.producer.send(DLQ, key=key, value=events.encode("dlq", event))
+            self.producer.produce(DLQ, events.encode("dlq", event), key=key)
             metrics.DEAD_LETTERS.labels(event["topic"]).inc()
-        self.producer.flush(timeout=30)
+        self.producer.flush(30)
         self.batch.dead_letters.clear()
 
     def _update_lag(self) -> None:
@@ -167,6 +168,12 @@ class Loader:
             return
         metrics.ROWS_PER_SECOND.set((self.rows_loaded - rows_then) / (now - started))
         self._rate_mark = (now, self.rows_loaded)
-        for (topic, partition), lag in self.consumer.lag().items():
-            metrics.LAG.labels(topic, str(partition)).set(lag)
+        try:
+            for topic, partition in self.consumer.assignment():
+                position = self.consumer.position((topic, partition))
+                _, high = self.consumer.watermarks((topic, partition))
+                if position is not None:  # Tansu's high watermark trails by up to one batch: never below 0
+                    metrics.LAG.labels(topic, str(partition)).set(max(0, high - position))
+        except KafkaClientError as err:
+            log.warning("consumer lag unknown: %s", err)
 

@@ -7,11 +7,11 @@ the tables in this order and a test checks both against the contract.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from core.kafka import Message
 from pipeline import events
 from pipeline.topics import KIND_BY_TOPIC
 
@@ -25,24 +25,10 @@ _FIELD_NAMES = {kind: tuple(field.name for field in events.SCHEMAS[kind]) for ki
 Row = tuple[Any, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """Where a message came from and its bytes; timestamp is Kafka's (producer or broker) in ms.
-
-    kafka-python's ConsumerRecord has the same attributes, so the loader passes those unconverted.
-    """
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    value: bytes
-
-
 def to_row(kind: str, event: events.Event, message: Message) -> Row:
     values = [event[name] for name in _FIELD_NAMES[kind]]
     return (event["ts_ms"] // 1000, *values, message.topic, message.partition, message.offset,
-            message.timestamp)
+            message.timestamp_ms)
 
 
 def transform(message: Message, loads: Callable[[bytes], Any] = orjson.loads) -> tuple[str, Row] | events.Event:
@@ -56,4 +42,4 @@ def transform(message: Message, loads: Callable[[bytes], Any] = orjson.loads) ->
         return kind, to_row(kind, events.decode(kind, message.value, loads), message)
     except events.Rejection as rejection:
         return events.dead_letter(rejection.reason, message.topic, message.partition, message.offset,
-                                  message.value or b"", message.timestamp)
+                                  message.value or b"", message.timestamp_ms)

@@ -3,6 +3,7 @@
 #   - Debian packages: ClickHouse 18.16 server, bcc/eBPF tooling, HAProxy, Chromium
 #   - a virtualenv at .venv with the pinned Python dependencies and the project itself
 #   - the Debian `bcc` module linked into the venv, kernel headers linked for bcc
+#   - Node.js (Debian's, when no node is installed) and the npm packages of the OTLP tests' Node service
 # Usage: scripts/bootstrap.sh [--no-apt]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,8 @@ ROOT=$(pwd)
 log() { echo "[bootstrap] $*"; }
 
 APT_PACKAGES=(clickhouse-server clickhouse-client haproxy chromium chromium-driver
-              bpfcc-tools python3-bpfcc libbpf-tools linux-headers-amd64 bpftool kmod iproute2)
+              bpfcc-tools python3-bpfcc libbpf-tools linux-headers-amd64 bpftool kmod iproute2
+              docker-compose)  # docker-compose: `config -q` checks the compose files offline (no engine)
 
 install_apt() {
   local missing=()
@@ -66,7 +68,25 @@ install_venv() {
   return 0
 }
 
+install_node_service() {
+  # The OTLP receiver's tests run a Node.js service instrumented with the OpenTelemetry Node SDK
+  # (tests/otlp/node): its pinned packages come from the npm registry (package-lock.json).
+  local dir=tests/otlp/node
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    if [ "$(id -u)" != 0 ] || [ "${1:-}" = "--no-apt" ]; then log "no node/npm: the Node.js OTLP test will skip"; return; fi
+    log "installing Node.js and npm from Debian"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/tmp/svcpulse-apt.log 2>&1 \
+      || { tail -30 /tmp/svcpulse-apt.log; exit 1; }
+  fi
+  local stamp=$dir/node_modules/.installed-$(sha1sum $dir/package-lock.json | cut -c1-12)
+  if [ -f "$stamp" ]; then log "Node.js test packages present"; return; fi
+  log "installing the Node.js test service's OpenTelemetry packages (npm ci, ~10 s)"
+  (cd $dir && npm ci --no-audit --no-fund --loglevel=error) && touch "$stamp"
+}
+
 [ "${1:-}" = "--no-apt" ] || install_apt
 if [ "$(id -u)" = 0 ]; then link_kernel_headers; mount_tracefs; fi
 install_venv
+install_node_service "${1:-}"
 log "ready: $ROOT/.venv/bin/svcpulse"

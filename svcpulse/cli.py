@@ -14,6 +14,7 @@ from collectors import tcplife
 from core.settings import Settings
 from dashboards import build as dashboard_build
 from dashboards import push as dashboard_push
+from otlp import command as otlp_command
 from svcpulse import commands
 
 EPILOG = "Every command prints what it does; see docs/cli.md for worked examples."
@@ -48,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=8000, help="API port (0 = any free port)")
     up.add_argument("--no-demo", action="store_true", help="do not start the demo fleet")
     up.add_argument("--no-ebpf", action="store_true", help="do not start the eBPF collector even as root")
+    up.add_argument("--otlp-http-port", type=int, default=4318, help="OTLP/HTTP receiver port (0 = any free port)")
+    up.add_argument("--otlp-grpc-port", type=int, default=4317, help="OTLP/gRPC receiver port (0 = any free port)")
+    up.add_argument("--no-otlp", action="store_true", help="do not start the OTLP receiver")
     up.add_argument("--duration", type=float, default=0, help="stop after N seconds (0 = until Ctrl-C)")
 
     services = _add(sub, "services", "start, stop or show the local real services (Tansu, ClickHouse)",
@@ -83,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     _kafka_flags(api)
     api.add_argument("--host", help="listen address (default 127.0.0.1)")
     api.add_argument("--port", type=int, help="listen port (default 8000)")
+
+    otlp = _add(sub, "otlp", "receive OpenTelemetry traces (OTLP/HTTP and gRPC) as rpc events (docs/otlp.md)",
+                "svcpulse otlp --host 0.0.0.0 --bootstrap 127.0.0.1:19092", otlp_command.run)
+    otlp_command.configure(otlp)
 
     dlq = _add(sub, "dlq", "inspect, export or replay dead-lettered messages",
                "svcpulse dlq export --out dead.jsonl && svcpulse dlq replay --from-file dead.jsonl",

@@ -112,7 +112,8 @@ def api(args: argparse.Namespace, settings: Settings) -> int:
 def dlq(args: argparse.Namespace, settings: Settings) -> int:
     bootstrap = _bootstrap(args, settings)
     if args.action == "show":
-        shown = list(dead_letters.read_dead_letters(bootstrap, None, limit=args.limit))
+        shown = list(dead_letters.read_dead_letters(bootstrap, None, limit=args.limit,
+                                                          client=settings.kafka_client))
         for event in shown:
             print(f"{event['topic']}[{event['partition']}]@{event['offset']}: {event['reason']}")
         print(f"[dlq] {len(shown)} dead letter(s) shown from {bootstrap} (at most --limit {args.limit})")
@@ -120,14 +121,17 @@ def dlq(args: argparse.Namespace, settings: Settings) -> int:
         if not args.out:
             raise UserError("export needs --out FILE")
         with args.out.open("w", encoding="utf-8") as out:
-            written = dead_letters.export(dead_letters.read_dead_letters(bootstrap, None), out)
+            written = dead_letters.export(
+                dead_letters.read_dead_letters(bootstrap, None, client=settings.kafka_client), out)
         print(f"[dlq] wrote {written} dead letter(s) to {args.out}; fix `payload`, then "
               f"svcpulse dlq replay --from-file {args.out}")
     else:
         try:
             source = (dead_letters.read_export(args.from_file) if args.from_file
-                      else dead_letters.read_dead_letters(bootstrap, dead_letters.REPLAY_GROUP))
-            report = dead_letters.replay(bootstrap, source, requeue_invalid=not args.from_file)
+                      else dead_letters.read_dead_letters(bootstrap, dead_letters.REPLAY_GROUP,
+                                                         client=settings.kafka_client))
+            report = dead_letters.replay(bootstrap, source, requeue_invalid=not args.from_file,
+                                         client=settings.kafka_client)
         except (OSError, ValueError) as err:
             raise UserError(str(err)) from None
         print(report.summary())
@@ -168,7 +172,7 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         return run_embedded(args, stop=_stop_on_signals())
-    except (ServiceError, StoreError) as err:
+    except (ServiceError, StoreError, OSError) as err:  # OSError: a port in use
         raise UserError(str(err)) from None
 
 

@@ -17,6 +17,7 @@ import uvicorn
 from api.auth import write_demo_users
 from api.main import create_app
 from core.settings import Settings
+from otlp import command as otlp_command
 from pipeline.loader import Loader, LoaderConfig
 from pipeline.migrate import migrate
 from pipeline.store import Store, open_store
@@ -58,6 +59,11 @@ def run_embedded(args: argparse.Namespace, stop: threading.Event) -> int:
         settings = Settings(kafka_bootstrap=broker.bootstrap, store_url=store_url, api_host=args.host,
                             api_port=port, users_file=str(data_dir / "users.json"), feed_open=True)
         base = _serve_api(settings, store, running)
+        if not args.no_otlp:  # OpenTelemetry SDKs of any language feed the same tables (docs/otlp.md)
+            otlp = running.enter_context(otlp_command.embedded(settings.model_copy(update={
+                "otlp_open": True, "otlp_host": args.host, "otlp_http_port": args.otlp_http_port,
+                "otlp_grpc_port": args.otlp_grpc_port, "otlp_spool_dir": str(data_dir / "otlp-spool")})))
+            _say(f"OTLP in       {otlp.http_url}/v1/traces, gRPC {otlp.grpc_target} (open: no token needed)")
         if not args.no_demo:
             admit_demo_fleet(store)
             demo = DemoFleet(broker.bootstrap, base, ebpf=not args.no_ebpf)

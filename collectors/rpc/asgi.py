@@ -15,6 +15,7 @@ import asyncio
 import time
 from typing import Any
 
+from collectors.rpc import otel
 from collectors.rpc.common import (
     CALLER_HEADER,
     UNMATCHED,
@@ -70,6 +71,7 @@ class SvcpulseMiddleware:
                     message["headers"] = [*message.get("headers", ()), self._version_header]
             await send(message)
 
+        token = otel.enter("server")  # an OpenTelemetry span of this call must not count it again
         try:
             await self.app(scope, receive, send_wrapper)
         except asyncio.CancelledError:  # the client went away: not the service's failure
@@ -78,6 +80,8 @@ class SvcpulseMiddleware:
         except Exception:
             self._record(scope, root_path, started, "error", str(status_code if status_code >= 500 else 500))
             raise
+        finally:
+            otel.leave(token)
         self._record(scope, root_path, started, http_status(status_code), str(status_code))
 
     def _record(self, scope: Scope, root_path: str, started: float, status: str, code: str) -> None:

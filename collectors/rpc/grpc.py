@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import grpc
 
+from collectors.rpc import otel
 from collectors.rpc.common import CALLER_HEADER, RpcConfig, build_event, grpc_status
 from collectors.rpc.emitter import Emitter, get_emitter
 
@@ -56,11 +57,14 @@ class SvcpulseClientInterceptor(
             return continuation(details, request)
         details = self._with_caller(details)
         started = time.perf_counter()
+        token = otel.enter("client")  # an OpenTelemetry span of this call must not count it again
         try:
             call = continuation(details, request)
         except Exception:  # continuations report RPC failures in the call object; this is a bug path
             self._record(details.method, started, "UNKNOWN")
             raise
+        finally:
+            otel.leave(token)
 
         def done(*_: Any) -> None:
             self._record(details.method, started, _code_name(call.code()))
@@ -133,11 +137,14 @@ class _ServerRecorder:
     def wrap_unary(self, behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         def unary(request: Any, context: Any) -> Any:
             started = time.perf_counter()
+            token = otel.enter("server")  # an OpenTelemetry span of this call must not count it again
             try:
                 response = behavior(request, context)
             except Exception:
                 self.record(context, started, failed=True)
                 raise
+            finally:
+                otel.leave(token)
             self.record(context, started, failed=False)
             return response
 
@@ -146,6 +153,7 @@ class _ServerRecorder:
     def wrap_stream(self, behavior: Callable[[Any, Any], Iterator[Any]]) -> Callable[[Any, Any], Iterator[Any]]:
         def stream(request: Any, context: Any) -> Iterator[Any]:
             started = time.perf_counter()
+            otel.leave(otel.enter("server"))  # marks an enclosing OpenTelemetry span; no context across yields
             try:
                 yield from behavior(request, context)
             except Exception:

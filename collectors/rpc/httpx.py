@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import httpx
 
+from collectors.rpc import otel
 from collectors.rpc.common import (
     CALLER_HEADER,
     UNMATCHED,
@@ -128,11 +129,14 @@ class SvcpulseTransport(httpx.BaseTransport):
         if not recorder.prepare(request):
             return self._inner.handle_request(request)
         started = time.perf_counter()
+        token = otel.enter("client")  # an OpenTelemetry span of this call must not count it again
         try:
             response = self._inner.handle_request(request)
         except Exception as exc:
             recorder.record_exception(request, started, exc)
             raise
+        finally:
+            otel.leave(token)
         recorder.record_response(request, started, response)
         return response
 
@@ -152,11 +156,14 @@ class AsyncSvcpulseTransport(httpx.AsyncBaseTransport):
         if not recorder.prepare(request):
             return await self._inner.handle_async_request(request)
         started = time.perf_counter()
+        token = otel.enter("client")  # an OpenTelemetry span of this call must not count it again
         try:
             response = await self._inner.handle_async_request(request)
         except Exception as exc:
             recorder.record_exception(request, started, exc)
             raise
+        finally:
+            otel.leave(token)
         recorder.record_response(request, started, response)
         return response
 

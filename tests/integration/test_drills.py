@@ -99,9 +99,9 @@ def test_balancers_keep_routing_while_the_api_restarts(clickhouse: ClickHouseSer
             balancer = Balancer(feed, picker="swrr")
             api.kill()
             api.wait()
+            wait_for(lambda: feed.last_error, 30, "the client to notice the API is gone")
             picked = Counter(balancer.pick() for _ in range(200))  # the API is gone: last known weights
             assert set(picked) == set(instances)
-            wait_for(lambda: bool(feed.last_error), 10, "the client to notice the API is gone")
             api = _api_process(clickhouse, ch_store.database, users, port)
             wait_for(lambda: port_open(port) and not feed.last_error, 30, "the client to reconnect")
             assert set(Counter(balancer.pick() for _ in range(200))) == set(instances)

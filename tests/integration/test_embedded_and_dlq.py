@@ -20,13 +20,17 @@ from svcpulse.cli import main
 from svcpulse.services import Tansu
 from tests.factories import rpc_event
 from tests.integration.helpers import LoaderThread, count, produce, wait_for
+from tests.otlp.spans import request, resource_spans
+from tests.otlp.spans import span as span_of
 
 pytestmark = pytest.mark.services
+FREE_OTLP_PORTS = ("--otlp-http-port", "0", "--otlp-grpc-port", "0")  # never the fixed 4318/4317 in tests
 
 
 def test_up_runs_everything_in_one_process_and_stops_cleanly(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "svcpulse", "up", "--data-dir", str(tmp_path), "--port", "0",
-                             "--duration", "45"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             *FREE_OTLP_PORTS, "--duration", "45"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
     assert proc.stdout is not None
     try:
         _check_the_running_system(proc, tmp_path)
@@ -35,8 +39,12 @@ def test_up_runs_everything_in_one_process_and_stops_cleanly(tmp_path: Path) -> 
 
 
 def _check_the_running_system(proc: subprocess.Popen, tmp_path: Path) -> None:
-    base = _console_url(proc)
+    base, otlp = _console_url(proc)
     wait_for(lambda: httpx.get(f"{base}/readyz", timeout=2).status_code == 200, 30, "ready")
+    span = request(resource_spans({"service.name": "otel.cart"}, [span_of("server", attributes={
+        "http.request.method": "GET", "http.route": "/cart", "server.address": "10.0.0.5", "server.port": 80})]))
+    answer = httpx.post(otlp, content=span.SerializeToString(), headers={"content-type": "application/x-protobuf"})
+    assert answer.status_code == 200, answer.text  # the embedded OTLP receiver is open
     wait_for(lambda: "svcpulse_loader_rows_total{table=\"rpc_calls\"}" in httpx.get(f"{base}/metrics").text,
              30, "rows loaded")
 
@@ -58,18 +66,22 @@ def _check_the_running_system(proc: subprocess.Popen, tmp_path: Path) -> None:
     assert not Path(f"/proc/{broker_pid}").exists(), "the broker child process was not stopped"
 
 
-def _console_url(proc: subprocess.Popen) -> str:
+def _console_url(proc: subprocess.Popen) -> tuple[str, str]:
+    """The console's base URL and the OTLP/HTTP traces URL, as `svcpulse up` prints them."""
     assert proc.stdout is not None
+    otlp = ""
     for line in proc.stdout:
+        if match := re.search(r"OTLP in\s+(http://\S+/v1/traces)", line):
+            otlp = match.group(1)
         if match := re.search(r"web console\s+(http://\S+)/", line):
-            return match.group(1)
+            return match.group(1), otlp
     raise AssertionError("svcpulse up ended before printing the console URL")
 
 
 def test_kill_9_of_up_takes_its_broker_along(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "svcpulse", "up", "--data-dir", str(tmp_path), "--port", "0",
-                             "--no-demo", "--duration", "60"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                             *FREE_OTLP_PORTS, "--no-demo", "--duration", "60"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     try:
         _console_url(proc)
         broker_pid = int((tmp_path / "tansu" / "tansu.pid").read_text().split()[0])

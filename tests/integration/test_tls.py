@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.kafka_security import KafkaSecurity
+from core.kafka.security import KafkaSecurity
+from core.settings import Settings
 from pipeline.migrate import migrate
 from pipeline.store import StoreError, open_store
 from svcpulse.services import ClickHouseServer, free_port
@@ -39,10 +40,10 @@ def test_clickhouse_tls_refuses_an_untrusted_certificate(tls_clickhouse: ClickHo
 
 
 def test_kafka_security_maps_to_both_clients(tmp_path: Path) -> None:
-    env = {"SVCPULSE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "SVCPULSE_KAFKA_SSL_CAFILE": "/etc/ca.pem",
-           "SVCPULSE_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "SVCPULSE_KAFKA_SASL_USERNAME": "loader",
-           "SVCPULSE_KAFKA_SASL_PASSWORD": "s3cret"}
-    security = KafkaSecurity.from_env(env)
+    settings = Settings(kafka_security_protocol="SASL_SSL", kafka_ssl_cafile="/etc/ca.pem",
+                        kafka_sasl_mechanism="SCRAM-SHA-512", kafka_sasl_username="loader",
+                        kafka_sasl_password="s3cret")
+    security = KafkaSecurity.from_settings(settings)
     assert security.kafka_python() == {
         "security_protocol": "SASL_SSL", "ssl_cafile": "/etc/ca.pem", "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": "loader", "sasl_plain_password": "s3cret"}
@@ -50,11 +51,12 @@ def test_kafka_security_maps_to_both_clients(tmp_path: Path) -> None:
         "security.protocol": "sasl_ssl", "ssl.ca.location": "/etc/ca.pem", "sasl.mechanism": "SCRAM-SHA-512",
         "sasl.username": "loader", "sasl.password": "s3cret"}
     assert "s3cret" not in repr(security)
-    assert KafkaSecurity.from_env({}).kafka_python() == {} == KafkaSecurity.from_env({}).librdkafka()
+    plain = KafkaSecurity.from_settings(Settings())
+    assert plain.kafka_python() == {} == plain.librdkafka()
 
 
 def test_kafka_security_rejects_unknown_settings() -> None:
     with pytest.raises(ValueError, match="SVCPULSE_KAFKA_SECURITY_PROTOCOL='TLS': expected one of"):
-        KafkaSecurity.from_env({"SVCPULSE_KAFKA_SECURITY_PROTOCOL": "TLS"})
+        KafkaSecurity.from_settings(Settings(kafka_security_protocol="TLS"))
     with pytest.raises(ValueError, match="SVCPULSE_KAFKA_SASL_MECHANISM=''"):
-        KafkaSecurity.from_env({"SVCPULSE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})
+        KafkaSecurity.from_settings(Settings(kafka_security_protocol="SASL_SSL"))

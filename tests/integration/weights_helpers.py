@@ -73,7 +73,7 @@ def rpc_event(service: str, instance: str, *, ok: bool = True, latency_ms: float
 
 def insert_rpc(store: Store, events: Sequence[dict[str, Any]]) -> None:
     """Rows straight into rpc_calls (the loader path is covered by the end-to-end test)."""
-    rows = [to_row("rpc", e, Message("svcpulse.rpc", 0, n, e["ts_ms"], b"")) for n, e in enumerate(events)]
+    rows = [to_row("rpc", e, Message("svcpulse.rpc", 0, n, e["ts_ms"], None, b"")) for n, e in enumerate(events)]
     store.insert("rpc_calls", COLUMNS["rpc"], columns(rows))
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from svcpulse.cli import build_parser, main
 
-COMMANDS = ["up", "services", "migrate", "load", "api", "dlq", "retention", "schema", "balancer haproxy",
+COMMANDS = ["up", "services", "migrate", "load", "api", "otlp", "dlq", "retention", "schema", "balancer haproxy",
             "collect tcp", "collect load", "dashboards build", "dashboards push"]
 
 

@@ -4,10 +4,12 @@ mounts, privileges, probes, Kompose-safe keys, and the Kubernetes manifests mirr
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +67,7 @@ def mounts(service: dict[str, Any]) -> dict[str, tuple[str, bool]]:
 
 def test_the_stack_has_every_part_and_current_images() -> None:
     assert set(SERVICES) == {"kafka", "kafka-topics", "clickhouse", "grafana", "migrate", "loader", "api",
-                             "collector-tcp", "collector-load"}
+                             "collector-tcp", "collector-load", "otlp"}
     assert SERVICES["kafka"]["image"].startswith("apache/kafka:")
     assert SERVICES["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
     assert SERVICES["clickhouse"]["image"].startswith("clickhouse/clickhouse-server:")
@@ -113,7 +115,7 @@ def test_every_long_running_service_has_a_healthcheck() -> None:
 
 def test_every_svcpulse_command_is_a_real_subcommand() -> None:
     expected = {"migrate": "migrate", "loader": "load", "api": "api", "collector-tcp": "collect",
-                "collector-load": "collect"}
+                "collector-load": "collect", "otlp": "otlp"}
     for name, service in svcpulse_services().items():
         args = parse_command(service["command"])
         assert args.command == expected[name], name
@@ -213,7 +215,8 @@ def container_env(c: dict[str, Any]) -> set[str]:
 SVCPULSE_WORKLOADS = {  # workload -> the compose service it mirrors
     ("Job", "svcpulse-migrate"): "migrate", ("Deployment", "svcpulse-loader"): "loader",
     ("Deployment", "svcpulse-api"): "api", ("DaemonSet", "svcpulse-collector-tcp"): "collector-tcp",
-    ("DaemonSet", "svcpulse-collector-load"): "collector-load", ("CronJob", "svcpulse-retention"): None}
+    ("DaemonSet", "svcpulse-collector-load"): "collector-load", ("CronJob", "svcpulse-retention"): None,
+    ("Deployment", "svcpulse-otlp"): "otlp"}
 
 
 @pytest.mark.parametrize(("kind", "name"), list(SVCPULSE_WORKLOADS))
@@ -237,6 +240,7 @@ def test_k8s_has_the_same_stack_as_compose() -> None:
     assert k8s("Deployment", "svcpulse-loader")["spec"]["replicas"] >= 2
     services = {d["metadata"]["name"]: {p["port"] for p in d["spec"]["ports"]} for d in K8S if d["kind"] == "Service"}
     assert services["kafka"] >= {9092} and services["clickhouse"] >= {9000} and services["api"] == {8000}
+    assert services["otlp"] == {4317, 4318}
     assert k8s("ConfigMap", "svcpulse-env")["data"]["SVCPULSE_KAFKA_BOOTSTRAP"] == "kafka:9092"
     assert all(d["metadata"].get("namespace", "svcpulse") == "svcpulse" for d in K8S)
 
@@ -263,3 +267,40 @@ def test_kompose_converts_the_compose_file_without_warnings(tmp_path: Path) -> N
     run = subprocess.run(shlex.split(f"{kompose} convert -f docker-compose.yml -o {tmp_path}"), cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and "WARN" not in run.stderr + run.stdout, run.stderr
+
+
+def test_the_otlp_receiver_is_published_probed_and_spools_to_a_volume() -> None:
+    otlp = SERVICES["otlp"]
+    args = parse_command(otlp["command"])
+    assert args.host == "0.0.0.0" and otlp["ports"] == ["4317:4317", "4318:4318"]
+    assert "4318/healthz" in " ".join(otlp["healthcheck"]["test"])
+    mounted = mounts(otlp)
+    assert mounted[resolve(otlp["environment"]["SVCPULSE_USERS_FILE"])][1]  # read-only
+    spool = mounted[otlp["environment"]["SVCPULSE_OTLP_SPOOL_DIR"]]
+    assert spool[0] in COMPOSE["volumes"] and not spool[1]
+    c = container("Deployment", "svcpulse-otlp")
+    assert {p["containerPort"] for p in c["ports"]} == {4317, 4318}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": 4318}
+
+
+def _offline_tool(name: str) -> str:
+    """A validator that needs no engine or cluster: Debian's docker-compose, the venv's kubernetes-validate."""
+    path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if path is None:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(f"{name} missing: run scripts/bootstrap.sh")
+    return str(path)
+
+
+def test_docker_compose_accepts_the_compose_files() -> None:
+    compose = _offline_tool("docker-compose")
+    for files in (["docker-compose.yml"], ["docker-compose.yml", "docker-compose.override.yml"]):
+        run = subprocess.run([compose, *(a for f in files for a in ("-f", f)), "config", "-q"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+
+
+def test_kubernetes_schemas_accept_the_manifests() -> None:
+    validate = _offline_tool("kubernetes-validate")
+    run = subprocess.run([validate, "--strict", *sorted(str(p) for p in (ROOT / "deploy/k8s").glob("*.yaml"))],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr

@@ -8,7 +8,7 @@ from tests.factories import rpc_event, tcp_event
 
 
 def message(topic: str, value: bytes, offset: int = 7) -> Message:
-    return Message(topic, 3, offset, 1_764_000_000_500, value)
+    return Message(topic, 3, offset, 1_764_000_000_500, None, value)
 
 
 def test_valid_message_becomes_a_row_in_column_order() -> None:
@@ -32,7 +32,7 @@ def test_bad_message_becomes_a_dead_letter_with_reason_and_source() -> None:
 
 def test_unknown_topic_and_tombstone_are_dead_letters() -> None:
     assert "not loaded" in transform(message("other", b"{}"))["reason"]  # type: ignore[index]
-    assert "tombstone" in transform(Message("svcpulse.rpc", 0, 1, 0, None))["reason"]  # type: ignore[arg-type,index]
+    assert "tombstone" in transform(Message("svcpulse.rpc", 0, 1, 0, None, None))["reason"]  # type: ignore[arg-type,index]
 
 
 class FakeClock:

@@ -1,7 +1,8 @@
-"""TLS and SASL for every Kafka client svcpulse makes, from SVCPULSE_KAFKA_* environment variables.
+"""TLS and SASL for every Kafka client svcpulse makes, from the SVCPULSE_KAFKA_* settings (core.settings).
 
 One definition, mapped to both clients' spellings (kafka-python keyword arguments, librdkafka
-properties), so the loader, the DLQ tools and the collectors' sink connect the same way:
+properties), so the loader, the DLQ tools, the weigher, the API and the collectors' sink connect the
+same way:
 
   SVCPULSE_KAFKA_SECURITY_PROTOCOL  PLAINTEXT (default) | SSL | SASL_PLAINTEXT | SASL_SSL
   SVCPULSE_KAFKA_SSL_CAFILE         CA bundle that signed the brokers' certificates
@@ -13,10 +14,10 @@ properties), so the loader, the DLQ tools and the collectors' sink connect the s
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+
+from core.settings import Settings
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -41,9 +42,13 @@ class KafkaSecurity:
                              f"{', '.join(MECHANISMS)} with {self.security_protocol}")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> KafkaSecurity:
-        return cls(**{f.name: environ.get(f"SVCPULSE_KAFKA_{f.name.upper()}", f.default)  # type: ignore[arg-type]
-                      for f in fields(cls)})
+    def from_settings(cls, settings: Settings) -> KafkaSecurity:
+        return cls(**{f.name: getattr(settings, f"kafka_{f.name}") for f in fields(cls)})
+
+    @classmethod
+    def current(cls) -> KafkaSecurity:
+        """The security of this process's settings (environment and .env), read when a client is made."""
+        return cls.from_settings(Settings())
 
     def __repr__(self) -> str:  # never print the password
         return f"KafkaSecurity({self.security_protocol}, sasl={self.sasl_mechanism or '-'})"

@@ -1,0 +1,87 @@
+"""What both transports do with a decoded export request: admit the sender, charge its span budget,
+map the spans, hand the events to the sink, answer (with OTLP partial_success when spans were rejected).
+
+The sink's send() validates each event with the contract and queues it (memory, or the disk spool
+while Kafka is away); it never waits for Kafka, so `export` returns as soon as every event is in the
+sink and the sender is answered then. An event the contract refuses is rejected with its reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTracePartialSuccess,
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from collectors.sink import Sink
+from otlp import metrics
+from otlp.decode import Refusal
+from otlp.guard import Guard
+from otlp.mapping import DEFAULT_LIMITS, Limits, Mapped, map_request
+from pipeline.events import Rejection
+
+
+@dataclass(frozen=True)
+class Outcome:
+    spans: int
+    accepted: int  # events in the sink
+    rejected: int
+    message: str  # why spans were rejected ("" when none were)
+
+    @property
+    def all_rejected(self) -> bool:
+        """Nothing usable in a request that had spans: the whole request is a 400, not a partial success."""
+        return self.rejected > 0 and self.rejected == self.spans
+
+
+class Ingest:
+    def __init__(self, sink: Sink, guard: Guard, limits: Limits = DEFAULT_LIMITS,
+                 clock_ns: Callable[[], int] = time.time_ns) -> None:
+        self.sink, self.guard, self.limits, self.clock_ns = sink, guard, limits, clock_ns
+
+    def handle(self, request: ExportTraceServiceRequest, sender: str, transport: str) -> ExportTraceServiceResponse:
+        """The answer to an admitted sender's request; a Refusal when over budget or when every span is bad."""
+        self.guard.charge(sender, count_spans(request))
+        outcome = self.export(request, transport)
+        if outcome.all_rejected:
+            raise Refusal(400, outcome.message)
+        if not outcome.rejected:
+            return ExportTraceServiceResponse()
+        partial = ExportTracePartialSuccess(rejected_spans=outcome.rejected, error_message=outcome.message[:4096])
+        return ExportTraceServiceResponse(partial_success=partial)
+
+    def export(self, request: ExportTraceServiceRequest, transport: str) -> Outcome:
+        mapped = map_request(request, self.clock_ns() // 1_000_000, self.limits)
+        metrics.RECEIVED.labels(transport).inc(mapped.spans)
+        send = self.sink.send
+        accepted = 0
+        for event in mapped.events:
+            try:
+                send("rpc", event)
+                accepted += 1
+            except Rejection as err:
+                mapped.reject("contract", err.reason)
+        metrics.MAPPED.inc(accepted)
+        for reason, count in mapped.rejected.items():
+            metrics.REJECTED.labels(reason).inc(count)
+        for reason, count in mapped.skipped.items():
+            metrics.SKIPPED.labels(reason).inc(count)
+        rejected = sum(mapped.rejected.values())
+        return Outcome(mapped.spans, accepted, rejected, _explain(mapped, rejected))
+
+
+def _explain(mapped: Mapped, rejected: int) -> str:
+    if not rejected:
+        return ""
+    reasons = "; ".join(f"{count} {reason} (e.g. {mapped.examples[reason]})"
+                        for reason, count in mapped.rejected.most_common())
+    return f"rejected {rejected} of {mapped.spans} spans: {reasons}"
+
+
+def count_spans(request: ExportTraceServiceRequest) -> int:
+    return sum(len(scope.spans) for resource in request.resource_spans for scope in resource.scope_spans)
