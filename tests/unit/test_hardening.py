@@ -66,12 +66,13 @@ def test_large_body_and_long_query_are_refused(store: Store) -> None:
 
 
 def test_writes_beyond_the_rate_get_429_with_retry_after(store: Store, users: str) -> None:
-    with client(store, write_rate_per_minute=60, write_burst=3, users_file=users) as api:
+    with client(store, write_rate_per_minute=1, write_burst=3, users_file=users) as api:
         codes = [api.delete("/v1/overrides/s/i", headers={"Authorization": "Bearer t-olga"}).status_code
                  for _ in range(4)]
         assert codes[:3] != [429] * 3 and codes[3] == 429
         refused = api.delete("/v1/overrides/s/i", headers={"Authorization": "Bearer t-olga"})
-        assert refused.headers["Retry-After"] == "1" and "at most 60 per minute" in refused.json()["detail"]
+        assert 50 <= int(refused.headers["Retry-After"]) <= 60, "one token a minute: about a minute to wait"
+        assert "at most 1 per minute after a burst of 3" in refused.json()["detail"]
         assert api.delete("/v1/overrides/s/i", headers={"Authorization": "Bearer t-ada"}).status_code != 429
         assert api.get("/healthz").status_code == 200  # health is never limited
 
