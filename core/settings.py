@@ -29,6 +29,14 @@ class Settings(BaseSettings):
     kafka_sasl_username: str = Field("", description="Kafka SASL user name")
     kafka_sasl_password: str = Field("", description="Kafka SASL password")
     group_id: str = Field("svcpulse-loader", description="Kafka consumer group of the loaders")
+    event_max_age_s: int = Field(0, ge=0, description="the loader dead-letters events whose ts_ms is older than this "
+                                 "(seconds); 0 = the raw retention (SVCPULSE_RETENTION_DAYS_RAW days)")
+    event_max_future_s: int = Field(3600, ge=0, description="the loader dead-letters events whose ts_ms is further "
+                                    "ahead of its clock than this (seconds)")
+    loader_processes: str = Field("1", description="`svcpulse load` processes in the consumer group: N or auto "
+                                  "(one per core)")
+    loader_stall_s: float = Field(60.0, gt=0, description="/readyz of the loader and the API says not ready when "
+                                  "loading committed nothing this long while messages wait")
     batch_rows: int = Field(100_000, ge=1, description="flush a batch at this many rows")
     batch_age_s: float = Field(1.0, gt=0, description="flush a batch at this age (seconds)")
     partitions: int = Field(4, ge=1, description="partitions of topics the loader creates")

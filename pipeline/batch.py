@@ -1,7 +1,9 @@
 """A batch of rows per table plus the highest offset seen per partition; ready by size or by age.
 
 The clock is injected so tests need no sleeping. Offsets cover every message taken into the batch,
-including those sent to the dead-letter topic, so a commit after the insert covers them too.
+including those sent to the dead-letter topic, so a commit after the insert covers them too. Each
+row's message is kept (by reference), so a row the store refuses can be dead-lettered with its
+original bytes.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from core.kafka import Message
 
 Clock = Callable[[], float]
 TopicPartition = tuple[str, int]
@@ -21,17 +25,32 @@ class Batch:
     max_age_s: float = 1.0
     clock: Clock = time.monotonic
     rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)  # kind -> rows
+    messages: dict[str, list[Message]] = field(default_factory=dict)  # kind -> each row's message
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)  # highest offset taken
     started_at: float | None = None
     size: int = 0
+    _by_position: dict[tuple[str, int, int], Message] = field(default_factory=dict)
+    _dead: set[tuple[str, int, int]] = field(default_factory=set)
 
-    def add_row(self, kind: str, row: tuple[Any, ...]) -> None:
+    def add_row(self, kind: str, row: tuple[Any, ...], message: Message) -> None:
         self.rows.setdefault(kind, []).append(row)
+        self.messages.setdefault(kind, []).append(message)
         self.size += 1
 
     def add_dead_letter(self, event: dict[str, Any]) -> None:
-        self.dead_letters.append(event)
+        """Add once per source message (a retried bisection finds the same refused rows again)."""
+        where = (event["topic"], event["partition"], event["offset"])
+        if where not in self._dead:
+            self._dead.add(where)
+            self.dead_letters.append(event)
+
+    def message_of(self, row: tuple[Any, ...]) -> Message:
+        """The message a row came from (rows end with topic, partition, offset, Kafka time); the index is
+        built on first use, which only a row the store refuses needs."""
+        if not self._by_position:
+            self._by_position = {(m.topic, m.partition, m.offset): m for ms in self.messages.values() for m in ms}
+        return self._by_position[row[-4:-1]]
 
     def mark(self, topic: str, partition: int, offset: int) -> None:
         """Record a consumed offset (rows or not); the age clock starts with the first one."""

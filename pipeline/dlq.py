@@ -1,13 +1,16 @@
 """The dead-letter topic: see why messages were rejected, export them, and replay fixed ones.
 
 `replay` sends each dead letter's original bytes (or the fixed bytes from an exported file) back to
-its source topic if they now pass the contract; the rest are reported with their reasons and kept.
+its source topic, keyed as its emitter keys it, if they now pass the loader's own judge
+(pipeline.transform.judge: the same decoder, contract and plausibility window); the rest are reported
+with their reasons and kept, with their "payload cut" note and their dead-letter key.
 Reading the topic uses the consumer group `svcpulse-dlq-replay`, so each dead letter is replayed once.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,7 +20,8 @@ from typing import TextIO
 from core.kafka import open_consumer, open_producer
 from core.settings import Settings
 from pipeline import events
-from pipeline.topics import DLQ, KEY_FIELD, KIND_BY_TOPIC
+from pipeline.topics import DLQ, KEY_FIELD, KIND_BY_TOPIC, dead_letter_key
+from pipeline.transform import judge
 
 REPLAY_GROUP = "svcpulse-dlq-replay"
 
@@ -84,13 +88,14 @@ def read_export(path: Path) -> Iterator[events.Event]:
 
 
 def replay(bootstrap: str, dead_letters: Iterator[events.Event], requeue_invalid: bool,
-           client: str | None = None) -> ReplayReport:
-    """Send the dead letters that now pass the contract back to their source topics.
+           client: str | None = None, max_age_s: float = 7 * 86_400, max_future_s: float = 3_600) -> ReplayReport:
+    """Send the dead letters that now pass the loader's judge back to their source topics.
 
     With requeue_invalid (replaying from the topic itself), those still invalid go back to the DLQ
     with their current reason once reading is done, so nothing is lost and the next replay sees them.
     """
     report = ReplayReport()
+    window = events.plausible_window(time.time_ns() // 1_000_000, max_age_s, max_future_s)
     producer = open_producer(client or Settings().kafka_client, bootstrap, client_id="svcpulse-dlq-replay")
     try:
         for event in dead_letters:
@@ -99,7 +104,9 @@ def replay(bootstrap: str, dead_letters: Iterator[events.Event], requeue_invalid
             try:
                 if kind is None or kind == "dlq":
                     raise events.Rejection(f"source topic '{event['topic']}' is not a loaded topic")
-                fixed = events.decode(kind, raw)
+                if note := events.cut_note(event):  # only the start survives: judging it would misreport
+                    raise events.Rejection(event["reason"].removesuffix(note))
+                fixed = judge(kind, raw, window)
             except events.Rejection as rejection:
                 report.still_invalid.append((event, rejection.reason))
                 continue
@@ -107,7 +114,8 @@ def replay(bootstrap: str, dead_letters: Iterator[events.Event], requeue_invalid
             report.replayed += 1
         if requeue_invalid:
             for event, reason in report.still_invalid:
-                producer.produce(DLQ, events.encode("dlq", {**event, "reason": reason}))
+                producer.produce(DLQ, events.encode("dlq", events.rejudged(event, reason)),
+                                 key=dead_letter_key(event["topic"], event["partition"]))
         producer.flush(30)
     finally:
         producer.close(10)

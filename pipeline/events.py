@@ -2,20 +2,24 @@
 
 Standard library only, so collectors, the loader, the API and emitters' test suites can import it.
 One JSON object per Kafka message, UTF-8, timestamps in Unix epoch milliseconds. Unknown extra
-fields are dropped (not an error); a missing required field, a wrong type or a value out of range
-is a `Rejection` naming the field, what was expected and what was got.
+fields are dropped (not an error); a missing required field, a wrong type, a value out of range, a
+name outside its grammar or a time outside the plausibility window is a `Rejection` naming the
+field, what was expected and what was got. Every bound is one the tables can store on both engines
+(ClickHouse 18.16 and current), so a valid event is always insertable.
 Evolution rule: v1 changes only by adding optional fields (`Field(required=False, default=...)`).
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import math
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 CONTRACT_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024  # larger messages are rejected before parsing
@@ -24,8 +28,31 @@ MAX_MESSAGE_BYTES = 64 * 1024  # larger messages are rejected before parsing
 MAX_DEAD_LETTER_PAYLOAD = 512 * 1024
 MAX_DLQ_MESSAGE_BYTES = 1024 * 1024
 MAX_STRING = 1024  # default cap on string fields (a cgroup path or URL template fits easily)
+# The tables' `ts` is a DateTime (UInt32 seconds): it ends at 2106-02-07T06:28:15Z on both engines.
+MAX_TS_MS = (2**32 - 1) * 1000 + 999
 
 Event = dict[str, Any]
+TimeWindow = tuple[int, int]  # (earliest, latest) ts_ms accepted, both inclusive
+
+
+class Grammar(NamedTuple):
+    """What a name field may hold: a regular expression (matched whole) and its description."""
+
+    pattern: str
+    doc: str
+
+
+# Service and instance names are ASCII without spaces or control characters, so a name reads the same
+# in a URL, a log line, a balancer's config and the console (docs/contract.md, "Names").
+SERVICE_NAME = Grammar(r"[A-Za-z0-9_][A-Za-z0-9_.:/@-]*",
+                       "a service name: ASCII letters, digits and _ . : / @ -, not starting with . : / @ -")
+INSTANCE_NAME = Grammar(r"[A-Za-z0-9_.:/\[\]%@-]+",
+                        "an instance address: ASCII letters, digits and _ . : / [ ] % @ - (host:port, [v6]:port)")
+# Interfaces are methods or route templates ("GET /items/{id}"): any text without control characters
+# (C0, DEL, C1) or invisible format characters (zero-width, bidi overrides, BOM) that make names look alike.
+_INVISIBLE = "\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
+INTERFACE_NAME = Grammar(f"[^{_INVISIBLE}]+",
+                         "a method or route template without control or invisible format characters")
 
 
 class Rejection(ValueError):
@@ -48,12 +75,15 @@ class Field:
     max_len: int = MAX_STRING
     required: bool = True
     default: Any = None
+    grammar: Grammar | None = None  # name fields only
+    empty_ok: bool = False  # with a grammar: "" (unknown) is accepted too
 
 
 def _common_head() -> tuple[Field, ...]:
     return (
         Field("v", int, "contract version", choices=(CONTRACT_VERSION,)),
-        Field("ts_ms", int, "event time, Unix epoch milliseconds", minimum=1, maximum=2**63 - 1),
+        Field("ts_ms", int, "event time, Unix epoch milliseconds (the loader also requires it within its "
+              "plausibility window around now)", minimum=1, maximum=MAX_TS_MS),
     )
 
 
@@ -79,10 +109,12 @@ TCP_FIELDS: tuple[Field, ...] = (
 
 RPC_FIELDS: tuple[Field, ...] = (
     *_common_head(),
-    Field("caller", str, 'calling service ("" if unknown)', max_len=255),
-    Field("callee", str, "called service", max_len=255),
-    Field("interface", str, "method or route template, never a raw URL with ids", max_len=512),
-    Field("instance", str, 'callee instance "host:port"', max_len=255),
+    Field("caller", str, 'calling service ("" if unknown)', max_len=255, grammar=SERVICE_NAME, empty_ok=True),
+    Field("callee", str, "called service", max_len=255, grammar=SERVICE_NAME),
+    Field("interface", str, "method or route template, never a raw URL with ids", max_len=512,
+          grammar=INTERFACE_NAME),
+    Field("instance", str, 'callee instance "host:port" ("" if unknown)', max_len=255, grammar=INSTANCE_NAME,
+          empty_ok=True),
     Field("side", str, "who measured the call", choices=("client", "server")),
     Field("latency_ms", float, "call latency", minimum=0),
     Field("status", str, "outcome", choices=("ok", "error", "timeout")),
@@ -96,7 +128,8 @@ LOAD_FIELDS: tuple[Field, ...] = (
     *_common_head(),
     Field("host", str, "node", max_len=255),
     Field("cgroup", str, 'cgroup v2 path ("" = the whole host)', max_len=4096),
-    Field("instance", str, 'instance label "host:port" (may be "")', max_len=255),
+    Field("instance", str, 'instance label "host:port" (may be "")', max_len=255, grammar=INSTANCE_NAME,
+          empty_ok=True),
     Field("cpu_cores", float, "CPU used, in cores", minimum=0),
     Field("cpu_limit_cores", float, "CPU limit in cores, 0 = none", minimum=0),
     Field("mem_bytes", int, "memory in use", **_COUNT),
@@ -153,6 +186,10 @@ def _check(field: Field, value: Any) -> Any:
                 f"field '{field.name}': expected at most {field.max_len} characters, got {len(value)}",
                 field.name,
             )
+        if field.grammar is not None and not _matcher(field)(value):
+            empty = " (or empty)" if field.empty_ok else ""
+            raise Rejection(f"field '{field.name}': expected {field.grammar.doc}{empty}, got {_preview(value)}",
+                            field.name)
     elif (field.minimum is not None and value < field.minimum) or (
         field.maximum is not None and value > field.maximum
     ):
@@ -162,13 +199,26 @@ def _check(field: Field, value: Any) -> Any:
     return value
 
 
+def full_pattern(field: Field) -> str:
+    """The regular expression a name field's whole value must match ("" included when empty_ok)."""
+    assert field.grammar is not None
+    return f"(?:{field.grammar.pattern})?" if field.empty_ok else f"(?:{field.grammar.pattern})"
+
+
+def _matcher(field: Field) -> Callable[[str], Any]:
+    return re.compile(full_pattern(field)).fullmatch
+
+
 def _fast_plan(fields: tuple[Field, ...]) -> tuple[tuple[Any, ...], ...]:
-    """Per field: (name, exact type, low, high, choices, max length, field), for validate's fast path."""
+    """Per field: (name, exact type, low, high, choices, max length, grammar matcher, field), for
+    validate's fast path."""
     plan = []
     for field in fields:
         low = -math.inf if field.minimum is None else field.minimum
         high = sys.float_info.max if field.maximum is None else field.maximum  # rejects inf, NaN fails both
-        plan.append((field.name, field.type, low, high, frozenset(field.choices) or None, field.max_len, field))
+        matches = _matcher(field) if field.grammar is not None else None
+        plan.append((field.name, field.type, low, high, frozenset(field.choices) or None, field.max_len, matches,
+                     field))
     return tuple(plan)
 
 
@@ -176,11 +226,12 @@ _PLANS = {kind: _fast_plan(fields) for kind, fields in SCHEMAS.items()}
 _MISSING = object()
 
 
-def validate(kind: str, obj: Any) -> Event:
+def validate(kind: str, obj: Any, window: TimeWindow | None = None) -> Event:
     """A clean event holding exactly the contract's fields of `kind`, or a Rejection.
 
-    The loop accepts well-formed values inline (the loader validates ~100k events/s); anything it
-    does not accept goes to _check, which finds the precise reason.
+    `window` (earliest, latest) bounds ts_ms further: the loader passes its plausibility window around
+    now (plausible_window). The loop accepts well-formed values inline (the loader validates ~100k
+    events/s); anything it does not accept goes to _check, which finds the precise reason.
     """
     plan = _PLANS.get(kind)
     if plan is None:
@@ -188,12 +239,13 @@ def validate(kind: str, obj: Any) -> Event:
     if not isinstance(obj, dict):
         raise Rejection(f"expected a JSON object, got {_type_name(obj)}")
     event: Event = {}
-    for name, kind_type, low, high, choices, max_len, field in plan:
+    for name, kind_type, low, high, choices, max_len, matches, field in plan:
         value = obj.get(name, _MISSING)
         value_type = type(value)
         if value_type is kind_type:
             if kind_type is str:
-                if len(value) <= max_len and (choices is None or value in choices):
+                if len(value) <= max_len and (choices is None or value in choices) and (
+                        matches is None or matches(value)):
                     event[name] = value
                     continue
             elif low <= value <= high and (choices is None or value in choices):
@@ -208,11 +260,39 @@ def validate(kind: str, obj: Any) -> Event:
             event[name] = field.default
             continue
         event[name] = _check(field, value)  # raises with the reason (or accepts a subclass value)
+    if window is not None and not window[0] <= event["ts_ms"] <= window[1]:
+        raise Rejection(f"field 'ts_ms': expected {_iso(window[0])}..{_iso(window[1])} (the loader's plausibility "
+                        f"window around now), got {event['ts_ms']} = {_iso(event['ts_ms'])}", "ts_ms")
     return event
 
 
-def decode(kind: str, raw: bytes, loads: Callable[[bytes], Any] = json.loads) -> Event:
-    """Parse and validate one message. `loads` may be a faster JSON parser with json's contract."""
+def plausible_window(now_ms: int, max_age_s: float, max_future_s: float) -> TimeWindow:
+    """The ts_ms range a loader accepts at now_ms: max_age_s back to max_future_s ahead."""
+    return max(1, now_ms - int(max_age_s * 1000)), min(MAX_TS_MS, now_ms + int(max_future_s * 1000))
+
+
+def _iso(ts_ms: int) -> str:
+    return dt.datetime.fromtimestamp(ts_ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _stdlib_loads(raw: bytes) -> Any:
+    """json.loads held to orjson's rules: strict UTF-8 (json.loads(bytes) also takes UTF-16 and UTF-32), no
+    NaN/Infinity, no lone surrogate escapes ("\\ud800" is no UTF-8 text: re-encoding finds it)."""
+    obj = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    if b"\\u" in raw:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def decode(kind: str, raw: bytes, loads: Callable[[bytes], Any] = _stdlib_loads,
+           window: TimeWindow | None = None) -> Event:
+    """Parse and validate one message. `loads` may be a faster JSON parser with the same contract (strict
+    UTF-8 in, no NaN/Infinity: orjson.loads); the verdict is the same either way, only JSON syntax
+    errors are worded by the parser."""
     limit = MAX_DLQ_MESSAGE_BYTES if kind == "dlq" else MAX_MESSAGE_BYTES
     if len(raw) > limit:
         raise Rejection(f"message of {len(raw)} bytes exceeds the {limit}-byte limit")
@@ -227,7 +307,7 @@ def decode(kind: str, raw: bytes, loads: Callable[[bytes], Any] = json.loads) ->
         if "utf-8" in reason.lower() or "surrogate" in reason.lower():
             raise Rejection("message is not valid UTF-8") from None
         raise Rejection(f"message is not valid JSON: {reason}") from None
-    return validate(kind, obj)
+    return validate(kind, obj, window)
 
 
 def _stdlib_dumps(event: Event) -> bytes:
@@ -270,6 +350,20 @@ def _payload(raw: bytes) -> tuple[str, str]:
     return base64.b64encode(raw).decode("ascii"), "base64"  # not UTF-8, or JSON escapes would bloat it
 
 
+_CUT_NOTE = re.compile(r" \(payload cut to the first \d+ of \d+ bytes\)$")
+
+
+def cut_note(event: Event) -> str:
+    """The " (payload cut to the first N of SIZE bytes)" note of a dead letter whose payload was cut, else ""."""
+    note = _CUT_NOTE.search(event["reason"])
+    return note.group(0) if note else ""
+
+
+def rejudged(event: Event, reason: str) -> Event:
+    """The dead letter with a new reason, keeping its "payload cut" note (the original size) if it had one."""
+    return {**event, "reason": (reason + cut_note(event))[:4096]}
+
+
 def dead_letter_payload(event: Event) -> bytes:
     """The original message bytes held by a dlq event."""
     if event["encoding"] == "base64":
@@ -287,6 +381,8 @@ def json_schema(kind: str) -> dict[str, Any]:
             spec["enum"] = list(field.choices)
         if field.type is str:
             spec["maxLength"] = field.max_len
+            if field.grammar is not None:
+                spec["pattern"] = f"^{full_pattern(field)}$"
         else:
             if field.minimum is not None:
                 spec["minimum"] = field.minimum

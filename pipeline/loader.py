@@ -1,10 +1,14 @@
 """The loader: poll Kafka -> transform (pure) -> batch (size | age) -> insert -> commit offsets.
 
 At-least-once with an exactly-once effect: offsets are committed only after the rows are in the
-store and the dead letters are acknowledged by the broker; rows redelivered after a crash are
-skipped by the RedeliveryGuard. When the store fails, every partition is paused (the consumer keeps
-polling so it stays in its group), the same batch is retried with backoff, and loading resumes by
-itself. SIGTERM/SIGINT finish the current batch, commit and leave the group.
+store and the dead letters are acknowledged by the broker; rows redelivered after a crash or a
+failed attempt are skipped by the RedeliveryGuard. Events outside the contract, or outside the
+plausibility window around now, are dead-lettered; rows the store itself refuses are found by
+bisection and dead-lettered with the store's message (pipeline/writer.py), so one bad event never
+blocks the rest. When the store is down, every partition is paused (the consumer keeps polling so it
+stays in its group), the batch is retried with backoff and loading resumes by itself.
+SIGTERM/SIGINT: the current batch gets one more attempt; if it fails the loader leaves without
+committing it (the next owner loads it), so a stop takes at most one attempt (the store timeout).
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ import time
 from dataclasses import dataclass
 
 from core.kafka import KafkaClientError, Message, TopicPartition, ensure_topics, open_consumer, open_producer
-from pipeline import events, metrics
-from pipeline.batch import Batch, columns
+from pipeline import events, metrics, progress
+from pipeline.batch import Batch
 from pipeline.redelivery import RedeliveryGuard
 from pipeline.store import Store, StoreError
 from pipeline.topics import DLQ, LOADED_TOPICS, TABLE_BY_KIND
-from pipeline.transform import COLUMNS, transform
+from pipeline.transform import transform
+from pipeline.writer import DeadLetterLog, insert_bisecting, publish_dead_letters
 
 log = logging.getLogger("svcpulse.loader")
 
@@ -37,6 +42,11 @@ class LoaderConfig:
     backoff_max_s: float = 10.0
     partitions: int = 4
     kafka_client: str = "kafka-python"  # or "confluent" (librdkafka), see core/kafka
+    # The plausibility window: events stamped outside [now - max_age_s, now + max_future_s] are
+    # dead-lettered (rows in partitions retention drops at once, or years ahead, help nobody).
+    max_age_s: float = 7 * 86_400
+    max_future_s: float = 3_600
+    stall_s: float = 60.0  # not ready when nothing was committed this long while messages wait
 
 
 class Loader:
@@ -46,7 +56,8 @@ class Loader:
         self.guard = RedeliveryGuard()
         self.batch = self._new_batch()
         self.stop_event = threading.Event()
-        self._inserted: set[str] = set()  # kinds of the current batch already in the store
+        self.progress = progress.Progress(config.stall_s)
+        self.dead_log = DeadLetterLog()
         ensure_topics(config.bootstrap, (*LOADED_TOPICS, DLQ), config.partitions)
         self.consumer = open_consumer(config.kafka_client, config.bootstrap, config.group_id)
         self.producer = open_producer(config.kafka_client, config.bootstrap, client_id=f"{config.group_id}-dlq")
@@ -59,6 +70,7 @@ class Loader:
 
     def run(self) -> None:
         """Load until stop() is called; then flush, commit and close."""
+        progress.register_local(self.config.bootstrap, self.config.group_id, self.progress)
         self.consumer.subscribe(list(LOADED_TOPICS), self._assigned, self._revoked)
         log.info("loading %s from %s with %s", ", ".join(LOADED_TOPICS), self.config.bootstrap,
                  self.config.kafka_client)
@@ -70,6 +82,8 @@ class Loader:
                 self._update_lag()
             self.flush()
         finally:
+            progress.register_local(self.config.bootstrap, self.config.group_id, None)
+            self.dead_log.close()
             self.consumer.close()
             self.producer.close(10)
 
@@ -94,72 +108,81 @@ class Loader:
         self.guard.revoked(partitions)
 
     def _take(self, records: list[Message]) -> None:
+        window = events.plausible_window(time.time_ns() // 1_000_000, self.config.max_age_s,
+                                         self.config.max_future_s)
         for record in records:
-            result = transform(record)
+            result = transform(record, window)
             if isinstance(result, tuple):
-                self.batch.add_row(*result)
+                self.batch.add_row(*result, record)
             else:
                 self.batch.add_dead_letter(result)
             self.batch.mark(record.topic, record.partition, record.offset)
 
-    def flush(self) -> None:
-        """Insert the batch, publish its dead letters, commit its offsets; retry until done or stopped."""
+    def flush(self) -> bool:
+        """Insert the batch, publish its dead letters, commit its offsets; retry until done or stopped.
+        False when stopped before the batch was written: nothing of it is committed then."""
         if self.batch.empty or self.flushing:
-            return
+            return True
         self.flushing = True
         backoff = self.config.backoff_initial_s
-        while True:
-            try:
-                self._write()
-                break
-            except (StoreError, KafkaClientError) as err:
-                metrics.INSERT_FAILURES.inc()
-                metrics.PAUSED.set(1)
-                log.warning("write failed (%s); retrying in %.1f s with partitions paused", err, backoff)
+        try:
+            while not self._attempt():
+                if self.stop_event.is_set():
+                    log.warning("stopping with an unwritten batch: its offsets stay uncommitted, so the "
+                                "partitions' next owner loads it")
+                    return False
+                log.warning("retrying in %.1f s with partitions paused", backoff)
                 self._wait_paused(backoff)
                 backoff = min(backoff * 2, self.config.backoff_max_s)
-        metrics.PAUSED.set(0)
+        finally:
+            metrics.PAUSED.set(0)
+            self.flushing = False
         self.batch = self._new_batch()
-        self._inserted.clear()
-        self.flushing = False
+        return True
+
+    def _attempt(self) -> bool:
+        try:
+            self._write()
+            return True
+        except (StoreError, KafkaClientError) as err:
+            metrics.INSERT_FAILURES.inc()
+            metrics.PAUSED.set(1)
+            log.warning("write failed: %s", err)
+            self.guard.assigned(set(self.batch.offsets))  # part may be stored: check before the next try
+            return False
 
     def _wait_paused(self, seconds: float) -> None:
         """Keep polling (so the group keeps us) without taking records while the store recovers; a paused
         partition hands out nothing and loses nothing (core/kafka/abstract.py)."""
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self.stop_event.is_set():
             self.consumer.pause(self.consumer.assignment())  # again each time: a rebalance resumes all
-            self.consumer.poll(0.2)  # paused: returns nothing, keeps the group membership alive
+            try:
+                self.consumer.poll(0.2)  # paused: returns nothing, keeps the group membership alive
+            except KafkaClientError as err:
+                log.warning("poll while paused failed: %s", err)
+                self.stop_event.wait(0.2)
+            self._update_lag()
         self.consumer.resume(self.consumer.assignment())
 
     def _write(self) -> None:
         for kind, rows in self.batch.rows.items():
-            if kind in self._inserted:
-                continue
             table = TABLE_BY_KIND[kind]
             fresh = self.guard.filter(self.store, table, rows)
             metrics.DUPLICATES.inc(len(rows) - len(fresh))
             if fresh:
                 started = time.monotonic()
-                self.store.insert(table, COLUMNS[kind], columns(fresh))
+                stored = insert_bisecting(self.store, kind, fresh, self.batch)
                 metrics.INSERT_SECONDS.observe(time.monotonic() - started)
-                metrics.ROWS.labels(table).inc(len(fresh))
-                self.rows_loaded += len(fresh)
-            self._inserted.add(kind)
-        self._publish_dead_letters()
+                metrics.ROWS.labels(table).inc(stored)
+                self.rows_loaded += stored
+        publish_dead_letters(self.producer, self.batch, self.dead_log)
         if not self.consumer.commit({tp: offset + 1 for tp, offset in self.batch.offsets.items()}):
             # The group moved our partitions while we retried. The rows are in; the new owner is
             # redelivered them and its RedeliveryGuard skips them, so nothing is lost or doubled.
             log.warning("commit refused after a rebalance; the new owner skips these rows")
+        self.progress.committed()
         metrics.BATCHES.inc()
-
-    def _publish_dead_letters(self) -> None:
-        for event in self.batch.dead_letters:
-            key = f"{event['topic']}:{event['partition']}".encode()
-            self.producer.produce(DLQ, events.encode("dlq", event), key=key)
-            metrics.DEAD_LETTERS.labels(event["topic"]).inc()
-        self.producer.flush(30)
-        self.batch.dead_letters.clear()
 
     def _update_lag(self) -> None:
         now = time.monotonic()
@@ -169,11 +192,15 @@ class Loader:
         metrics.ROWS_PER_SECOND.set((self.rows_loaded - rows_then) / (now - started))
         self._rate_mark = (now, self.rows_loaded)
         try:
+            total = 0
             for topic, partition in self.consumer.assignment():
                 position = self.consumer.position((topic, partition))
-                _, high = self.consumer.watermarks((topic, partition))
-                if position is not None:  # Tansu's high watermark trails by up to one batch: never below 0
-                    metrics.LAG.labels(topic, str(partition)).set(max(0, high - position))
+                _, high = self.consumer.watermarks((topic, partition), cached=True)  # no request: never stall
+                if position is not None and high >= 0:  # Tansu's high mark trails by up to a batch: clamp at 0
+                    lag = max(0, high - position)
+                    metrics.LAG.labels(topic, str(partition)).set(lag)
+                    total += lag
+            self.progress.lag(total + self.batch.size)  # taken but not yet stored counts as waiting
         except KafkaClientError as err:
             log.warning("consumer lag unknown: %s", err)
 

@@ -13,3 +13,8 @@ TABLE_BY_KIND: dict[str, str] = {"tcp": "tcp_connections", "rpc": "rpc_calls", "
 LOADED_TOPICS: tuple[str, ...] = (TCP, RPC, LOAD)  # what the loader consumes (the DLQ is not loaded)
 # The message key of each kind, so per-key order holds (DESIGN.md: tcp/load by host, rpc by callee).
 KEY_FIELD: dict[str, str] = {"tcp": "host", "rpc": "callee", "load": "host"}
+
+
+def dead_letter_key(topic: str, partition: int) -> bytes:
+    """The key of a dead letter: its source partition, so one partition's dead letters stay in order."""
+    return f"{topic}:{partition}".encode()

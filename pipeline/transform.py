@@ -6,13 +6,12 @@ the tables in this order and a test checks both against the contract.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from core.kafka import Message
-from pipeline import events
+from pipeline import events, fastdecode
 from pipeline.topics import KIND_BY_TOPIC
 
 PROVENANCE = ("_topic", "_partition", "_offset", "_kafka_ts_ms")
@@ -31,15 +30,27 @@ def to_row(kind: str, event: events.Event, message: Message) -> Row:
             message.timestamp_ms)
 
 
-def transform(message: Message, loads: Callable[[bytes], Any] = orjson.loads) -> tuple[str, Row] | events.Event:
-    """(kind, row) for a valid message; otherwise the dead-letter event that explains why."""
+def judge(kind: str, raw: bytes, window: events.TimeWindow | None) -> events.Event:
+    """The one verdict on a message's bytes, shared by the loader and `svcpulse dlq replay`: strict UTF-8
+    JSON (orjson), the contract, the plausibility window. Raises events.Rejection with the reason."""
+    return events.decode(kind, raw, orjson.loads, window)
+
+
+def transform(message: Message, window: events.TimeWindow | None = None) -> tuple[str, Row] | events.Event:
+    """(kind, row) for a valid message (ts_ms within `window` when given); otherwise the dead-letter
+    event that explains why."""
     kind = KIND_BY_TOPIC.get(message.topic)
+    if kind in COLUMNS and message.value is not None:
+        values = fastdecode.contract_values(kind, message.value, window)
+        if values is not None:
+            return kind, (values[1] // 1000, *values, message.topic, message.partition, message.offset,
+                          message.timestamp_ms)
     try:
         if kind is None or kind not in COLUMNS:
             raise events.Rejection(f"topic '{message.topic}' is not loaded")
         if message.value is None:
             raise events.Rejection("message has no value (a tombstone)")
-        return kind, to_row(kind, events.decode(kind, message.value, loads), message)
+        return kind, to_row(kind, judge(kind, message.value, window), message)
     except events.Rejection as rejection:
         return events.dead_letter(rejection.reason, message.topic, message.partition, message.offset,
                                   message.value or b"", message.timestamp_ms)

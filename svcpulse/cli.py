@@ -77,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--batch-age", type=float, help="flush at this age in seconds (default 1.0)")
     load.add_argument("--kafka-client", choices=("kafka-python", "confluent"),
                       help="Kafka client library (default kafka-python; confluent is faster)")
-    load.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port")
+    load.add_argument("--processes", help="loader processes in the consumer group: N or auto (one per core); "
+                      "default $SVCPULSE_LOADER_PROCESSES (1)")
+    load.add_argument("--metrics-port", type=int, default=0,
+                      help="serve /metrics (Prometheus), /readyz and /healthz on this port")
     load.add_argument("--metrics-host", default="127.0.0.1",
                       help="metrics listen address (0.0.0.0 in a container, for the scraper)")
 

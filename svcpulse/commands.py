@@ -9,11 +9,12 @@ import threading
 
 from core.settings import Settings
 from pipeline import dlq as dead_letters
-from pipeline import events
+from pipeline import events, metrics
 from pipeline.loader import Loader, LoaderConfig
 from pipeline.migrate import migrate as apply_migrations
 from pipeline.retention import apply_retention, retention_days
 from pipeline.store import Store, StoreError, open_store
+from svcpulse import loadgroup
 from svcpulse.services import ClickHouseServer, ServiceError, Tansu
 
 
@@ -31,6 +32,11 @@ def _store(args: argparse.Namespace, settings: Settings) -> Store:
 
 def _bootstrap(args: argparse.Namespace, settings: Settings) -> str:
     return getattr(args, "bootstrap", None) or settings.kafka_bootstrap
+
+
+def _max_age_s(settings: Settings) -> int:
+    """The oldest event the loader (and a DLQ replay) accepts: SVCPULSE_EVENT_MAX_AGE_S, else the retention."""
+    return settings.event_max_age_s or settings.retention_days_raw * 86_400
 
 
 def services(args: argparse.Namespace, settings: Settings) -> int:
@@ -71,6 +77,12 @@ def migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def load(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        processes = loadgroup.count(args.processes or settings.loader_processes)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if processes > 1:
+        return loadgroup.run(args, processes)
     config = LoaderConfig(
         bootstrap=_bootstrap(args, settings),
         group_id=args.group or settings.group_id,
@@ -78,16 +90,17 @@ def load(args: argparse.Namespace, settings: Settings) -> int:
         batch_age_s=args.batch_age or settings.batch_age_s,
         partitions=settings.partitions,
         kafka_client=args.kafka_client or settings.kafka_client,
+        max_age_s=_max_age_s(settings),
+        max_future_s=settings.event_max_future_s,
+        stall_s=settings.loader_stall_s,
     )
     store = _store(args, settings)
-    if args.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(args.metrics_port, addr=args.metrics_host)
-        print(f"[load] metrics at http://{args.metrics_host}:{args.metrics_port}/metrics")
     loader = Loader(config, store)
+    if args.metrics_port:
+        metrics.serve(args.metrics_host, args.metrics_port, loader.progress.verdict)
+        print(f"[load] metrics at http://{args.metrics_host}:{args.metrics_port}/metrics, readiness at /readyz")
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: loader.stop())  # finish the batch, commit, leave the group
+        signal.signal(signum, lambda *_: loader.stop())  # finish the batch (one attempt), commit, leave
     print(f"[load] {config.bootstrap} ({config.kafka_client}) -> {store.dialect}:{store.database} "
           f"(batches of {config.batch_rows} rows or {config.batch_age_s} s); SIGTERM stops cleanly", flush=True)
     loader.run()
@@ -131,7 +144,8 @@ def dlq(args: argparse.Namespace, settings: Settings) -> int:
                       else dead_letters.read_dead_letters(bootstrap, dead_letters.REPLAY_GROUP,
                                                          client=settings.kafka_client))
             report = dead_letters.replay(bootstrap, source, requeue_invalid=not args.from_file,
-                                         client=settings.kafka_client)
+                                         client=settings.kafka_client, max_age_s=_max_age_s(settings),
+                                         max_future_s=settings.event_max_future_s)
         except (OSError, ValueError) as err:
             raise UserError(str(err)) from None
         print(report.summary())

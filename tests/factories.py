@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-BASE_MS = 1_764_000_000_000  # 2025-11-24
+# Midnight (UTC) yesterday: recent enough for the loader's plausibility window (SVCPULSE_EVENT_MAX_AGE_S),
+# fixed for the whole test session.
+BASE_MS = (int(time.time()) // 86_400 - 1) * 86_400_000
 
 
 def rpc_event(i: int, **changes: Any) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from api.auth import bearer_token
 from api.deps import SettingsDep, StoreDep
+from pipeline.progress import loader_verdict
 from pipeline.store import StoreError
 
 router = APIRouter(tags=["health"])
@@ -28,6 +29,7 @@ class Readiness(BaseModel):
     status: str
     store: str | None = None  # the detail: shown to authenticated callers only
     broker: str | None = None
+    loader: str | None = None  # "ok", or why loading counts as stalled (pipeline/progress.py)
 
 
 def broker_reachable(bootstrap: str, timeout_s: float = 1.0) -> str:
@@ -55,7 +57,7 @@ def authenticated(request: Request) -> bool:
 
 
 @router.get("/readyz", response_model=Readiness, response_model_exclude_none=True,
-            summary="The store and the Kafka broker are reachable (detail with a token)",
+            summary="The store and the Kafka broker are reachable and loading is not stalled (detail with a token)",
             responses={503: {"model": Readiness, "description": "a dependency is unreachable"}})
 def readyz(request: Request, store: StoreDep, settings: SettingsDep) -> Response:
     try:
@@ -64,8 +66,11 @@ def readyz(request: Request, store: StoreDep, settings: SettingsDep) -> Response
     except StoreError as err:
         store_state = str(err)
     broker_state = broker_reachable(settings.kafka_bootstrap)
-    ready = store_state == "ok" and broker_state == "ok"
-    body = Readiness(status="ready" if ready else "not ready", store=store_state, broker=broker_state)
+    loader_state = loader_verdict(settings.kafka_client, settings.kafka_bootstrap, settings.group_id,
+                                  settings.loader_stall_s) if broker_state == "ok" else "ok"
+    ready = store_state == "ok" and broker_state == "ok" and loader_state == "ok"
+    body = Readiness(status="ready" if ready else "not ready", store=store_state, broker=broker_state,
+                     loader=loader_state)
     if not authenticated(request):
         body = Readiness(status=body.status)
     return JSONResponse(body.model_dump(exclude_none=True), status_code=200 if ready else 503)

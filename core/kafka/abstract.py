@@ -113,11 +113,14 @@ class Consumer(ABC):
         """The group's committed offsets (None = nothing committed); needs a group_id, no membership."""
 
     @abstractmethod
-    def watermarks(self, partition: TopicPartition) -> tuple[int, int]:
+    def watermarks(self, partition: TopicPartition, cached: bool = False) -> tuple[int, int]:
         """(first offset in the log, offset of the next message produced), as the broker reports them.
+        cached=True answers from the last fetch response without a request (-1 when none is known
+        yet): cheap enough for a lag gauge inside a poll loop.
 
-        Tansu 0.6 reports the high watermark at batch granularity: the base offset of the last record
-        batch plus one, which is lower than Kafka's answer when that batch holds several messages."""
+        Tansu 0.6 answers the request (cached=False) at batch granularity: the base offset of the last
+        record batch plus one, lower than Kafka's answer when that batch holds several messages; the
+        high watermark in its fetch responses (cached=True) is exact."""
 
     @abstractmethod
     def offsets_for_times(self, times: Mapping[TopicPartition, int]) -> dict[TopicPartition, int | None]:

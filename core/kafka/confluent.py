@@ -183,10 +183,10 @@ class ConfluentConsumer(Consumer):
             raise _error(f"committed offsets from {self._bootstrap}", err) from err
         return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in found}
 
-    def watermarks(self, partition: TopicPartition) -> tuple[int, int]:
+    def watermarks(self, partition: TopicPartition, cached: bool = False) -> tuple[int, int]:
         try:
-            return tuple(self._consumer.get_watermark_offsets(RdTP(*partition), timeout=_TIMEOUT_S,
-                                                              cached=False))  # type: ignore[return-value]
+            marks = self._consumer.get_watermark_offsets(RdTP(*partition), timeout=_TIMEOUT_S, cached=cached)
+            return (-1, -1) if marks is None else tuple(marks)  # type: ignore[return-value]
         except KafkaException as err:
             raise _error(f"watermarks of {partition} from {self._bootstrap}", err) from err
 

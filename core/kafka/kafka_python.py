@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -10,8 +11,9 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTP
 from kafka.codec import has_lz4
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
+from kafka.future import Future as KafkaFuture
 from kafka.structs import OffsetAndMetadata
 
 from core.kafka import timesearch
@@ -36,6 +38,40 @@ def _tps(partitions: Any) -> set[TopicPartition]:
 
 def _message(record: Any) -> Message:
     return Message(record.topic, record.partition, record.offset, record.timestamp, record.key, record.value)
+
+
+class _Listener(AsyncConsumerRebalanceListener):
+    """kafka-python 3 calls rebalance listeners on its IO thread, where a blocking call (a commit in
+    on_revoke, offsets_for_times in on_assign) fails. The callbacks run in a worker thread instead,
+    while the IO loop awaits them (heartbeats go on), so they may use the whole Consumer API."""
+
+    def __init__(self, consumer: KafkaConsumer, on_assign: PartitionsCallback, on_revoke: PartitionsCallback) -> None:
+        self._consumer, self._on_assign, self._on_revoke = consumer, on_assign, on_revoke
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._in_worker(self._on_revoke, _tps(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self._consumer.resume(*assigned)  # a new assignment starts resumed, as the contract says
+        await self._in_worker(self._on_assign, _tps(assigned))
+
+    async def _in_worker(self, callback: PartitionsCallback, partitions: set[TopicPartition]) -> None:
+        done, net = KafkaFuture(), self._consumer._net  # the consumer's event loop (kafka-python internal)
+
+        def work() -> None:
+            outcome: BaseException | None = None
+            try:
+                callback(partitions)
+            except BaseException as err:  # handed to the IO loop, which reports it like a sync listener's
+                outcome = err
+
+            async def finish() -> None:
+                done.failure(outcome) if outcome is not None else done.success(None)
+
+            net.call_soon_threadsafe(finish)
+
+        threading.Thread(target=work, name="kafka-rebalance-callback", daemon=True).start()
+        await done
 
 
 def consumer_options(bootstrap: str, group_id: str | None, tuning: ConsumerTuning) -> dict[str, Any]:
@@ -68,17 +104,7 @@ class KafkaPythonConsumer(Consumer):
 
     def subscribe(self, topics: list[str], on_assign: PartitionsCallback = lambda _: None,
                   on_revoke: PartitionsCallback = lambda _: None) -> None:
-        consumer = self._consumer
-
-        class Listener(ConsumerRebalanceListener):
-            def on_partitions_revoked(self, revoked: Any) -> None:
-                on_revoke(_tps(revoked))
-
-            def on_partitions_assigned(self, assigned: Any) -> None:
-                consumer.resume(*assigned)  # a new assignment starts resumed, as the contract says
-                on_assign(_tps(assigned))
-
-        self._consumer.subscribe(topics, listener=Listener())
+        self._consumer.subscribe(topics, listener=_Listener(self._consumer, on_assign, on_revoke))
 
     def assign(self, offsets: Mapping[TopicPartition, int | None]) -> None:
         partitions = [KafkaTP(*tp) for tp in offsets]
@@ -119,8 +145,11 @@ class KafkaPythonConsumer(Consumer):
     def committed(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int | None]:
         return {tp: self._call(self._consumer.committed, KafkaTP(*tp), timeout_ms=10_000) for tp in partitions}
 
-    def watermarks(self, partition: TopicPartition) -> tuple[int, int]:
+    def watermarks(self, partition: TopicPartition, cached: bool = False) -> tuple[int, int]:
         tp = KafkaTP(*partition)
+        if cached:
+            high = self._consumer.highwater(tp)
+            return -1, -1 if high is None else high
         low = self._call(self._consumer.beginning_offsets, [tp], timeout_ms=10_000)[tp]
         high = self._call(self._consumer.end_offsets, [tp], timeout_ms=10_000)[tp]
         return low, high

@@ -27,7 +27,33 @@ CONTROL_LANE = "control"  # the weight loop's lane: a server store keeps a conne
 
 
 class StoreError(RuntimeError):
-    """The store is unreachable or rejected a statement; the message is safe to show to users."""
+    """The store is unreachable or rejected a statement; the message is safe to show to users.
+
+    `rejected` is True when the store refused the data itself (a value its column cannot hold, text it
+    cannot parse): retrying the same rows fails the same way, so the loader bisects the batch instead.
+    Connection losses, timeouts, "too many parts", a missing table and every unknown error are not
+    rejections: the loader retries those until the store recovers.
+    """
+
+    def __init__(self, message: str, rejected: bool = False) -> None:
+        super().__init__(message)
+        self.rejected = rejected
+
+
+# ClickHouse error codes that mean "this data cannot be stored": parse and conversion failures.
+DATA_ERROR_CODES = frozenset({
+    6,  # CANNOT_PARSE_TEXT
+    25, 26, 27,  # CANNOT_PARSE_ESCAPE_SEQUENCE, _QUOTED_STRING, _INPUT_ASSERTION_FAILED
+    38, 41,  # CANNOT_PARSE_DATE, CANNOT_PARSE_DATETIME
+    53, 69, 70, 72,  # TYPE_MISMATCH, ARGUMENT_OUT_OF_BOUND, CANNOT_CONVERT_TYPE, CANNOT_PARSE_NUMBER
+    117, 131, 321,  # INCORRECT_DATA, TOO_LARGE_STRING_SIZE, VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+})
+
+
+def is_data_error(code: int | None, message: str) -> bool:
+    """True for a server error about the inserted data (see DATA_ERROR_CODES); 252 is "too many parts"
+    (transient) except when one block spans too many partitions, which smaller blocks fix."""
+    return code in DATA_ERROR_CODES or (code == 252 and "partitions for single INSERT" in message)
 
 
 class QueryLimitError(StoreError):

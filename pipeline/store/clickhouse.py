@@ -19,11 +19,13 @@ from typing import Any
 
 from clickhouse_driver import Client
 from clickhouse_driver.errors import Error as DriverError
-from clickhouse_driver.errors import ServerException
+from clickhouse_driver.errors import ServerException, TooLargeStringSize, TypeMismatchError
 
-from pipeline.store import CONTROL_LANE, LIMIT_CODES, QueryLimits, StoreError, limit_error
+from pipeline.store import CONTROL_LANE, LIMIT_CODES, QueryLimits, StoreError, is_data_error, limit_error
 
 POOL_WAIT_S = 10.0
+# Raised while encoding a block client-side: the value does not fit its column; nothing was sent.
+_ENCODE_ERRORS = (TypeMismatchError, TooLargeStringSize, TypeError, ValueError, OverflowError)
 
 
 class _Pool:
@@ -99,14 +101,14 @@ class ClickHouseStore:
         with pool.client(POOL_WAIT_S) as client:
             try:
                 return client.execute(sql, params, settings=settings, **kwargs)
-            except ServerException as err:
-                client.disconnect()  # a query stopped mid-stream: start the next one on a clean connection
-                if err.code in LIMIT_CODES:
+            except (DriverError, OSError, EOFError, *_ENCODE_ERRORS) as err:
+                client.disconnect()  # the next statement on this client reconnects, on a clean connection
+                if isinstance(err, ServerException) and err.code in LIMIT_CODES:
                     raise limit_error(err.code, self._where(), limits) from err
-                raise StoreError(f"{self._where()}: Code {err.code}: {_first_line(err.message)}") from err
-            except (DriverError, OSError, EOFError) as err:
-                client.disconnect()  # the next statement on this client reconnects
-                raise StoreError(f"{self._where()}: {_first_line(str(err))}") from err
+                message = _describe(err)
+                rejected = isinstance(err, _ENCODE_ERRORS) or (
+                    isinstance(err, ServerException) and is_data_error(err.code, message))
+                raise StoreError(f"{self._where()}: {message}", rejected=rejected) from err
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None, *, lane: str = "default",
                 limits: QueryLimits | None = None) -> list[tuple[Any, ...]]:
@@ -139,6 +141,12 @@ class ClickHouseStore:
                 pool.close()
 
 
-def _first_line(text: str) -> str:
-    """The message without the server's stack trace (18.16 appends one), at most 300 characters."""
-    return text.strip().split(". Stack trace:")[0].splitlines()[0][:300] if text.strip() else ""
+def _describe(err: Exception) -> str:
+    """One line: the server's code and first message line (its str() puts the message on line 2)."""
+    if isinstance(err, TooLargeStringSize):  # raised by the driver without a message
+        return "a string is longer than its FixedString column (TooLargeStringSize)"
+    if isinstance(err, ServerException):
+        lines = (err.message or "").strip().splitlines()
+        return f"Code: {err.code}. {lines[0] if lines else ''}"[:300]
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else type(err).__name__

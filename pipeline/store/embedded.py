@@ -18,7 +18,9 @@ from typing import Any
 import pyarrow
 from clickhouse_driver.util.escape import escape_params
 
-from pipeline.store import LIMIT_CODES, QueryLimits, StoreError, limit_error
+from pipeline.store import LIMIT_CODES, QueryLimits, StoreError, is_data_error, limit_error
+
+_CODE = re.compile(r"Code: (\d+)")
 
 
 def substitute(sql: str, params: Mapping[str, Any] | None) -> str:
@@ -62,15 +64,15 @@ class ChdbStore:
         with self._lock:
             try:
                 result = self._session.query(sql, "ArrowTable")
-            except Exception as err:  # chdb raises plain RuntimeErrors for SQL errors
-                code = re.match(r"Code: (\d+)", str(err).strip())
+            except Exception as err:  # chdb raises plain RuntimeErrors ("Code: 27. DB::Exception: ...")
+                code = _CODE.search(str(err))
                 if code and int(code[1]) in LIMIT_CODES:
                     # chdb 26.x: after a query stopped mid-run, the session's next Arrow result comes back
                     # corrupt ("Unexpected empty message in IPC file format"); a throwaway query absorbs it.
                     with contextlib.suppress(Exception):
                         self._session.query("SELECT 1", "ArrowTable")
                     raise limit_error(int(code[1]), "chdb", limits) from err
-                raise StoreError(f"chdb: {str(err).strip().splitlines()[0][:300]}") from err
+                raise _store_error(err) from err
         return result if isinstance(result, pyarrow.Table) else pyarrow.table({})
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None, *, lane: str = "default",
@@ -83,7 +85,11 @@ class ChdbStore:
         return self._table(substitute(sql, params), limits).to_pylist()
 
     def insert(self, table: str, columns: Sequence[str], data: Sequence[Sequence[Any]]) -> None:
-        svcpulse_block = pyarrow.table({name: _arrow(values) for name, values in zip(columns, data, strict=True)})  # noqa: F841
+        try:
+            svcpulse_block = pyarrow.table(  # noqa: F841 (read by name)
+                {name: _arrow(values) for name, values in zip(columns, data, strict=True)})
+        except (pyarrow.ArrowException, OverflowError, TypeError) as err:  # a value Arrow cannot hold
+            raise StoreError(f"chdb: {err}", rejected=True) from err
         names = ", ".join(columns)
         self.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(svcpulse_block)")
 
@@ -96,3 +102,9 @@ class ChdbStore:
     def close(self) -> None:
         with self._lock:
             self._session.close()
+
+
+def _store_error(err: Exception) -> StoreError:
+    message = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+    code = _CODE.search(message)
+    return StoreError(f"chdb: {message}", rejected=is_data_error(int(code.group(1)) if code else None, message))

@@ -28,7 +28,8 @@ def test_ready_when_store_and_broker_answer(broker: Tansu, clickhouse: ClickHous
         ready = client.get("/readyz")
         assert ready.status_code == 200 and ready.json() == {"status": "ready"}
         ready = client.get("/readyz", headers=auth("vic"))
-        assert ready.status_code == 200 and ready.json() == {"status": "ready", "store": "ok", "broker": "ok"}
+        assert ready.status_code == 200 and ready.json() == {"status": "ready", "store": "ok", "broker": "ok",
+                                                               "loader": "ok"}
 
 
 def test_not_ready_names_what_is_unreachable_to_authenticated_callers_only(tmp_path: Path) -> None:

@@ -87,3 +87,23 @@ def test_two_loaders_share_partitions_and_one_survives_the_other_dying(
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=60)
     assert survivor.returncode == 0, logs[0].read_text()[-3000:]
+
+
+def test_processes_runs_a_group_of_loaders_and_sigterm_stops_them_all(
+        broker: Tansu, ch_store: Store, clickhouse: ClickHouseServer, tmp_path: Path) -> None:
+    total = 20_000
+    produce(broker.bootstrap, [("rpc", rpc_event(i, callee=f"svc-{i % 40}")) for i in range(total)])
+    log = tmp_path / "group.log"
+    url = f"clickhouse://127.0.0.1:{clickhouse.port}/{ch_store.database}"
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "svcpulse", "load", "--bootstrap", broker.bootstrap, "--store", url, "--group",
+         "processes", "--batch-age", "0.3", "--processes", "2"], stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: distinct_offsets(ch_store, "rpc_calls") == total, 120, "every event")
+        wait_for(lambda: len(_ASSIGNED.findall(log.read_text())) >= 2, 30, "two members assigned")
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=60) == 0, log.read_text()[-2000:]
+    finally:
+        supervisor.kill()
+    assert count(ch_store, "rpc_calls") == total
+    assert log.read_text().count("[load] stopped after loading") == 2

@@ -49,7 +49,52 @@ def test_port_out_of_range_and_nan() -> None:
     with pytest.raises(events.Rejection, match=r"field .rport.: expected 0\.\.65535, got 70000"):
         events.validate("tcp", tcp_event(1, rport=70000))
     with pytest.raises(events.Rejection, match="expected a finite number"):
+        events.validate("tcp", tcp_event(1, duration_ms=float("nan")))
+    with pytest.raises(events.Rejection, match="not valid JSON"):  # NaN is no JSON: both parsers agree
         events.decode("tcp", json.dumps(tcp_event(1, duration_ms=float("nan"))).encode())
+
+
+def test_ts_ms_is_bounded_by_the_tables_datetime_and_by_the_window() -> None:
+    with pytest.raises(events.Rejection, match=r"field 'ts_ms': expected 1\.\.4294967295999, got 4294967296000"):
+        events.validate("rpc", rpc_event(1, ts_ms=4_294_967_296_000))  # the hostile event of issue 9
+    assert events.validate("rpc", rpc_event(1, ts_ms=events.MAX_TS_MS))["ts_ms"] == events.MAX_TS_MS
+    now = 1_795_000_000_000
+    window = events.plausible_window(now, max_age_s=7 * 86_400, max_future_s=3600)
+    assert window == (now - 7 * 86_400_000, now + 3_600_000)
+    events.validate("rpc", rpc_event(1, ts_ms=now + 3_600_000), window)
+    with pytest.raises(events.Rejection, match=r"ts_ms.*plausibility window.*got 1795003600001 = 2026-11-18"):
+        events.validate("rpc", rpc_event(1, ts_ms=now + 3_600_001), window)
+    with pytest.raises(events.Rejection, match="plausibility window"):
+        events.decode("rpc", events.encode("rpc", rpc_event(1, ts_ms=now - 8 * 86_400_000)), window=window)
+
+
+@pytest.mark.parametrize(("field", "value", "ok"), [
+    ("callee", "shop.cart", True), ("callee", "unknown_service:python", True), ("callee", "a/b@v2", True),
+    ("callee", "", False), ("callee", "<img src=x onerror=alert(1)>", False), ("callee", "shop cart", False),
+    ("callee", ".hidden", False), ("callee", "shop\ncart", False), ("callee", "sh\u043ep", False),  # a Cyrillic o
+    ("caller", "", True), ("caller", "shop\x00", False),
+    ("instance", "10.0.0.1:8080", True), ("instance", "[fe80::1%eth0]:80", True), ("instance", "", True),
+    ("instance", "203.0.113.66:443\r\n", False), ("instance", "a b:1", False),
+    ("interface", "GET /items/{id}", True), ("interface", "/pkg.Svc/Get", True), ("interface", "GET /é", True),
+    ("interface", "", False), ("interface", "GET /x\u202e", False), ("interface", "GET\t/x", False),
+    ("interface", "a\u200bb", False),
+])
+def test_names_follow_their_grammar(field: str, value: str, ok: bool) -> None:
+    if ok:
+        assert events.validate("rpc", rpc_event(1, **{field: value}))[field] == value
+    else:
+        with pytest.raises(events.Rejection, match=f"field '{field}': expected .*, got "):
+            events.validate("rpc", rpc_event(1, **{field: value}))
+
+
+def test_json_schema_carries_the_bounds_and_grammars() -> None:
+    import re
+
+    properties = events.json_schema("rpc")["properties"]
+    assert properties["ts_ms"]["maximum"] == events.MAX_TS_MS
+    callee = re.compile(properties["callee"]["pattern"])
+    assert callee.search("shop.cart") and not callee.search("<img>") and not callee.search("")
+    assert re.compile(properties["caller"]["pattern"]).search("")
 
 
 @pytest.mark.parametrize(("raw", "reason"), [

@@ -47,7 +47,7 @@ def test_batch_is_ready_by_size() -> None:
     batch = Batch(max_rows=3, max_age_s=60, clock=FakeClock())
     for offset in range(3):
         assert not batch.ready()
-        batch.add_row("rpc", (offset,))
+        batch.add_row("rpc", (offset,), message("svcpulse.rpc", b"{}", offset))
         batch.mark("svcpulse.rpc", 0, offset)
     assert batch.ready()
 
@@ -56,7 +56,7 @@ def test_batch_is_ready_by_age_from_first_message() -> None:
     clock = FakeClock()
     batch = Batch(max_rows=1000, max_age_s=2.0, clock=clock)
     assert not batch.ready() and batch.empty
-    batch.add_dead_letter({"reason": "x"})
+    batch.add_dead_letter({"reason": "x", "topic": "svcpulse.rpc", "partition": 1, "offset": 5})
     batch.mark("svcpulse.rpc", 1, 5)
     clock.now += 1.9
     assert not batch.ready()
@@ -69,9 +69,17 @@ def test_batch_keeps_highest_offset_per_partition_and_transposes() -> None:
     for partition, offset in [(0, 5), (0, 3), (1, 9), (0, 8)]:
         batch.mark("svcpulse.rpc", partition, offset)
     assert batch.offsets == {("svcpulse.rpc", 0): 8, ("svcpulse.rpc", 1): 9}
-    batch.add_row("rpc", (1, "a"))
-    batch.add_row("rpc", (2, "b"))
-    assert columns(batch.rows["rpc"]) == [[1, 2], ["a", "b"]]
+    batch.add_row("rpc", (1, "a", "svcpulse.rpc", 3, 7, 0), message("svcpulse.rpc", b"a", 7))
+    batch.add_row("rpc", (2, "b", "svcpulse.rpc", 3, 8, 0), message("svcpulse.rpc", b"b", 8))
+    assert columns(batch.rows["rpc"]) == [[1, 2], ["a", "b"], ["svcpulse.rpc"] * 2, [3, 3], [7, 8], [0, 0]]
+    assert batch.message_of(batch.rows["rpc"][1]).value == b"b"  # a refused row's original bytes
+
+
+def test_a_dead_letter_is_kept_once_per_source_message() -> None:
+    batch = Batch()
+    for reason in ("store refused it", "store refused it again (a retried bisection)"):
+        batch.add_dead_letter({"reason": reason, "topic": "svcpulse.rpc", "partition": 0, "offset": 4})
+    assert [d["reason"] for d in batch.dead_letters] == ["store refused it"]
 
 
 def test_every_day_partitioned_table_has_a_retention() -> None:
