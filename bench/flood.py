@@ -138,6 +138,8 @@ def main() -> None:
                                stdout=log, stderr=log)
         processes.append(api)
         while not port_open(port):
+            if api.poll() is not None:
+                raise SystemExit(f"the API exited with {api.returncode}; see {work / 'processes.log'}")
             time.sleep(0.2)
         base = f"http://127.0.0.1:{port}"
         producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20,
