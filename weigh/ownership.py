@@ -25,6 +25,7 @@ from weights.model import EngineState
 from weights.window import Windows
 
 log = logging.getLogger("svcpulse.weigh")
+HOMES_CACHED = 100_000  # service -> home partition, cached (murmur2 per event otherwise)
 REPLAY_SLACK_S = 5  # events reach Kafka a little after their ts_ms (producer batching, spool replays)
 
 
@@ -50,6 +51,8 @@ class Ownership:
     def home(self, service: str) -> int:
         found = self._homes.get(service)
         if found is None:
+            if len(self._homes) >= HOMES_CACHED:  # a flood of one-off names must not grow the cache for ever
+                self._homes.clear()
             found = self._homes[service] = home_partition(service, self.partitions or 1)
         return found
 
