@@ -1,15 +1,18 @@
-"""Cardinality flood (issue 9 §3): the weight cycle and the API's memory under 50,000 one-off names.
+"""Cardinality flood (issue 9 §3): the weight cycle and memory under 50,000 one-off names.
 
-Real parts: Tansu, ClickHouse 18.16, `svcpulse load` and `svcpulse api` as their own processes (so the
-API's RSS is its own). A registered service keeps a steady trickle of calls. Then, phase by phase:
+Real parts: Tansu, ClickHouse 18.16, `svcpulse load`, `svcpulse weigh` and `svcpulse api` as their own
+processes (so each RSS is its own). The weigh worker computes the weights from the stream and applies
+the caps there; the API serves the feed. A registered service keeps a steady trickle of calls. Then,
+phase by phase:
 
 - services: 50,000 one-off callee names, one event each (the attack in the issue);
 - instances: 50,000 one-off instance addresses of one service whose discovery policy admits 10.0.0.0/8.
 
-Before and after each phase it prints the mean weight cycle (the API's svcpulse_weights_cycle_seconds),
-the API's RSS, the size of GET /v1/weights, weight_history rows per minute and the entities the caps
-refused, with the load average (figures from a shared machine are provisional). The issue's figures
-before the fix are printed next to them: cycle 2.0 -> 13.9 s, API 920 MB, feed 18 MB, 700k rows/min.
+Before and after each phase it prints the mean weight cycle (the worker's svcpulse_weigh_tick_seconds),
+the worker's and the API's RSS, the size of GET /v1/weights, weight_history rows per minute and the
+entities the caps refused (the worker's gauges), with the load average (figures from a shared machine
+are provisional). The issue's figures before the fix are printed next to them: cycle 2.0 -> 13.9 s,
+API 920 MB, feed 18 MB, 700k rows/min.
 
     .venv/bin/python bench/flood.py [--names 50000] [--measure 30]
 """
@@ -41,6 +44,7 @@ from svcpulse.services import ClickHouseServer, Tansu, free_port, port_open
 SERVICE, POLICED = "shop.cart", "shop.pods"
 FLEET = ["10.20.0.1:8080", "10.20.0.2:8080", "10.20.0.3:8080"]
 ISSUE = {"cycle_s": "2.0 -> 13.9", "api_rss_mb": "-> 920", "feed_kb": "-> 18,000", "history_rows_per_min": "-> 700,000"}
+CYCLE = "svcpulse_weigh_tick_seconds"
 
 
 def call(callee: str, instance: str) -> bytes:
@@ -70,21 +74,21 @@ def rss_mb(pid: int) -> float:
     return int(re.search(r"VmRSS:\s+(\d+)", status)[1]) / 1024  # type: ignore[index]
 
 
-def measure(base: str, pid: int, store: Store, producer: Producer, seconds: float) -> dict[str, float]:
+def measure(base: str, metrics: str, pids: dict[str, int], store: Store, producer: Producer,
+            seconds: float) -> dict[str, float]:
     """Mean cycle over `seconds` while the registered service keeps being called, then the other figures."""
-    scrape = httpx.get(f"{base}/metrics", timeout=30).text
-    sum0 = metric(scrape, "svcpulse_weights_cycle_seconds_sum")
-    count0 = metric(scrape, "svcpulse_weights_cycle_seconds_count")
+    scrape = httpx.get(metrics, timeout=30).text
+    sum0, count0 = metric(scrape, f"{CYCLE}_sum"), metric(scrape, f"{CYCLE}_count")
     since = int(time.time())
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         produce(producer, [(SERVICE, call(SERVICE, i)) for i in FLEET for _ in range(20)])
         time.sleep(1)
-    scrape = httpx.get(f"{base}/metrics", timeout=30).text
-    cycles = metric(scrape, "svcpulse_weights_cycle_seconds_count") - count0
+    scrape = httpx.get(metrics, timeout=30).text
+    cycles = metric(scrape, f"{CYCLE}_count") - count0
     rows = store.execute("SELECT count() FROM weight_history WHERE ts >= toDateTime(%(s)s)", {"s": since})[0][0]
-    return {"cycle_s": (metric(scrape, "svcpulse_weights_cycle_seconds_sum") - sum0) / max(cycles, 1),
-            "cycles": cycles, "api_rss_mb": rss_mb(pid),
+    return {"cycle_s": (metric(scrape, f"{CYCLE}_sum") - sum0) / max(cycles, 1),
+            "cycles": cycles, "api_rss_mb": rss_mb(pids["api"]), "weigh_rss_mb": rss_mb(pids["weigh"]),
             "feed_kb": len(httpx.get(f"{base}/v1/weights", timeout=30).content) / 1024,
             "history_rows_per_min": rows * 60 / seconds,
             "refused_services": metric(scrape, "svcpulse_cap_refused", '{cap="services_per_hour"}'),
@@ -103,8 +107,8 @@ def flood(producer: Producer, store: Store, names: list[tuple[str, str]]) -> Non
 
 
 def table(rows: dict[str, dict[str, float]]) -> None:
-    keys = ["cycle_s", "api_rss_mb", "feed_kb", "history_rows_per_min", "tracked_services", "refused_services",
-            "refused_instances", "cycles"]
+    keys = ["cycle_s", "weigh_rss_mb", "api_rss_mb", "feed_kb", "history_rows_per_min", "tracked_services",
+            "refused_services", "refused_instances", "cycles"]
     print(f"{'figure':<22}" + "".join(f"{name:>16}" for name in rows) + f"{'issue (before fix)':>22}")
     for key in keys:
         print(f"{key:<22}" + "".join(f"{row[key]:>16,.2f}" for row in rows.values()) + f"{ISSUE.get(key, ''):>22}")
@@ -133,25 +137,33 @@ def main() -> None:
         env = {**os.environ, "SVCPULSE_FEED_OPEN": "true"}
         common = ["--bootstrap", broker.bootstrap, "--store", url]
         processes.append(subprocess.Popen([sys.executable, "-m", "svcpulse", "load", *common], stdout=log, stderr=log))
+        metrics_port = free_port()
+        weigh = subprocess.Popen([sys.executable, "-m", "svcpulse", "weigh", *common, "--metrics-port",
+                                  str(metrics_port)], stdout=log, stderr=log)
+        processes.append(weigh)
         port = free_port()
         api = subprocess.Popen([sys.executable, "-m", "svcpulse", "api", *common, "--port", str(port)], env=env,
                                stdout=log, stderr=log)
         processes.append(api)
-        while not port_open(port):
-            if api.poll() is not None:
-                raise SystemExit(f"the API exited with {api.returncode}; see {work / 'processes.log'}")
-            time.sleep(0.2)
-        base = f"http://127.0.0.1:{port}"
-        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20,
+        for process, waited in ((api, port), (weigh, metrics_port)):
+            while not port_open(waited):
+                if process.poll() is not None:
+                    raise SystemExit(f"svcpulse {process.args[3]} exited with {process.returncode}; "
+                                     f"see {work / 'processes.log'}")
+                time.sleep(0.2)
+        base, metrics = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics"
+        pids = {"api": api.pid, "weigh": weigh.pid}
+        # murmur2 like Kafka's Java client: the weigh workers shard services by it (docs/weights.md)
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20, "partitioner": "murmur2_random",
                              "queue.buffering.max.messages": 500_000})
         print(f"[flood] warming up (logs: {work / 'processes.log'}) ...", flush=True)
-        measure(base, api.pid, store, producer, 10)
-        results = {"before": measure(base, api.pid, store, producer, args.measure)}
+        measure(base, metrics, pids, store, producer, 10)
+        results = {"before": measure(base, metrics, pids, store, producer, args.measure)}
         flood(producer, store, [(f"flood-{uuid.uuid4().hex}", "10.9.9.9:80") for _ in range(args.names)])
-        results["after services"] = measure(base, api.pid, store, producer, args.measure)
+        results["after services"] = measure(base, metrics, pids, store, producer, args.measure)
         flood(producer, store, [(POLICED, f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}:8080")
                                 for n in range(args.names)])
-        results["after instances"] = measure(base, api.pid, store, producer, args.measure)
+        results["after instances"] = measure(base, metrics, pids, store, producer, args.measure)
         table(results)
     finally:
         for process in processes:

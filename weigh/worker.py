@@ -153,13 +153,17 @@ class Worker:
         owner.note_progress()
 
     def _track(self, tracked: Tracked, made: Authority, services: set[str], now_ms: int, armed: bool) -> None:
-        """Keep the caps' ledger; drop from the windows the services the caps refused (they stay refused)."""
+        """Keep the caps' ledger; drop from the windows the services the caps refused (they stay refused).
+
+        Not before the control tables are known (`armed`): a registration or policy not read yet must
+        not cost its service its window or a place in the ledger."""
+        if not armed:
+            return
         self.bounds = replace(self.bounds, ledger=tracked.ledger)
         refused = {s for s in services if s not in tracked.ledger.services and s not in made.operator_made}
         self.windows.drop(refused)
         self.gate.refuse(refused, now_ms)
-        if armed:
-            self.gate.arm(made, tracked.ledger, now_ms)
+        self.gate.arm(made, tracked.ledger, now_ms)
         self.caps_report.report(tracked, len(self.gate.refused))
 
     def _tick(self, now_ms: int, follower: ControlFollower, owner: Ownership,

@@ -1,5 +1,6 @@
 """Issue 9 §2 against the public behaviour: events produced to the real broker, loaded by the real loader
-into ClickHouse 18.16, the API serving the feed, and the project's balancer client picking from it.
+into ClickHouse 18.16, a weigh worker computing the feed from the stream (admission and caps run there),
+the API serving it, and the project's balancer client picking from it.
 
 Telemetry describes endpoints, it does not create them: the hijack event gets no traffic, an instance
 a discovery policy admits gets traffic and leaves after forget_s, and names that made it into storage
@@ -21,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
 
 from api.main import create_app
 from api.queries import registry as reg
@@ -29,7 +31,8 @@ from core.settings import Settings
 from pipeline.store import Store
 from svcpulse.services import Tansu
 from tests.integration.helpers import LoaderThread, produce, wait_for
-from tests.integration.weights_helpers import auth, insert_rpc, rpc_event, serve, token, write_users
+from tests.integration.weights_helpers import auth, insert_rpc, rpc_event, serve, token, weigh_worker, write_users
+from weigh.worker import Worker
 
 pytestmark = pytest.mark.services
 
@@ -44,6 +47,7 @@ class Api:
     http: httpx.Client
     store: Store
     bootstrap: str
+    worker: Worker
 
 
 @contextmanager
@@ -53,8 +57,10 @@ def running_api(tmp_path: Path, broker: Tansu, store: Store, loader: bool = True
     with contextlib.ExitStack() as running:
         if loader:
             running.enter_context(LoaderThread(broker.bootstrap, store, group_id=f"trust-{tmp_path.name}"))
+        worker = running.enter_context(weigh_worker(config, store))
         base = running.enter_context(serve(create_app(config, store=store)))
-        yield Api(base, running.enter_context(httpx.Client(base_url=base, timeout=30)), store, broker.bootstrap)
+        yield Api(base, running.enter_context(httpx.Client(base_url=base, timeout=30)), store, broker.bootstrap,
+                  worker)
 
 
 @contextmanager
@@ -107,6 +113,7 @@ def test_the_hijack_event_gets_zero_picks(tmp_path: Path, broker: Tansu, ch_stor
         r = api.http.put(f"/v1/registry/services/{SERVICE}", headers=auth("olga"),
                          json={"instances": REGISTERED, "why": "the cart fleet"})
         assert r.status_code == 200, r.text
+        wait_for(lambda: feed_instances(api) == set(REGISTERED), 30, "the registered fleet in the feed")
         with live_calls(api.bootstrap, dict.fromkeys(REGISTERED, "server")):
             # The attacker reports the address as a server and as a client, over and over.
             produce(api.bootstrap, [("rpc", {**rpc_event(SERVICE, HIJACK), "side": side})
@@ -227,16 +234,18 @@ def test_caps_bound_what_a_flood_creates_while_every_event_is_stored(tmp_path: P
     flood = [("rpc", rpc_event(f"one-off-{n}", "10.9.9.9:80")) for n in range(300)]
     flood += [("rpc", {**rpc_event("shop.pods", f"10.1.{n // 250}.{n % 250 + 1}:8080"), "interface": f"GET /{n}"})
               for n in range(300)]
-    with LoaderThread(broker.bootstrap, ch_store):
-        produce(broker.bootstrap, flood)
-        wait_for(lambda: ch_store.execute("SELECT count() FROM rpc_calls")[0][0] == 600, 60, "every event stored")
     caps = {"cap_services_per_hour": 5, "cap_instances_per_service": 3, "cap_interfaces_per_service": 4}
-    with running_api(tmp_path, broker, ch_store, loader=False, **caps) as api:
+    with running_api(tmp_path, broker, ch_store, **caps) as api:
 
         def gauge(name: str, labels: str) -> float:
-            found = re.search(rf"^{name}{{{labels}}} (\S+)$", api.http.get("/metrics").text, re.MULTILINE)
+            """The weigh worker's metrics (it runs in this process: the default registry)."""
+            found = re.search(rf"^{name}{{{labels}}} (\S+)$", generate_latest().decode(), re.MULTILINE)
             return float(found[1]) if found else -1.0
 
+        wait_for(lambda: api.worker.gate.armed, 30, "the worker's first cycle with the control tables")
+        produce(broker.bootstrap, flood)
+        wait_for(lambda: ch_store.execute("SELECT count() FROM rpc_calls")[0][0] == 600, 60, "every event stored")
+        assert "svcpulse_cap_refused" not in api.http.get("/metrics").text, "the API exports its own series only"
         wait_for(lambda: gauge("svcpulse_cap_refused", 'cap="services_per_hour"') == 295, 30,
                  "the 295 one-off services over the cap of 5 counted")
         assert gauge("svcpulse_entities_tracked", 'kind="services"') == 6, "5 one-offs and shop.pods"
