@@ -1,5 +1,6 @@
 """Issue 9 §5: per-query limits enforced by ClickHouse itself (18.16 and chdb), the API's answer to a read
-over them, and the weight feed still updating every cycle while heavy reads hold the read connections."""
+over them, and the weight feed (a weigh worker's, served by the API) still updating every cycle while heavy
+reads hold the API's read connections."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import pytest
 from api.main import create_app
 from core.settings import Settings
 from pipeline.store import QueryLimitError, QueryLimits, Store, open_store
-from svcpulse.services import ClickHouseServer
-from tests.integration.weights_helpers import auth, insert_rpc, register, rpc_event, serve, write_users
+from svcpulse.services import ClickHouseServer, Tansu
+from tests.integration.weights_helpers import auth, rpc_event, send_rpc, serve, weigh_worker, write_users
 
 pytestmark = pytest.mark.services
 
@@ -61,12 +62,15 @@ def patient(clickhouse: ClickHouseServer, ch_store: Store) -> Iterator[Store]:
 
 
 @pytest.fixture
-def api_on(tmp_path: Path, clickhouse: ClickHouseServer, ch_store: Store) -> Iterator[tuple[httpx.Client, Store]]:
+def api_on(tmp_path: Path, broker: Tansu, clickhouse: ClickHouseServer,
+           ch_store: Store) -> Iterator[tuple[httpx.Client, str]]:
     settings = Settings(store_url=f"clickhouse://127.0.0.1:{clickhouse.port}/{ch_store.database}?pool=4",
                         users_file=str(write_users(tmp_path / "users.json")), weights_interval_s=1.0,
-                        read_rate_per_minute=6000, read_burst=1000, query_timeout_s=15)
-    with serve(create_app(settings)) as base, httpx.Client(base_url=base, timeout=120) as client:
-        yield client, ch_store
+                        read_rate_per_minute=6000, read_burst=1000, query_timeout_s=15,
+                        kafka_bootstrap=broker.bootstrap)
+    with weigh_worker(settings, ch_store), serve(create_app(settings)) as base, \
+            httpx.Client(base_url=base, timeout=120) as client:
+        yield client, broker.bootstrap
 
 
 def test_a_read_over_a_limit_answers_with_advice(tmp_path: Path, clickhouse: ClickHouseServer, ch_store: Store,
@@ -100,14 +104,16 @@ def _cycles(api: httpx.Client, seconds: float) -> tuple[list[float], list[float]
     return [(b - a) / 1000 for a, b in itertools.pairwise(sorted(generated))], override_s
 
 
-def test_the_feed_updates_every_cycle_while_heavy_reads_run(api_on: tuple[httpx.Client, Store],
+def test_the_feed_updates_every_cycle_while_heavy_reads_run(api_on: tuple[httpx.Client, str],
                                                              patient: Store) -> None:
     """Three 31-day raw scans blocked the weight loop for 34 s and the overrides endpoint for 32 s; now each
     cycle comes as often as without them (same machine, same moment), and overrides answer at once."""
-    api, store = api_on
+    api, bootstrap = api_on
     now = int(time.time() * 1000)
     _month_of_calls(patient, "heavy.svc", 600_000, now)
-    register(store, "feed.svc", ["10.40.0.1:80", "10.40.0.2:80"])
+    registered = api.put("/v1/registry/services/feed.svc", headers=auth("olga"),
+                         json={"instances": ["10.40.0.1:80", "10.40.0.2:80"], "why": "the fed service"})
+    assert registered.status_code == 200, registered.text
     stop = threading.Event()
     heavy: list[tuple[int, float]] = []
 
@@ -121,7 +127,7 @@ def test_the_feed_updates_every_cycle_while_heavy_reads_run(api_on: tuple[httpx.
 
     def calls() -> None:
         while not stop.wait(0.5):
-            insert_rpc(store, [rpc_event("feed.svc", i) for i in ("10.40.0.1:80", "10.40.0.2:80") for _ in range(5)])
+            send_rpc(bootstrap, [rpc_event("feed.svc", i) for i in ("10.40.0.1:80", "10.40.0.2:80") for _ in range(5)])
 
     feeder = threading.Thread(target=calls, daemon=True)
     feeder.start()

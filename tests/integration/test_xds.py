@@ -82,8 +82,8 @@ def test_rest_eds_answers_follow_the_feed_and_the_xds_version_rules(
         send_rpc(broker.bootstrap, [rpc_event(SERVICE, x, ok=x != C, ts_ms=now - n)
                                     for x in (A, C, D) for n in range(60)])
 
-        def states() -> dict[str, str]:
-            return {r["instance"]: r["state"] for r in http.get(f"/v1/weights/{SERVICE}").json()["instances"]}
+        def states() -> dict[str, str]:  # {} until the worker published the service's first feed
+            return {r["instance"]: r["state"] for r in http.get(f"/v1/weights/{SERVICE}").json().get("instances", [])}
         wait_for(lambda: states() == {A: "healthy", B: "drained", C: "ejected", D: "healthy"}, 15, "the feed")
 
         first, [cla] = answer(http, request(names=(SERVICE, "unknown.service")))
