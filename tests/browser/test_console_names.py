@@ -1,7 +1,7 @@
-"""Names as they are stored, in headless Chromium against the real API on ClickHouse 18.16: a 250-character
-instance name is cut with its full text in a tooltip and leaves Drain/Pin on screen; an operator drains
-it from the console (by exact name); markup in a name stays text; a hijacked address is listed as
-"observed, not routable"."""
+"""Names as they are stored, in headless Chromium against the real API on ClickHouse 18.16 (a weigh worker
+on the real broker computes the feed): a 250-character instance name is cut with its full text in a
+tooltip and leaves Drain/Pin on screen; an operator drains it from the console (by exact name); markup
+in a name stays text; a hijacked address is listed as "observed, not routable"."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from api.main import create_app
 from api.queries import registry as reg
 from core.settings import Settings
 from pipeline.store import Store
+from svcpulse.services import Tansu
 from tests.browser.test_console import _use_token, click, severe_logs, wait_for
-from tests.integration.weights_helpers import insert_rpc, register, rpc_event, serve, token, write_users
+from tests.integration.weights_helpers import insert_rpc, register, rpc_event, serve, token, weigh_worker, write_users
 
 pytestmark = [pytest.mark.browser, pytest.mark.services]
 
@@ -31,15 +32,15 @@ HIJACK = "203.0.113.66:443"
 
 
 @pytest.fixture
-def base(tmp_path: Path, ch_store: Store) -> Iterator[str]:
+def base(tmp_path: Path, broker: Tansu, ch_store: Store) -> Iterator[str]:
     register(ch_store, SERVICE, GOOD)
     stamp = {"source": "api", "deleted": 0, "changed_ms": reg.stamp_ms(), "changed_by": "before-the-fix"}
     reg.write_instances(ch_store, [{"service": SERVICE, "instance": name, "static_weight": 100, "version": "",
                                     "enabled": 1, **stamp} for name in (LONG, MARKUP)])
     insert_rpc(ch_store, [rpc_event(SERVICE, i) for i in (*GOOD, LONG, MARKUP, HIJACK) for _ in range(20)])
     settings = Settings(users_file=str(write_users(tmp_path / "users.json")), feed_open=True, weights_interval_s=0.5,
-                        kafka_bootstrap="127.0.0.1:9")
-    with serve(create_app(settings, store=ch_store)) as url:
+                        kafka_bootstrap=broker.bootstrap)
+    with weigh_worker(settings, ch_store), serve(create_app(settings, store=ch_store)) as url:
         yield url
 
 
