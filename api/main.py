@@ -28,6 +28,7 @@ from api.routes import (
     alarms,
     audit,
     capacity,
+    connection_health,
     connections,
     console,
     discovery,
@@ -113,7 +114,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app = FastAPI(title="svcpulse", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.metrics = api_registry(app.state)
     for module in (health, weights, registry, discovery, overrides, releases, users, audit,
-                   services, series, connections, capacity, alarms, console):
+                   services, connection_health, series, connections, capacity, alarms, console):
         app.include_router(module.router)
     app.include_router(xds.router)  # Envoy EDS, REST xDS v3 (docs/envoy.md)
     hardening.install(app, settings)

@@ -105,6 +105,18 @@ TCP_FIELDS: tuple[Field, ...] = (
     Field("tx_bytes", int, "bytes acked over the lifetime", **_COUNT),
     Field("rx_bytes", int, "bytes received over the lifetime", **_COUNT),
     Field("duration_ms", float, "open to close", minimum=0),
+    # Connection health (optional: emitters without it leave outcome "" = unknown).
+    Field("outcome", str, "how it ended: ok, refused (RST to the SYN), timeout (SYN never answered, or "
+          "ETIMEDOUT later), unreachable (ICMP), reset (RST from the peer), aborted (RST from us)",
+          choices=("ok", "refused", "timeout", "unreachable", "reset", "aborted", ""), required=False, default=""),
+    Field("connect_ms", float, "handshake time, SYN_SENT to ESTABLISHED (client side; 0 = none seen)",
+          minimum=0, required=False, default=0.0),
+    Field("retransmits", int, "segments retransmitted over the lifetime (SYNs included)", **_COUNT,
+          required=False, default=0),
+    Field("srtt_us", int, "smoothed RTT at close, microseconds (0 = no sample)", minimum=0, maximum=2**32 - 1,
+          required=False, default=0),
+    Field("resets_in", int, "RSTs received", **_COUNT, required=False, default=0),
+    Field("resets_out", int, "RSTs sent", **_COUNT, required=False, default=0),
 )
 
 RPC_FIELDS: tuple[Field, ...] = (
@@ -388,6 +400,8 @@ def json_schema(kind: str) -> dict[str, Any]:
                 spec["minimum"] = field.minimum
             if field.maximum is not None:
                 spec["maximum"] = field.maximum
+        if not field.required:
+            spec["default"] = field.default
         properties[field.name] = spec
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

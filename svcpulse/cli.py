@@ -79,9 +79,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     up.add_argument("--no-otlp", action="store_true", help="do not start the OTLP receiver")
     up.add_argument("--duration", type=float, default=0, help="stop after N seconds (0 = until Ctrl-C)")
 
-    services = _add(sub, "services", "start, stop or show the local real services (Tansu, ClickHouse)",
-                    "svcpulse services start && svcpulse services status", commands.services)
+    services = _add(sub, "services", "start, stop or show the local real services (Tansu, ClickHouse or a "
+                    "ClickHouse cluster with ZooKeeper)",
+                    "svcpulse services start --cluster && svcpulse services status", commands.services)
     services.add_argument("action", choices=("start", "stop", "status"))
+    services.add_argument("--cluster", action="store_true", help="start: ZooKeeper and 4 ClickHouse servers "
+                          "(2 shards x 2 replicas) instead of one server (see docs/scaling.md)")
     services.add_argument("--dir", type=Path, default=Path(".svcpulse/services"), help="work directory")
     services.add_argument("--kafka-port", type=int, help="broker port (start default 19092; else as started)")
     services.add_argument("--clickhouse-port", type=int, help="ClickHouse native port (start default 19000)")

@@ -80,11 +80,14 @@ def run_embedded(args: argparse.Namespace, stop: threading.Event, defaults: Sett
                 "otlp_grpc_port": args.otlp_grpc_port, "otlp_spool_dir": str(data_dir / "otlp-spool")})))
             _say(f"OTLP in       {otlp.http_url}/v1/traces, gRPC {otlp.grpc_target} (open: no token needed)")
         if not args.no_demo:
-            demo = DemoFleet(broker.bootstrap, base, ebpf=not args.no_ebpf)
+            demo = DemoFleet(broker.bootstrap, base, ebpf=not args.no_ebpf, token=token)
             demo.start()
             running.callback(demo.stop)
             _say("demo fleet: shop.frontend -> shop.checkout (3 instances, one sick), shop.catalog (2, one "
                  f"canary), routed by the weight feed; TCP collector {demo.tcp_collector}")
+            if demo.plain is not None:
+                _say("  + legacy.web: 3 plain http.server processes (no svcpulse code), weighted from TCP "
+                     "health alone; one crashes 40 s of every 2 min")
         _say(f"web console  {base}/")
         _say(f"API docs     {base}/docs      metrics {base}/metrics (API), "
              f"http://{args.host}:{metrics_port}/metrics (loader, weigh)")

@@ -20,12 +20,16 @@ def rpc_event(i: int, **changes: Any) -> dict[str, Any]:
     return event
 
 
+OUTCOMES = ("ok", "ok", "ok", "refused", "ok", "timeout", "ok", "reset")
+
+
 def tcp_event(i: int, **changes: Any) -> dict[str, Any]:
     event = {"v": 1, "ts_ms": BASE_MS + i, "host": f"node-{i % 3}", "pid": 1000 + i % 50,
              "comm": f"proc{i % 4}", "cgroup": f"/system.slice/s{i % 6}.service", "family": 4 if i % 5 else 6,
              "laddr": "127.0.0.1", "lport": 30000 + i % 20000, "raddr": f"10.1.{i % 200}.{i % 250}",
              "rport": 443, "role": "client" if i % 2 else "server", "tx_bytes": i * 7, "rx_bytes": i * 13,
-             "duration_ms": i / 3}
+             "duration_ms": i / 3, "outcome": OUTCOMES[i % len(OUTCOMES)], "connect_ms": i % 7 / 10,
+             "retransmits": i % 3, "srtt_us": 50 + i % 900, "resets_in": int(i % 11 == 0), "resets_out": 0}
     event.update(changes)
     return event
 

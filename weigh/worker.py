@@ -40,10 +40,12 @@ from weigh.history import HistoryWriter
 from weigh.kafka import Consumer, Message, ensure_control_topics, member, producer
 from weigh.ownership import Ownership
 from weigh.publisher import Publisher
+from weigh.tcp_follow import TcpFollower
 from weights.admission import Authority
 from weights.caps import Caps, Ledger, Tracked
-from weights.cycle import Bounds, run_cycle
+from weights.cycle import Bounds, run_cycle, wanted_ports
 from weights.model import DEFAULT_CONFIG, EngineConfig, EngineState
+from weights.tcp_window import TcpWindows
 from weights.window import Windows
 
 log = logging.getLogger("svcpulse.weigh")
@@ -61,6 +63,7 @@ class Worker:
         self.config = replace(config, window_s=settings.weights_window_s)
         self.name = worker_name()
         self.windows = self._windows()
+        self.tcp = TcpWindows(settings.weights_window_s)
         self.states: dict[str, EngineState] = {}
         caps = Caps(settings.cap_services_per_hour, settings.cap_instances_per_service,
                     settings.cap_interfaces_per_service)
@@ -99,6 +102,7 @@ class Worker:
         # A new membership rebuilds what it is assigned (feeds read back, window replayed): start empty,
         # or a replay would count the events still held from the last session twice.
         self.windows = self._windows()
+        self.tcp = TcpWindows(self.settings.weights_window_s)
         self.states = {}
         self.bounds, self.gate = replace(self.bounds, ledger=Ledger()), Gate(self.bounds.caps, self.bounds.forget_ms)
         with contextlib.ExitStack() as opened:
@@ -112,12 +116,14 @@ class Worker:
             opened.callback(publisher.close)
             owner = Ownership(consumer, self.windows, self.states, self.settings)
             consumer.subscribe([topics.RPC], owner.assigned, owner.revoked)
+            connections = TcpFollower(client, bootstrap, self.tcp, f"svcpulse-weigh-tcp-{self.name}")
+            opened.callback(connections.close)
             log.info("weigh worker %s: group %s on %s; feeds to %s", self.name, self.settings.weigh_group_id,
                      topics.RPC, topics.WEIGHTS)
-            self._loop(consumer, follower, owner, publisher, history)
+            self._loop(consumer, follower, owner, publisher, history, connections)
 
     def _loop(self, consumer: Consumer, follower: ControlFollower, owner: Ownership, publisher: Publisher,
-              history: HistoryWriter | None) -> None:
+              history: HistoryWriter | None, connections: TcpFollower) -> None:
         tick_s, cycle_s = self.settings.weigh_tick_s, self.settings.weights_interval_s
         next_tick = next_history = time.monotonic()
         while not self.stop_event.is_set():
@@ -126,6 +132,8 @@ class Worker:
             owner.take_over(publisher)
             self._count(records, owner, now_ms)
             changed = follower.poll(0)
+            if self.tcp.ports:  # no service judged by connections: svcpulse.tcp is not read at all
+                connections.poll(now_ms)
             if time.monotonic() < next_tick and not changed:
                 continue
             next_tick = time.monotonic() + tick_s
@@ -170,12 +178,14 @@ class Worker:
               publisher: Publisher) -> list[dict]:
         started = time.perf_counter()
         self.windows.expire(now_ms)
+        self.tcp.want(wanted_ports(follower.view))
+        self.tcp.expire(now_ms)
         made = follower.view.authority()
         services = {s for s in self.windows.services.keys() | made.operator_made if owner.ready_for(s)}
         observed = self.windows.rows(now_ms, services)
         result = run_cycle(observed, follower.view, self.states, now_ms, self.config,
                            self.settings.canary_min_requests, owns=owner.ready_for, bounds=self.bounds,
-                           interfaces=self.windows.served(services))
+                           interfaces=self.windows.served(services), tcp=self.tcp.windows(now_ms))
         self._track(result.tracked, made, services, now_ms, armed=follower.snapshot_loaded or self.store is None)
         for service in services:
             self.states.pop(service, None)

@@ -4,8 +4,9 @@ The weigh worker calls `run_cycle` every tick for the services whose partition i
 I/O around it (publishing feeds, sending intents, writing history). Nothing here reads a clock or a
 store, so the same inputs give the same feeds (and tests need no broker). `assemble_inputs` is the
 one place engine inputs are built: telemetry only describes endpoints, so it applies who may create a
-routable one (weights/admission.py) and how many entities telemetry may create (weights/caps.py);
-new input kinds (TCP connection health, ...) extend it.
+routable one (weights/admission.py) and how many entities telemetry may create (weights/caps.py), then
+attaches callers' TCP connections (weights/tcp_window.py) for services whose registry signal is not
+"rpc" (weights/tcp.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from weights.engine import compute_weights
 from weights.feed import apply_canary, build_feed
 from weights.inputs import build_windows
 from weights.model import EngineConfig, EngineState, InstanceWindow
+from weights.tcp import TcpWindow
+from weights.tcp_inputs import attach_tcp, signal_of, tcp_ports
 
 SYSTEM = "svcpulse"  # the "user" recorded when the control loop itself changes something
 
@@ -53,10 +56,12 @@ class CycleResult:
 
 
 def assemble_inputs(observed: Sequence[Mapping[str, Any]], control: ControlView, window_s: int, now_ms: int,
-                    bounds: Bounds, interfaces: Mapping[str, Mapping[str, int]] | None = None) -> Inputs:
+                    bounds: Bounds, interfaces: Mapping[str, Mapping[str, int]] | None = None,
+                    tcp: Mapping[str, TcpWindow] | None = None) -> Inputs:
     """Engine inputs: registered instances, and observed ones a discovery policy admits (weights/admission.py),
     of what the cardinality caps let telemetry create (weights/caps.py). `interfaces`: per service, the
-    interfaces it served -> last seen ms (weights/window.py `served`)."""
+    interfaces it served -> last seen ms (weights/window.py `served`); `tcp`: callers' connections per
+    endpoint ("ip:port") over the window."""
     made = control.authority()
     seen = observations(observed) + [Observation(service, "", max(names.values()), tuple(sorted(names)))
                                      for service, names in (interfaces or {}).items() if names]
@@ -65,15 +70,23 @@ def assemble_inputs(observed: Sequence[Mapping[str, Any]], control: ControlView,
     accepted = [row for row in observed if (row["service"], row["instance"]) in tracked.accepted]
     admission = admit(accepted, made, now_ms, bounds.forget_ms)
     windows = build_windows(admission.observations(accepted), admission.routable, window_s)
+    signals = {r["service"]: signal_of(r) for r in control.live("registry_services")}
+    windows = attach_tcp(windows, tcp or {}, signals)
     return Inputs(windows, frozenset(admission.feed_services | windows.keys()), tracked, admission)
+
+
+def wanted_ports(control: ControlView) -> set[int]:
+    """Remote ports whose connections the worker should count (IP instances of services not on "rpc")."""
+    return tcp_ports(control.live("registry_services"), control.live("registry_instances"))
 
 
 def run_cycle(observed: Sequence[Mapping[str, Any]], control: ControlView, previous: Mapping[str, EngineState],
               now_ms: int, config: EngineConfig, canary_min_requests: int,
               owns: Callable[[str], bool] = lambda _: True, bounds: Bounds | None = None,
-              interfaces: Mapping[str, Mapping[str, int]] | None = None) -> CycleResult:
+              interfaces: Mapping[str, Mapping[str, int]] | None = None,
+              tcp: Mapping[str, TcpWindow] | None = None) -> CycleResult:
     """Step the engine once for every owned service that publishes a feed (see `assemble_inputs`)."""
-    inputs = assemble_inputs(observed, control, config.window_s, now_ms, bounds or Bounds(), interfaces)
+    inputs = assemble_inputs(observed, control, config.window_s, now_ms, bounds or Bounds(), interfaces, tcp)
     overrides, releases = control.overrides(), control.releases()
     feeds, states, aborts = {}, {}, []
     for service in sorted(s for s in inputs.services if owns(s)):

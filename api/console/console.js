@@ -33,7 +33,7 @@ const NOT_ROUTABLE = () => el("span", { class: "pill s-observed" }, "observed, n
 const panel = (title, ...body) => el("section", { class: "panel" }, el("h2", {}, title), ...body);
 const empty = (text) => el("div", { class: "empty" }, text);
 const failure = (err) => el("div", { class: "error" }, String(err.message || err));
-const show = (main, ...sections) => main.replaceChildren(...sections.filter(Boolean));
+const show = (main, ...sections) => main.replaceChildren(...sections.flat().filter(Boolean));
 
 // ---- formatting
 const fmt = {
@@ -220,7 +220,9 @@ function weightRow(service, i, maxWeight, overrides) {
   const pinInput = el("input", { type: "number", min: 0, max: 10000, placeholder: "weight", "aria-label": "pin weight" });
   const overridden = overrides.some((o) => o.instance === i.instance);
   return el("tr", { "data-instance": i.instance, "data-state": i.state },
-    el("td", {}, name(i.instance)), el("td", {}, i.version || "–"), el("td", {}, pill(i.state)),
+    el("td", {}, name(i.instance)), el("td", {}, i.version || "–"),
+    el("td", {}, pill(i.state), i.signal === "tcp" ? el("span", { class: "muted", title: "judged by callers' "
+      + "TCP connections: rps, success and latency are connections', handshake times" }, " TCP") : null),
     num(i.weight), el("td", {}, el("div", { class: "bar" }, el("div", { style: `width:${(100 * i.weight) / maxWeight}%` }))),
     el("td", { class: "reason" }, i.reason), num(fmt.num(i.rps, 2)), num(fmt.pct(i.success_rate)),
     num(fmt.ms(i.latency_ms_p50)), num(fmt.ms(i.latency_ms_p99)),
@@ -283,13 +285,36 @@ function alarmRows(alarms) {
 }
 const ALARM_HEADERS = ["state", "rule", "check", "service", "value#", "message", "since"];
 
+// Callers' TCP connections to each instance (collect tcp): shown when any instance has some.
+function connectionsPanel(conns) {
+  if (conns.error || !conns.instances.some((i) => i.latest || i.series.length)) return null;
+  const perS = (n) => fmt.num(n / conns.window_s, 1);
+  const rows = conns.instances.map((i) => {
+    const l = i.latest;
+    return el("tr", { "data-connections": i.instance }, el("td", {}, i.instance),
+      l ? [num(perS(l.attempts)), num(fmt.pct(l.ok_rate)), num(l.refused), num(l.timeouts), num(l.unreachable),
+           num(l.resets), num(fmt.num(l.retransmits / Math.max(1, l.attempts), 2)), num(fmt.ms(l.connect_ms_p50)),
+           num(fmt.ms(l.connect_ms_p99)), num(fmt.ms(l.srtt_ms_p50))]
+        : el("td", { colspan: 10, class: "muted" }, `no connection in the last ${conns.window_s} s`));
+  });
+  const chartOf = (field) => conns.instances.filter((i) => i.series.length).map((i) => ({
+    label: i.instance, points: i.series.filter((p) => p[field] !== null).map((p) => [p.t_ms, p[field]]) }));
+  return [panel(`Connection health (callers' TCP, last ${conns.window_s} s)`,
+    table(["instance", "conn/s#", "ok#", "refused#", "timed out#", "unreachable#", "reset#", "retrans/conn#",
+           "handshake p50#", "handshake p99#", "srtt p50#"], rows)),
+  el("div", { class: "grid two" },
+    el("section", { class: "panel" }, lineChart("Connections ok by instance", chartOf("ok_rate"),
+                                                (v) => fmt.pct(v, 1), { max: 1 })),
+    el("section", { class: "panel" }, lineChart("Handshake p99 by instance", chartOf("connect_ms_p99"), fmt.ms)))];
+}
+
 async function servicePage(main, service) {
   const q = `service=${enc(service)}&by=instance`;
-  const [answer, health, rps, success, p99, cap, overrides, releases, alarms] = await Promise.all([
+  const [answer, health, rps, success, p99, cap, overrides, releases, alarms, conns] = await Promise.all([
     optional(get(`/v1/weights/${enc(service)}`)), get(`/v1/services/${enc(service)}/instances`),
     seriesOf(`metric=rps&${q}`), seriesOf(`metric=success_rate&${q}`), seriesOf(`metric=latency_p99&${q}`),
     optional(get(`/v1/capacity/${enc(service)}`)), get(`/v1/overrides?service=${enc(service)}`),
-    get("/v1/releases"), optional(get("/v1/alarms"))]);
+    get("/v1/releases"), optional(get("/v1/alarms")), optional(get(`/v1/services/${enc(service)}/connections`))]);
   // No feed (an observed-only service): the page still shows what was seen and why it is not routed.
   const feed = answer.error ? { instances: [], mode: null, revision: "–", window_s: "–" } : answer;
   const totals = health.instances.reduce((t, i) => ({ calls: t.calls + i.calls, rps: t.rps + i.rps }), { calls: 0, rps: 0 });
@@ -317,6 +342,7 @@ async function servicePage(main, service) {
       el("section", { class: "panel" }, lineChart("Requests / s by instance", rps, (v) => fmt.num(v, 1))),
       el("section", { class: "panel" }, lineChart("Success rate by instance", success, (v) => fmt.pct(v, 1), { max: 1 })),
       el("section", { class: "panel" }, lineChart("Latency p99 by instance", p99, fmt.ms))),
+    connectionsPanel(conns),
     el("div", { class: "grid two" }, capacityPanel(cap),
        releasePanel(service, feed, releases.find((r) => r.service === service))),
     panel("Alarms", mine.length ? table(ALARM_HEADERS, alarmRows(mine)) : empty("no alarm rules for this service")),

@@ -17,7 +17,8 @@ from pipeline.store import Store
 
 INSTANCE_COLUMNS = ("service", "instance", "static_weight", "version", "enabled", "source", "deleted",
                     "changed_ms", "changed_by")
-SERVICE_COLUMNS = ("service", "kind", "description", "source", "deleted", "changed_ms", "changed_by")
+SERVICE_COLUMNS = ("service", "kind", "description", "signal", "source", "deleted", "changed_ms", "changed_by")
+SERVICE_DEFAULTS = {"signal": "auto"}  # rows from writers that do not set it
 OVERRIDE_COLUMNS = ("service", "instance", "drained", "pinned_weight", "deleted", "changed_ms", "changed_by", "why")
 RELEASE_COLUMNS = ("service", "canary_version", "percent", "state", "reason", "error_margin", "p99_margin",
                    "changed_ms", "changed_by")
@@ -82,7 +83,7 @@ def name_stored(store: Store, service: str, instance: str | None = None, since_s
 
 
 def write_services(store: Store, rows: Sequence[Mapping[str, Any]]) -> None:
-    _insert_rows(store, "registry_services", SERVICE_COLUMNS, rows)
+    _insert_rows(store, "registry_services", SERVICE_COLUMNS, [{**SERVICE_DEFAULTS, **row} for row in rows])
 
 
 def write_instances(store: Store, rows: Sequence[Mapping[str, Any]]) -> None:

@@ -34,6 +34,9 @@ class ServiceIn(Change):
     description: str = Field("", max_length=500)
     instances: list[str] = Field([], max_length=1000, description="host:port list registered with the service "
                                  "(weight 100, enabled); one call, so they start together without slow start")
+    signal: Literal["rpc", "tcp", "auto"] = Field("auto", description="what judges its instances: rpc calls, "
+                                                  "callers' TCP connections, or auto (calls where there are any, "
+                                                  "else connections; connections may only lower)")
 
     @field_validator("instances")
     @classmethod
@@ -72,8 +75,8 @@ def list_services(_: Reader, store: StoreDep) -> list[dict[str, Any]]:
 @router.put("/services/{service}", summary="Register or update a service (operator)")
 def put_service(service: ServiceName, body: ServiceIn, who: Operator, store: StoreDep,
                 weights: WeightsDep) -> dict[str, Any]:
-    row = {"service": service, "kind": body.kind, "description": body.description, "source": "api",
-           **_stamp(who.name)}
+    row = {"service": service, "kind": body.kind, "description": body.description, "signal": body.signal,
+           "source": "api", **_stamp(who.name)}
     reg.write_services(store, [row])
     reg.write_instances(store, [{"service": service, "instance": i, "static_weight": STATIC_WEIGHT, "version": "",
                                  "enabled": 1, "source": "api", **_stamp(who.name)} for i in body.instances])

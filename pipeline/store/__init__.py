@@ -2,7 +2,8 @@
 
 - `clickhouse://host:port/database` — a ClickHouse server over the native protocol (clickhouse-driver);
   `clickhouses://` for TLS. Query options: `?user=...&password=...&timeout=...&pool=4` (connections
-  shared by the store's callers; the "control" lane has one more of its own), and for TLS
+  shared by the store's callers; the "control" lane has one more of its own), `alt_hosts=h2:p2,h3:p3`
+  (servers to fail over to, e.g. the other replicas of a cluster), and for TLS
   `ca_certs=/path/ca.pem` (the CA to trust), `verify=false` (no certificate check: tests only),
   `certfile=...&keyfile=...` (a client certificate).
 - `chdb:///path/to/dir/database` — embedded current ClickHouse (chdb) with data under the directory;
@@ -144,8 +145,9 @@ def redact(url: str) -> str:
     return parsed._replace(netloc=netloc, query=query).geturl()
 
 
-def open_store(url: str) -> Store:
-    """Open the store a URL names; a bad URL is a ValueError that says what was expected."""
+def open_store(url: str, settings: Mapping[str, Any] | None = None) -> Store:
+    """Open the store a URL names; a bad URL is a ValueError that says what was expected.
+    `settings`: ClickHouse settings for every query of this store (a server store only)."""
     parsed = urlparse(url)
     options = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
     if parsed.scheme in ("clickhouse", "clickhouses"):
@@ -161,6 +163,8 @@ def open_store(url: str) -> Store:
             timeout_s=float(options.get("timeout", 30)),
             tls=_tls_options(parsed.scheme, options),
             pool_size=int(options.get("pool", 4)),
+            alt_hosts=options.get("alt_hosts", ""),
+            settings=settings,
         )
     if parsed.scheme == "chdb":
         from pipeline.store.embedded import ChdbStore

@@ -27,6 +27,12 @@ POOL_WAIT_S = 10.0
 # Raised while encoding a block client-side: the value does not fit its column; nothing was sent.
 _ENCODE_ERRORS = (TypeMismatchError, TooLargeStringSize, TypeError, ValueError, OverflowError)
 
+# What a server error means for an operator, where the server's own words are terse (a cluster's).
+_HINTS = {
+    242: "replicated tables are read-only: the server has no ZooKeeper session (ZooKeeper down or unreachable)",
+    279: "no replica of a shard accepts connections (a whole shard is down)",
+}
+
 
 class _Pool:
     """At most `size` clients, created on first need, handed out one caller at a time."""
@@ -72,11 +78,14 @@ class ClickHouseStore:
     dialect = "clickhouse"
 
     def __init__(self, host: str, port: int, database: str, user: str = "default", password: str = "",
-                 timeout_s: float = 30.0, tls: dict[str, Any] | None = None, pool_size: int = 4) -> None:
+                 timeout_s: float = 30.0, tls: dict[str, Any] | None = None, pool_size: int = 4,
+                 alt_hosts: str = "", settings: Mapping[str, Any] | None = None) -> None:
         self.database = database
         self._options: dict[str, Any] = {
             "host": host, "port": port, "user": user, "password": password,
             "connect_timeout": 5, "send_receive_timeout": timeout_s, "sync_request_timeout": 5, **(tls or {}),
+            # failover: on a refused connection the driver tries the next host and stays with it
+            **({"alt_hosts": alt_hosts} if alt_hosts else {}), **({"settings": dict(settings)} if settings else {}),
         }
         self._pool_size = max(1, pool_size)
         self._pools: dict[str, _Pool] = {}
@@ -148,6 +157,7 @@ def _describe(err: Exception) -> str:
         return "a string is longer than its FixedString column (TooLargeStringSize)"
     if isinstance(err, ServerException):
         lines = (err.message or "").strip().splitlines()
-        return f"Code: {err.code}. {lines[0] if lines else ''}"[:300]
+        hint = f"{_HINTS[err.code]}: " if err.code in _HINTS else ""
+        return f"{hint}Code: {err.code}. {lines[0] if lines else ''}"[:300 + len(hint)]
     text = str(err).strip()
     return text.splitlines()[0][:300] if text else type(err).__name__

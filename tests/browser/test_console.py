@@ -74,6 +74,10 @@ def test_pages_load_without_errors_and_charts_draw_the_data(chrome: Any, demo: D
         points = drawn_series(chrome, title)
         assert len(points) == 3 and min(points) >= 10, (title, points)  # 20 minutes of backfill, 1-minute steps
     assert chrome.find_element(By.CSS_SELECTOR, "p.recommend").text.split(" ")[0] in ("keep", "scale")
+    # Callers' connections to each instance (tcp events of the demo data): figures and two charts
+    conns = wait_for(chrome, "tr[data-connections]", 3)
+    assert {r.get_attribute("data-connections") for r in conns} == {"127.0.0.11:8080", "127.0.0.12:8080", SICK}
+    assert len(drawn_series(chrome, "Connections ok by instance")) == 3
     no_rendering_slips(chrome)
     chrome.save_screenshot(str(artifacts / "console-service.png"))
     assert severe_logs(chrome) == []

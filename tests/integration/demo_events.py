@@ -2,7 +2,7 @@
 
 shop.frontend calls shop.checkout (3 instances; 127.0.0.13 is sick: 8% errors, ~140 ms) and
 shop.catalog (2 instances; 127.0.0.22 runs a canary version). Every call is seen by both sides, about
-a quarter of the calls open and close a TCP connection, and every instance reports its load.
+a quarter of the calls open and close a TCP connection (all healthy), and every instance reports its load.
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ def call(rng: random.Random, ts_ms: int) -> list[tuple[str, events.Event]]:
                               "lport": rng.randint(32768, 60999), "raddr": address, "rport": int(port),
                               "role": "client", "tx_bytes": rng.randint(200, 40_000),
                               "rx_bytes": rng.randint(500, 400_000),
-                              "duration_ms": round(rng.expovariate(1 / 800), 3)}))
+                              "duration_ms": round(rng.expovariate(1 / 800), 3), "outcome": "ok",
+                              "connect_ms": round(rng.uniform(0.1, 0.6), 3), "retransmits": int(rng.random() < 0.02),
+                              "srtt_us": rng.randint(60, 400), "resets_in": 0, "resets_out": 0}))
     return found
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -28,8 +29,9 @@ FREE_OTLP_PORTS = ("--otlp-http-port", "0", "--otlp-grpc-port", "0")  # never th
 
 
 def test_up_runs_everything_in_one_process_and_stops_cleanly(tmp_path: Path) -> None:
+    # --duration bounds the run if a check hangs; the checks end it earlier with SIGTERM (as a service manager).
     proc = subprocess.Popen([sys.executable, "-m", "svcpulse", "up", "--data-dir", str(tmp_path), "--port", "0",
-                             *FREE_OTLP_PORTS, "--duration", "45"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             *FREE_OTLP_PORTS, "--duration", "150"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     assert proc.stdout is not None
     try:
@@ -61,6 +63,16 @@ def _check_the_running_system(proc: subprocess.Popen, tmp_path: Path) -> None:
     broker_pids = _broker_pids(tmp_path)
     if os.geteuid() == 0:
         wait_for(lambda: httpx.get(f"{base}/v1/connections", timeout=5).json().get("groups"), 30, "eBPF connections")
+
+        def legacy_weighted_from_tcp() -> bool:
+            # legacy.web runs no svcpulse code: its feed exists only through its callers' connections.
+            feed = httpx.get(f"{base}/v1/weights/legacy.web", timeout=2).json()
+            rows = feed.get("instances", [])
+            return len(rows) == 3 and all(r["signal"] == "tcp" and r["reason"].startswith("from TCP: ") and
+                                          " connections ok " in r["reason"] for r in rows)
+
+        wait_for(legacy_weighted_from_tcp, 30, "legacy.web weighted from its connections")
+    proc.send_signal(signal.SIGTERM)
     rest, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0, rest
     loaded = int(re.search(r"stopped; (\d+) rows loaded", rest).group(1))  # type: ignore[union-attr]
