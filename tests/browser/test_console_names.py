@@ -20,6 +20,7 @@ from core.settings import Settings
 from pipeline.store import Store
 from svcpulse.services import Tansu
 from tests.browser.test_console import _use_token, click, severe_logs, wait_for
+from tests.integration.helpers import wait_for as feed_served
 from tests.integration.weights_helpers import insert_rpc, register, rpc_event, serve, token, weigh_worker, write_users
 
 pytestmark = [pytest.mark.browser, pytest.mark.services]
@@ -41,6 +42,9 @@ def base(tmp_path: Path, broker: Tansu, ch_store: Store) -> Iterator[str]:
     settings = Settings(users_file=str(write_users(tmp_path / "users.json")), feed_open=True, weights_interval_s=0.5,
                         kafka_bootstrap=broker.bootstrap)
     with weigh_worker(settings, ch_store), serve(create_app(settings, store=ch_store)) as url:
+        # the page loads once the worker published the feed (a 404 before it would be a console error)
+        feed_served(lambda: httpx.get(f"{url}/v1/weights/{SERVICE}", timeout=10).status_code == 200, 30,
+                    "the weigh worker's first feed")
         yield url
 
 
