@@ -133,7 +133,10 @@ class Ownership:
 
 
 def stalled(partition: str, lag: int | None, idle_s: float, limit_s: float) -> str:
-    """Why a partition's feeds are stale: events wait, but none was read for longer than limit_s."""
-    if not lag or idle_s <= limit_s:
+    """Why a partition's feeds are stale: events wait, but none was read for longer than limit_s.
+
+    A lag below zero waits for nothing: Tansu answers a high watermark of its last batch's base + 1
+    (docs/kafka.md), below the position of a consumer that read that whole batch."""
+    if lag is None or lag <= 0 or idle_s <= limit_s:
         return ""
     return f"inputs stopped advancing: {lag} events waiting on {partition}, none read for {idle_s:.0f} s"

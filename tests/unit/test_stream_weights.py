@@ -136,4 +136,5 @@ def test_a_partition_is_stalled_only_when_events_wait_and_none_was_read_for_too_
     assert stalled("svcpulse.rpc[2]", 120, 7.0, 6.0) == \
         "inputs stopped advancing: 120 events waiting on svcpulse.rpc[2], none read for 7 s"
     assert stalled("p", 0, 60.0, 6.0) == "" and stalled("p", None, 60.0, 6.0) == ""  # quiet, not stuck
+    assert stalled("p", -99, 60.0, 6.0) == "", "a whole batch read: Tansu's watermark is below the position"
     assert stalled("p", 120, 5.0, 6.0) == ""
