@@ -161,8 +161,7 @@ def test_shares_follow_weights_overrides_ejection_and_survive_an_api_outage(
             wait_for(lambda: {r["instance"]: r["weight"] for r in feed(api.url).get("instances", [])}.get(c) == 40, 15,
                      "the new API publishing the change")
             wait_for(lambda: in_step(api.url, metrics), 15, f"{kind} catching up")
-            # the restarted replica may first serve a feed older than weights_stale_cycles (read back from
-            # svcpulse.weights) until the worker's next heartbeat: then the balancer reports it current
+            # in step by revision first; the stale flag follows with the balancer's next answer from the API
             wait_for(lambda: rigs.metric(metrics, "svcpulse_balancer_feed_stale") == {
                 f'{{balancer="{kind}",service="{SERVICE}"}}': 0.0}, 20, f"{kind} reporting a current feed")
             assert_close(rigs.shares(front.url, addresses, 600), expected_shares(feed(api.url)))
