@@ -34,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: `bench` is a package
 
 from api.main import create_app
+from api.queries.discovery import write_policy
 from balancer.client import WeightFeedClient, WeightSource
 from core.settings import Settings
 from pipeline.loader import Loader, LoaderConfig
@@ -88,6 +89,8 @@ def with_pipeline(body: Callable[[str, Store], None]) -> None:
         broker.start()
         store = open_store(f"chdb://{tmp}/chdb/svcpulse")
         migrate(store, log=False)
+        # Telemetry alone routes nothing: admit the fleet on loopback (read by the worker when it starts).
+        write_policy(store, "bench.svcpulse", ["127.0.0.0/8"], why="the bench fleet on loopback")
         loader = Loader(LoaderConfig(bootstrap=broker.bootstrap, batch_age_s=0.5), store)
         worker = Worker(Settings(kafka_bootstrap=broker.bootstrap), store)  # the weights, from the stream
         threads = [threading.Thread(target=loader.run, daemon=True), threading.Thread(target=worker.run, daemon=True)]

@@ -23,11 +23,13 @@ from collections import Counter
 
 import httpx
 
+from api.queries.discovery import write_policy
 from balancer.client import Balancer, WeightFeedClient
 from collectors.rpc.common import RpcConfig
 from collectors.rpc.emitter import Emitter
 from collectors.rpc.httpx import SvcpulseTransport
 from collectors.sink import open_sink
+from pipeline.store import Store
 from svcpulse.demo_plain import PlainFleet
 from svcpulse.fleet import Fleet, paced_calls
 
@@ -39,6 +41,12 @@ FLEET_SPEC = {
     "shop.catalog": (("v2.0.0", 0.001, 0.0), ("v2.1.0-rc1", 0.004, 0.0)),
 }
 LOAD_EVERY_S = 5.0
+
+
+def admit_demo_fleet(store: Store) -> None:
+    """Discovery policies for the demo services: their instances listen on loopback and report themselves."""
+    for service in FLEET_SPEC:
+        write_policy(store, service, ["127.0.0.0/8"], changed_by="svcpulse up", why="the demo fleet on loopback")
 
 
 class DemoFleet:

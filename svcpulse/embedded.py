@@ -24,7 +24,7 @@ from otlp import command as otlp_command
 from pipeline.loader import Loader, LoaderConfig
 from pipeline.migrate import migrate
 from pipeline.store import Store, open_store
-from svcpulse.demo import DemoFleet
+from svcpulse.demo import DemoFleet, admit_demo_fleet
 from svcpulse.rolling_broker import RollingBroker
 from svcpulse.services import ServiceError, free_port
 from weigh.worker import Worker
@@ -59,6 +59,8 @@ def run_embedded(args: argparse.Namespace, stop: threading.Event, defaults: Sett
         store = open_store(store_url)
         running.callback(store.close)
         migrate(store)
+        if not args.no_demo:  # telemetry alone routes nothing: the demo fleet's policies, before the worker starts
+            admit_demo_fleet(store)
         loader = Loader(LoaderConfig(bootstrap=broker.bootstrap, group_id=defaults.group_id, batch_age_s=1.0), store)
         running.callback(_thread("loader", loader.run).join, 30)
         running.callback(loader.stop)
