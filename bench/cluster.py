@@ -28,7 +28,6 @@ from pathlib import Path
 
 from pipeline.batch import columns
 from pipeline.cluster import LOADER_SETTINGS
-from pipeline.events import validate
 from pipeline.migrate import migrate
 from pipeline.store import Store, open_store
 from pipeline.topics import RPC
@@ -112,7 +111,7 @@ def drain(target: Target, bootstrap: str, total: int, loaders: int, kafka_client
 
 
 def rpc_batch(count: int) -> list[list[object]]:
-    rows = [to_row("rpc", validate("rpc", rpc_event(i)), Message(RPC, i % 4, i, 0, None, b"")) for i in range(count)]
+    rows = [to_row("rpc", rpc_event(i), Message(RPC, i % 4, i, 0, None, b"")) for i in range(count)]
     return columns(rows)
 
 

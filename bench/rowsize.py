@@ -21,7 +21,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.batch import columns
-from pipeline.events import validate
 from pipeline.migrate import migrate
 from pipeline.store import Store, open_store
 from pipeline.topics import TABLE_BY_KIND, TOPIC_BY_KIND
@@ -89,7 +88,7 @@ def fill(store: Store, kind: str, rows: int, fleet: Fleet) -> None:
     times = sorted(BASE_MS + fleet.rng.randrange(HOUR_MS) for _ in range(rows))
     for start in range(0, rows, 100_000):
         topic = TOPIC_BY_KIND[kind]
-        batch = [to_row(kind, validate(kind, make(fleet, ts)), Message(topic, n % 12, n // 12, ts + 3, None, b""))
+        batch = [to_row(kind, make(fleet, ts), Message(topic, n % 12, n // 12, ts + 3, None, b""))
                  for n, ts in enumerate(times[start:start + 100_000], start)]
         store.insert(TABLE_BY_KIND[kind], COLUMNS[kind], columns(batch))
 

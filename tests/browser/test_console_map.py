@@ -1,7 +1,8 @@
 """The console's service map in headless Chromium over the demo fleet's data (real broker, loader, weigh
 worker, ClickHouse 18.16 and API): the nodes, edges and colours drawn are the ones GET /v1/map answers,
 the sick checkout instance makes checkout degraded with a red edge from the frontend (issue 17's demo
-map), and a click on a service opens its page. The screenshot is the one docs/console.md shows."""
+map), and a click on a service opens its page. The screenshot (artifacts/console-map.png) is
+the one docs/console.md shows, copied by hand."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from tests.integration.helpers import wait_for as wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.services]
 
-DOCS = Path(__file__).parents[2] / "docs"
 FRONTEND, CHECKOUT, CATALOG = "svc:shop.frontend", "svc:shop.checkout", "svc:shop.catalog"
 RED, ORANGE = "#f2495c", "#ff9830"
 
@@ -36,7 +36,7 @@ def checkout_degraded(base: str) -> bool:
     return {i["instance"]: i["state"] for i in feed.get("instances", [])}.get(SICK) in ("degraded", "ejected")
 
 
-def test_the_map_draws_the_api_graph_and_opens_a_service(chrome: Any, demo: DemoApi) -> None:
+def test_the_map_draws_the_api_graph_and_opens_a_service(chrome: Any, demo: DemoApi, artifacts: Path) -> None:
     wait_until(lambda: checkout_degraded(demo.base), 60, "the weigh worker judging the sick checkout instance")
     answer = the_map(demo.base)
     edges = {(e["source"], e["target"]): e for e in answer["edges"]}
@@ -57,7 +57,7 @@ def test_the_map_draws_the_api_graph_and_opens_a_service(chrome: Any, demo: Demo
     frontend_x = chrome.find_element(By.CSS_SELECTOR, f"g.map-node[data-id='{FRONTEND}']").rect["x"]
     assert all(n.rect["x"] > frontend_x for n in drawn if n.get_attribute("data-id") != FRONTEND)  # callers left
     no_rendering_slips(chrome)
-    chrome.save_screenshot(str(DOCS / "console-map.png"))
+    chrome.save_screenshot(str(artifacts / "console-map.png"))  # docs/console-map.png is a copy
     assert severe_logs(chrome) == []
 
     click(chrome, f"g.map-node[data-id='{CHECKOUT}']")

@@ -29,7 +29,6 @@ from api.alarms.service import rule_series
 from api.queries.weights import observed_instances
 from pipeline.batch import columns
 from pipeline.cluster import EVERY_REPLICA_SETTINGS, LOADER_SETTINGS, every_replica
-from pipeline.events import validate
 from pipeline.redelivery import RedeliveryGuard
 from pipeline.store import Store, StoreError, open_store
 from pipeline.topics import RPC, TABLE_BY_KIND, TOPIC_BY_KIND
@@ -88,7 +87,7 @@ def insert_directly(store: Store, total: int, end_ms: int, chunk: int = 200_000)
 
     for n, (kind, event) in enumerate(dataset.events(total, end_ms)):
         message = Message(TOPIC_BY_KIND[kind], 0, n, event["ts_ms"], None, b"")
-        batch[kind].append(to_row(kind, validate(kind, event), message))
+        batch[kind].append(to_row(kind, event, message))
         if len(batch[kind]) >= chunk:
             flush(kind)
     for kind in TABLE_BY_KIND:
@@ -173,7 +172,7 @@ def same_answers(cluster_store: Store, single_store: Store, end_ms: int, monkeyp
 def rpc_batch(count: int) -> list[list[object]]:
     """One loader batch of rpc rows as the loader builds it (columns, with Kafka coordinates)."""
     events = [dataset.rpc(i, 1_764_000_000_000 + i) for i in range(count)]
-    rows = [to_row("rpc", validate("rpc", event), Message(RPC, i % 4, i, event["ts_ms"], None, b""))
+    rows = [to_row("rpc", event, Message(RPC, i % 4, i, event["ts_ms"], None, b""))
             for i, event in enumerate(events)]
     return columns(rows)
 

@@ -14,7 +14,6 @@ from api.queries import tcp_health as th
 from api.timerange import Window
 from core.settings import Settings
 from pipeline.batch import columns
-from pipeline.events import validate
 from pipeline.store import Store
 from pipeline.transform import COLUMNS, Message, to_row
 from tests.factories import tcp_event
@@ -28,7 +27,7 @@ def store(request: pytest.FixtureRequest) -> Store:
 
 
 def insert(store: Store, events: list[dict]) -> None:
-    rows = [to_row("tcp", validate("tcp", e), Message("svcpulse.tcp", 0, n, e["ts_ms"], None, b""))
+    rows = [to_row("tcp", e, Message("svcpulse.tcp", 0, n, e["ts_ms"], None, b""))
             for n, e in enumerate(events)]
     store.insert("tcp_connections", COLUMNS["tcp"], columns(rows))
 

@@ -16,7 +16,6 @@ from api.auth import hash_token
 from api.queries import registry as reg
 from core.settings import Settings
 from pipeline.batch import columns
-from pipeline.events import validate
 from pipeline.store import Store
 from pipeline.transform import COLUMNS, Message, to_row
 from svcpulse.services import free_port
@@ -96,7 +95,7 @@ def send_rpc(bootstrap: str, events: Sequence[dict[str, Any]]) -> None:
 
 def insert_rpc(store: Store, events: Sequence[dict[str, Any]]) -> None:
     """Rows straight into rpc_calls (the loader path is covered by the end-to-end test)."""
-    rows = [to_row("rpc", validate("rpc", e), Message("svcpulse.rpc", 0, n, e["ts_ms"], None, b""))
+    rows = [to_row("rpc", e, Message("svcpulse.rpc", 0, n, e["ts_ms"], None, b""))
             for n, e in enumerate(events)]
     store.insert("rpc_calls", COLUMNS["rpc"], columns(rows))
 
