@@ -1,9 +1,10 @@
 // svcpulse console: vanilla JS over the svcpulse API, no build step; third-party code only vendored (vendor/).
-// Pages (hash routes): #/ services, #/service/<name>, #/map (map.js), #/connections, #/alarms. Charts are inline SVG.
+// Pages (hash routes): #/ services, #/service/<name>, #/map (map.js), #/connections, #/alarms. Charts: charts.js.
 "use strict";
 
 const TOKEN_KEY = "svcpulse.token";
 const REFRESH_MS = 10000;
+const HOUR_MS = 3600000;
 const PALETTE = ["#5794f2", "#73bf69", "#ff9830", "#f2495c", "#b877d9", "#fade2a", "#8ab8ff", "#ff7383"];
 const SVG_NS = "http://www.w3.org/2000/svg";
 let refreshTimer = null;
@@ -29,6 +30,12 @@ function svg(tag, attrs) {
 const pill = (state) => el("span", { class: `pill s-${state}` }, String(state).replace("_", " "));
 // A name as it is stored (any length, any characters): cut to the column's width, whole in the tooltip.
 const name = (text) => el("span", { class: "name", title: text }, text);
+// An instance's colour, the same in its table rows and in every chart line of the page.
+const swatch = (colour) => el("i", { class: "swatch", style: `background:${colour}` });
+function instanceColours(instances) {
+  const order = [...new Set(instances)].sort((a, b) => a.localeCompare(b));
+  return (label) => PALETTE[Math.max(0, order.indexOf(label)) % PALETTE.length];
+}
 const NOT_ROUTABLE = () => el("span", { class: "pill s-observed" }, "observed, not routable");
 const panel = (title, ...body) => el("section", { class: "panel" }, el("h2", {}, title), ...body);
 const empty = (text) => el("div", { class: "empty" }, text);
@@ -49,7 +56,6 @@ const fmt = {
     return `${v.toFixed(i ? 1 : 0)} ${units[i]}`;
   },
   time: (ms) => (ms ? new Date(ms).toLocaleString() : "–"),
-  clock: (ms) => new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }),
 };
 
 // ---- API access: the token lives in sessionStorage (gone when the tab closes) and goes as a Bearer header.
@@ -76,77 +82,6 @@ function toast(message, bad = false) {
   const note = el("div", { class: bad ? "bad" : "" }, message);
   document.getElementById("toast").append(note);
   setTimeout(() => note.remove(), 6000);
-}
-
-// A round axis step (1, 2 or 5 x 10^n) at least `raw`, so tick labels read 0, 5, 10 rather than 0, 3.7, 7.4.
-function niceStep(raw) {
-  if (!(raw > 0)) return 1;
-  const power = 10 ** Math.floor(Math.log10(raw));
-  return [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw);
-}
-
-// ---- charts: inline SVG; each series is a <path class="series"> with data-points = its number of points.
-function lineChart(title, series, format = fmt.num, yRange = {}) {
-  const W = 640, H = 220, L = 56, R = 10, T = 10, B = 24;
-  const points = series.flatMap((s) => s.points);
-  const figure = el("figure", { class: "chart" }, el("h2", {}, title));
-  if (!points.length) {
-    figure.append(empty("no data in the last hour"));
-    return figure;
-  }
-  const xs = points.map((p) => p[0]), ys = points.map((p) => p[1]);
-  const x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 60000);
-  const y0 = yRange.min ?? Math.min(0, ...ys);
-  const step = niceStep(((yRange.max ?? Math.max(...ys)) - y0) / 4);
-  const y1 = yRange.max ?? y0 + Math.max(1, Math.ceil((Math.max(...ys) - y0) / step)) * step;
-  const px = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
-  const py = (y) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
-  const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title });
-  const tick = yRange.max === undefined ? step : niceStep((y1 - y0) / 4);
-  for (let y = y0; y <= y1 + tick / 1000; y += tick) {
-    chart.append(svg("line", { class: "gridline", x1: L, x2: W - R, y1: py(y), y2: py(y) }));
-    const label = svg("text", { x: L - 6, y: py(y) + 4, "text-anchor": "end" });
-    label.textContent = format(y);
-    chart.append(label);
-  }
-  for (let i = 0; i <= 4; i += 1) {
-    const x = x0 + ((x1 - x0) * i) / 4;
-    const label = svg("text", { x: px(x), y: H - 6, "text-anchor": i === 0 ? "start" : i === 4 ? "end" : "middle" });
-    label.textContent = fmt.clock(x);
-    chart.append(label);
-  }
-  chart.append(svg("line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }));
-  const legend = el("div", { class: "legend" });
-  series.forEach((s, i) => {
-    const colour = PALETTE[i % PALETTE.length];
-    const d = s.points.map((p, j) => `${j ? "L" : "M"}${px(p[0]).toFixed(1)},${py(p[1]).toFixed(1)}`).join("");
-    chart.append(svg("path", { class: "series", d, stroke: colour, "data-points": s.points.length,
-                               "data-label": s.label }));
-    legend.append(el("span", {}, el("i", { style: `background:${colour}` }), name(s.label)));
-  });
-  figure.append(chart, legend);
-  return figure;
-}
-
-function barChart(title, bars, format = fmt.num) {
-  const W = 640, H = 200, L = 44, B = 34, T = 10;
-  const figure = el("figure", { class: "chart" }, el("h2", {}, title));
-  const max = Math.max(1, ...bars.map((b) => b.value));
-  const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title });
-  const width = (W - L) / bars.length;
-  bars.forEach((b, i) => {
-    const h = ((H - T - B) * b.value) / max;
-    chart.append(svg("rect", { class: "column", x: L + i * width + 2, y: H - B - h, width: width - 4, height: h,
-                               fill: PALETTE[0], "data-value": b.value }));
-    const label = svg("text", { x: L + i * width + width / 2, y: H - B + 14, "text-anchor": "middle" });
-    label.textContent = b.label;
-    chart.append(label);
-  });
-  const top = svg("text", { x: L - 6, y: T + 8, "text-anchor": "end" });
-  top.textContent = format(max);
-  chart.append(top, svg("line", { class: "axis", x1: L, x2: W, y1: H - B, y2: H - B }));
-  figure.append(chart);
-  return figure;
 }
 
 // ---- health verdicts, the same thresholds the overview and the service page show
@@ -215,12 +150,12 @@ async function act(method, path, body, done) {
     render();
   } catch (err) { toast(err.message, true); }
 }
-function weightRow(service, i, maxWeight, overrides) {
+function weightRow(service, i, maxWeight, overrides, colour) {
   const path = `/v1/overrides?service=${enc(service)}&instance=${enc(i.instance)}`;
   const pinInput = el("input", { type: "number", min: 0, max: 10000, placeholder: "weight", "aria-label": "pin weight" });
   const overridden = overrides.some((o) => o.instance === i.instance);
   return el("tr", { "data-instance": i.instance, "data-state": i.state },
-    el("td", {}, name(i.instance)), el("td", {}, i.version || "–"),
+    el("td", {}, swatch(colour(i.instance)), name(i.instance)), el("td", {}, i.version || "–"),
     el("td", {}, pill(i.state), i.signal === "tcp" ? el("span", { class: "muted", title: "judged by callers' "
       + "TCP connections: rps, success and latency are connections', handshake times" }, " TCP") : null),
     num(i.weight), el("td", {}, el("div", { class: "bar" }, el("div", { style: `width:${(100 * i.weight) / maxWeight}%` }))),
@@ -236,9 +171,10 @@ function weightRow(service, i, maxWeight, overrides) {
 }
 
 // Instances seen in calls that no registration or discovery policy admits: never in the feed.
-function observedPanel(service, instances) {
+function observedPanel(service, instances, colour) {
   const rows = instances.filter((i) => !i.routable).map((i) => el("tr", { "data-observed": i.instance },
-    el("td", {}, name(i.instance)), el("td", {}, NOT_ROUTABLE()), num(fmt.num(i.rps, 2)), num(fmt.num(i.calls, 0)),
+    el("td", {}, swatch(colour(i.instance)), name(i.instance)), el("td", {}, NOT_ROUTABLE()),
+    num(fmt.num(i.rps, 2)), num(fmt.num(i.calls, 0)),
     el("td", { class: "reason" }, i.admission),
     el("td", { class: "actions" }, el("button", { "data-action": "register", onclick: () => act("POST",
       `/v1/registry/services/${enc(service)}/instances`, { instance: i.instance }, `${i.instance} registered`) },
@@ -286,12 +222,12 @@ function alarmRows(alarms) {
 const ALARM_HEADERS = ["state", "rule", "check", "service", "value#", "message", "since"];
 
 // Callers' TCP connections to each instance (collect tcp): shown when any instance has some.
-function connectionsPanel(conns) {
+function connectionsPanel(service, conns, colour, span) {
   if (conns.error || !conns.instances.some((i) => i.latest || i.series.length)) return null;
   const perS = (n) => fmt.num(n / conns.window_s, 1);
   const rows = conns.instances.map((i) => {
     const l = i.latest;
-    return el("tr", { "data-connections": i.instance }, el("td", {}, i.instance),
+    return el("tr", { "data-connections": i.instance }, el("td", {}, swatch(colour(i.instance)), name(i.instance)),
       l ? [num(perS(l.attempts)), num(fmt.pct(l.ok_rate)), num(l.refused), num(l.timeouts), num(l.unreachable),
            num(l.resets), num(fmt.num(l.retransmits / Math.max(1, l.attempts), 2)), num(fmt.ms(l.connect_ms_p50)),
            num(fmt.ms(l.connect_ms_p99)), num(fmt.ms(l.srtt_ms_p50))]
@@ -303,9 +239,10 @@ function connectionsPanel(conns) {
     table(["instance", "conn/s#", "ok#", "refused#", "timed out#", "unreachable#", "reset#", "retrans/conn#",
            "handshake p50#", "handshake p99#", "srtt p50#"], rows)),
   el("div", { class: "grid two" },
-    el("section", { class: "panel" }, lineChart("Connections ok by instance", chartOf("ok_rate"),
-                                                (v) => fmt.pct(v, 1), { max: 1 })),
-    el("section", { class: "panel" }, lineChart("Handshake p99 by instance", chartOf("connect_ms_p99"), fmt.ms)))];
+    el("section", { class: "panel" }, lineChart(`${service}/conn-ok`, "Connections ok by instance", chartOf("ok_rate"),
+                                                { format: (v) => fmt.pct(v, 1), max: 1, sync: service, span, colour })),
+    el("section", { class: "panel" }, lineChart(`${service}/handshake-p99`, "Handshake p99 by instance",
+                                                chartOf("connect_ms_p99"), { format: fmt.ms, sync: service, span, colour })))];
 }
 
 async function servicePage(main, service) {
@@ -319,6 +256,11 @@ async function servicePage(main, service) {
   const feed = answer.error ? { instances: [], mode: null, revision: "–", window_s: "–" } : answer;
   const totals = health.instances.reduce((t, i) => ({ calls: t.calls + i.calls, rps: t.rps + i.rps }), { calls: 0, rps: 0 });
   const maxWeight = Math.max(1, ...feed.instances.map((i) => i.weight));
+  // The charts' shared time axis: the last hour, from the minute bucket the series' first point starts in
+  const now = Date.now();
+  const span = [Math.floor((now - HOUR_MS) / 60000) * 60000, now];
+  const colour = instanceColours([...feed.instances, ...health.instances, ...(conns.instances || [])]
+    .map((i) => i.instance));
   const mine = (alarms.alarms || []).filter((a) => !a.rule.service || a.rule.service === service);
   const worstP99 = Math.max(0, ...health.instances.map((i) => i.latency_ms_p99 || 0));
   const minSuccess = Math.min(1, ...health.instances.filter((i) => i.calls).map((i) => i.success_rate));
@@ -336,13 +278,16 @@ async function servicePage(main, service) {
     panel("Weights (what load balancers read now)", operatorBar(service),
       answer.error ? empty(`no weight feed: ${answer.error.message}`) :
       table(["instance", "version", "state", "weight#", "", "reason", "rps#", "success#", "p50#", "p99#", "actions"],
-            feed.instances.map((i) => weightRow(service, i, maxWeight, overrides)))),
-    observedPanel(service, health.instances),
+            feed.instances.map((i) => weightRow(service, i, maxWeight, overrides, colour)))),
+    observedPanel(service, health.instances, colour),
     el("div", { class: "grid three" },
-      el("section", { class: "panel" }, lineChart("Requests / s by instance", rps, (v) => fmt.num(v, 1))),
-      el("section", { class: "panel" }, lineChart("Success rate by instance", success, (v) => fmt.pct(v, 1), { max: 1 })),
-      el("section", { class: "panel" }, lineChart("Latency p99 by instance", p99, fmt.ms))),
-    connectionsPanel(conns),
+      el("section", { class: "panel" }, lineChart(`${service}/rps`, "Requests / s by instance", rps,
+                                                  { format: (v) => fmt.num(v, 1), sync: service, span, colour })),
+      el("section", { class: "panel" }, lineChart(`${service}/success`, "Success rate by instance", success,
+                                                  { format: (v) => fmt.pct(v, 1), max: 1, sync: service, span, colour })),
+      el("section", { class: "panel" }, lineChart(`${service}/p99`, "Latency p99 by instance", p99,
+                                                  { format: fmt.ms, sync: service, span, colour }))),
+    connectionsPanel(service, conns, colour, span),
     el("div", { class: "grid two" }, capacityPanel(cap),
        releasePanel(service, feed, releases.find((r) => r.service === service))),
     panel("Alarms", mine.length ? table(ALARM_HEADERS, alarmRows(mine)) : empty("no alarm rules for this service")),
@@ -363,9 +308,9 @@ async function connectionsPage(main) {
   show(main, el("div", { class: "head" }, el("h1", {}, "Connections"),
                           el("span", { class: "muted" }, `eBPF tcplife, last hour, ${lifetimes.total} connections`)),
     el("div", { class: "grid two" },
-      el("section", { class: "panel" }, lineChart("New connections / min by remote endpoint",
-        lines(series.series), (v) => fmt.num(v, 0))),
-      el("section", { class: "panel" }, barChart("Connection lifetimes (count by upper bound)",
+      el("section", { class: "panel" }, lineChart("connections/new", "New connections / min by remote endpoint",
+        lines(series.series), { format: (v) => fmt.num(v, 0) })),
+      el("section", { class: "panel" }, barChart("connections/lifetimes", "Connection lifetimes (count by upper bound)",
         lifetimes.buckets.map((b) => ({ label: b.le_ms === null ? "more" : b.le_ms >= 1000 ? `${b.le_ms / 1000}s` : `${b.le_ms}`,
                                           value: b.count }))))),
     panel("Top talkers (bytes)", talkers.groups.length ? table(["host", "remote", ...numbers], groupRows(talkers))
@@ -401,12 +346,14 @@ async function render() {
   document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active",
     a.dataset.nav === (page === "service" || !page ? "services" : page)));
   try {
+    beginCharts();
     await show(main, decodeURIComponent(arg || ""));
     document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
     main.dataset.renders = String(Number(main.dataset.renders || 0) + 1); // lets tests wait for a fresh page
   } catch (err) {
     main.replaceChildren(failure(err));
   }
+  dropStaleCharts(); // charts of a page left (or of a failed redraw): their uPlot instances and observers go
   refreshTimer = setTimeout(render, REFRESH_MS);
 }
 
