@@ -123,3 +123,8 @@ def test_charts_read_out_zoom_keep_their_zoom_and_share_the_crosshair(chrome: An
     chrome.execute_script("location.hash = '#/alarms'")
     WebDriverWait(chrome, 20).until(lambda d: d.execute_script("return CHARTS.size") == 0, "charts dropped")
     assert severe_logs(chrome) == []  # no Content-Security-Policy violation, no script error
+    # ... which the log would show: an inline script is refused and logged
+    chrome.execute_script("const s = document.createElement('script'); s.textContent = 'window.inlineRan = 1';"
+                          "document.body.append(s)")
+    assert chrome.execute_script("return window.inlineRan") is None
+    assert any("Content Security Policy" in line for line in severe_logs(chrome))
