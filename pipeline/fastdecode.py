@@ -40,6 +40,17 @@ _DECODERS = {kind: msgspec.json.Decoder(_struct(kind)) for kind in ("tcp", "rpc"
 _TS = [f.name for f in events.SCHEMAS["rpc"]].index("ts_ms")  # the same position in every kind
 
 
+def contract_event(kind: str, raw: bytes) -> events.Event | None:
+    """The validated event (every contract field, defaults filled) when the fast path can vouch for it;
+    else None, and the caller asks the judge. The weigh worker counts every rpc event this way."""
+    if len(raw) > events.MAX_MESSAGE_BYTES:
+        return None
+    try:
+        return msgspec.structs.asdict(_DECODERS[kind].decode(raw))
+    except (msgspec.MsgspecError, ValueError, RecursionError):
+        return None
+
+
 def contract_values(kind: str, raw: bytes, window: events.TimeWindow | None) -> tuple[Any, ...] | None:
     """The contract's field values in order, when the fast path can vouch for them; else None."""
     if len(raw) > events.MAX_MESSAGE_BYTES:

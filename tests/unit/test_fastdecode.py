@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pipeline import events
-from pipeline.fastdecode import contract_values
+from pipeline.fastdecode import contract_event, contract_values
 from pipeline.transform import judge
 from tests.factories import FACTORIES, rpc_event
 
@@ -59,3 +59,21 @@ def test_a_valid_event_takes_the_fast_path_and_the_window_applies() -> None:
     raw = events.encode("rpc", rpc_event(1, ts_ms=NOW))
     assert contract_values("rpc", raw, WINDOW) == tuple(events.validate("rpc", rpc_event(1, ts_ms=NOW)).values())
     assert contract_values("rpc", events.encode("rpc", rpc_event(1, ts_ms=NOW - 8 * 86_400_000)), WINDOW) is None
+
+
+@pytest.mark.parametrize("kind", ["tcp", "rpc", "load"])
+def test_the_weigh_workers_event_is_the_judges_event(kind: str) -> None:
+    """contract_event (the weigh worker's fast path, no window) gives the judge's dict, or leaves it to the judge."""
+    fast_accepted = 0
+    for raw in _mutations(kind):
+        fast = contract_event(kind, raw)
+        try:
+            judged: events.Event | None = judge(kind, raw, None)
+        except events.Rejection:
+            judged = None
+        if fast is None:
+            continue
+        fast_accepted += 1
+        assert judged is not None, f"fast path accepted what the judge refuses: {raw[:120]!r}"
+        assert [(k, type(v), v) for k, v in fast.items()] == [(k, type(v), v) for k, v in judged.items()], raw[:120]
+    assert fast_accepted >= 50, "the fast path must take the ordinary events"
