@@ -91,9 +91,10 @@ class Ownership:
             self.consumer.seek(tp, offset)
             self.replaying[tp[1]] = self.consumer.watermarks(tp)[1]
         self.skip = set(new)
-        metrics.TAKEOVER_SECONDS.observe(time.monotonic() - started)
-        log.info("weigh: took over partitions %s: %d services restored from %s, replaying from %d s ago",
-                 sorted(new), len(restored), topics.WEIGHTS, self.settings.weights_window_s + REPLAY_SLACK_S)
+        took_s = time.monotonic() - started
+        metrics.TAKEOVER_SECONDS.observe(took_s)
+        log.info("weigh: took over partitions %s in %.1f s: %d services restored from %s, replaying from %d s ago",
+                 sorted(new), took_s, len(restored), topics.WEIGHTS, self.settings.weights_window_s + REPLAY_SLACK_S)
 
     def counts(self, message: Message, callee: str) -> bool:
         """Whether an event read from this partition goes into the windows."""

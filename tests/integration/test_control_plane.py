@@ -183,6 +183,7 @@ def test_a_killed_worker_s_services_continue_from_the_survivor_never_empty(
 
         killed = procs.kill9(victim)
         killed_ms = int(time.time() * 1000)
+        print(f"killed {victim_name} at {time.strftime('%H:%M:%S')}.{killed_ms % 1000:03d}")
         continued: dict[str, float] = {}
         stale_seen = set()
         deadline = time.monotonic() + SESSION_S + CYCLE_S + 15
