@@ -9,6 +9,7 @@
 "use strict";
 
 const CHART_HEIGHT = 200;
+const PANEL = "#181b1f"; // console.css's --panel: the few points drawn (fewPoints) are hollow on it
 const AXIS = { stroke: "#8e8e9a", font: "11px sans-serif", grid: { stroke: "#22252b", width: 1 },
                ticks: { stroke: "#2c3235", width: 1 } };
 const CHARTS = new Map(); // key -> { figure, plot, shape, zoomed, generation, resize }
@@ -63,6 +64,9 @@ function xZoomed(u) {
   return u.scales.x.min > times[0] || u.scales.x.max < times[times.length - 1];
 }
 
+// Points are drawn only where a line has too few to show a shape (a lone point draws no line).
+const fewPoints = (u, i, first, last) => u.data[i].slice(first, last + 1).filter((v) => v !== null).length < 3;
+
 // A legend read-out: the value shown by `show`, or "–" where the series has no point.
 const readOut = (show) => (u, v) => (v === null || v === undefined ? "–" : show(v));
 
@@ -113,7 +117,7 @@ function lineChart(key, title, series,
     scales: { y: { range: yRange(max) } },
     series: [{ label: "time", value: readOut((t) => new Date(t).toLocaleTimeString()) },
              ...series.map((s, i) => ({ label: s.label, stroke: colour(s.label, i), width: 1.6, value: readOut(format),
-                                         spanGaps: false }))],
+                                         spanGaps: false, points: { show: fewPoints, fill: PANEL } }))],
     axes: [{ ...AXIS }, { ...AXIS, size: 60, values: (u, splits) => splits.map(format) }],
   };
   const shape = JSON.stringify(["line", ...series.map((s, i) => [s.label, colour(s.label, i)])]);
