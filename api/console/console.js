@@ -15,6 +15,9 @@ function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs || {})) {
     if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    // Styles through the CSSOM, which a Content-Security-Policy allows without 'unsafe-inline' (a style
+    // attribute would need it)
+    else if (key === "style") node.style.cssText = value;
     else if (value !== undefined && value !== null && value !== false) node.setAttribute(key, value);
   }
   for (const child of children.flat(Infinity)) {
