@@ -42,6 +42,12 @@ def read_out(driver: Any, key: str) -> dict[str, str]:
             for r in rows}
 
 
+def at_cursor(shown: dict[str, Any]) -> int | None:
+    """The time (epoch ms) of the point under a chart's cursor, None when the cursor is off the chart."""
+    idx = shown["cursor"]["idx"]
+    return None if idx is None else shown["data"][0][idx]
+
+
 def rgba(hex_colour: str) -> str:
     """#5794f2 as Chromium reports a computed colour: rgba(87, 148, 242, 1)."""
     red, green, blue = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
@@ -80,7 +86,7 @@ def test_charts_read_out_zoom_keep_their_zoom_and_share_the_crosshair(chrome: An
     minute = minutes[len(minutes) // 2]
     chrome.execute_script("arguments[0].scrollIntoView({block: 'center'})", plot_area(chrome, RPS))
     hover(chrome, RPS, minute)
-    WebDriverWait(chrome, 10).until(lambda d: chart(d, RPS)["cursor"]["idx"] == times.index(minute), "cursor on it")
+    WebDriverWait(chrome, 10).until(lambda d: at_cursor(chart(d, RPS)) == minute, "the cursor on that minute")
     api = api_points(demo.base, f"/v1/series?metric=rps&service={SERVICE}&by=instance")
     legend = read_out(chrome, RPS)
     for label in shown["labels"]:
@@ -90,7 +96,7 @@ def test_charts_read_out_zoom_keep_their_zoom_and_share_the_crosshair(chrome: An
     for key in SYNCED:
         other = chart(chrome, key)
         assert other["cursor"]["left"] >= 0, key
-        assert other["data"][0][other["cursor"]["idx"]] == minute, key
+        assert at_cursor(other) == minute, key
         assert all(value != GAP for value in read_out(chrome, key).values()), key
     chrome.save_screenshot(str(artifacts / "console-charts.png"))
 
