@@ -19,7 +19,7 @@ CONSOLE = Path(__file__).resolve().parents[1] / "console"
 ASSETS = {"console.js": "text/javascript", "map.js": "text/javascript", "charts.js": "text/javascript",
           "console.css": "text/css", "vendor/dagre-3.1.3.min.js": "text/javascript",
           "vendor/uPlot-1.6.32.iife.min.js": "text/javascript", "vendor/uPlot-1.6.32.min.css": "text/css"}
-HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
                                       "object-src 'none'; frame-ancestors 'none'",
            "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
 
