@@ -61,7 +61,7 @@ install_venv() {
     .venv/bin/pip install -q -e ".[dev]"
     # xds-protos (dev: Envoy's messages, for the EDS checks) ships an old copy of opentelemetry-proto's
     # modules at the same paths; whichever pip installs last wins. Put the pinned opentelemetry-proto back.
-    .venv/bin/pip install -q --no-deps --force-reinstall "$(grep -o 'opentelemetry-proto==[0-9.]*' pyproject.toml)"
+    .venv/bin/pip install -q --no-deps --force-reinstall "$(grep -m1 -o 'opentelemetry-proto==[0-9.]*' pyproject.toml)"
     rm -f .venv/.installed-*; touch "$stamp"
   else
     log "Python dependencies present"
