@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
 import tomllib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -56,6 +57,10 @@ class RoleRefused(ValueError):
     """A role assignment the user's list does not allow; the message says which roles it does."""
 
 
+class LastAdmin(ValueError):
+    """A role change that would leave nobody holding admin (then nobody could manage roles)."""
+
+
 def parse_users(doc: Mapping[str, Any]) -> dict[str, User]:
     """Validate a users document; a ValueError names the user and what is wrong."""
     users: dict[str, User] = {}
@@ -90,6 +95,7 @@ class Directory:
     def __init__(self, users: Mapping[str, User], held: Mapping[str, str] | None = None) -> None:
         self.users = dict(users)
         self._held: dict[str, str] = {}
+        self._lock = threading.Lock()  # role changes come from FastAPI's thread pool
         for name, role in (held or {}).items():
             # An assignment stored earlier stops counting once the file no longer allows that role.
             if name in self.users and role in self.users[name].may_hold:
@@ -102,6 +108,11 @@ class Directory:
                 return Principal(user.name, self.role_of(user.name))
         return None
 
+    def held(self) -> dict[str, str]:
+        """Roles assigned through the API (carried over when the users file is reloaded)."""
+        with self._lock:
+            return dict(self._held)
+
     def role_of(self, name: str) -> str:
         return self._held.get(name, self.users[name].role)
 
@@ -112,9 +123,17 @@ class Directory:
         if role not in user.may_hold:
             raise RoleRefused(f"user {name!r} may not hold role {role!r}; the users file allows {list(user.may_hold)}")
 
-    def assign(self, name: str, role: str) -> None:
-        self.check_assignment(name, role)
-        self._held[name] = role
+    def assign(self, name: str, role: str) -> str:
+        """Give `name` the role; returns the role held before. Refuses to demote the last admin."""
+        with self._lock:
+            self.check_assignment(name, role)
+            before = self.role_of(name)
+            admins = [user for user in self.users if self.role_of(user) == "admin"]
+            if role != "admin" and admins == [name]:
+                raise LastAdmin(f"user {name!r} is the last admin: give another user the admin role first, "
+                                "or nobody could manage roles any more")
+            self._held[name] = role
+            return before
 
 
 def _deny(status: int, message: str) -> HTTPException:
@@ -122,12 +141,17 @@ def _deny(status: int, message: str) -> HTTPException:
     return HTTPException(status_code=status, detail=message, headers=headers)
 
 
+def bearer_token(header: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (scheme in any case, spaces around it), else None."""
+    scheme, _, token = header.strip().partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
 def _caller(request: Request, minimum: str) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token(request.headers.get("authorization", ""))
+    if token is None:
         raise _deny(401, "missing bearer token: send 'Authorization: Bearer <token>'")
-    principal = request.app.state.directory.authenticate(token.strip())
+    principal = request.app.state.directory.authenticate(token)
     if principal is None:
         raise _deny(401, "invalid token")
     if _RANK[principal.role] < _RANK[minimum]:

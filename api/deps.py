@@ -1,4 +1,4 @@
-"""Reusable dependencies: the store, settings, weight and alarm services the app's lifespan opened."""
+"""Reusable dependencies: the store (two lanes), settings, weight and alarm services the app's lifespan opened."""
 
 from __future__ import annotations
 
@@ -16,6 +16,12 @@ def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
+def get_query_store(request: Request) -> Store:
+    """The store for the query API's scans (series, top-N, connections, capacity): a lane of its own, so
+    heavy reads never take the connections of the registry, overrides or the weight loop."""
+    return request.app.state.query_store
+
+
 def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
@@ -29,6 +35,7 @@ def get_alarms(request: Request) -> AlarmService:
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
+QueryStoreDep = Annotated[Store, Depends(get_query_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 WeightsDep = Annotated[WeightService, Depends(get_weights)]
 AlarmsDep = Annotated[AlarmService, Depends(get_alarms)]

@@ -1,20 +1,24 @@
-"""Request limits for the API: body and query size caps, a rate limit on writes, optional CORS.
+"""Request limits for the API: body and query size caps, rate limits on writes and reads, optional CORS.
 
 Pure ASGI middleware so a refused request never reaches routing or a handler (and never the store).
+Rate limits are per caller: the authenticated user (however the `Bearer` scheme is spelled), or
+else the client address, so inventing tokens or varying the header gains nothing. Buckets expire
+once refilled and are bounded in number, so no sequence of requests grows the API's memory.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from api.auth import Directory, bearer_token
 from core.settings import Settings
 
 Scope = MutableMapping[str, Any]
@@ -23,6 +27,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MAX_CALLERS = 10_000  # buckets kept at most; past it the least recently used goes (it restarts full)
+# Reads that are rate limited: the query API. The feed is served from memory (and long-polled by
+# balancers), health and metrics must answer probes, the console is static files.
+_UNLIMITED_READS = ("/v1/weights", "/healthz", "/readyz", "/metrics")
 
 
 async def _refuse(send: Send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
@@ -35,39 +43,67 @@ async def _refuse(send: Send, status: int, detail: str, headers: dict[str, str] 
 
 
 class TokenBuckets:
-    """Per-caller token buckets: `rate_per_s` refill, `burst` capacity. Thread-safe, clock injected."""
+    """Per-caller token buckets: `rate_per_s` refill, `burst` capacity. Thread-safe, clock injected.
 
-    def __init__(self, rate_per_s: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate, self.burst, self.clock = rate_per_s, burst, clock
-        self._buckets: dict[str, tuple[float, float]] = {}  # caller -> (tokens, last refill)
+    A bucket that has refilled is the same as none, so it is dropped; at most `max_callers` are kept
+    (least recently used first out), so memory stays bounded whatever the callers do.
+    """
+
+    def __init__(self, rate_per_s: float, burst: int, clock: Callable[[], float] = time.monotonic,
+                 max_callers: int = MAX_CALLERS) -> None:
+        self.rate, self.burst, self.clock, self.max_callers = rate_per_s, burst, clock, max_callers
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # caller -> (tokens, last refill)
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
     def take(self, caller: str, cost: float = 1.0) -> float:
         """0 if `cost` tokens were taken, else the seconds until they are available (cost <= burst)."""
         with self._lock:
             now = self.clock()
-            tokens, last = self._buckets.get(caller, (float(self.burst), now))
+            self._expire(now)
+            tokens, last = self._buckets.pop(caller, (float(self.burst), now))
             tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-            if tokens >= cost:
-                self._buckets[caller] = (tokens - cost, now)
-                return 0.0
-            self._buckets[caller] = (tokens, now)
-            return (cost - tokens) / self.rate
+            taken = tokens >= cost
+            self._buckets[caller] = (tokens - cost if taken else tokens, now)  # re-inserted: most recent last
+            if len(self._buckets) > self.max_callers:
+                self._buckets.popitem(last=False)
+            return 0.0 if taken else (cost - tokens) / self.rate
+
+    def _expire(self, now: float) -> None:
+        """Drop buckets, oldest first, that are full again (their refill time has passed)."""
+        while self._buckets:
+            tokens, last = next(iter(self._buckets.values()))
+            if last + (self.burst - tokens) / self.rate > now:
+                return
+            self._buckets.popitem(last=False)
 
 
-def _caller(scope: Scope) -> str:
-    """Who is writing: the bearer token (hashed, never kept in clear) or else the client address."""
-    for name, value in scope.get("headers", ()):
-        if name == b"authorization":
-            return "token:" + hashlib.sha256(value).hexdigest()[:16]
+def caller_key(scope: Scope) -> str:
+    """Who is calling: the authenticated user, else the client address (unknown tokens count as anonymous)."""
+    header = next((value for name, value in scope.get("headers", ()) if name == b"authorization"), b"")
+    token = bearer_token(header.decode("latin-1"))
+    app = scope.get("app")
+    directory: Directory | None = getattr(getattr(app, "state", None), "directory", None)
+    if token and directory is not None:
+        principal = directory.authenticate(token)
+        if principal is not None:
+            return f"user:{principal.name}"
     client = scope.get("client") or ("?", 0)
     return f"addr:{client[0]}"
+
+
+def _limited_read(scope: Scope) -> bool:
+    path = scope.get("path", "")
+    return scope["method"] in ("GET", "HEAD") and path.startswith("/v1/") and not path.startswith(_UNLIMITED_READS)
 
 
 class LimitsMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app, self.max_body, self.max_query = app, settings.max_body_bytes, settings.max_query_bytes
         self.writes = TokenBuckets(settings.write_rate_per_minute / 60, settings.write_burst)
+        self.reads = TokenBuckets(settings.read_rate_per_minute / 60, settings.read_burst)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -80,11 +116,12 @@ class LimitsMiddleware:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             await _refuse(send, 413, f"request body larger than {self.max_body} bytes")
             return
-        if scope["method"] in WRITES:
-            wait_s = self.writes.take(_caller(scope))
+        buckets, kind = (self.writes, "writes") if scope["method"] in WRITES else (self.reads, "reads")
+        if kind == "writes" or _limited_read(scope):
+            wait_s = buckets.take(caller_key(scope))
             if wait_s:
-                await _refuse(send, 429, f"too many writes: at most {self.writes.rate * 60:g} per minute "
-                              f"after a burst of {self.writes.burst}; retry in {wait_s:.1f} s",
+                await _refuse(send, 429, f"too many {kind}: at most {buckets.rate * 60:g} per minute "
+                              f"after a burst of {buckets.burst}; retry in {wait_s:.1f} s",
                               {"Retry-After": str(max(1, round(wait_s)))})
                 return
         if declared is None and scope["method"] in WRITES:

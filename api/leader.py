@@ -1,9 +1,10 @@
 """Work done once, by the lease holder: recording what the weigh workers asked for (their intents).
 
-Workers apply a discovery or a canary abort to their own feeds at once and send an intent on
-svcpulse.control (weigh/publisher.py); every API replica collects them (api/weights/service.py),
-and only the lease holder writes them: registry rows for discovered instances, the aborted release
-row and its audit entry. The rows then reach every worker through svcpulse.control (api/control.py).
+Workers apply a canary abort to their own feeds at once and send an intent on svcpulse.control
+(weigh/publisher.py); every API replica collects them (api/weights/service.py), and only the lease
+holder writes them: the aborted release row and its audit entry. The rows then reach every worker
+through svcpulse.control (api/control.py). (Telemetry writes no registry rows: weights/admission.py
+decides in every cycle what is routable.)
 Intents are idempotent: what the store already holds is skipped, so a new holder may replay them.
 """
 
@@ -52,22 +53,10 @@ class Leader:
         self._stopping.set()
 
     def record(self, intents: Mapping[str, Mapping[str, Any]]) -> None:
-        discovered = [i for i in intents.values() if i["intent"] == "discovered"]
-        if discovered:
-            self._discovered(discovered)
         for intent in intents.values():
             if intent["intent"] == "release.abort":
                 self._abort(intent["release"])
         self.weights.kick()
-
-    def _discovered(self, intents: list[Mapping[str, Any]]) -> None:
-        known = reg.known_instance_keys(self.store)
-        services = {r["service"] for r in reg.services(self.store)}
-        new_services = {r["service"]: r for i in intents for r in i["services"] if r["service"] not in services}
-        new_instances = {(r["service"], r["instance"]): r for i in intents for r in i["instances"]
-                         if (r["service"], r["instance"]) not in known}
-        reg.write_services(self.store, list(new_services.values()))
-        reg.write_instances(self.store, list(new_instances.values()))
 
     def _abort(self, aborted: Mapping[str, Any]) -> None:
         current = reg.releases(self.store, aborted["service"])

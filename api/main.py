@@ -28,21 +28,26 @@ from api.routes import (
     alarms,
     audit,
     capacity,
+    connection_health,
     connections,
     console,
+    discovery,
     health,
     overrides,
     registry,
     releases,
     series,
+    service_map,
     services,
     users,
     weights,
     xds,
 )
+from api.users_file import watch_users
 from api.weights.service import WeightService
 from core.settings import Settings
-from pipeline.store import Store, StoreError, open_store
+from pipeline.store import QueryLimitError, QueryLimits, Store, StoreError, open_store
+from pipeline.store.lanes import READ_PRIORITY, Lane, control_lane
 from weigh.lease import Lease
 
 DESCRIPTION = """svcpulse turns what services see of each other (eBPF TCP lifetimes, RPC calls, load)
@@ -73,21 +78,30 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
-        raw_store = store or open_store(settings.store_url)
+        base = store or open_store(settings.store_url)
+        # Query scans, small reads/writes and the control plane's own statements use the store on separate
+        # lanes, with limits ClickHouse enforces (pipeline/store/lanes.py).
+        reads = QueryLimits(settings.query_timeout_s, settings.query_max_memory_bytes, READ_PRIORITY)
+        control = control_lane(base, settings.control_query_timeout_s)
         publisher = ControlPublisher(settings.kafka_client, settings.kafka_bootstrap)
-        app.state.store = MirroringStore(raw_store, publisher)
-        app.state.directory = _directory(settings, raw_store)
+        app.state.query_store = Lane(base, "query", reads)
+        app.state.store = MirroringStore(Lane(base, "read", reads), publisher)
+        app.state.directory = _directory(settings, app.state.store)
         app.state.lease = Lease(settings.kafka_client, settings.kafka_bootstrap, settings.lease_group_id,
                                 f"api-{socket.gethostname()}:{os.getpid()}:{id(app)}").start()
-        app.state.weights = WeightService(settings, raw_store, publisher, lambda held: _apply_roles(app, held))
+        app.state.weights = WeightService(settings, control, publisher, lambda held: _apply_roles(app, held))
         app.state.alarms = AlarmService(app.state.store, settings, app.state.lease)
-        leader = Leader(app.state.store, app.state.weights, app.state.lease)
+        leader = Leader(MirroringStore(control, publisher), app.state.weights, app.state.lease)
         tasks = [asyncio.create_task(app.state.weights.run(), name="weights"),
                  asyncio.create_task(app.state.alarms.run(), name="alarms"),
                  asyncio.create_task(leader.run(), name="leader")]
+        users_task = asyncio.create_task(watch_users(app.state, settings.users_file, settings.users_reload_s),
+                                         name="users") if settings.users_file and settings.users_reload_s else None
         try:
             yield
         finally:
+            if users_task is not None:
+                users_task.cancel()
             app.state.weights.stop()
             app.state.alarms.stop()
             leader.stop()
@@ -96,15 +110,21 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             await asyncio.to_thread(app.state.lease.stop)
             publisher.close()
             if store is None:
-                raw_store.close()
+                base.close()
 
     app = FastAPI(title="svcpulse", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.metrics = api_registry(app.state)
-    for module in (health, weights, registry, overrides, releases, users, audit,
-                   services, series, connections, capacity, alarms, console):
+    for module in (health, weights, registry, discovery, overrides, releases, users, audit,
+                   services, connection_health, series, connections, service_map, capacity, alarms,
+                   console):
         app.include_router(module.router)
     app.include_router(xds.router)  # Envoy EDS, REST xDS v3 (docs/envoy.md)
     hardening.install(app, settings)
+
+    @app.exception_handler(QueryLimitError)
+    async def query_too_big(request: Request, exc: QueryLimitError) -> JSONResponse:
+        # Memory use depends on the request alone: change it (422). Time also depends on load: 503.
+        return JSONResponse({"detail": str(exc)}, status_code=422 if exc.kind == "memory" else 503)
 
     @app.exception_handler(StoreError)
     async def store_unavailable(request: Request, exc: StoreError) -> JSONResponse:

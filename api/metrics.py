@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from api.routes.xds import REQUESTS as XDS_REQUESTS
+
 
 class _FeedCollector(Collector):
     def __init__(self, state: Any) -> None:
@@ -34,12 +36,14 @@ class _FeedCollector(Collector):
         yield GaugeMetricFamily("svcpulse_api_feed_oldest_seconds", "age of the oldest feed served",
                                 value=oldest)
         yield GaugeMetricFamily("svcpulse_api_lease_held", "1 while this replica holds the lease (alarms, "
-                                "webhooks, canary aborts, discovery rows)", value=float(lease.held()))
+                                "webhooks, canary aborts)", value=float(lease.held()))
 
 
 def api_registry(state: Any) -> CollectorRegistry:
-    """The registry /metrics serves: the feed and lease state of `state` (app.state), and the process."""
+    """The registry /metrics serves: the feed and lease state of `state` (app.state), the REST xDS requests,
+    and the process."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_FeedCollector(state))
+    registry.register(XDS_REQUESTS)
     ProcessCollector(registry=registry)
     return registry

@@ -9,6 +9,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+# ClickHouse's DateTime ends at 2106-02-07 06:28:15 UTC (2**32 - 1 s); 18.16 wraps later times
+# around to 1970 (a query for 2163 returned today's calls), so no bound may pass it.
+MAX_TIME_MS = (2**32 - 1) * 1000
 MAX_RANGE_S = 31 * 86_400  # the rollups keep more, but one answer never scans more than a month
 MAX_POINTS = 11_000  # per series; Grafana draws ~2,000 px wide at most, so this leaves room for zoom
 DEFAULT_RANGE_S = 3_600
@@ -48,6 +51,9 @@ def _bounds(from_ms: int | None, to_ms: int | None, now_ms: int) -> tuple[int, i
     """(start, end) in ms after the defaults (the last hour) and the range checks."""
     end_ms = now_ms if to_ms is None else to_ms
     start_ms = end_ms - DEFAULT_RANGE_S * 1000 if from_ms is None else from_ms
+    if max(start_ms, end_ms) > MAX_TIME_MS:
+        raise RangeError(f"from/to after {MAX_TIME_MS} (2106-02-07 06:28:15 UTC), the last time the store can "
+                         "hold; both are epoch milliseconds")
     if start_ms >= end_ms:
         raise RangeError(f"from ({start_ms}) must be before to ({end_ms}); both are epoch milliseconds")
     if end_ms - start_ms > MAX_RANGE_S * 1000:

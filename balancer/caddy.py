@@ -64,7 +64,10 @@ class CaddyAdapter(Adapter):
 
     def __init__(self, admin: str, handler: str, timeout_s: float = 10.0) -> None:
         where = handler if handler.startswith("/") else f"/id/{handler}"
-        self.admin, self.url, self.timeout_s = admin.rstrip("/"), admin.rstrip("/") + where, timeout_s
+        self.admin, self.url = admin.rstrip("/"), admin.rstrip("/") + where
+        # One client for the adapter's life: a client per call built a new SSL context every time
+        # (~0.1 s of CPU per apply, bench/balancers.py); keep-alive to the admin API comes with it.
+        self.http = httpx.Client(timeout=timeout_s)
 
     def target(self) -> str:
         return f"Caddy handler {self.url}"
@@ -74,23 +77,21 @@ class CaddyAdapter(Adapter):
 
     def apply(self, rendered: str) -> None:
         policy = json.loads(rendered)
-        with httpx.Client(timeout=self.timeout_s) as http:
-            for _ in range(3):  # 412: the config changed between our GET and PATCH; read it again
-                handler, etag = self._get(http)
-                answer = self._call(http, "PATCH", json=merge_handler(handler, policy), headers={"If-Match": etag})
-                if answer.status_code != 412:
-                    break
-            if answer.status_code != 200:
-                raise BalancerError(f"Caddy refused the change to {self.url}: {answer.status_code} {answer.text[:500]}")
+        for _ in range(3):  # 412: the config changed between our GET and PATCH; read it again
+            handler, etag = self._get()
+            answer = self._call("PATCH", json=merge_handler(handler, policy), headers={"If-Match": etag})
+            if answer.status_code != 412:
+                break
+        if answer.status_code != 200:
+            raise BalancerError(f"Caddy refused the change to {self.url}: {answer.status_code} {answer.text[:500]}")
 
     def verify(self, rendered: str) -> str:
-        with httpx.Client(timeout=self.timeout_s) as http:
-            held = held_policy(self._get(http)[0])
+        held = held_policy(self._get()[0])
         wanted = json.loads(rendered)
         return "" if held == wanted else f"Caddy holds {json.dumps(held)}"
 
-    def _get(self, http: httpx.Client) -> tuple[dict[str, Any], str]:
-        answer = self._call(http, "GET")
+    def _get(self) -> tuple[dict[str, Any], str]:
+        answer = self._call("GET")
         if answer.status_code != 200:
             raise BalancerError(f"GET {self.url}: {answer.status_code} {answer.text[:300]} (is the @id right?)")
         handler = answer.json()
@@ -100,9 +101,9 @@ class CaddyAdapter(Adapter):
             raise BalancerError(f"{self.url} uses dynamic_upstreams: weights need a static upstream list")
         return handler, answer.headers.get("etag", "")
 
-    def _call(self, http: httpx.Client, method: str, **kwargs: Any) -> httpx.Response:
+    def _call(self, method: str, **kwargs: Any) -> httpx.Response:
         try:
-            return http.request(method, self.url, **kwargs)
+            return self.http.request(method, self.url, **kwargs)
         except httpx.HTTPError as err:
             raise BalancerError(f"Caddy admin API at {self.admin}: {err}") from err
 

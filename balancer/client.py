@@ -27,7 +27,10 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
-from balancer.pickers import Picker, SmoothWeightedRoundRobin, WeightedP2C
+from balancer.guard import ConnectGuard
+from balancer.pickers import Picker, SmoothWeightedRoundRobin, SwrrLocalVeto, WeightedP2C
+
+PICKERS = ("swrr", "p2c", "swrr-local")
 
 
 @dataclass(frozen=True)
@@ -229,41 +232,62 @@ class Balancer:
 
     Every `pick()` must be matched by a `report()` (or use `call()`, which does both).
     `on_result(instance, ok, latency_ms)` is called on each report, e.g. to emit telemetry.
+    A call reported `unreachable` (connection refused) takes its instance out of this client's
+    picks at once, retried with gRPC's connection backoff (balancer/guard.py; pass
+    `reconnect=tcp_reachable()` to retry with a bare connect instead of a call); the feed sees the
+    failure too, seconds later, and decides for everyone.
     """
 
     def __init__(
         self,
         source: WeightSource,
-        picker: Literal["swrr", "p2c"] = "swrr",
+        picker: Literal["swrr", "p2c", "swrr-local"] = "swrr",
         *,
         rng: random.Random | None = None,
         on_result: Callable[[str, bool, float], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        reconnect: Callable[[str], bool] | None = None,
     ) -> None:
-        if picker not in ("swrr", "p2c"):
-            raise ValueError(f"picker must be 'swrr' or 'p2c', got {picker!r}")
+        if picker not in PICKERS:
+            raise ValueError(f"picker must be one of {', '.join(PICKERS)}, got {picker!r}")
         self._source = source
-        self._picker: Picker = SmoothWeightedRoundRobin({}) if picker == "swrr" else WeightedP2C({}, rng)
-        self._key: tuple[int, bool] | None = None
+        self._picker: Picker = (
+            SmoothWeightedRoundRobin({}) if picker == "swrr"
+            else WeightedP2C({}, rng) if picker == "p2c"
+            else SwrrLocalVeto({}, rng, clock=clock)
+        )
+        self._local = self._picker if isinstance(self._picker, SwrrLocalVeto) else None
+        self._key: tuple[tuple[int, bool], int] | None = None
         self._inflight: Counter[str] = Counter()
         self._on_result = on_result
+        self._clock = clock
+        self.guard = ConnectGuard(rng=random.Random(rng.random()) if rng else None, reconnect=reconnect)
         self._lock = threading.Lock()
 
     def pick(self) -> str:
         """An instance for the next call, counted in flight until `report()`."""
         view = self._source.current()
         with self._lock:
-            if view.key != self._key:
-                self._picker.update(view.weights)
-                self._key = view.key
+            skipped = self.guard.skipped(self._clock()) if self.guard.version else frozenset()
+            key = (view.key, self.guard.version)
+            if key != self._key:
+                self._picker.update({n: 0 if n in skipped else w for n, w in view.weights.items()})
+                self._key = key
             instance = self._picker.pick(self._inflight)
             self._inflight[instance] += 1
         return instance
 
-    def report(self, instance: str, ok: bool, latency_ms: float) -> None:
+    def report(self, instance: str, ok: bool, latency_ms: float, *, unreachable: bool = False) -> None:
         with self._lock:
             self._inflight[instance] -= 1
             if self._inflight[instance] <= 0:
                 del self._inflight[instance]
+            if unreachable:
+                self.guard.refused(instance, self._clock())
+            elif self.guard.version:
+                self.guard.connected(instance)
+            if self._local is not None and not unreachable:
+                self._local.observe(instance, latency_ms)
         if self._on_result is not None:
             self._on_result(instance, ok, latency_ms)
 
@@ -272,12 +296,15 @@ class Balancer:
         """Pick, yield the instance, then report: ok unless the block raised."""
         instance = self.pick()
         started = time.perf_counter()
-        ok = False
+        ok, unreachable = False, False
         try:
             yield instance
             ok = True
+        except (ConnectionRefusedError, httpx.ConnectError):
+            unreachable = True
+            raise
         finally:
-            self.report(instance, ok, (time.perf_counter() - started) * 1000)
+            self.report(instance, ok, (time.perf_counter() - started) * 1000, unreachable=unreachable)
 
     def inflight(self) -> dict[str, int]:
         with self._lock:

@@ -11,19 +11,30 @@ After a warm-up, one instance turns sick (50% of calls answer 503, +200 ms); fig
 and again for the window from 15 s after the fault (the steady state once weights have shifted).
 
     .venv/bin/python bench/controlloop.py [--measure 40]
+
+Against the peers (issue 16, docs/weights.md): every reference policy (bench/policies) and every
+scenario (bench/scenarios.py) x 3 seeds in the simulator, tables and plot into artifacts/; and
+selected scenarios in real time on this fleet, to check the simulator against real parts:
+
+    .venv/bin/python bench/controlloop.py --peers [--scenarios errors-50,gray] [--workers 2]
+    .venv/bin/python bench/controlloop.py --realtime [--scenarios errors-50,slow-200ms,no-fault]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: `bench` is a package
+
 from api.main import create_app
+from api.queries.discovery import write_policy
 from balancer.client import WeightFeedClient, WeightSource
 from core.settings import Settings
 from pipeline.loader import Loader, LoaderConfig
@@ -78,6 +89,8 @@ def with_pipeline(body: Callable[[str, Store], None]) -> None:
         broker.start()
         store = open_store(f"chdb://{tmp}/chdb/svcpulse")
         migrate(store, log=False)
+        # Telemetry alone routes nothing: admit the fleet on loopback (read by the worker when it starts).
+        write_policy(store, "bench.svcpulse", ["127.0.0.0/8"], why="the bench fleet on loopback")
         loader = Loader(LoaderConfig(bootstrap=broker.bootstrap, batch_age_s=0.5), store)
         worker = Worker(Settings(kafka_bootstrap=broker.bootstrap), store)  # the weights, from the stream
         threads = [threading.Thread(target=loader.run, daemon=True), threading.Thread(target=worker.run, daemon=True)]
@@ -94,36 +107,60 @@ def with_pipeline(body: Callable[[str, Store], None]) -> None:
             broker.stop()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--warmup", type=float, default=10)
-    parser.add_argument("--measure", type=float, default=40)
-    args = parser.parse_args()
-    results = {}
+def with_api(body: Callable[[str, str], None]) -> None:
+    """The pipeline plus the API (weight loop, feed) on a free port: body(bootstrap, api_url)."""
 
-    def both(bootstrap: str, store: Store) -> None:
+    def serve(bootstrap: str, store: Store) -> None:
         import uvicorn
 
-        with Fleet("bench.rr", bootstrap) as fleet:
-            results["round robin"] = run("round robin", fleet, EqualWeights(fleet.addresses), args.warmup, args.measure)
         port = free_port()
         app = create_app(Settings(feed_open=True, kafka_bootstrap=bootstrap), store=store)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1",
                                                port=port, log_level="warning"))
         api = threading.Thread(target=server.run, daemon=True)
         api.start()
+        while not server.started and api.is_alive():
+            time.sleep(0.05)
         try:
-            with Fleet("bench.svcpulse", bootstrap) as fleet, \
-                    WeightFeedClient(f"http://127.0.0.1:{port}", "bench.svcpulse", wait_s=5,
-                                     fallback=fleet.addresses) as feed:
-                results["svcpulse"] = run("svcpulse", fleet, feed, args.warmup, args.measure)
+            body(bootstrap, f"http://127.0.0.1:{port}")
         finally:
             server.should_exit = True
             api.join(timeout=10)
 
+    with_pipeline(serve)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--warmup", type=float, default=10)
+    parser.add_argument("--measure", type=float, default=40)
+    parser.add_argument("--peers", action="store_true", help="simulate every policy x scenario x 3 seeds")
+    parser.add_argument("--realtime", action="store_true", help="run scenarios on the real fleet and the simulator")
+    parser.add_argument("--scenarios", help="comma-separated scenario names (bench/scenarios.py); default: all")
+    parser.add_argument("--workers", type=int, help="simulator processes (default: one per CPU)")
+    args = parser.parse_args()
+    if args.peers:
+        from bench.peers import main as peers
+
+        peers(args.scenarios, args.workers)
+        return
+    if args.realtime:
+        from bench.realtime import main as realtime
+
+        realtime(args.scenarios)
+        return
+    results = {}
+
+    def both(bootstrap: str, api_url: str) -> None:
+        with Fleet("bench.rr", bootstrap) as fleet:
+            results["round robin"] = run("round robin", fleet, EqualWeights(fleet.addresses), args.warmup, args.measure)
+        with Fleet("bench.svcpulse", bootstrap) as fleet, \
+                WeightFeedClient(api_url, "bench.svcpulse", wait_s=5, fallback=fleet.addresses) as feed:
+            results["svcpulse"] = run("svcpulse", fleet, feed, args.warmup, args.measure)
+
     print(f"5 instances, 8 client threads (swrr); instance 3 turns sick (50% errors, +200 ms) after "
           f"{args.warmup:g} s; figures over the next {args.measure:g} s", flush=True)
-    with_pipeline(both)
+    with_api(both)
     for window, n in (("whole window", 0), ("from 15 s on", 1)):
         rr, sp = results["round robin"][n], results["svcpulse"][n]
         print(f"svcpulse vs round robin, {window}: error rate {rr['error_rate'] / max(sp['error_rate'], 1e-9):.1f}x "

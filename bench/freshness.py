@@ -33,6 +33,7 @@ from pathlib import Path
 import orjson
 from confluent_kafka import Producer
 
+from api.queries.registry import register
 from api.queries.weights import observed_instances
 from pipeline.migrate import migrate
 from pipeline.store import open_store
@@ -225,6 +226,8 @@ def with_services(body: Callable[[Path, Tansu, ClickHouseServer, str], dict[str,
             store_url = f"clickhouse://127.0.0.1:{clickhouse.port}/svcpulse"
             store = open_store(store_url)
             migrate(store, log=False)
+            for service, instances in INSTANCES.items():  # telemetry alone routes nothing (docs/security.md)
+                register(store, service, instances, changed_by="bench")
             store.close()
             ensure_control_topics(broker.bootstrap, 4)
             return body(work, broker, clickhouse, store_url)

@@ -13,7 +13,10 @@ It prints each drain rate (rows/s from the consumer's start, group join included
 is visible; the same clock for all three) and ours / peer; the
 target is >= 1.0 with one loader process. Figures come with the load average: on a busy machine
 they are provisional.
-Usage: .venv/bin/python bench/loader.py [--peer] [--events N] [--rate R] [--loaders N]
+
+--cluster (issue 14): the same prefilled topic drained into one server and into the local 2 x 2
+cluster, events/s side by side and rows/s per shard (bench/cluster.py).
+Usage: .venv/bin/python bench/loader.py [--peer | --cluster] [--events N] [--rate R] [--loaders N]
                                         [--kafka-client kafka-python|confluent] [--batch-rows N]
 """
 
@@ -202,8 +205,14 @@ def main() -> None:
     parser.add_argument("--kafka-client", choices=("kafka-python", "confluent"), default="kafka-python")
     parser.add_argument("--rate", type=float, default=100_000, help="events/s offered (0 = flood)")
     parser.add_argument("--loaders", type=int, default=1, help="loader processes in the consumer group")
+    parser.add_argument("--cluster", action="store_true", help="one server vs the local 2 x 2 cluster, same events")
     args = parser.parse_args()
     args.events = args.events or (3_000_000 if args.peer else 1_000_000)
+    if args.cluster:
+        from bench.cluster import compare_loading
+
+        compare_loading(args.events, args.loaders, args.kafka_client, args.batch_rows)
+        return
     work = Path(tempfile.mkdtemp(prefix="bench-loader-"))
     broker = Tansu(port=free_port(), workdir=work / "tansu")
     clickhouse = KafkaEngineServer(port=free_port(), workdir=work / "ch") if args.peer else ClickHouseServer(

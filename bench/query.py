@@ -6,7 +6,8 @@ Rows are generated in the store with INSERT ... SELECT FROM numbers() (no Kafka)
 materialized view fills the per-minute rollup as in production. Each endpoint is then called
 --repeat times through the real API (in-process ASGI client, weight and alarm loops running) and
 its p50/p99 printed. Target: p99 <= 300 ms.
-Usage: .venv/bin/python bench/query.py [--rows N] [--repeat N] [--engine clickhouse|chdb|both] [--merged]
+--cluster: the same on one 18.16 server and on the local 2 x 2 cluster, p99s side by side (bench/cluster.py).
+Usage: .venv/bin/python bench/query.py [--rows N] [--repeat N] [--engine clickhouse|chdb|both] [--merged] [--cluster]
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -67,9 +70,11 @@ def endpoints(now_ms: int) -> dict[str, str]:
     }
 
 
-def measure(store: Store, repeat: int) -> None:
+def measure(store: Store, repeat: int, urls: dict[str, str] | None = None) -> dict[str, tuple[float, float]]:
+    """Each endpoint's (p50, p99) in ms, printed as they come (`urls`: name -> URL, default endpoints())."""
+    timings = {}
     with TestClient(create_app(Settings(feed_open=True, kafka_bootstrap="127.0.0.1:1"), store=store)) as client:
-        for name, url in endpoints(int(time.time() * 1000)).items():
+        for name, url in (urls or endpoints(int(time.time() * 1000))).items():
             client.get(url).raise_for_status()  # warm-up
             took = []
             for _ in range(repeat):
@@ -80,18 +85,32 @@ def measure(store: Store, repeat: int) -> None:
             p99 = took[min(len(took) - 1, round(0.99 * (len(took) - 1)))]
             verdict = "ok" if p99 <= 300 else "OVER 300 ms"
             print(f"  {name:42s} p50 {statistics.median(took):7.1f} ms  p99 {p99:7.1f} ms  {verdict}")
+            timings[name] = (statistics.median(took), p99)
+    return timings
 
 
-def run(engine: str, rows: int, repeat: int, work: Path, merged: bool) -> None:
+@contextmanager
+def bench_store(engine: str, work: Path) -> Iterator[Store]:
+    """A migrated `bench` database on a fresh ClickHouse 18.16 server ("clickhouse") or on chdb; the server
+    is stopped afterwards."""
     server = None
     if engine == "clickhouse":
         server = ClickHouseServer(port=free_port(), workdir=work / "clickhouse")
         server.start()
-        store = open_store(f"clickhouse://127.0.0.1:{server.port}/bench?timeout=600")
+        store = open_store(f"clickhouse://127.0.0.1:{server.port}/bench?timeout=900")
     else:
         store = open_store(f"chdb://{work}/chdb/bench")
     try:
         migrate(store, log=False)
+        yield store
+    finally:
+        store.close()
+        if server is not None:
+            server.stop()
+
+
+def run(engine: str, rows: int, repeat: int, work: Path, merged: bool) -> None:
+    with bench_store(engine, work) as store:
         seconds = generate(store, rows)
         if merged:
             # Steady state: a day inserted at once leaves many parts that background merges would
@@ -101,10 +120,6 @@ def run(engine: str, rows: int, repeat: int, work: Path, merged: bool) -> None:
         print(f"{engine}: {rows:,} rpc rows generated in {seconds:.1f} s ({rollup:,} rollup rows"
               f"{', merged' if merged else ''}); {repeat} calls each")
         measure(store, repeat)
-    finally:
-        store.close()
-        if server is not None:
-            server.stop()
 
 
 def main() -> None:
@@ -113,7 +128,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--engine", choices=("clickhouse", "chdb", "both"), default="both")
     parser.add_argument("--merged", action="store_true", help="OPTIMIZE ... FINAL the rollup before measuring")
+    parser.add_argument("--cluster", action="store_true", help="one 18.16 server vs the local 2 x 2 cluster")
     args = parser.parse_args()
+    if args.cluster:
+        from bench.cluster import compare_queries
+
+        compare_queries(args.rows, args.repeat, generate, measure)
+        return
     engines = ("clickhouse", "chdb") if args.engine == "both" else (args.engine,)
     with tempfile.TemporaryDirectory(prefix="svcpulse-bench-query-") as work:
         for engine in engines:

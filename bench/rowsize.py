@@ -87,7 +87,8 @@ def fill(store: Store, kind: str, rows: int, fleet: Fleet) -> None:
     make = {"rpc": rpc, "tcp": tcp, "load": load}[kind]
     times = sorted(BASE_MS + fleet.rng.randrange(HOUR_MS) for _ in range(rows))
     for start in range(0, rows, 100_000):
-        batch = [to_row(kind, make(fleet, ts), Message(TOPIC_BY_KIND[kind], n % 12, n // 12, ts + 3, None, b""))
+        topic = TOPIC_BY_KIND[kind]
+        batch = [to_row(kind, make(fleet, ts), Message(topic, n % 12, n // 12, ts + 3, None, b""))
                  for n, ts in enumerate(times[start:start + 100_000], start)]
         store.insert(TABLE_BY_KIND[kind], COLUMNS[kind], columns(batch))
 

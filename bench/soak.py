@@ -26,6 +26,7 @@ from confluent_kafka import Producer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from api.queries.discovery import write_policy
 from core.kafka import ensure_topics
 from pipeline import events
 from pipeline.migrate import migrate
@@ -126,6 +127,7 @@ def main() -> None:
     store_url = f"clickhouse://127.0.0.1:{clickhouse.port}/soak"
     store = open_store(store_url)
     migrate(store, log=False)
+    write_policy(store, "soak.svc0", ["10.7.0.0/24"], why="the soak's instances")  # telemetry alone routes nothing
     ensure_topics(broker.bootstrap, [*LOADED_TOPICS, DLQ], partitions=8)
     log = (work / "processes.log").open("w")
     common = ["--bootstrap", broker.bootstrap, "--store", store_url]

@@ -11,41 +11,15 @@ contract accepts). tests/unit/test_encoding.py checks that both agree.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
 
 import msgspec
 import orjson
 
 from pipeline import events
+from pipeline.contract_structs import contract_struct
 
-_FLOAT_MAX = sys.float_info.max  # bounds every float: inf and NaN fail, as in events.validate
-
-
-def _annotation(field: events.Field) -> Any:
-    if field.choices:
-        return Literal[field.choices]  # type: ignore[valid-type]
-    if field.type is str:
-        pattern = getattr(field, "grammar", None)
-        meta = msgspec.Meta(max_length=field.max_len)
-        if pattern is not None:  # a name grammar (when the contract has one), matched whole
-            meta = msgspec.Meta(max_length=field.max_len, pattern=f"^{events.full_pattern(field)}\\Z")
-        return Annotated[str, meta]
-    low, high = field.minimum, field.maximum
-    if field.type is float:
-        low = -_FLOAT_MAX if low is None else low
-        high = _FLOAT_MAX if high is None else high
-    return Annotated[field.type, msgspec.Meta(ge=low, le=high)]
-
-
-def _struct(kind: str) -> type[msgspec.Struct]:
-    fields = [(f.name, _annotation(f)) if f.required else (f.name, _annotation(f), f.default)
-              for f in events.SCHEMAS[kind]]
-    return msgspec.defstruct(f"{kind.capitalize()}Event", fields, forbid_unknown_fields=False)
-
-
-_STRUCTS = {kind: _struct(kind) for kind in events.SCHEMAS}
+_STRUCTS = {kind: contract_struct(kind, forbid_unknown_fields=False) for kind in events.SCHEMAS}
 _ENCODE = msgspec.json.Encoder().encode
 encode: Callable[[msgspec.Struct], bytes] = _ENCODE  # a checked event's JSON, the contract's fields in order
 Packer = Callable[[events.Event], tuple[bytes | None, bytes]]

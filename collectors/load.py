@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from collectors.cgroups import CgroupError, find_cgroup2_mount
+from collectors.k8s import KubeError, Namer, PathNames, namer_for
 from core.settings import Settings
 from pipeline.events import CONTRACT_VERSION
 
@@ -151,9 +152,11 @@ def read_host(proc: Path = Path("/proc")) -> Reading:
 class Sampler:
     """Turns successive readings into events: CPU cores = CPU-time delta over wall-time delta."""
 
-    def __init__(self, targets: list[Target], host: str, include_host: bool = True, reader: Any = None) -> None:
+    def __init__(self, targets: list[Target], host: str, include_host: bool = True, reader: Any = None,
+                 names: Namer | None = None) -> None:
         self.targets, self.host, self.include_host = targets, host, include_host
         self.reader = reader or CgroupReader()
+        self.names = names or PathNames()  # cgroup path -> (workload, kind); the host sample has none
         self._last: dict[tuple[str, str], tuple[float, float]] = {}  # -> (monotonic time, cpu seconds)
         self._missing: set[str] = set()
 
@@ -181,11 +184,14 @@ class Sampler:
         if previous is None or now <= previous[0]:
             return None
         cores = max(reading.cpu_seconds - previous[1], 0.0) / (now - previous[0])  # < 0: cgroup recreated
+        workload, workload_kind = self.names(target.path) if target.path else ("", "")
         return {
             "v": CONTRACT_VERSION,
             "ts_ms": ts_ms,
             "host": self.host,
             "cgroup": target.path,
+            "workload": workload,
+            "workload_kind": workload_kind,
             "instance": target.instance,
             "cpu_cores": round(cores, 4),
             "cpu_limit_cores": reading.cpu_limit_cores,
@@ -213,8 +219,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         targets = [parse_target(spec) for spec in args.cgroup]
-        sampler = Sampler(targets, args.host, include_host=not args.no_host)
-    except (OSError, ValueError, CgroupError) as err:
+        sampler = Sampler(targets, args.host, include_host=not args.no_host, names=namer_for(Settings()))
+    except (OSError, ValueError, CgroupError, KubeError) as err:
         print(f"svcpulse collect load: {err}", file=sys.stderr)
         return 2
     if args.output == "jsonl":
@@ -241,4 +247,5 @@ def run(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sink.close()
+        sampler.names.close()
     return 0

@@ -1,10 +1,12 @@
 """`svcpulse collect tcp`: one contract `tcp` event per closed TCP connection, from eBPF.
 
-Data path: tracepoint sock:inet_sock_set_state -> collectors/tcplife.bpf.c (ring buffer) -> decode
-here -> sink (Kafka topic svcpulse.tcp, or JSON lines on stdout). The BPF program is compiled and
-loaded once at start-up (3-5 s); byte counters are read at struct offsets taken from the running
-kernel's BTF, so mismatched kernel headers cannot corrupt them. bcc is imported inside run() only:
-the rest of svcpulse works on machines without it.
+Data path: tracepoints sock:inet_sock_set_state, tcp:tcp_retransmit_skb, tcp:tcp_receive_reset and
+tcp:tcp_send_reset -> collectors/tcplife.bpf.c (ring buffer) -> collectors/tcpevent.py (decode, outcome)
+-> sink (Kafka topic svcpulse.tcp, or JSON lines on stdout). Failed connects (refused, timed out,
+unreachable) are events too. The BPF program is compiled and loaded once at start-up (3-5 s); kernel
+struct fields (bytes, srtt, socket errors) are read at offsets taken from the running kernel's BTF, so
+mismatched kernel headers cannot corrupt them. bcc is imported inside run() only: the rest of
+svcpulse works on machines without it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import ctypes
 import os
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
@@ -28,17 +29,16 @@ from prometheus_client import Counter
 
 from collectors import btf
 from collectors.cgroups import CgroupError, CgroupPaths
+from collectors.k8s import KubeError, Namer, PathNames, namer_for
+from collectors.tcpevent import BPF_SOURCE, check_layout, decode
 from core.settings import Settings
 from pipeline.events import Rejection
 
-BPF_SOURCE = Path(__file__).with_name("tcplife.bpf.c")
-TRACEPOINTS = (
-    Path("/sys/kernel/tracing/events/sock/inet_sock_set_state"),
-    Path("/sys/kernel/debug/tracing/events/sock/inet_sock_set_state"),
-)
-# struct event in tcplife.bpf.c, field for field.
-EVENT_FORMAT = struct.Struct("<QQQQQIHH16s16s16sBB6x")
-ROLES = ("", "client", "server")
+TRACEFS = (Path("/sys/kernel/tracing/events"), Path("/sys/kernel/debug/tracing/events"))
+TRACEPOINTS = ("sock/inet_sock_set_state", "tcp/tcp_retransmit_skb", "tcp/tcp_receive_reset", "tcp/tcp_send_reset",
+               "tcp/tcp_destroy_sock")
+# Kernel struct fields read at close, at offsets from BTF: (struct, members).
+KERNEL_FIELDS = (("tcp_sock", ("bytes_acked", "bytes_received", "srtt_us")), ("sock", ("sk_err", "sk_err_soft")))
 COUNTER_RING_FULL, COUNTER_MAP_FULL = 0, 1
 
 LOST = Counter(
@@ -55,51 +55,24 @@ class Output(Protocol):
 
 
 class JsonLines:
-    """One JSON event per line, flushed per line so a pipe reader sees each connection at once."""
+    """One JSON event per line. Lines are flushed once per ring-buffer read (every --poll-interval),
+    so a pipe reader sees each connection within that, at one write per batch instead of per event."""
 
     def __init__(self, stream: Any = None) -> None:
-        self.stream = stream or sys.stdout.buffer
+        self.stream = stream or sys.stdout.buffer  # unbuffered under PYTHONUNBUFFERED: lines are batched here
+        self._lines: list[bytes] = []
 
     def send(self, kind: str, event: dict[str, Any]) -> None:
-        self.stream.write(orjson.dumps(event) + b"\n")
-        self.stream.flush()
+        self._lines.append(orjson.dumps(event))
 
     def flush(self) -> None:
+        if self._lines:
+            lines, self._lines = self._lines, []
+            self.stream.write(b"\n".join(lines) + b"\n")
         self.stream.flush()
 
     def close(self) -> None:
-        self.stream.flush()
-
-
-def _ip(family: int, raw: bytes) -> str:
-    # IPv4 addresses arrive v4-mapped (::ffff:a.b.c.d) in the same 16 bytes as IPv6 ones.
-    if family == 4:
-        return socket.inet_ntop(socket.AF_INET, raw[12:])
-    return socket.inet_ntop(socket.AF_INET6, raw)
-
-
-def decode(raw: bytes, host: str, cgroup_path: Callable[[int], str], wall_offset_ns: int) -> dict[str, Any]:
-    """A raw `struct event` -> a contract `tcp` event (pipeline/events.py, TCP_FIELDS)."""
-    ts_ns, span_ns, tx, rx, cgroup_id, pid, lport, rport, laddr, raddr, comm, family, role = (
-        EVENT_FORMAT.unpack_from(raw)
-    )
-    return {
-        "v": 1,
-        "ts_ms": (ts_ns + wall_offset_ns) // 1_000_000,
-        "host": host,
-        "pid": pid,
-        "comm": comm.split(b"\0", 1)[0].decode("utf-8", "replace"),
-        "cgroup": cgroup_path(cgroup_id),
-        "family": family,
-        "laddr": _ip(family, laddr),
-        "lport": lport,
-        "raddr": _ip(family, raddr),
-        "rport": rport,
-        "role": ROLES[role] if role < len(ROLES) else "",
-        "tx_bytes": tx,
-        "rx_bytes": rx,
-        "duration_ms": span_ns / 1e6,
-    }
+        self.flush()
 
 
 def _int_list(text: str) -> list[int]:
@@ -148,8 +121,9 @@ def preflight() -> str | None:
         return "needs root (CAP_BPF and CAP_PERFMON): run it with sudo"
     if not btf.VMLINUX.exists():
         return f"no kernel BTF at {btf.VMLINUX}: the kernel needs CONFIG_DEBUG_INFO_BTF=y"
-    if not any(path.exists() for path in TRACEPOINTS):
-        return ("tracepoint sock:inet_sock_set_state not found: needs kernel >= 4.16 and tracefs "
+    missing = [tp for tp in TRACEPOINTS if not any((root / tp).exists() for root in TRACEFS)]
+    if missing:
+        return (f"tracepoint {', '.join(missing).replace('/', ':')} not found: needs kernel >= 4.16 and tracefs "
                 "(mount -t tracefs nodev /sys/kernel/tracing)")
     try:
         import bcc  # noqa: F401
@@ -161,13 +135,21 @@ def preflight() -> str | None:
     return None
 
 
+def kernel_offsets() -> dict[str, int]:
+    """Byte offset of every kernel struct field the program reads, from the running kernel's BTF."""
+    vmlinux = btf.BTF.load()
+    offsets: dict[str, int] = {}
+    for struct_name, members in KERNEL_FIELDS:
+        offsets.update(btf.member_offsets(struct_name, members, vmlinux))
+    return offsets
+
+
 def load(args: argparse.Namespace, offsets: dict[str, int], cgroup_ids: list[int]) -> Any:
-    """Compile and attach the BPF program, then fill the filter maps."""
+    """Compile and attach the BPF program, check the event layout, then fill the filter maps."""
     from bcc import BPF
 
     cflags = [
-        f"-DOFF_BYTES_ACKED={offsets['bytes_acked']}",
-        f"-DOFF_BYTES_RECEIVED={offsets['bytes_received']}",
+        *(f"-DOFF_{name.upper()}={offset}" for name, offset in offsets.items()),
         f"-DMAP_SIZE={args.map_size}",
         f"-DRING_PAGES={args.ring_pages}",
         f"-DFILTER_PORTS={int(bool(args.ports))}",
@@ -175,6 +157,11 @@ def load(args: argparse.Namespace, offsets: dict[str, int], cgroup_ids: list[int
         f"-DFILTER_CGROUPS={int(bool(cgroup_ids))}",
     ]
     bpf = BPF(src_file=str(BPF_SOURCE).encode(), cflags=cflags)
+    try:
+        check_layout(bpf[b"event_layout"].Leaf)
+    except Exception:
+        bpf.cleanup()
+        raise
     one = ctypes.c_uint8(1)
     for port in args.ports:
         bpf[b"port_filter"][ctypes.c_uint16(port)] = one
@@ -196,8 +183,10 @@ def open_output(args: argparse.Namespace) -> Output:
 class Collector:
     """The consume loop: ring buffer -> decode -> output, plus lost-event accounting."""
 
-    def __init__(self, bpf: Any, output: Output, host: str, cgroup_path: Callable[[int], str]) -> None:
+    def __init__(self, bpf: Any, output: Output, host: str, cgroup_path: Callable[[int], str],
+                 names: Namer | None = None) -> None:
         self.bpf, self.output, self.host, self.cgroup_path = bpf, output, host, cgroup_path
+        self.names = names or PathNames()  # cgroup path -> (workload, workload_kind), cached per path
         self.wall_offset_ns = time.time_ns() - time.monotonic_ns()
         self.emitted = self.lost = self.rejected = self._counted = 0
         self.stopping = False
@@ -210,10 +199,10 @@ class Collector:
             return 0
         try:
             raw = ctypes.string_at(data, size)
-            self.output.send("tcp", decode(raw, self.host, self.cgroup_path, self.wall_offset_ns))
+            event = decode(raw, self.host, self.cgroup_path, self.wall_offset_ns)
+            event["workload"], event["workload_kind"] = self.names(event["cgroup"])
+            self.output.send("tcp", event)
             self.emitted += 1
-        except BrokenPipeError:  # e.g. `... --output jsonl | head`: the reader is gone
-            self.stop()
         except Rejection as err:  # the sink validates: one odd event must not stop the collector
             self.rejected += 1
             if self.rejected == 1:
@@ -221,6 +210,14 @@ class Collector:
         except Exception as err:  # a ctypes callback must not raise: bcc would only print it
             self.stop(f"output failed: {type(err).__name__}: {err}")
         return 0
+
+    def _flush_lines(self) -> None:
+        """JSON lines leave once per read; the Kafka sink batches (and acknowledges) by itself."""
+        if isinstance(self.output, JsonLines):
+            try:
+                self.output.flush()
+            except BrokenPipeError:  # e.g. `... --output jsonl | head`: the reader is gone
+                self.stop()
 
     def stop(self, error: str | None = None) -> None:
         self.stopping = True
@@ -241,6 +238,7 @@ class Collector:
         # buffer (--ring-pages) absorbs the events that arrive in between.
         while not self.stopping and not stop.is_set():
             self.bpf.ring_buffer_consume()
+            self._flush_lines()
             self.tick()
             stop.wait(interval)
         self.stopping = self.error is not None  # drain what is left unless the output broke
@@ -276,7 +274,7 @@ def run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
     if problem:
         return _fail(problem)
     try:
-        offsets = btf.member_offsets("tcp_sock", ("bytes_acked", "bytes_received"))
+        offsets = kernel_offsets()
         cgroups = _cgroups(required=bool(args.cgroup))
         cgroup_ids = cgroups.subtree_ids(args.cgroup) if cgroups and args.cgroup else []
     except (btf.BTFError, CgroupError, OSError) as err:
@@ -302,13 +300,19 @@ def run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
 
 def _trace(args: argparse.Namespace, bpf: Any, output: Output, cgroups: CgroupPaths | None,
            offsets: dict[str, int], stop: threading.Event) -> int:
-    collector = Collector(bpf, output, args.host, cgroups.path if cgroups else lambda _id: "")
+    try:
+        names = namer_for(Settings())
+    except KubeError as err:
+        output.close()
+        bpf.cleanup()
+        return _fail(str(err))
+    collector = Collector(bpf, output, args.host, cgroups.path if cgroups else lambda _id: "", names)
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, lambda *_: collector.stop())
-    print(f"svcpulse collect tcp: tracing (tcp_sock.bytes_acked@{offsets['bytes_acked']}, "
-          f"bytes_received@{offsets['bytes_received']}, output {args.output})", file=sys.stderr, flush=True)
+    fields = ", ".join(f"{name}@{offset}" for name, offset in offsets.items())
+    print(f"svcpulse collect tcp: tracing (BTF offsets {fields}; output {args.output})", file=sys.stderr, flush=True)
     try:
         collector.run(args.poll_interval, stop)
     finally:
@@ -317,6 +321,7 @@ def _trace(args: argparse.Namespace, bpf: Any, output: Output, cgroups: CgroupPa
         with contextlib.suppress(BrokenPipeError):
             output.close()
         bpf.cleanup()
+        names.close()
     print(f"svcpulse collect tcp: stopped, {collector.emitted} connections reported, {collector.lost} lost",
           file=sys.stderr, flush=True)
     return _fail(collector.error) if collector.error else 0

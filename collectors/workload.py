@@ -2,26 +2,34 @@
 
 A cgroup path says which systemd unit, container or Kubernetes pod a process runs in; operators think
 in those names, not in `/kubepods.slice/kubepods-burstable.slice/...`. `workload_of(path)` reads the
-innermost part of the path that names something and returns a `Workload`:
+part of the path that names something and returns a `Workload`:
 
-  /system.slice/shop-frontend.service                       -> shop-frontend.service  (service)
+  /system.slice/shop-frontend.service                       -> shop-frontend.service  (unit)
   /system.slice/docker-4f9a1c5e2b7d....scope                -> docker:4f9a1c5e2b7d    (container)
   /kubepods/burstable/pod7d5e.../4f9a1c5e2b7d...            -> pod:7d5e...            (pod)
+  /lxc.payload.web01/system.slice/nginx.service             -> lxc:web01              (container)
   /                                                         -> host                   (host)
 
-Kubernetes pods carry their UID (cgroup v1 `pod<uid>`, v2/systemd `pod<uid with _ for ->`), their QoS
-class and the container id, so a resolver with Kubernetes API access can later turn
-the UID into namespace/owner. Unrecognised paths keep their last element, so nothing is nameless.
-Pure: no file system, no clock; tested over real path shapes in tests/unit/test_workload.py.
+The outermost boundary wins: a pod anywhere in the path names the workload (a kind node is itself a
+Docker container), then a container (the units systemd runs inside a system container are its
+business), then the innermost systemd unit. Kubernetes pods carry their UID (cgroup v1 `pod<uid>`,
+v2/systemd `pod<uid with _ for ->`), their QoS class and the container id, so a resolver with
+Kubernetes API access (collectors/k8s.py) can turn the UID into namespace/owner. Unrecognised paths
+keep their last element, so nothing is nameless. Pure: no file system, no clock; tested over real
+path shapes in tests/unit/test_workload.py.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
-# Kinds, as published in the optional contract fields `workload_kind` (docs/contract.md).
-HOST, SERVICE, SCOPE, CONTAINER, POD, OTHER = "host", "service", "scope", "container", "pod", "cgroup"
+# Kinds, as published in the optional contract field `workload_kind` (docs/contract.md). A systemd
+# `.service` is a "unit" here, so it never reads as a svcpulse service.
+HOST, UNIT, SCOPE, CONTAINER, POD, OTHER = "host", "unit", "scope", "container", "pod", "cgroup"
+# Kinds a Kubernetes resolver gives a pod's owner (collectors/k8s.py); the name is "namespace/name".
+OWNER_KINDS = ("deployment", "statefulset", "daemonset", "replicaset", "job", "cronjob")
 
 _ID = r"[0-9a-f]{64}"
 _UID = r"[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12}"
@@ -30,9 +38,15 @@ _CONTAINER = re.compile(rf"^(?:(?P<runtime>docker|cri-containerd|crio|libpod|ner
 _CONMON = re.compile(rf"^(?:crio|libpod)-conmon-(?P<id>{_ID})(?:\.scope)?$")
 _POD = re.compile(rf"(?:^|-)pod(?P<uid>{_UID})(?:\.slice)?$")
 _QOS = re.compile(r"(?:^|-)kubepods-(?P<qos>burstable|besteffort)(?:\.slice)?$|^(?P<plain>burstable|besteffort)$")
+# LXC 4+ names its cgroups lxc.payload.<name> (and lxc.monitor.<name>), LXC 3 and LXD lxc/<name>;
+# machines registered with systemd-machined (nspawn containers, libvirt guests) are machine-<name>.scope.
+_LXC = re.compile(r"^lxc\.(?:payload|monitor)\.(?P<name>.+)$")
+_MACHINE = re.compile(r"^machine-(?P<name>.+)\.scope$")
+_ESCAPED_DASH = "\\x2d"  # systemd escapes "-" inside a name as \x2d
 _RUNTIME_NAMES = {"cri-containerd": "containerd", "nerdctl": "containerd", "libpod": "podman", None: ""}
 # cgroupfs drivers put containers under a directory named after the runtime (or containerd's namespace)
-_PARENT_RUNTIME = {"docker": "docker", "libpod_parent": "podman", "default": "containerd", "k8s.io": "containerd"}
+_PARENT_RUNTIME = {"docker": "docker", "libpod_parent": "podman", "default": "containerd", "k8s.io": "containerd",
+                   "moby": "containerd"}
 SHORT_ID = 12  # docker ps shows the first 12 hex digits; so do we
 
 
@@ -42,7 +56,7 @@ class Workload:
 
     name: str
     kind: str
-    runtime: str = ""  # docker, containerd, crio, podman, lxc ("" when not a container)
+    runtime: str = ""  # docker, containerd, crio, podman, lxc, machine ("" when not a container)
     container_id: str = ""  # full 64-hex id
     pod_uid: str = ""  # Kubernetes pod UID with dashes, as the API spells it
     qos: str = ""  # Kubernetes QoS class: guaranteed, burstable, besteffort
@@ -55,13 +69,7 @@ def workload_of(path: str) -> Workload:
         return Workload("", "")
     if not parts:
         return Workload(HOST, HOST)
-    pod = _pod(parts)
-    if pod is not None:
-        return pod
-    container = _container(parts)
-    if container is not None:
-        return container
-    return _unit(parts)
+    return _pod(parts) or _container(parts) or _unit(parts)
 
 
 def _pod(parts: list[str]) -> Workload | None:
@@ -92,21 +100,35 @@ def _qos(parents: list[str]) -> str:
 
 
 def _container(parts: list[str]) -> Workload | None:
-    """A container outside Kubernetes: docker, containerd (nerdctl), podman, CRI-O, LXC."""
-    last = parts[-1]
-    conmon = _CONMON.match(last)
-    if conmon is not None:  # podman/CRI-O's monitor process belongs to the container it watches
-        return _named_container("podman" if last.startswith("libpod") else "crio", conmon["id"])
-    for index in range(len(parts) - 1, -1, -1):
-        match = _CONTAINER.match(parts[index])
+    """A container outside Kubernetes: docker, containerd (nerdctl), podman, CRI-O, LXC, machined."""
+    for index, part in enumerate(parts):
+        system = _system_container(parts, index)
+        if system is not None:
+            return system
+        conmon = _CONMON.match(part)
+        if conmon is not None:  # podman/CRI-O's monitor process belongs to the container it watches
+            return _named_container("podman" if part.startswith("libpod") else "crio", conmon["id"])
+        match = _CONTAINER.match(part)
         if match is None:
             continue
         runtime = _RUNTIME_NAMES.get(match["runtime"], match["runtime"])
         if not runtime and index > 0:
             runtime = _PARENT_RUNTIME.get(parts[index - 1], "")  # cgroupfs: /docker/<id>
         return _named_container(runtime or "container", match["id"])
-    if last.startswith("lxc.payload."):
-        return Workload(f"lxc:{last.removeprefix('lxc.payload.')}", CONTAINER, "lxc")
+    return None
+
+
+def _system_container(parts: list[str], index: int) -> Workload | None:
+    """LXC/LXD containers and systemd-machined machines, which run a whole system (and its units) inside."""
+    part = parts[index]
+    lxc = _LXC.match(part)
+    if lxc is None and index > 0 and parts[index - 1] == "lxc":
+        return Workload(f"lxc:{part}", CONTAINER, "lxc")
+    if lxc is not None:
+        return Workload(f"lxc:{lxc['name']}", CONTAINER, "lxc")
+    machine = _MACHINE.match(part)
+    if machine is not None and index > 0 and parts[index - 1] == "machine.slice":
+        return Workload(f"machine:{machine['name'].replace(_ESCAPED_DASH, '-')}", CONTAINER, "machine")
     return None
 
 
@@ -118,7 +140,19 @@ def _unit(parts: list[str]) -> Workload:
     """The innermost systemd service or scope; else the last path element as it is."""
     for part in reversed(parts):
         if part.endswith(".service"):
-            return Workload(part, SERVICE)
+            return Workload(part, UNIT)
         if part.endswith(".scope"):
             return Workload(part, SCOPE)
     return Workload(parts[-1], OTHER)
+
+
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+NAME_MAX = 255  # the contract's bound on `workload` (pipeline/events.py)
+
+
+@lru_cache(maxsize=65_536)
+def names_of(path: str) -> tuple[str, str]:
+    """(workload, workload_kind) of a cgroup path, as the contract fields carry them: bounded, printable.
+    Cached: a host has few cgroups and every event of one repeats its path."""
+    found = workload_of(path)
+    return _UNPRINTABLE.sub("", found.name)[:NAME_MAX], found.kind

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     retention_days_rollup: int = Field(90, ge=1, description="days kept in the rollups and weight_history")
     retention_days_load: int = Field(30, ge=1, description="days kept in instance_load")
     users_file: str = Field("", description="users, the roles each may hold, sha256 token hashes (JSON or TOML)")
+    users_reload_s: float = Field(2.0, ge=0, description="check the users file this often and reload it when "
+                                  "it changed (0 = read at start only)")
     feed_open: bool = Field(False, description="serve the weight feed and other reads without a token")
     weights_interval_s: float = Field(2.0, gt=0, le=5, description="one weight cycle (at most 5 s): "
                                       "weight_history rows, heartbeats and staleness are counted in cycles")
@@ -65,9 +67,15 @@ class Settings(BaseSettings):
     weights_stale_cycles: int = Field(3, ge=2, le=100, description="a feed older than N cycles is served "
                                       "marked stale, with the reason (never emptied)")
     lease_group_id: str = Field("svcpulse-leader", description="Kafka consumer group whose one member holds "
-                                "the lease for work done once: alarms, webhooks, canary aborts, discovery rows")
-    forget_instance_s: int = Field(300, ge=10, description="an unregistered instance leaves the feed this long "
-                                   "after its last call")
+                                "the lease for work done once: alarms, webhooks, canary aborts")
+    forget_instance_s: int = Field(300, ge=10, description="an instance a discovery policy "
+                                   "admitted leaves the feed this long after its last call; observed entities expire")
+    cap_services_per_hour: int = Field(200, ge=1, description="new services telemetry may create per hour "
+                                       "(unregistered callees tracked as observed); past it events are stored, "
+                                       "no entity is created")
+    cap_instances_per_service: int = Field(1000, ge=1, description="instances telemetry may create per service "
+                                           "(observed or admitted by a discovery policy)")
+    cap_interfaces_per_service: int = Field(500, ge=1, description="interfaces telemetry may create per service")
     canary_error_margin: float = Field(0.02, ge=0, le=1, description="abort a gray release when the canary's "
                                        "error rate exceeds the baseline's by more than this (0.02 = 2 points)")
     canary_p99_margin: float = Field(0.5, ge=0, description="...or its p99 exceeds the baseline's by this "
@@ -82,8 +90,21 @@ class Settings(BaseSettings):
     alarm_webhook_timeout_s: float = Field(5.0, gt=0, le=60, description="webhook request timeout")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="largest request body the API accepts (413 above)")
     max_query_bytes: int = Field(8192, ge=256, description="longest query string the API accepts (414 above)")
-    write_rate_per_minute: float = Field(120.0, gt=0, description="writes per minute per caller (token or address)")
+    write_rate_per_minute: float = Field(120.0, gt=0, description="writes per minute per caller (the "
+                                         "authenticated user, else the client address)")
     write_burst: int = Field(30, ge=1, description="writes a caller may make at once before the rate applies (429)")
+    read_rate_per_minute: float = Field(600.0, gt=0, description="query-API reads per minute per caller (the "
+                                        "weight feed, health and metrics are not limited)")
+    read_burst: int = Field(120, ge=1, description="reads a caller may make at once before the rate applies (429)")
+    query_timeout_s: float = Field(20.0, gt=0, description="ClickHouse stops an API read after this many "
+                                   "seconds (max_execution_time, whole seconds); the API answers 503 with advice "
+                                   "to narrow the range")
+    query_max_memory_bytes: int = Field(2 << 30, ge=0, description="ClickHouse memory limit per API read "
+                                        "(max_memory_usage; 0 = the server's default); over it: 422")
+    control_query_timeout_s: float = Field(10.0, gt=0, description="time limit of the control plane's "
+                                           "queries (the control tables read at start by weigh workers and API "
+                                           "replicas, weight_history, the lease holder's records): they run on a "
+                                           "connection of their own, at a higher priority")
     token: str = Field("", description="bearer token `svcpulse balancer` sends to the API (a viewer's)")
     xds_open: bool = Field(False, description="serve Envoy's REST EDS (POST /v3/discovery:endpoints) without a "
                            "token: Envoy's REST xDS client cannot send one")
@@ -109,3 +130,23 @@ class Settings(BaseSettings):
                                      "is rejected")
     otlp_rate_spans_per_s: float = Field(100_000.0, gt=0, description="spans per second each ingest token may "
                                          "send (burst: two seconds' worth); 429 above")
+    workload: str = Field("", description="workload name the RPC interceptors report (e.g. shop/checkout, set in "
+                          "the Deployment); empty = named from the process's cgroup")
+    workload_kind: str = Field("", description="kind of SVCPULSE_WORKLOAD (e.g. deployment); empty = from the cgroup")
+    k8s_names: Literal["auto", "on", "off"] = Field(
+        "auto", description="collectors name pods by their owner through the Kubernetes API (namespace/deployment): "
+        "auto = when running in a cluster with a service account, on, off")
+    k8s_api_url: str = Field("", description="Kubernetes API server URL; empty = in-cluster "
+                             "(https://KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT)")
+    kubernetes_service_host: str = Field("", validation_alias=AliasChoices(
+        "SVCPULSE_KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_HOST"), description="API server address Kubernetes "
+        "puts in every pod's environment (read as KUBERNETES_SERVICE_HOST too)")
+    kubernetes_service_port: int = Field(443, ge=1, le=65535, validation_alias=AliasChoices(
+        "SVCPULSE_KUBERNETES_SERVICE_PORT", "KUBERNETES_SERVICE_PORT"), description="API server port (read as "
+        "KUBERNETES_SERVICE_PORT too)")
+    k8s_service_account_dir: str = Field("/var/run/secrets/kubernetes.io/serviceaccount", description="the "
+                                         "collector pod's service account (token, ca.crt) for the Kubernetes API")
+    node_name: str = Field("", description="this node's Kubernetes name (downward API spec.nodeName): collectors "
+                           "list only its pods; empty = every pod of the cluster")
+    k8s_refresh_s: float = Field(30.0, ge=1, description="re-list the node's pods this often (and when an unknown "
+                                 "pod appears, at most every 5 s)")

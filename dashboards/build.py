@@ -1,7 +1,8 @@
-"""`svcpulse dashboards build`: the four dashboards as Grafana JSON plus the provisioning files.
+"""`svcpulse dashboards build`: the five dashboards as Grafana JSON plus the provisioning files.
 
 Layout written under --out (default dashboards/):
-    svcpulse-capacity.json, svcpulse-rpc-health.json, svcpulse-connections.json, svcpulse-weights.json
+    svcpulse-capacity.json, svcpulse-rpc-health.json, svcpulse-connections.json, svcpulse-weights.json,
+    svcpulse-map.json
     provisioning/datasources/svcpulse.yaml   Infinity (the API) + ClickHouse, fixed uids
     provisioning/dashboards/svcpulse.yaml    a `type: file` provider reading the JSON from DASHBOARD_PATH
 """
@@ -18,7 +19,7 @@ import yaml
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
-from dashboards import capacity, connections, rpc_health, weights
+from dashboards import capacity, connections, rpc_health, service_map, weights
 from dashboards.sources import provisioning_datasources
 
 FOLDER_UID = "svcpulse"
@@ -29,6 +30,7 @@ BUILDERS: dict[str, Callable[[], db.Dashboard]] = {
     rpc_health.UID: rpc_health.dashboard,
     connections.UID: connections.dashboard,
     weights.UID: weights.dashboard,
+    service_map.UID: service_map.dashboard,
 }
 
 

@@ -1,5 +1,6 @@
 """Connections (eBPF tcplife): top talkers, new connections and bytes over time, lifetimes, and the
-connections reaching the selected instance."""
+connections reaching the selected instance, with their health (failures by outcome, retransmits,
+handshake times) from the callers' side."""
 
 from __future__ import annotations
 
@@ -18,6 +19,15 @@ INSTANCE_CONNECTIONS_SQL = f"""
 INSTANCE_LIFETIME_SQL = f"""
     SELECT time, q[1] AS p50_ms, q[2] AS p99_ms FROM (
       SELECT minute AS time, quantilesTDigestMerge(0.5, 0.95, 0.99)(duration) AS q FROM tcp_connections_1m
+      WHERE $__timeFilter(minute) AND {TO_INSTANCE} GROUP BY time) ORDER BY time"""
+# tcp_health_1m: client-side connections by outcome (the callers' view of the instance).
+INSTANCE_FAILURES_SQL = f"""
+    SELECT minute AS time, sumMerge(refused) AS refused, sumMerge(timeouts) AS timed_out,
+           sumMerge(unreachable) AS unreachable, sumMerge(reset) AS reset, sumMerge(retransmits) AS retransmits
+    FROM tcp_health_1m WHERE $__timeFilter(minute) AND {TO_INSTANCE} GROUP BY time ORDER BY time"""
+INSTANCE_HANDSHAKE_SQL = f"""
+    SELECT time, q[1] AS handshake_p50_ms, q[2] AS handshake_p99_ms FROM (
+      SELECT minute AS time, quantilesTDigestIfMerge(0.5, 0.99)(connect_ms) AS q FROM tcp_health_1m
       WHERE $__timeFilter(minute) AND {TO_INSTANCE} GROUP BY time) ORDER BY time"""
 # A bar chart's x axis wants strings: the bucket bounds become labels ("" = longer than every bound).
 BOUNDS_AS_LABELS = dm.DataTransformerConfig(id_val="convertFieldType", options={
@@ -50,4 +60,10 @@ def dashboard() -> db.Dashboard:
             .with_panel(lines("Connections / min to ${instance} by client host", "short",
                               sql(INSTANCE_CONNECTIONS_SQL, CH_TIME_SERIES), span=12, clickhouse=True))
             .with_panel(lines("Lifetime p50 / p99 of connections to ${instance}", "ms",
-                              sql(INSTANCE_LIFETIME_SQL, CH_TIME_SERIES), span=12, clickhouse=True)))
+                              sql(INSTANCE_LIFETIME_SQL, CH_TIME_SERIES), span=12, clickhouse=True))
+            .with_panel(lines("Failed connections and retransmits / min to ${instance} (callers' side)", "short",
+                              sql(INSTANCE_FAILURES_SQL, CH_TIME_SERIES), span=12, clickhouse=True,
+                              description="refused: nothing listens; timed out: the SYN went unanswered; "
+                              "reset: the instance reset an established connection (collect tcp)"))
+            .with_panel(lines("Handshake p50 / p99 to ${instance}", "ms",
+                              sql(INSTANCE_HANDSHAKE_SQL, CH_TIME_SERIES), span=12, clickhouse=True)))

@@ -62,10 +62,11 @@ class InfinityQuery(cogvariants.Dataquery):
     columns: list[Column] = field(default_factory=list)
     ref_id: str = "A"
     root_is_object: bool = False  # the answer is one object, shown as one row
+    format: str = "table"  # or node-graph-nodes / node-graph-edges (frames for the node graph panel)
 
     def to_json(self) -> dict[str, Any]:
         return {"refId": self.ref_id, "datasource": {"type": INFINITY_TYPE, "uid": API_UID},
-                "type": "json", "source": "url", "parser": "backend", "format": "table",
+                "type": "json", "source": "url", "parser": "backend", "format": self.format,
                 "url": self.url, "url_options": {"method": "GET", "data": ""},
                 "root_selector": self.root_selector, "columns": [c.to_json() for c in self.columns],
                 "json_options": {"root_is_not_array": self.root_is_object}, "filters": [],
@@ -97,8 +98,8 @@ class Query(cogbuilder.Builder[cogvariants.Dataquery]):
 
 
 def api(url: str, root: str = "", columns: list[Column] | None = None, ref_id: str = "A",
-        root_is_object: bool = False) -> Query:
-    return Query(InfinityQuery(url, root, columns or [], ref_id, root_is_object))
+        root_is_object: bool = False, fmt: str = "table") -> Query:
+    return Query(InfinityQuery(url, root, columns or [], ref_id, root_is_object, fmt))
 
 
 def sql(statement: str, fmt: int = CH_TABLE, ref_id: str = "A") -> Query:

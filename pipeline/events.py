@@ -87,6 +87,25 @@ def _common_head() -> tuple[Field, ...]:
     )
 
 
+# Workload names (collectors/workload.py, collectors/k8s.py) and their kinds: printable text, and an open
+# set of lowercase kinds (host, unit, scope, container, pod, deployment, statefulset, daemonset, ...).
+WORKLOAD_NAME = Grammar(INTERFACE_NAME.pattern, "a workload name without control or invisible format characters")
+WORKLOAD_KIND = Grammar(r"[a-z][a-z0-9_-]*", "a lowercase kind: letters, digits, _ and -, starting with a letter")
+
+
+def _workload_fields() -> tuple[Field, ...]:
+    """Optional, after `cgroup` in every kind: what the cgroup names, as operators name it ("" = not named;
+    the loader then derives it from the cgroup path)."""
+    return (
+        Field("workload", str, 'workload the cgroup belongs to: "shop-cart.service", "docker:4f9a1c5e2b7d", '
+              '"shop/checkout" ("" = unknown)', max_len=255, grammar=WORKLOAD_NAME, empty_ok=True, required=False,
+              default=""),
+        Field("workload_kind", str, 'what the workload is: host, unit, scope, container, pod, deployment, '
+              'statefulset, daemonset, job, cronjob, cgroup ("" = unknown)', max_len=32, grammar=WORKLOAD_KIND,
+              empty_ok=True, required=False, default=""),
+    )
+
+
 _PORT = {"minimum": 0, "maximum": 65535}
 _COUNT = {"minimum": 0, "maximum": 2**63 - 1}
 
@@ -96,6 +115,7 @@ TCP_FIELDS: tuple[Field, ...] = (
     Field("pid", int, "process id, cached in process context", minimum=0, maximum=2**32 - 1),
     Field("comm", str, "process name", max_len=64),
     Field("cgroup", str, 'cgroup v2 path of the process ("" if unknown)', max_len=4096),
+    *_workload_fields(),
     Field("family", int, "address family", choices=(4, 6)),
     Field("laddr", str, "local address", max_len=64),
     Field("lport", int, "local port", **_PORT),
@@ -105,6 +125,18 @@ TCP_FIELDS: tuple[Field, ...] = (
     Field("tx_bytes", int, "bytes acked over the lifetime", **_COUNT),
     Field("rx_bytes", int, "bytes received over the lifetime", **_COUNT),
     Field("duration_ms", float, "open to close", minimum=0),
+    # Connection health (optional: emitters without it leave outcome "" = unknown).
+    Field("outcome", str, "how it ended: ok, refused (RST to the SYN), timeout (SYN never answered, or "
+          "ETIMEDOUT later), unreachable (ICMP), reset (RST from the peer), aborted (RST from us)",
+          choices=("ok", "refused", "timeout", "unreachable", "reset", "aborted", ""), required=False, default=""),
+    Field("connect_ms", float, "handshake time, SYN_SENT to ESTABLISHED (client side; 0 = none seen)",
+          minimum=0, required=False, default=0.0),
+    Field("retransmits", int, "segments retransmitted over the lifetime (SYNs included)", **_COUNT,
+          required=False, default=0),
+    Field("srtt_us", int, "smoothed RTT at close, microseconds (0 = no sample)", minimum=0, maximum=2**32 - 1,
+          required=False, default=0),
+    Field("resets_in", int, "RSTs received", **_COUNT, required=False, default=0),
+    Field("resets_out", int, "RSTs sent", **_COUNT, required=False, default=0),
 )
 
 RPC_FIELDS: tuple[Field, ...] = (
@@ -122,12 +154,14 @@ RPC_FIELDS: tuple[Field, ...] = (
     Field("version", str, 'callee instance version label ("" if unknown)', max_len=128),
     Field("host", str, "node where the call was measured", max_len=255),
     Field("cgroup", str, "cgroup v2 path where the call was measured", max_len=4096),
+    *_workload_fields(),
 )
 
 LOAD_FIELDS: tuple[Field, ...] = (
     *_common_head(),
     Field("host", str, "node", max_len=255),
     Field("cgroup", str, 'cgroup v2 path ("" = the whole host)', max_len=4096),
+    *_workload_fields(),
     Field("instance", str, 'instance label "host:port" (may be "")', max_len=255, grammar=INSTANCE_NAME,
           empty_ok=True),
     Field("cpu_cores", float, "CPU used, in cores", minimum=0),
@@ -388,6 +422,8 @@ def json_schema(kind: str) -> dict[str, Any]:
                 spec["minimum"] = field.minimum
             if field.maximum is not None:
                 spec["maximum"] = field.maximum
+        if not field.required:
+            spec["default"] = field.default
         properties[field.name] = spec
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

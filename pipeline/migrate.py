@@ -2,6 +2,9 @@
 
 `$db` in a file stands for the store's database. A file holds statements separated by `;` at the
 end of a line. Re-running is a no-op: applied versions are read from `schema_migrations` first.
+Each applied migration's checksum is recorded, and an applied migration whose file changed since is
+an error (MigrationChanged): a schema already built from the old text would silently differ from a
+new one built from the new text. Change a schema with a new migration instead.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
+class MigrationChanged(ValueError):
+    """An applied migration's file no longer has the text it was applied with."""
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -29,6 +36,10 @@ class Migration:
     @property
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        return f"{self.version:04d}_{self.name}"
 
     def statements(self, database: str) -> list[str]:
         text = string.Template(self.sql).substitute(db=database)
@@ -54,34 +65,49 @@ def _run(store: Store, statement: str, cluster: str) -> None:
         store.execute(each)
 
 
-def applied_versions(store: Store, cluster: str = "") -> set[int]:
+def applied_checksums(store: Store, cluster: str = "") -> dict[int, str]:
+    """version -> checksum of every applied migration (creating the record table when missing)."""
     _run(store, f"CREATE TABLE IF NOT EXISTS {store.database}.schema_migrations "
          "(version UInt32, name String, checksum String, applied_at DateTime) "
          "ENGINE = MergeTree ORDER BY version", cluster)
-    return {row[0] for row in store.execute("SELECT version FROM schema_migrations")}
+    return {int(version): str(checksum) for version, checksum in
+            store.execute("SELECT version, argMax(checksum, applied_at) FROM schema_migrations GROUP BY version")}
 
 
-def migrate(store: Store, log: bool = True, cluster: str = "") -> list[Migration]:
+def check_unchanged(migrations: list[Migration], applied: dict[int, str]) -> None:
+    """MigrationChanged naming every applied migration whose file differs from what was applied."""
+    changed = [m for m in migrations if m.version in applied and applied[m.version] != m.checksum]
+    if changed:
+        names = ", ".join(f"{m.label} (applied {applied[m.version]}, file now {m.checksum})" for m in changed)
+        raise MigrationChanged(f"applied migration(s) changed since they ran: {names}. Restore the file(s) "
+                               "(git log -p pipeline/migrations) and put the change in a new migration")
+
+
+def migrate(store: Store, log: bool = True, cluster: str = "",
+            directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     """Apply the pending migrations in order; returns what was applied (empty when up to date).
 
-    With `cluster` (a ClickHouse server's remote_servers name) every statement is rewritten by
-    pipeline/cluster.py: ON CLUSTER, Replicated engines, Distributed tables over sharded ones.
+    With `cluster` (a ClickHouse server's remote_servers name) every statement runs in its cluster
+    form (pipeline/cluster.py): ON CLUSTER, Replicated engines, Distributed tables over sharded ones.
     """
     store.create_database()
     if cluster:
         store.execute(cluster_ddl.create_database(store.database, cluster))
-    done = applied_versions(store, cluster)
+    migrations = load_migrations(directory)
+    done = applied_checksums(store, cluster)
+    check_unchanged(migrations, done)
+    where = f"{store.dialect}:{store.database}" + (f" on cluster {cluster}" if cluster else "")
     applied = []
-    for migration in load_migrations():
+    for migration in migrations:
         if migration.version in done:
             continue
         if log:
-            print(f"[migrate] {migration.version:04d}_{migration.name} on {store.dialect}:{store.database}")
+            print(f"[migrate] {migration.label} on {where}", flush=True)
         for statement in migration.statements(store.database):
             _run(store, statement, cluster)
         store.insert("schema_migrations", ["version", "name", "checksum", "applied_at"],
                      [[migration.version], [migration.name], [migration.checksum], [int(time.time())]])
         applied.append(migration)
     if log and not applied:
-        print(f"[migrate] {store.dialect}:{store.database} is up to date ({len(done)} migrations applied)")
+        print(f"[migrate] {where} is up to date ({len(done)} migrations applied)")
     return applied

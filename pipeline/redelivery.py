@@ -9,6 +9,7 @@ being mistaken for a redelivery.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pipeline.batch import TopicPartition
@@ -18,13 +19,17 @@ _OFFSET, _KAFKA_TS = -2, -1  # provenance positions at the end of every row (see
 
 _PRESENT_SQL = (
     "SELECT _offset, _kafka_ts_ms FROM {table} "
-    "WHERE _topic = %(topic)s AND _partition = %(partition)s AND _offset BETWEEN %(low)s AND %(high)s"
+    "WHERE _topic = %(topic)s AND _partition = %(partition)s AND _offset BETWEEN %(low)s AND %(high)s{settings}"
 )
 
 
 class RedeliveryGuard:
     def __init__(self) -> None:
         self.checking: set[TopicPartition] = set()
+        # What to read for a table, and how: itself on one server; every replica on a cluster, skipping
+        # one that is down (pipeline/cluster.py every_replica).
+        self.source: Callable[[str], str] = lambda table: table
+        self.settings = ""
 
     def assigned(self, partitions: set[TopicPartition]) -> None:
         self.checking |= partitions
@@ -43,7 +48,7 @@ class RedeliveryGuard:
                 by_partition.setdefault(key, []).append(row)
         already: set[tuple[TopicPartition, int]] = set()
         for (topic, partition), mine in by_partition.items():
-            present = set(store.execute(_PRESENT_SQL.format(table=table), {
+            present = set(store.execute(_PRESENT_SQL.format(table=self.source(table), settings=self.settings), {
                 "topic": topic, "partition": partition,
                 "low": mine[0][_OFFSET], "high": mine[-1][_OFFSET],
             }))

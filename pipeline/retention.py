@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+from pipeline.cluster import check_cluster_name
 from pipeline.store import Store
 
 _PARTITIONS_SQL = (
-    "SELECT DISTINCT table, partition FROM system.parts "
+    "SELECT DISTINCT table, partition FROM {parts} "
     "WHERE database = %(db)s AND active ORDER BY table, partition"
 )
 
@@ -22,6 +23,17 @@ def retention_days(raw_days: int, rollup_days: int, load_days: int) -> dict[str,
         "rpc_calls_1m": rollup_days,
         "rpc_calls_1h": rollup_days,
         "tcp_connections_1m": rollup_days,
+        "workloads_1m": rollup_days,
+        "rpc_edges_1m": rollup_days,
+        "rpc_edges_1h": rollup_days,
+        "rpc_edge_instances_1m": rollup_days,
+        "rpc_edge_instances_1h": rollup_days,
+        "tcp_edges_1m": rollup_days,
+        "tcp_edges_1h": rollup_days,
+        "rpc_edges_10m": rollup_days,
+        "rpc_edge_instances_10m": rollup_days,
+        "tcp_edges_10m": rollup_days,
+        "tcp_health_1m": rollup_days,
         "weight_history": rollup_days,
     }
 
@@ -49,9 +61,10 @@ def apply_retention(store: Store, keep_days: dict[str, int], today: dt.date | No
                     dry_run: bool = False, cluster: str = "") -> list[tuple[str, str]]:
     """Drop expired day partitions; returns what was (or, with dry_run, would be) dropped.
 
-    On a cluster this node's shard tables stand for all shards: partitions are days, so every shard
-    holds the same ones, and ON CLUSTER drops them everywhere."""
-    rows = store.execute(_PARTITIONS_SQL, {"db": store.database})
+    On a cluster the partitions of every shard are listed (a day may have rows on one shard only), and
+    ON CLUSTER drops each on every replica of every shard that has it."""
+    parts = f"cluster({check_cluster_name(cluster)}, system.parts)" if cluster else "system.parts"
+    rows = store.execute(_PARTITIONS_SQL.format(parts=parts), {"db": store.database})
     doomed = expired([(str(t), str(p)) for t, p in rows], keep_days, today or dt.date.today())
     if not dry_run:
         for table, partition in doomed:

@@ -1,7 +1,9 @@
 """Pure transform: one Kafka message -> a row for its table, or a dead-letter event with the reason.
 
 No I/O. Column order of a row = "ts" + the contract's fields + provenance; the migrations declare
-the tables in this order and a test checks both against the contract.
+the tables in this order and a test checks both against the contract. Events from emitters that predate
+the optional `workload` fields (or leave them "") get them derived from their cgroup path here
+(collectors/workload.py), so every row with a cgroup carries a workload name.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from collectors.workload import names_of
 from core.kafka import Message
 from pipeline import events, fastdecode
 from pipeline.topics import KIND_BY_TOPIC
@@ -20,12 +23,31 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     for kind in ("tcp", "rpc", "load")
 }
 _FIELD_NAMES = {kind: tuple(field.name for field in events.SCHEMAS[kind]) for kind in COLUMNS}
+# (name, None) for a required field, (name, (default,)) for an optional one: an event built in code
+# (tests, benches) may leave optional fields out; validated events always carry them.
+_DEFAULTS = {kind: tuple((f.name, None if f.required else (f.default,)) for f in events.SCHEMAS[kind])
+             for kind in COLUMNS}
+# Where cgroup and workload sit among each kind's values (workload_kind follows workload).
+_NAMED_AT = {kind: (names.index("cgroup"), names.index("workload")) for kind, names in _FIELD_NAMES.items()}
 
 Row = tuple[Any, ...]
 
 
+def with_workload(kind: str, values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The contract values with `workload`/`workload_kind` derived from the cgroup when the emitter left
+    them empty; unchanged otherwise (an emitter's own name, e.g. from Kubernetes, always wins). An rpc
+    event's cgroup is the one its process sees: "/" there means "inside a container's cgroup namespace",
+    not the host, so it names nothing."""
+    cgroup_at, workload_at = _NAMED_AT[kind]
+    cgroup = values[cgroup_at]
+    if values[workload_at] or not cgroup or (cgroup == "/" and kind == "rpc"):
+        return values
+    return (*values[:workload_at], *names_of(cgroup), *values[workload_at + 2:])
+
+
 def to_row(kind: str, event: events.Event, message: Message) -> Row:
-    values = [event[name] for name in _FIELD_NAMES[kind]]
+    values = with_workload(kind, tuple(event[name] if default is None else event.get(name, default[0])
+                                       for name, default in _DEFAULTS[kind]))
     return (event["ts_ms"] // 1000, *values, message.topic, message.partition, message.offset,
             message.timestamp_ms)
 
@@ -43,6 +65,7 @@ def transform(message: Message, window: events.TimeWindow | None = None) -> tupl
     if kind in COLUMNS and message.value is not None:
         values = fastdecode.contract_values(kind, message.value, window)
         if values is not None:
+            values = with_workload(kind, values)
             return kind, (values[1] // 1000, *values, message.topic, message.partition, message.offset,
                           message.timestamp_ms)
     try:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything svcpulse needs on a fresh Debian 12 machine (as root), idempotently:
-#   - Debian packages: ClickHouse 18.16 server, bcc/eBPF tooling, HAProxy, nginx, docker-compose (to
-#     validate the compose files; no engine), Chromium
+#   - Debian packages: ClickHouse 18.16 server, ZooKeeper 3.8 (the local cluster), bcc/eBPF tooling,
+#     HAProxy, nginx, docker-compose (to validate the compose files; no engine), Chromium
 #   - a virtualenv at .venv with the pinned Python dependencies and the project itself
 #   - the Debian `bcc` module linked into the venv, kernel headers linked for bcc
 #   - Node.js (Debian's, when no node is installed) and the npm packages of the OTLP tests' Node service
@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 log() { echo "[bootstrap] $*"; }
 
-APT_PACKAGES=(clickhouse-server clickhouse-client haproxy nginx chromium chromium-driver
+APT_PACKAGES=(clickhouse-server clickhouse-client zookeeper haproxy nginx chromium chromium-driver
               bpfcc-tools python3-bpfcc libbpf-tools linux-headers-amd64 bpftool kmod iproute2
+              nftables        # nftables: faults inside network namespaces (tests/ebpf)
               docker-compose)  # docker-compose: `config -q` checks the compose files offline (no engine)
 
 install_apt() {

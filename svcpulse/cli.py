@@ -46,8 +46,10 @@ def _metrics_flags(parser: argparse.ArgumentParser) -> None:
                         help="metrics listen address (0.0.0.0 in a container, for the scraper)")
 
 
-def _module_command(module: str) -> Callable[[argparse.Namespace, Settings], int]:
-    """run(args) of a module imported only when its command runs."""
+def _module_command(module: str, takes_settings: bool = False) -> Callable[[argparse.Namespace, Settings], int]:
+    """run(args) (or run(args, settings)) of a module imported only when its command runs."""
+    if takes_settings:
+        return lambda args, settings: importlib.import_module(module).run(args, settings)
     return lambda args, _: importlib.import_module(module).run(args)
 
 
@@ -77,9 +79,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     up.add_argument("--no-otlp", action="store_true", help="do not start the OTLP receiver")
     up.add_argument("--duration", type=float, default=0, help="stop after N seconds (0 = until Ctrl-C)")
 
-    services = _add(sub, "services", "start, stop or show the local real services (Tansu, ClickHouse)",
-                    "svcpulse services start && svcpulse services status", commands.services)
+    services = _add(sub, "services", "start, stop or show the local real services (Tansu, ClickHouse or a "
+                    "ClickHouse cluster with ZooKeeper)",
+                    "svcpulse services start --cluster && svcpulse services status", commands.services)
     services.add_argument("action", choices=("start", "stop", "status"))
+    services.add_argument("--cluster", action="store_true", help="start: ZooKeeper and 4 ClickHouse servers "
+                          "(2 shards x 2 replicas) instead of one server (see docs/scaling.md)")
     services.add_argument("--dir", type=Path, default=Path(".svcpulse/services"), help="work directory")
     services.add_argument("--kafka-port", type=int, help="broker port (start default 19092; else as started)")
     services.add_argument("--clickhouse-port", type=int, help="ClickHouse native port (start default 19000)")
@@ -121,7 +126,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     _metrics_flags(weigh)
 
     otlp = _add(sub, "otlp", "receive OpenTelemetry traces (OTLP/HTTP and gRPC) as rpc events (docs/otlp.md)",
-                "svcpulse otlp --host 0.0.0.0 --bootstrap 127.0.0.1:19092", _module_command("otlp.command"))
+                "svcpulse otlp --host 0.0.0.0 --bootstrap 127.0.0.1:19092",
+                _module_command("otlp.command", takes_settings=True))
     _configure(otlp, "otlp.command", argv, "otlp")
 
     dlq = _add(sub, "dlq", "inspect, export or replay dead-lettered messages",

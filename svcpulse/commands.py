@@ -9,24 +9,27 @@ import argparse
 import datetime as dt
 import signal
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from core.settings import Settings
 
 if TYPE_CHECKING:
     from pipeline.store import Store
+    from svcpulse.cluster_services import LocalCluster
+    from svcpulse.services import ClickHouseServer, Tansu
 
 
 class UserError(RuntimeError):
     """A problem the user can fix (bad flag, unreachable service): printed as one line, exit 2."""
 
 
-def _store(args: argparse.Namespace, settings: Settings) -> Store:
+def _store(args: argparse.Namespace, settings: Settings, session: dict[str, int | str] | None = None) -> Store:
     from pipeline.store import StoreError, open_store
 
     url = getattr(args, "store", None) or settings.store_url
     try:
-        return open_store(url)
+        return open_store(url, settings=session)
     except (ValueError, StoreError) as err:
         raise UserError(str(err)) from None
 
@@ -40,26 +43,48 @@ def _max_age_s(settings: Settings) -> int:
     return settings.event_max_age_s or settings.retention_days_raw * 86_400
 
 
+def _drive(service: Tansu | ClickHouseServer, port_flag: int | None, action: str) -> None:
+    if port_flag is None:
+        service.adopt_recorded_port()
+    if action == "start":
+        print(f"[services] starting {service.name} on 127.0.0.1:{service.port} ...", flush=True)
+        service.start()
+    elif action == "stop":
+        service.stop()
+    print(service.status())
+
+
+def _drive_cluster(cluster: LocalCluster, action: str) -> None:
+    if action == "start":
+        cluster.start(progress=True)
+    elif action == "stop":
+        cluster.stop()
+    print("\n".join(cluster.status()))
+
+
 def services(args: argparse.Namespace, settings: Settings) -> int:
+    from svcpulse.cluster_services import CLUSTER, LocalCluster
     from svcpulse.services import ClickHouseServer, ServiceError, Tansu
 
-    managed = [Tansu(port=args.kafka_port or 19092, workdir=args.dir / "tansu"),
-               ClickHouseServer(port=args.clickhouse_port or 19000, workdir=args.dir / "clickhouse")]
+    tansu = Tansu(port=args.kafka_port or 19092, workdir=args.dir / "tansu")
+    single = ClickHouseServer(port=args.clickhouse_port or 19000, workdir=args.dir / "clickhouse")
+    cluster = LocalCluster(args.dir / "cluster")
+    starting_cluster = args.action == "start" and args.cluster
+    # status and stop cover a cluster started in this directory before, without the flag
+    with_cluster = args.cluster or (args.action != "start" and cluster.recorded())
     try:
-        for service, port_flag in zip(managed, (args.kafka_port, args.clickhouse_port), strict=True):
-            if port_flag is None:
-                service.adopt_recorded_port()
-            if args.action == "start":
-                print(f"[services] starting {service.name} on 127.0.0.1:{service.port} ...", flush=True)
-                service.start()
-            elif args.action == "stop":
-                service.stop()
-            print(service.status())
+        _drive(tansu, args.kafka_port, args.action)
+        if not starting_cluster:
+            _drive(single, args.clickhouse_port, args.action)
+        if with_cluster:
+            _drive_cluster(cluster, args.action)
     except ServiceError as err:
         raise UserError(str(err)) from None
     if args.action == "start":
-        print(f"export SVCPULSE_KAFKA_BOOTSTRAP={managed[0].bootstrap}")
-        print(f"export SVCPULSE_STORE_URL={managed[1].url}")
+        print(f"export SVCPULSE_KAFKA_BOOTSTRAP={tansu.bootstrap}")
+        print(f"export SVCPULSE_STORE_URL={cluster.store_url() if starting_cluster else single.url}")
+        if starting_cluster:
+            print(f"export SVCPULSE_CLICKHOUSE_CLUSTER={CLUSTER}")
         print("next: svcpulse migrate && svcpulse load & svcpulse api")
     return 0
 
@@ -83,6 +108,7 @@ def migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def load(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import cluster as cluster_ddl
     from pipeline import metrics
     from pipeline.loader import Loader, LoaderConfig
     from svcpulse import loadgroup
@@ -104,19 +130,40 @@ def load(args: argparse.Namespace, settings: Settings) -> int:
         max_future_s=settings.event_max_future_s,
         stall_s=settings.loader_stall_s,
     )
-    store = _store(args, settings)
+    # On a cluster: synchronous inserts into every shard before the offsets are committed (pipeline/cluster.py).
+    store = _store(args, settings, cluster_ddl.LOADER_SETTINGS if settings.clickhouse_cluster else None)
+    every_replica = _every_replica(store, settings.clickhouse_cluster) if settings.clickhouse_cluster else None
     loader = Loader(config, store)
+    if every_replica:
+        loader.guard.source, loader.guard.settings = every_replica
     if args.metrics_port:
         metrics.serve(args.metrics_host, args.metrics_port, loader.progress.verdict)
         print(f"[load] metrics at http://{args.metrics_host}:{args.metrics_port}/metrics, readiness at /readyz")
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: loader.stop())  # finish the batch (one attempt), commit, leave
-    print(f"[load] {config.bootstrap} ({config.kafka_client}) -> {store.dialect}:{store.database} "
+    where = f" on cluster {settings.clickhouse_cluster}" if settings.clickhouse_cluster else ""
+    print(f"[load] {config.bootstrap} ({config.kafka_client}) -> {store.dialect}:{store.database}{where} "
           f"(batches of {config.batch_rows} rows or {config.batch_age_s} s); SIGTERM stops cleanly", flush=True)
     loader.run()
     store.close()
     print(f"[load] stopped after loading {loader.rows_loaded} rows")
     return 0
+
+
+def _every_replica(store: Store, cluster: str) -> tuple[Callable[[str], str], str]:
+    """On a cluster the redelivery guard reads every replica (pipeline/cluster.py every_replica): what it
+    reads and its query settings, once the servers are known to define both clusters it needs."""
+    from pipeline import cluster as cluster_ddl
+    from pipeline.store import StoreError
+
+    try:
+        missing = cluster_ddl.missing_clusters(store, cluster)
+    except StoreError as err:
+        raise UserError(str(err)) from None
+    if missing:
+        raise UserError(f"the ClickHouse servers define no cluster {' or '.join(missing)} in remote_servers; "
+                        "see docs/scaling.md for the cluster config")
+    return cluster_ddl.every_replica(store.database, cluster), cluster_ddl.EVERY_REPLICA_SETTINGS
 
 
 def api(args: argparse.Namespace, settings: Settings) -> int:

@@ -5,7 +5,8 @@ shop.catalog (2 instances, one a canary version). Every instance is a real uvico
 the ASGI interceptor (server-side rpc events); every call goes out through the httpx interceptor
 (client-side rpc events) to the instance the Balancer picks from the live weight feed, so the console
 shows the feedback loop at work: the sick instance's share drops within seconds.
-When root, the eBPF tcplife collector records the real connections. Per-instance CPU cannot be
+When root, the eBPF tcplife collector records the real connections, and legacy.web joins: a service
+that runs no svcpulse code, steered from its connections alone (svcpulse/demo_plain.py). Per-instance CPU cannot be
 measured for threads of one process, so each instance's load event is derived from the calls it
 served (CPU = calls x service time), which is what capacity estimates read.
 """
@@ -22,12 +23,15 @@ from collections import Counter
 
 import httpx
 
+from api.queries.discovery import write_policy
 from balancer.client import Balancer, WeightFeedClient
 from collectors.rpc.common import RpcConfig
 from collectors.rpc.emitter import Emitter
 from collectors.rpc.httpx import SvcpulseTransport
 from collectors.sink import open_sink
-from svcpulse.fleet import Fleet
+from pipeline.store import Store
+from svcpulse.demo_plain import PlainFleet
+from svcpulse.fleet import Fleet, paced_calls
 
 log = logging.getLogger("svcpulse.demo")
 CALLER = "shop.frontend"
@@ -39,11 +43,19 @@ FLEET_SPEC = {
 LOAD_EVERY_S = 5.0
 
 
+def admit_demo_fleet(store: Store) -> None:
+    """Discovery policies for the demo services: their instances listen on loopback and report themselves."""
+    for service in FLEET_SPEC:
+        write_policy(store, service, ["127.0.0.0/8"], changed_by="svcpulse up", why="the demo fleet on loopback")
+
+
 class DemoFleet:
     """Starts the fleets, drives ~calls_per_s per service through the feed, and stops it all."""
 
-    def __init__(self, bootstrap: str, api_base: str, calls_per_s: float = 25.0, ebpf: bool = True) -> None:
+    def __init__(self, bootstrap: str, api_base: str, calls_per_s: float = 25.0, ebpf: bool = True,
+                 token: str = "") -> None:
         self.bootstrap, self.api_base, self.calls_per_s, self.ebpf = bootstrap, api_base, calls_per_s, ebpf
+        self.token = token  # an operator's: registers legacy.web
         self.fleets = {service: self._fleet(service, spec) for service, spec in FLEET_SPEC.items()}
         self._sink = open_sink(bootstrap, linger_ms=50)
         self._emitter = Emitter(self._sink)
@@ -51,6 +63,7 @@ class DemoFleet:
         self._served: Counter[str] = Counter()  # calls per instance since the last load event
         self._threads: list[threading.Thread] = []
         self.tcp_collector = "off"
+        self.plain: PlainFleet | None = None
 
     def _fleet(self, service: str, spec: tuple[tuple[str, float, float], ...]) -> Fleet:
         fleet = Fleet(service, self.bootstrap, size=len(spec), versions=tuple(v for v, _, _ in spec))
@@ -80,18 +93,13 @@ class DemoFleet:
                                       routes=["/work"], emitter=self._emitter)
         with WeightFeedClient(self.api_base, service, wait_s=10, fallback=fleet.addresses) as feed, \
                 httpx.Client(transport=transport, timeout=2.0) as client:
-            balancer = Balancer(feed, picker="swrr")
-            period, next_call = 1.0 / self.calls_per_s, time.monotonic()
-            while not self._stop.wait(max(0.0, next_call - time.monotonic())):
-                next_call += period
-                instance = balancer.pick()
-                started = time.perf_counter()
+            def work(instance: str) -> bool:
                 try:
-                    ok = client.get(f"http://{instance}/work").status_code < 500
+                    return client.get(f"http://{instance}/work").status_code < 500
                 except httpx.HTTPError:
-                    ok = False
-                balancer.report(instance, ok, (time.perf_counter() - started) * 1000)
-                self._served[instance] += 1
+                    return False
+
+            paced_calls(Balancer(feed, picker="swrr"), self._stop, self.calls_per_s, work, self._served)
 
     def _report_load(self) -> None:
         host = socket.gethostname()
@@ -117,6 +125,8 @@ class DemoFleet:
         args = parser.parse_args(["--output", "kafka", "--bootstrap", self.bootstrap])
         self.tcp_collector = "on (eBPF tcplife)"
         self._spawn("demo-tcplife", self._run_tcplife, tcplife, args)
+        plain = PlainFleet(self.api_base, self.token)
+        self.plain = plain if plain.start() else None
 
     def _run_tcplife(self, tcplife: object, args: argparse.Namespace) -> None:
         code = tcplife.run(args, stop=self._stop)  # type: ignore[attr-defined]
@@ -125,6 +135,8 @@ class DemoFleet:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.plain is not None:
+            self.plain.stop()
         for thread in self._threads:
             thread.join(timeout=15)
         for fleet in self.fleets.values():

@@ -24,7 +24,7 @@ from otlp import command as otlp_command
 from pipeline.loader import Loader, LoaderConfig
 from pipeline.migrate import migrate
 from pipeline.store import Store, open_store
-from svcpulse.demo import DemoFleet
+from svcpulse.demo import DemoFleet, admit_demo_fleet
 from svcpulse.rolling_broker import RollingBroker
 from svcpulse.services import ServiceError, free_port
 from weigh.worker import Worker
@@ -59,6 +59,8 @@ def run_embedded(args: argparse.Namespace, stop: threading.Event, defaults: Sett
         store = open_store(store_url)
         running.callback(store.close)
         migrate(store)
+        if not args.no_demo:  # telemetry alone routes nothing: the demo fleet's policies, before the worker starts
+            admit_demo_fleet(store)
         loader = Loader(LoaderConfig(bootstrap=broker.bootstrap, group_id=defaults.group_id, batch_age_s=1.0), store)
         running.callback(_thread("loader", loader.run).join, 30)
         running.callback(loader.stop)
@@ -78,11 +80,14 @@ def run_embedded(args: argparse.Namespace, stop: threading.Event, defaults: Sett
                 "otlp_grpc_port": args.otlp_grpc_port, "otlp_spool_dir": str(data_dir / "otlp-spool")})))
             _say(f"OTLP in       {otlp.http_url}/v1/traces, gRPC {otlp.grpc_target} (open: no token needed)")
         if not args.no_demo:
-            demo = DemoFleet(broker.bootstrap, base, ebpf=not args.no_ebpf)
+            demo = DemoFleet(broker.bootstrap, base, ebpf=not args.no_ebpf, token=token)
             demo.start()
             running.callback(demo.stop)
             _say("demo fleet: shop.frontend -> shop.checkout (3 instances, one sick), shop.catalog (2, one "
                  f"canary), routed by the weight feed; TCP collector {demo.tcp_collector}")
+            if demo.plain is not None:
+                _say("  + legacy.web: 3 plain http.server processes (no svcpulse code), weighted from TCP "
+                     "health alone; one crashes 40 s of every 2 min")
         _say(f"web console  {base}/")
         _say(f"API docs     {base}/docs      metrics {base}/metrics (API), "
              f"http://{args.host}:{metrics_port}/metrics (loader, weigh)")

@@ -16,6 +16,8 @@ import asyncio
 import random
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -28,6 +30,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from balancer.client import Balancer, FeedView, WeightSource
+from balancer.pickers import NoInstancesError
 from collectors.rpc.asgi import SvcpulseMiddleware
 from collectors.rpc.common import RpcConfig
 from collectors.rpc.emitter import Emitter
@@ -91,6 +94,26 @@ class Fleet:
     @property
     def addresses(self) -> list[str]:
         return [i.address for i in self.instances]
+
+
+def paced_calls(balancer: Balancer, stop: threading.Event, calls_per_s: float, call: Callable[[str], bool],
+                served: Counter[str] | None = None) -> None:
+    """Call instances the balancer picks at a steady rate until `stop`; `call(instance)` says ok or not.
+
+    A feed that lists no instance yet (published between a service's registry row and its instances')
+    skips that beat instead of failing the loop."""
+    period, next_call = 1.0 / calls_per_s, time.monotonic()
+    while not stop.wait(max(0.0, next_call - time.monotonic())):
+        next_call += period
+        try:
+            instance = balancer.pick()
+        except NoInstancesError:
+            continue
+        started = time.perf_counter()
+        ok = call(instance)
+        balancer.report(instance, ok, (time.perf_counter() - started) * 1000)
+        if served is not None:
+            served[instance] += 1
 
 
 class EqualWeights:

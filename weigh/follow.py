@@ -12,6 +12,7 @@ import logging
 import threading
 from typing import Any
 
+from api.queries import discovery as dq
 from api.queries import registry as reg
 from pipeline import topics
 from pipeline.store import Store, StoreError
@@ -85,4 +86,4 @@ class ControlFollower:
 def snapshot(store: Store) -> dict[str, list[dict[str, Any]]]:
     return {"registry_services": reg.services(store), "registry_instances": reg.instances(store),
             "weight_overrides": reg.overrides(store), "releases": reg.releases(store),
-            "user_roles": reg.held_role_rows(store)}
+            "user_roles": reg.held_role_rows(store), "discovery_policies": dq.policy_rows(store)}

@@ -6,6 +6,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS = Counter("svcpulse_weigh_events", "rpc events counted into the windows")
 REJECTED = Counter("svcpulse_weigh_rejected_events", "rpc events not counted: invalid (the loader dead-letters them)")
+TCP_EVENTS = Counter("svcpulse_weigh_tcp_events", "callers' connections (svcpulse.tcp) counted into the "
+                     "connection-health windows")
+TCP_REJECTED = Counter("svcpulse_weigh_tcp_rejected_events", "tcp events of a wanted port not counted: invalid")
 MISROUTED = Counter("svcpulse_weigh_misrouted_events", "rpc events on a partition other than their callee's "
                     "home partition (a producer not partitioning by murmur2 of the key)")
 PUBLISHED = Counter("svcpulse_weigh_feeds_published", "feed messages sent to svcpulse.weights", ["kind"])

@@ -25,6 +25,7 @@ from weights.model import EngineState
 from weights.window import Windows
 
 log = logging.getLogger("svcpulse.weigh")
+HOMES_CACHED = 100_000  # service -> home partition, cached (murmur2 per event otherwise)
 REPLAY_SLACK_S = 5  # events reach Kafka a little after their ts_ms (producer batching, spool replays)
 
 
@@ -50,6 +51,8 @@ class Ownership:
     def home(self, service: str) -> int:
         found = self._homes.get(service)
         if found is None:
+            if len(self._homes) >= HOMES_CACHED:  # a flood of one-off names must not grow the cache for ever
+                self._homes.clear()
             found = self._homes[service] = home_partition(service, self.partitions or 1)
         return found
 
@@ -88,9 +91,10 @@ class Ownership:
             self.consumer.seek(tp, offset)
             self.replaying[tp[1]] = self.consumer.watermarks(tp)[1]
         self.skip = set(new)
-        metrics.TAKEOVER_SECONDS.observe(time.monotonic() - started)
-        log.info("weigh: took over partitions %s: %d services restored from %s, replaying from %d s ago",
-                 sorted(new), len(restored), topics.WEIGHTS, self.settings.weights_window_s + REPLAY_SLACK_S)
+        took_s = time.monotonic() - started
+        metrics.TAKEOVER_SECONDS.observe(took_s)
+        log.info("weigh: took over partitions %s in %.1f s: %d services restored from %s, replaying from %d s ago",
+                 sorted(new), took_s, len(restored), topics.WEIGHTS, self.settings.weights_window_s + REPLAY_SLACK_S)
 
     def counts(self, message: Message, callee: str) -> bool:
         """Whether an event read from this partition goes into the windows."""
@@ -130,7 +134,10 @@ class Ownership:
 
 
 def stalled(partition: str, lag: int | None, idle_s: float, limit_s: float) -> str:
-    """Why a partition's feeds are stale: events wait, but none was read for longer than limit_s."""
-    if not lag or idle_s <= limit_s:
+    """Why a partition's feeds are stale: events wait, but none was read for longer than limit_s.
+
+    A lag below zero waits for nothing: Tansu answers a high watermark of its last batch's base + 1
+    (docs/kafka.md), below the position of a consumer that read that whole batch."""
+    if lag is None or lag <= 0 or idle_s <= limit_s:
         return ""
     return f"inputs stopped advancing: {lag} events waiting on {partition}, none read for {idle_s:.0f} s"

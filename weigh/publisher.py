@@ -1,4 +1,4 @@
-"""What a weigh worker sends: feeds (on change + heartbeats), tombstones, and intents for the lease holder.
+"""What a weigh worker sends: feeds (on change + heartbeats), tombstones, and canary aborts for the lease holder.
 
 Keeps svcpulse.weights small: an unchanged feed is sent again only every `weights_heartbeat_cycles`
 cycles, so readers can tell a live feed from a dead worker's (the API marks a feed older than
@@ -49,16 +49,8 @@ class Publisher:
         for service in services:
             self.last.pop(service, None)
 
-    def intents(self, view: ControlView, new_services: Sequence[Mapping[str, Any]],
-                new_instances: Sequence[Mapping[str, Any]], aborts: Sequence[Mapping[str, Any]]) -> None:
-        """Apply discoveries and aborts here at once; ask the lease holder to record them exactly once."""
-        view.apply("registry_services", new_services)
-        view.apply("registry_instances", new_instances)
-        services = {r["service"]: r for r in new_services}
-        for row in new_instances:
-            body = {"services": [services.pop(row["service"])] if row["service"] in services else [],
-                    "instances": [row]}
-            self._intent("discovered", f"{row['service']}/{row['instance']}", body)
+    def aborts(self, view: ControlView, aborts: Sequence[Mapping[str, Any]]) -> None:
+        """Apply canary aborts here at once; ask the lease holder to record them exactly once."""
         for row in aborts:
             view.apply("releases", [row])
             self._intent("release.abort", f"{row['service']}/{row['changed_ms']}", {"release": row})

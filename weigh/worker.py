@@ -10,8 +10,11 @@ group shards services by partition: a worker owns the services whose home partit
   read back from svcpulse.weights, the partitions are replayed from `window_s` + slack ago (found by
   time), and their feeds are published again only once that replay has caught up.
 - Control: the small tables come from ClickHouse once and then from svcpulse.control (weigh/follow.py);
-  a change there starts a tick at once. Discoveries and canary aborts are applied here at once and
-  sent as intents for the lease holder to record exactly once.
+  a change there starts a tick at once. Canary aborts are applied here at once and sent as intents
+  for the lease holder to record exactly once.
+- Trust: telemetry creates no routable endpoint: each tick admits registered instances and those a
+  discovery policy admits, within the cardinality caps (weights/cycle.py); the caps' ledger lives
+  here, per worker (its shard of the services), and weigh/gate.py keeps a flood out of the windows.
 """
 
 from __future__ import annotations
@@ -24,19 +27,26 @@ import threading
 import time
 from dataclasses import replace
 
+from core.caps_report import CapReporter
 from core.kafka import KafkaClientError
 from core.settings import Settings
-from pipeline import events, topics
+from pipeline import events, fastdecode, topics
 from pipeline.store import Store
+from pipeline.transform import judge
 from weigh import metrics
 from weigh.counted import CountedStore
 from weigh.follow import ControlFollower
+from weigh.gate import Gate
 from weigh.history import HistoryWriter
 from weigh.kafka import Consumer, Message, ensure_control_topics, member, producer
 from weigh.ownership import Ownership
 from weigh.publisher import Publisher
-from weights.cycle import run_cycle
+from weigh.tcp_follow import TcpFollower
+from weights.admission import Authority
+from weights.caps import Caps, Ledger, Tracked
+from weights.cycle import Bounds, run_cycle, wanted_ports
 from weights.model import DEFAULT_CONFIG, EngineConfig, EngineState
+from weights.tcp_window import TcpWindows
 from weights.window import Windows
 
 log = logging.getLogger("svcpulse.weigh")
@@ -53,10 +63,21 @@ class Worker:
         self.store = CountedStore(store) if store is not None else None
         self.config = replace(config, window_s=settings.weights_window_s)
         self.name = worker_name()
-        self.windows = Windows(settings.weights_window_s, settings.forget_instance_s)
+        self.windows = self._windows()
+        self.tcp = TcpWindows(settings.weights_window_s)
         self.states: dict[str, EngineState] = {}
+        caps = Caps(settings.cap_services_per_hour, settings.cap_instances_per_service,
+                    settings.cap_interfaces_per_service)
+        self.bounds = Bounds(caps, settings.forget_instance_s * 1000)
+        self.gate = Gate(caps, self.bounds.forget_ms)
+        self.caps_report = CapReporter(caps)
         self.stop_event = threading.Event()
         self.events = self.ticks = 0  # counted since start
+
+    def _windows(self) -> Windows:
+        # One interface past the cap: enough for the cap to see it refuse, no memory beyond that.
+        return Windows(self.settings.weights_window_s, self.settings.forget_instance_s,
+                       self.settings.cap_interfaces_per_service + 1)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -81,8 +102,10 @@ class Worker:
         ensure_control_topics(bootstrap, self.settings.partitions)
         # A new membership rebuilds what it is assigned (feeds read back, window replayed): start empty,
         # or a replay would count the events still held from the last session twice.
-        self.windows = Windows(self.settings.weights_window_s, self.settings.forget_instance_s)
+        self.windows = self._windows()
+        self.tcp = TcpWindows(self.settings.weights_window_s)
         self.states = {}
+        self.bounds, self.gate = replace(self.bounds, ledger=Ledger()), Gate(self.bounds.caps, self.bounds.forget_ms)
         with contextlib.ExitStack() as opened:
             consumer = member(client, bootstrap, self.settings.weigh_group_id, f"svcpulse-weigh-{self.name}")
             opened.callback(consumer.close)  # leaves the group: the others take the partitions over at once
@@ -94,12 +117,14 @@ class Worker:
             opened.callback(publisher.close)
             owner = Ownership(consumer, self.windows, self.states, self.settings)
             consumer.subscribe([topics.RPC], owner.assigned, owner.revoked)
+            connections = TcpFollower(client, bootstrap, self.tcp, f"svcpulse-weigh-tcp-{self.name}")
+            opened.callback(connections.close)
             log.info("weigh worker %s: group %s on %s; feeds to %s", self.name, self.settings.weigh_group_id,
                      topics.RPC, topics.WEIGHTS)
-            self._loop(consumer, follower, owner, publisher, history)
+            self._loop(consumer, follower, owner, publisher, history, connections)
 
     def _loop(self, consumer: Consumer, follower: ControlFollower, owner: Ownership, publisher: Publisher,
-              history: HistoryWriter | None) -> None:
+              history: HistoryWriter | None, connections: TcpFollower) -> None:
         tick_s, cycle_s = self.settings.weigh_tick_s, self.settings.weights_interval_s
         next_tick = next_history = time.monotonic()
         while not self.stop_event.is_set():
@@ -108,6 +133,8 @@ class Worker:
             owner.take_over(publisher)
             self._count(records, owner, now_ms)
             changed = follower.poll(0)
+            if self.tcp.ports:  # no service judged by connections: svcpulse.tcp is not read at all
+                connections.poll(now_ms)
             if time.monotonic() < next_tick and not changed:
                 continue
             next_tick = time.monotonic() + tick_s
@@ -121,30 +148,51 @@ class Worker:
         for message in records:
             if message.partition in owner.skip:
                 continue
-            try:
-                event = events.decode("rpc", message.value or b"")
+            raw = message.value or b""
+            try:  # in C when msgspec vouches for the message (most of the worker's CPU), else the one judge
+                event = fastdecode.contract_event("rpc", raw) or judge("rpc", raw, None)
             except events.Rejection:
                 metrics.REJECTED.inc()  # the loader dead-letters it; here it is simply not counted
                 continue
-            if owner.counts(message, event["callee"]):
+            if owner.counts(message, event["callee"]) and self.gate.passes(
+                    self.windows, event["callee"], event["instance"], event["side"], event["ts_ms"]):
                 self.windows.add(event, now_ms)
                 n += 1
         metrics.EVENTS.inc(n)
         self.events += n
         owner.note_progress()
 
+    def _track(self, tracked: Tracked, made: Authority, services: set[str], now_ms: int, armed: bool) -> None:
+        """Keep the caps' ledger; drop from the windows the services the caps refused (they stay refused).
+
+        Not before the control tables are known (`armed`): a registration or policy not read yet must
+        not cost its service its window or a place in the ledger."""
+        if not armed:
+            return
+        self.bounds = replace(self.bounds, ledger=tracked.ledger)
+        refused = {s for s in services if s not in tracked.ledger.services and s not in made.operator_made}
+        self.windows.drop(refused)
+        self.gate.refuse(refused, now_ms)
+        self.gate.arm(made, tracked.ledger, now_ms)
+        self.caps_report.report(tracked, len(self.gate.refused))
+
     def _tick(self, now_ms: int, follower: ControlFollower, owner: Ownership,
               publisher: Publisher) -> list[dict]:
         started = time.perf_counter()
         self.windows.expire(now_ms)
-        services = {s for s in self.windows.services.keys() | follower.view.service_names() if owner.ready_for(s)}
+        self.tcp.want(wanted_ports(follower.view))
+        self.tcp.expire(now_ms)
+        made = follower.view.authority()
+        services = {s for s in self.windows.services.keys() | made.operator_made if owner.ready_for(s)}
         observed = self.windows.rows(now_ms, services)
         result = run_cycle(observed, follower.view, self.states, now_ms, self.config,
-                           self.settings.canary_min_requests, owns=owner.ready_for)
+                           self.settings.canary_min_requests, owns=owner.ready_for, bounds=self.bounds,
+                           interfaces=self.windows.served(services), tcp=self.tcp.windows(now_ms))
+        self._track(result.tracked, made, services, now_ms, armed=follower.snapshot_loaded or self.store is None)
         for service in services:
             self.states.pop(service, None)
         self.states.update(result.states)
-        publisher.intents(follower.view, result.new_services, result.new_instances, result.aborts)
+        publisher.aborts(follower.view, result.aborts)
         stale = owner.inputs_stale()
         for service, feed in result.feeds.items():
             publisher.feed(service, feed, result.states[service], self.windows.seen(service),

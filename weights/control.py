@@ -1,14 +1,17 @@
 """The control plane's small tables as one process knows them, merged from any source. Pure.
 
-Registry services and instances, overrides, releases and held roles are written by the API to
-ClickHouse and, at the same time, to the compacted topic svcpulse.control (key = table + row key).
+Registry services and instances, discovery policies, overrides, releases and held roles are written
+by the API to ClickHouse and, at the same time, to the compacted topic svcpulse.control (key = table +
+row key).
 Workers and API replicas load the tables once at start (when ClickHouse answers) and then follow
 the topic, so a write reaches every process within one poll (docs/weights.md, "Control topic").
 Rows carry `changed_ms`; the newest row per key wins whichever source delivered it first, so
 replays, duplicates and the order of the two sources do not matter.
 
-Intents are control messages that ask the lease holder to do something exactly once (abort a gray
-release, record discovered instances); they are not table rows (see `intent_key`).
+Intents are control messages that ask the lease holder to do something exactly once (record a gray
+release a worker aborted); they are not table rows (see `intent_key`). Telemetry never writes
+registry rows: what is routable is decided in every cycle from the registry and the discovery
+policies (weights/admission.py).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from weights.admission import Authority, DiscoveryPolicy, authority, parse_policy
 from weights.inputs import to_overrides
 from weights.model import Override
 
@@ -25,11 +29,12 @@ from weights.model import Override
 KEYS: dict[str, tuple[str, ...]] = {
     "registry_services": ("service",),
     "registry_instances": ("service", "instance"),
+    "discovery_policies": ("service",),
     "weight_overrides": ("service", "instance"),
     "releases": ("service",),
     "user_roles": ("user",),
 }
-INTENTS = ("release.abort", "discovered")
+INTENTS = ("release.abort",)
 
 
 def row_key(table: str, row: Mapping[str, Any]) -> str:
@@ -84,8 +89,12 @@ class ControlView:
         rows = self.tables[table].values()
         return [r for r in rows if table == "releases" or not r.get("deleted")]
 
-    def service_names(self) -> set[str]:
-        return {r["service"] for r in self.live("registry_services")}
+    def policies(self) -> dict[str, DiscoveryPolicy]:
+        return {r["service"]: parse_policy(r) for r in self.live("discovery_policies")}
+
+    def authority(self) -> Authority:
+        """What operators made: registered instances and services, discovery policies (weights/admission.py)."""
+        return authority(self.live("registry_instances"), self.live("registry_services"), self.policies())
 
     def overrides(self) -> dict[str, dict[str, Override]]:
         return to_overrides(self.live("weight_overrides"))

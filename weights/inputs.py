@@ -1,8 +1,9 @@
 """Pure transforms from stored rows to engine inputs: observed calls + registry -> InstanceWindows.
 
-Which instances a service has: every live registry entry (registered through the API, including
-IP:port-only services that emit no telemetry), plus every instance seen in rpc_calls within
-`forget_s` (discovered). Registry entries win for static weight, version and enabled.
+Which instances a service has is decided before this module, by weights/admission.py: every live
+registry entry (registered through the API, including IP:port-only services that emit no telemetry)
+plus the observed instances a discovery policy admits. Registry entries win for static weight,
+version and enabled.
 """
 
 from __future__ import annotations
@@ -68,18 +69,6 @@ def _window(instance: str, seen: Mapping[str, Any] | None, entry: Mapping[str, A
         version=(entry and entry["version"]) or observed_version,
         enabled=bool(entry["enabled"]) if entry else True,
     )
-
-
-def discovered(observed: Iterable[Mapping[str, Any]], known: set[Key], known_services: set[str],
-               now_ms: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Registry rows (services, instances) for what calls show but the registry does not hold yet."""
-    keys = sorted({(r["service"], r["instance"]) for r in observed} - known)
-    stamp = {"source": "discovered", "deleted": 0, "changed_ms": now_ms, "changed_by": "svcpulse"}
-    instance_rows = [{"service": s, "instance": i, "static_weight": STATIC_WEIGHT, "version": "", "enabled": 1,
-                      **stamp} for s, i in keys]
-    new_services = sorted({s for s, _ in keys} - known_services)
-    service_rows = [{"service": s, "kind": "rpc", "description": "", **stamp} for s in new_services]
-    return service_rows, instance_rows
 
 
 def to_overrides(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Override]]:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from weights.tcp import Signal, TcpWindow
+
 State = Literal["healthy", "degraded", "ejected", "slow_start", "drained", "new"]
 Mode = Literal["normal", "protective"]
 STATIC_WEIGHT = 100  # MSEC's registry weight; the published scale is 0..static_weight per instance
@@ -47,6 +49,12 @@ class EngineConfig:
     slow_start_min: float = 0.1  # the ramp starts at 10% of the instance's weight
     protective_fraction: float = 0.5  # more than half the judged fleet degraded together -> protective
     protective_health: float = 0.5  # "degraded" for that count: health at the absolute bar < 0.5
+    # Judging by TCP connections (weights/tcp.py); counts (min_requests, eject_*) apply to connections.
+    tcp_success_good: float = 0.99  # a healthy fleet refuses, drops or resets ~no connections
+    tcp_latency_tolerance: float = 2.0  # handshake/RTT up to 2x the fleet's costs nothing (kernel work)
+    tcp_latency_slack_ms: float = 5.0  # sub-ms loopback/LAN jitter is not a slowdown
+    tcp_retransmit_slack: float = 0.1  # retransmits per connection added to both sides of the ratio
+    tcp_retransmit_tolerance: float = 2.0  # up to 2x the fleet's (slackened) retransmit rate is free
 
 
 DEFAULT_CONFIG = EngineConfig()
@@ -66,6 +74,8 @@ class InstanceWindow:
     static_weight: int = STATIC_WEIGHT
     version: str = ""
     enabled: bool = True  # registry status; disabled instances are reported as drained
+    tcp: TcpWindow | None = None  # callers' connections to it over the window (collect tcp), if known
+    signal: Signal = "auto"  # the service's registry choice: rpc, tcp or auto (weights/tcp.py)
 
     @property
     def success_rate(self) -> float | None:
@@ -95,6 +105,7 @@ class InstanceState:
     ejected_until_ms: int | None = None  # kept after it passes: ejection decay counts from here
     eject_reason: str = ""  # why the current ejection happened, repeated while it lasts
     ramp_since_ms: int | None = None  # slow start began here (None = not ramping)
+    probe_from_ms: int | None = None  # a renewed ejection rests (weight 0, no probe) until here
 
 
 @dataclass(frozen=True)
@@ -116,6 +127,7 @@ class InstanceResult:
     latency_ms_p99: float | None
     rps: float
     version: str
+    signal: Literal["rpc", "tcp"] = "rpc"  # what judged it; with "tcp" the statistics are connections'
 
 
 @dataclass(frozen=True)

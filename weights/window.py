@@ -5,7 +5,9 @@ and `now_ms`. The weigh worker feeds it from svcpulse.rpc and reads `rows()` eve
 `rows()` has exactly the shape of the ClickHouse scan it replaces (api/queries/weights.py,
 observed_instances): {service, instance, side, last_ms, requests, errors, timeouts, p50, p99,
 version} per key seen within `forget_s`, with the counts of the last `window_s` seconds, so
-weights/inputs.py assembles engine inputs from either source the same way.
+weights/inputs.py assembles engine inputs from either source the same way. The interfaces each
+service served are kept beside (at most `max_interfaces` names per service, for the caps of
+weights/caps.py), so a flood of interface names costs no memory past that bound.
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ class Series:
 
 
 class Windows:
-    def __init__(self, window_s: int, forget_s: int) -> None:
-        self.window_s, self.forget_s = window_s, forget_s
+    def __init__(self, window_s: int, forget_s: int, max_interfaces: int = 0) -> None:
+        self.window_s, self.forget_s, self.max_interfaces = window_s, forget_s, max_interfaces
         self.services: dict[str, dict[tuple[str, str], Series]] = {}
+        self.interfaces: dict[str, dict[str, int]] = {}  # service -> interface -> last seen ms
 
     def add(self, event: Mapping[str, Any], now_ms: int) -> None:
         """One validated rpc event (pipeline/events.py): count it in the bucket of its second."""
@@ -55,6 +58,7 @@ class Windows:
             series = keys[(instance, event["side"])] = Series()
         if ts_ms >= series.last_ms:
             series.last_ms, series.version = ts_ms, event["version"]
+        self._interface(service, event.get("interface", ""), ts_ms)
         if ts_ms < now_ms - (self.window_s + 1) * 1000:
             return  # too old to judge; it still proves the instance exists (last_ms)
         bucket = series.buckets.get(ts_ms // 1000)
@@ -67,6 +71,13 @@ class Windows:
         elif status == "timeout":
             bucket.timeouts += 1
         bucket.sketch.add(event["latency_ms"])
+
+    def _interface(self, service: str, interface: str, ts_ms: int) -> None:
+        names = self.interfaces.setdefault(service, {})
+        if interface in names:
+            names[interface] = max(names[interface], ts_ms)
+        elif interface and len(names) < self.max_interfaces:
+            names[interface] = ts_ms
 
     def seed(self, service: str, seen: Iterable[Seen]) -> None:
         """Remember who called in and when (membership restored from a feed message: no buckets)."""
@@ -84,8 +95,12 @@ class Windows:
             keys = self.services[service]
             for key in [k for k, s in keys.items() if s.last_ms < forget_before]:
                 del keys[key]
+            names = self.interfaces.get(service, {})
+            for name in [n for n, last_ms in names.items() if last_ms < forget_before]:
+                del names[name]
             if not keys:
                 del self.services[service]
+                self.interfaces.pop(service, None)
             for series in keys.values():
                 for second in [s for s in series.buckets if s < oldest_second]:
                     del series.buckets[second]
@@ -97,6 +112,10 @@ class Windows:
         return [_row(service, key, series, first_second) for service in services
                 for key, series in self.services.get(service, {}).items() if series.last_ms >= forget_before]
 
+    def served(self, services: Iterable[str]) -> dict[str, dict[str, int]]:
+        """Interface -> last seen ms, per service of `services`, within forget_s (at most max_interfaces each)."""
+        return {s: dict(self.interfaces[s]) for s in services if self.interfaces.get(s)}
+
     def seen(self, service: str) -> list[Seen]:
         return sorted((k[0], k[1], s.last_ms, s.version) for k, s in self.services.get(service, {}).items())
 
@@ -104,6 +123,7 @@ class Windows:
         """Forget these services (their partition moved to another worker)."""
         for service in services:
             self.services.pop(service, None)
+            self.interfaces.pop(service, None)
 
 
 def _row(service: str, key: tuple[str, str], series: Series, first_second: int) -> dict[str, Any]:

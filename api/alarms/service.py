@@ -38,6 +38,21 @@ class RuleConflict(ValueError):
     """A change the API may not make (a rule from the file); the message says why."""
 
 
+def rule_series(store: Store, rule: RuleSpec, minute: int) -> dict[int, float]:
+    """minute start (s) -> value of the rule's metric: the minutes a verdict on `minute` reads."""
+    back = rule.baseline_minutes if rule.against == "baseline" and rule.kind.startswith("wave") else 0
+    windows = [Window(minute - 60 * back, minute + 60, 60), Window(minute - DAY_S, minute - DAY_S + 60, 60)]
+    selector = Selector.of(rule.side, **rule.filters())
+    values: dict[int, float] = {}
+    for window in windows:
+        if rule.metric in COUNT_METRICS:  # no calls at all is a value (0), e.g. for a "min rps" rule
+            values.update(dict.fromkeys(window.buckets, 0.0))
+        rows = rpc_aggregates(store, selector, (), window, latency=rule.metric.startswith("latency"))
+        found = build_series(rows, (), rule.metric, window, 1)
+        values.update({t // 1000: v for s in found for t, v in s["points"]})
+    return values
+
+
 class AlarmService:
     def __init__(self, store: Store, settings: Settings, lease: Lease) -> None:
         self.store, self.settings, self.lease = store, settings, lease
@@ -114,25 +129,11 @@ class AlarmService:
         verdicts = []
         for rule, _ in self.rules().values():
             state: State = self.states.get(rule.id, {}).get("state", "ok")
-            verdict = evaluate(rule, self.series(rule, minute), minute, state)
+            verdict = evaluate(rule, rule_series(self.store, rule, minute), minute, state)
             self._apply(rule, verdict)
             verdicts.append(verdict)
         self.evaluated_minute, self.last_error = minute, ""
         return verdicts
-
-    def series(self, rule: RuleSpec, minute: int) -> dict[int, float]:
-        """minute start (s) -> value of the rule's metric: the minutes a verdict on `minute` reads."""
-        back = rule.baseline_minutes if rule.against == "baseline" and rule.kind.startswith("wave") else 0
-        windows = [Window(minute - 60 * back, minute + 60, 60), Window(minute - DAY_S, minute - DAY_S + 60, 60)]
-        selector = Selector.of(rule.side, **rule.filters())
-        values: dict[int, float] = {}
-        for window in windows:
-            if rule.metric in COUNT_METRICS:  # no calls at all is a value (0), e.g. for a "min rps" rule
-                values.update(dict.fromkeys(window.buckets, 0.0))
-            rows = rpc_aggregates(self.store, selector, (), window, latency=rule.metric.startswith("latency"))
-            found = build_series(rows, (), rule.metric, window, 1)
-            values.update({t // 1000: v for s in found for t, v in s["points"]})
-        return values
 
     def _apply(self, rule: RuleSpec, verdict: Verdict) -> None:
         with self._lock:

@@ -1,5 +1,5 @@
-// svcpulse console: vanilla JS over the svcpulse API, no build step, no third-party code.
-// Pages (hash routes): #/ services, #/service/<name>, #/connections, #/alarms. Charts are inline SVG.
+// svcpulse console: vanilla JS over the svcpulse API, no build step; third-party code only vendored (vendor/).
+// Pages (hash routes): #/ services, #/service/<name>, #/map (map.js), #/connections, #/alarms. Charts are inline SVG.
 "use strict";
 
 const TOKEN_KEY = "svcpulse.token";
@@ -27,10 +27,13 @@ function svg(tag, attrs) {
   return node;
 }
 const pill = (state) => el("span", { class: `pill s-${state}` }, String(state).replace("_", " "));
+// A name as it is stored (any length, any characters): cut to the column's width, whole in the tooltip.
+const name = (text) => el("span", { class: "name", title: text }, text);
+const NOT_ROUTABLE = () => el("span", { class: "pill s-observed" }, "observed, not routable");
 const panel = (title, ...body) => el("section", { class: "panel" }, el("h2", {}, title), ...body);
 const empty = (text) => el("div", { class: "empty" }, text);
 const failure = (err) => el("div", { class: "error" }, String(err.message || err));
-const show = (main, ...sections) => main.replaceChildren(...sections.filter(Boolean));
+const show = (main, ...sections) => main.replaceChildren(...sections.flat().filter(Boolean));
 
 // ---- formatting
 const fmt = {
@@ -119,7 +122,7 @@ function lineChart(title, series, format = fmt.num, yRange = {}) {
     const d = s.points.map((p, j) => `${j ? "L" : "M"}${px(p[0]).toFixed(1)},${py(p[1]).toFixed(1)}`).join("");
     chart.append(svg("path", { class: "series", d, stroke: colour, "data-points": s.points.length,
                                "data-label": s.label }));
-    legend.append(el("span", {}, el("i", { style: `background:${colour}` }), s.label));
+    legend.append(el("span", {}, el("i", { style: `background:${colour}` }), name(s.label)));
   });
   figure.append(chart, legend);
   return figure;
@@ -183,10 +186,10 @@ async function servicesPage(main) {
     const states = {};
     (feed?.instances || []).forEach((i) => { states[i.state] = (states[i.state] || 0) + 1; });
     return el("tr", { "data-service": s.service },
-      el("td", {}, el("a", { href: `#/service/${enc(s.service)}` }, s.service)), el("td", {}, pill(healthOf(s, feed))),
+      el("td", {}, el("a", { href: `#/service/${enc(s.service)}` }, name(s.service))), el("td", {}, pill(healthOf(s, feed))),
       num(fmt.num(s.rps, 2)), num(fmt.pct(s.success_rate)), num(fmt.ms(s.latency_ms_p50)),
       num(fmt.ms(s.latency_ms_p99)), el("td", {}, Object.entries(states).map(([k, n]) => [pill(`${k}`), ` ${n} `])),
-      el("td", {}, feed ? pill(feed.mode) : "–"));
+      el("td", {}, feed ? pill(feed.mode) : s.routable ? "–" : NOT_ROUTABLE()));
   });
   show(main, el("div", { class: "head" }, el("h1", {}, "Services"),
                           el("span", { class: "muted" }, `last ${services.window_s / 60} min, server side`)),
@@ -206,18 +209,20 @@ async function act(method, path, body, done) {
   const reason = why.trim();
   if (!reason) { toast("say why first: every change is audited", true); return; }
   try {
-    const query = method === "DELETE" ? `?why=${enc(reason)}` : "";
+    const query = method === "DELETE" ? `${path.includes("?") ? "&" : "?"}why=${enc(reason)}` : "";
     await call(method, path + query, body === undefined ? undefined : { ...body, why: reason });
     toast(done);
     render();
   } catch (err) { toast(err.message, true); }
 }
 function weightRow(service, i, maxWeight, overrides) {
-  const path = `/v1/overrides/${enc(service)}/${enc(i.instance)}`;
+  const path = `/v1/overrides?service=${enc(service)}&instance=${enc(i.instance)}`;
   const pinInput = el("input", { type: "number", min: 0, max: 10000, placeholder: "weight", "aria-label": "pin weight" });
   const overridden = overrides.some((o) => o.instance === i.instance);
   return el("tr", { "data-instance": i.instance, "data-state": i.state },
-    el("td", {}, i.instance), el("td", {}, i.version || "–"), el("td", {}, pill(i.state)),
+    el("td", {}, name(i.instance)), el("td", {}, i.version || "–"),
+    el("td", {}, pill(i.state), i.signal === "tcp" ? el("span", { class: "muted", title: "judged by callers' "
+      + "TCP connections: rps, success and latency are connections', handshake times" }, " TCP") : null),
     num(i.weight), el("td", {}, el("div", { class: "bar" }, el("div", { style: `width:${(100 * i.weight) / maxWeight}%` }))),
     el("td", { class: "reason" }, i.reason), num(fmt.num(i.rps, 2)), num(fmt.pct(i.success_rate)),
     num(fmt.ms(i.latency_ms_p50)), num(fmt.ms(i.latency_ms_p99)),
@@ -228,6 +233,19 @@ function weightRow(service, i, maxWeight, overrides) {
         { pinned_weight: Number(pinInput.value) }, `${i.instance} pinned at ${pinInput.value}`) }, "Pin"),
       overridden ? el("button", { "data-action": "release", onclick: () => act("DELETE", path, undefined,
         `${i.instance}: override removed`) }, "Clear override") : null));
+}
+
+// Instances seen in calls that no registration or discovery policy admits: never in the feed.
+function observedPanel(service, instances) {
+  const rows = instances.filter((i) => !i.routable).map((i) => el("tr", { "data-observed": i.instance },
+    el("td", {}, name(i.instance)), el("td", {}, NOT_ROUTABLE()), num(fmt.num(i.rps, 2)), num(fmt.num(i.calls, 0)),
+    el("td", { class: "reason" }, i.admission),
+    el("td", { class: "actions" }, el("button", { "data-action": "register", onclick: () => act("POST",
+      `/v1/registry/services/${enc(service)}/instances`, { instance: i.instance }, `${i.instance} registered`) },
+      "Register"))));
+  return panel("Observed, not routable (seen in calls, never in the feed)", rows.length
+    ? table(["instance", "status", "rps#", "calls#", "why", "actions"], rows)
+    : empty("none: every instance seen is registered or admitted by the discovery policy"));
 }
 
 function releasePanel(service, feed, release) {
@@ -267,13 +285,38 @@ function alarmRows(alarms) {
 }
 const ALARM_HEADERS = ["state", "rule", "check", "service", "value#", "message", "since"];
 
+// Callers' TCP connections to each instance (collect tcp): shown when any instance has some.
+function connectionsPanel(conns) {
+  if (conns.error || !conns.instances.some((i) => i.latest || i.series.length)) return null;
+  const perS = (n) => fmt.num(n / conns.window_s, 1);
+  const rows = conns.instances.map((i) => {
+    const l = i.latest;
+    return el("tr", { "data-connections": i.instance }, el("td", {}, i.instance),
+      l ? [num(perS(l.attempts)), num(fmt.pct(l.ok_rate)), num(l.refused), num(l.timeouts), num(l.unreachable),
+           num(l.resets), num(fmt.num(l.retransmits / Math.max(1, l.attempts), 2)), num(fmt.ms(l.connect_ms_p50)),
+           num(fmt.ms(l.connect_ms_p99)), num(fmt.ms(l.srtt_ms_p50))]
+        : el("td", { colspan: 10, class: "muted" }, `no connection in the last ${conns.window_s} s`));
+  });
+  const chartOf = (field) => conns.instances.filter((i) => i.series.length).map((i) => ({
+    label: i.instance, points: i.series.filter((p) => p[field] !== null).map((p) => [p.t_ms, p[field]]) }));
+  return [panel(`Connection health (callers' TCP, last ${conns.window_s} s)`,
+    table(["instance", "conn/s#", "ok#", "refused#", "timed out#", "unreachable#", "reset#", "retrans/conn#",
+           "handshake p50#", "handshake p99#", "srtt p50#"], rows)),
+  el("div", { class: "grid two" },
+    el("section", { class: "panel" }, lineChart("Connections ok by instance", chartOf("ok_rate"),
+                                                (v) => fmt.pct(v, 1), { max: 1 })),
+    el("section", { class: "panel" }, lineChart("Handshake p99 by instance", chartOf("connect_ms_p99"), fmt.ms)))];
+}
+
 async function servicePage(main, service) {
   const q = `service=${enc(service)}&by=instance`;
-  const [feed, health, rps, success, p99, cap, overrides, releases, alarms] = await Promise.all([
-    get(`/v1/weights/${enc(service)}`), get(`/v1/services/${enc(service)}/instances`),
+  const [answer, health, rps, success, p99, cap, overrides, releases, alarms, conns] = await Promise.all([
+    optional(get(`/v1/weights/${enc(service)}`)), get(`/v1/services/${enc(service)}/instances`),
     seriesOf(`metric=rps&${q}`), seriesOf(`metric=success_rate&${q}`), seriesOf(`metric=latency_p99&${q}`),
     optional(get(`/v1/capacity/${enc(service)}`)), get(`/v1/overrides?service=${enc(service)}`),
-    get("/v1/releases"), optional(get("/v1/alarms"))]);
+    get("/v1/releases"), optional(get("/v1/alarms")), optional(get(`/v1/services/${enc(service)}/connections`))]);
+  // No feed (an observed-only service): the page still shows what was seen and why it is not routed.
+  const feed = answer.error ? { instances: [], mode: null, revision: "–", window_s: "–" } : answer;
   const totals = health.instances.reduce((t, i) => ({ calls: t.calls + i.calls, rps: t.rps + i.rps }), { calls: 0, rps: 0 });
   const maxWeight = Math.max(1, ...feed.instances.map((i) => i.weight));
   const mine = (alarms.alarms || []).filter((a) => !a.rule.service || a.rule.service === service);
@@ -282,7 +325,7 @@ async function servicePage(main, service) {
   const card = (label, value, tone) => el("div", { class: "card" }, el("div", { class: "label" }, label),
                                           el("div", { class: `value ${tone || ""}` }, value));
   show(main,
-    el("div", { class: "head" }, el("h1", {}, service), pill(feed.mode),
+    el("div", { class: "head" }, el("h1", {}, name(service)), feed.mode ? pill(feed.mode) : NOT_ROUTABLE(),
        el("span", { class: "muted" }, `feed revision ${feed.revision} · ${feed.window_s} s window`)),
     el("div", { class: "cards" }, card("requests / s", fmt.num(totals.rps, 2)),
        card("lowest instance success", fmt.pct(minSuccess), minSuccess < 0.99 ? "bad" : minSuccess < 0.999 ? "warn" : "good"),
@@ -291,17 +334,20 @@ async function servicePage(main, service) {
             cap.error ? "" : cap.headroom_pct < 20 ? "bad" : cap.headroom_pct < 40 ? "warn" : "good"),
        card("alarms firing", String(mine.filter((a) => a.state === "firing").length))),
     panel("Weights (what load balancers read now)", operatorBar(service),
+      answer.error ? empty(`no weight feed: ${answer.error.message}`) :
       table(["instance", "version", "state", "weight#", "", "reason", "rps#", "success#", "p50#", "p99#", "actions"],
             feed.instances.map((i) => weightRow(service, i, maxWeight, overrides)))),
+    observedPanel(service, health.instances),
     el("div", { class: "grid three" },
       el("section", { class: "panel" }, lineChart("Requests / s by instance", rps, (v) => fmt.num(v, 1))),
       el("section", { class: "panel" }, lineChart("Success rate by instance", success, (v) => fmt.pct(v, 1), { max: 1 })),
       el("section", { class: "panel" }, lineChart("Latency p99 by instance", p99, fmt.ms))),
+    connectionsPanel(conns),
     el("div", { class: "grid two" }, capacityPanel(cap),
        releasePanel(service, feed, releases.find((r) => r.service === service))),
     panel("Alarms", mine.length ? table(ALARM_HEADERS, alarmRows(mine)) : empty("no alarm rules for this service")),
     panel("Overrides in force", overrides.length ? table(["instance", "drained", "pinned", "by", "why", "when"],
-      overrides.map((o) => el("tr", {}, el("td", {}, o.instance), el("td", {}, o.drained ? "yes" : "no"),
+      overrides.map((o) => el("tr", {}, el("td", {}, name(o.instance)), el("td", {}, o.drained ? "yes" : "no"),
         num(o.pinned_weight < 0 ? "–" : o.pinned_weight), el("td", {}, o.changed_by), el("td", {}, o.why),
         el("td", {}, fmt.time(o.changed_ms))))) : empty("none: the data decides every weight")));
 }
@@ -349,7 +395,8 @@ async function render() {
   }
   const main = document.getElementById("main");
   const [, page, arg] = location.hash.split("/");
-  const pages = { "": servicesPage, service: servicePage, connections: connectionsPage, alarms: alarmsPage };
+  const pages = { "": servicesPage, service: servicePage, map: mapPage, connections: connectionsPage,
+                  alarms: alarmsPage };
   const show = pages[page || ""] || servicesPage;
   document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active",
     a.dataset.nav === (page === "service" || !page ? "services" : page)));

@@ -17,7 +17,8 @@ from pipeline.store import Store
 
 INSTANCE_COLUMNS = ("service", "instance", "static_weight", "version", "enabled", "source", "deleted",
                     "changed_ms", "changed_by")
-SERVICE_COLUMNS = ("service", "kind", "description", "source", "deleted", "changed_ms", "changed_by")
+SERVICE_COLUMNS = ("service", "kind", "description", "signal", "source", "deleted", "changed_ms", "changed_by")
+SERVICE_DEFAULTS = {"signal": "auto"}  # rows from writers that do not set it
 OVERRIDE_COLUMNS = ("service", "instance", "drained", "pinned_weight", "deleted", "changed_ms", "changed_by", "why")
 RELEASE_COLUMNS = ("service", "canary_version", "percent", "state", "reason", "error_margin", "p99_margin",
                    "changed_ms", "changed_by")
@@ -35,7 +36,7 @@ def stamp_ms() -> int:
         return _last_stamp
 
 
-def _latest(store: Store, table: str, key: str, where: str = "", params: Mapping[str, Any] | None = None,
+def latest_rows(store: Store, table: str, key: str, where: str = "", params: Mapping[str, Any] | None = None,
             live_only: bool = True) -> list[dict[str, Any]]:
     outer = "WHERE deleted = 0" if live_only else ""
     return store.query(
@@ -51,30 +52,55 @@ def _insert_rows(store: Store, table: str, columns: Sequence[str], rows: Sequenc
 
 
 def services(store: Store) -> list[dict[str, Any]]:
-    return _latest(store, "registry_services", "service")
+    return latest_rows(store, "registry_services", "service")
 
 
 def instances(store: Store, service: str | None = None) -> list[dict[str, Any]]:
     where = "WHERE service = %(service)s" if service else ""
-    return _latest(store, "registry_instances", "service, instance", where, {"service": service})
+    return latest_rows(store, "registry_instances", "service, instance", where, {"service": service})
 
 
-def known_instance_keys(store: Store) -> set[tuple[str, str]]:
-    """(service, instance) of every live registry row (deleted ones may be rediscovered)."""
-    return {(r["service"], r["instance"]) for r in instances(store)}
+# Where a name may be stored: registry, overrides and policies, and the per-minute rollup of recent calls.
+_NAME_SOURCES = (("registry_services", "service", None), ("registry_instances", "service", "instance"),
+                 ("weight_overrides", "service", "instance"), ("discovery_policies", "service", None),
+                 ("rpc_calls_1m", "callee", "instance"))
+
+
+def name_stored(store: Store, service: str, instance: str | None = None, since_s: int = 0) -> bool:
+    """Whether any table holds this exact service (and instance) name; rollup rows count from since_s."""
+    params = {"service": service, "instance": instance, "since_s": since_s}
+    for table, service_column, instance_column in _NAME_SOURCES:
+        if instance is not None and instance_column is None:
+            continue
+        where = f"{service_column} = %(service)s"
+        if instance is not None:
+            where += f" AND {instance_column} = %(instance)s"
+        if table == "rpc_calls_1m":
+            where += " AND minute >= toDateTime(%(since_s)s)"
+        if store.execute(f"SELECT count() FROM (SELECT 1 FROM {table} WHERE {where} LIMIT 1)", params)[0][0]:
+            return True
+    return False
 
 
 def write_services(store: Store, rows: Sequence[Mapping[str, Any]]) -> None:
-    _insert_rows(store, "registry_services", SERVICE_COLUMNS, rows)
+    _insert_rows(store, "registry_services", SERVICE_COLUMNS, [{**SERVICE_DEFAULTS, **row} for row in rows])
 
 
 def write_instances(store: Store, rows: Sequence[Mapping[str, Any]]) -> None:
     _insert_rows(store, "registry_instances", INSTANCE_COLUMNS, rows)
 
 
+def register(store: Store, service: str, instances: Sequence[str], *, changed_by: str) -> None:
+    """A service and its instances as `PUT /v1/registry/services/{service}` stores them (setup, tests, benches)."""
+    stamp = {"source": "api", "deleted": 0, "changed_ms": stamp_ms(), "changed_by": changed_by}
+    write_services(store, [{"service": service, "kind": "rpc", "description": "", **stamp}])
+    write_instances(store, [{"service": service, "instance": i, "static_weight": 100, "version": "", "enabled": 1,
+                             **stamp} for i in instances])
+
+
 def overrides(store: Store, service: str | None = None) -> list[dict[str, Any]]:
     where = "WHERE service = %(service)s" if service else ""
-    return _latest(store, "weight_overrides", "service, instance", where, {"service": service})
+    return latest_rows(store, "weight_overrides", "service, instance", where, {"service": service})
 
 
 def write_override(store: Store, row: Mapping[str, Any]) -> None:
@@ -83,7 +109,7 @@ def write_override(store: Store, row: Mapping[str, Any]) -> None:
 
 def releases(store: Store, service: str | None = None) -> list[dict[str, Any]]:
     where = "WHERE service = %(service)s" if service else ""
-    return _latest(store, "releases", "service", where, {"service": service}, live_only=False)
+    return latest_rows(store, "releases", "service", where, {"service": service}, live_only=False)
 
 
 def write_release(store: Store, row: Mapping[str, Any]) -> None:

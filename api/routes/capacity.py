@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from api import capacity as cap
 from api.auth import Reader
-from api.deps import SettingsDep, StoreDep
+from api.deps import QueryStoreDep, SettingsDep
 from api.queries import capacity as cq
 from api.queries.timeseries import Selector, Side, rpc_aggregates, service_names
 from api.routes.params import SideQ, WindowS
@@ -93,7 +93,7 @@ def _targets(settings: SettingsDep, target_cpu: float | None, slo_p99_ms: float 
 
 
 @router.get("", response_model=AllCapacity, summary="Capacity of every service with calls in the window")
-def all_capacity(_: Reader, store: StoreDep, settings: SettingsDep, target_cpu: TargetCpu = None,
+def all_capacity(_: Reader, store: QueryStoreDep, settings: SettingsDep, target_cpu: TargetCpu = None,
                  slo_p99_ms: SloMs = None, horizon_days: HorizonDays = 14, history_days: HistoryDays = 14,
                  window_s: WindowS = 300, side: SideQ = "server") -> AllCapacity:
     targets = _targets(settings, target_cpu, slo_p99_ms, horizon_days)
@@ -104,7 +104,7 @@ def all_capacity(_: Reader, store: StoreDep, settings: SettingsDep, target_cpu: 
 
 @router.get("/{service}", response_model=ServiceCapacity, summary="One service's capacity and recommendation",
             responses={404: {"description": "no calls of the service in the window"}})
-def service_capacity(service: ServiceName, _: Reader, store: StoreDep, settings: SettingsDep,
+def service_capacity(service: ServiceName, _: Reader, store: QueryStoreDep, settings: SettingsDep,
                      target_cpu: TargetCpu = None, slo_p99_ms: SloMs = None, horizon_days: HorizonDays = 14,
                      history_days: HistoryDays = 14, window_s: WindowS = 300,
                      side: SideQ = "server") -> ServiceCapacity:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from api.auth import Reader
-from api.deps import StoreDep
+from api.deps import QueryStoreDep
 from api.queries import connections as cq
 from api.routes.params import FromMs, StepS, ToMs, TopN, dimensions_of, unprocessable, window_of
 from api.series import to_rows
@@ -63,7 +63,7 @@ Filters = Annotated[dict[str, Any], Depends(_filters)]
 
 
 @router.get("", response_model=Groups, summary="Connections, bytes and lifetimes grouped (top talkers: order=bytes)")
-def groups(_: Reader, store: StoreDep, filters: Filters, by: ConnBy = "host",
+def groups(_: Reader, store: QueryStoreDep, filters: Filters, by: ConnBy = "host",
            order: Literal["connections", "bytes"] = "connections", from_ms: FromMs = None,
            to_ms: ToMs = None, n: TopN = 20) -> Groups:
     dims = dimensions_of(by, cq.DIMENSIONS)
@@ -74,7 +74,7 @@ def groups(_: Reader, store: StoreDep, filters: Filters, by: ConnBy = "host",
 
 
 @router.get("/series", summary="Connections or bytes per bucket over time (whole-minute steps)")
-def series(_: Reader, store: StoreDep, filters: Filters, metric: ConnMetric = "connections", by: ConnBy = "",
+def series(_: Reader, store: QueryStoreDep, filters: Filters, metric: ConnMetric = "connections", by: ConnBy = "",
            from_ms: FromMs = None, to_ms: ToMs = None, step: StepS = None,
            format: Literal["series", "rows"] = "series") -> dict[str, Any] | list[dict[str, Any]]:
     dims = dimensions_of(by, cq.DIMENSIONS)
@@ -93,7 +93,8 @@ def series(_: Reader, store: StoreDep, filters: Filters, metric: ConnMetric = "c
 
 
 @router.get("/lifetimes", response_model=Histogram, summary="Histogram of connection lifetimes (ms)")
-def lifetimes(_: Reader, store: StoreDep, filters: Filters, from_ms: FromMs = None, to_ms: ToMs = None) -> Histogram:
+def lifetimes(_: Reader, store: QueryStoreDep, filters: Filters, from_ms: FromMs = None,
+              to_ms: ToMs = None) -> Histogram:
     window = window_of(from_ms, to_ms, bucketed=False)
     buckets = cq.lifetime_histogram(store, filters, window)
     return Histogram(from_ms=window.from_s * 1000, to_ms=window.to_s * 1000,

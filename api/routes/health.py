@@ -1,4 +1,8 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness, readiness and Prometheus metrics.
+
+/readyz tells anonymous callers only ready or not: the detail (store and broker addresses, driver
+errors) is for authenticated users, so a probe from outside learns nothing about the internals.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
+from api.auth import bearer_token
 from api.deps import SettingsDep, StoreDep
 from pipeline.progress import loader_verdict
 from pipeline.store import StoreError
@@ -22,9 +27,9 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     status: str
-    store: str
-    broker: str
-    loader: str = "ok"  # "ok", or why loading counts as stalled (pipeline/progress.py)
+    store: str | None = None  # the detail: shown to authenticated callers only
+    broker: str | None = None
+    loader: str | None = None  # "ok", or why loading counts as stalled (pipeline/progress.py)
 
 
 def broker_reachable(bootstrap: str, timeout_s: float = 1.0) -> str:
@@ -45,10 +50,16 @@ def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Readiness, summary="The store and the Kafka broker are reachable and "
-            "loading is not stalled",
+def authenticated(request: Request) -> bool:
+    """Whether the request carries a valid token of any user (the detail of /readyz is theirs)."""
+    token = bearer_token(request.headers.get("authorization", ""))
+    return token is not None and request.app.state.directory.authenticate(token) is not None
+
+
+@router.get("/readyz", response_model=Readiness, response_model_exclude_none=True,
+            summary="The store and the Kafka broker are reachable and loading is not stalled (detail with a token)",
             responses={503: {"model": Readiness, "description": "a dependency is unreachable"}})
-def readyz(store: StoreDep, settings: SettingsDep) -> Response:
+def readyz(request: Request, store: StoreDep, settings: SettingsDep) -> Response:
     try:
         store.ping()
         store_state = "ok"
@@ -60,7 +71,9 @@ def readyz(store: StoreDep, settings: SettingsDep) -> Response:
     ready = store_state == "ok" and broker_state == "ok" and loader_state == "ok"
     body = Readiness(status="ready" if ready else "not ready", store=store_state, broker=broker_state,
                      loader=loader_state)
-    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+    if not authenticated(request):
+        body = Readiness(status=body.status)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=200 if ready else 503)
 
 
 @router.get("/metrics", summary="Prometheus metrics of this API replica (feed freshness, lease, process)",

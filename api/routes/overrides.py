@@ -1,4 +1,8 @@
-"""Operator overrides per instance: drain it (weight 0) or pin its weight; they win over the data."""
+"""Operator overrides per instance: drain it (weight 0) or pin its weight; they win over the data.
+
+`/{service}/{instance}` addresses an instance by path; `?service=&instance=` by exact name, for
+names a path cannot carry (api/names.py): every stored name can be drained, pinned and unpinned.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,9 @@ from pydantic import Field, model_validator
 
 from api.auth import Operator, Reader
 from api.deps import StoreDep, WeightsDep
+from api.names import StoredName, stored_instance, stored_service
 from api.queries import registry as reg
 from api.routes.audit import Change, WhyQuery, record
-from api.routes.registry import InstanceName, instance_key
-from api.routes.weights import ServiceName
 
 router = APIRouter(prefix="/v1/overrides", tags=["overrides"])
 NOT_PINNED = -1  # stored in pinned_weight (Int32) when the weight is not pinned
@@ -34,10 +37,12 @@ def list_overrides(_: Reader, store: StoreDep, service: str | None = None) -> li
     return reg.overrides(store, service)
 
 
-@router.put("/{service}/{instance}", summary="Drain an instance or pin its weight (operator)")
-def put_override(service: ServiceName, instance: InstanceName, body: OverrideIn, who: Operator,
-                 store: StoreDep, weights: WeightsDep) -> dict[str, Any]:
-    instance = instance_key(instance)
+@router.put("/{service}/{instance:path}", summary="Drain an instance or pin its weight (operator)")
+@router.put("", summary="Drain or pin an instance by its exact name, any characters (operator)")
+def put_override(service: StoredName, instance: StoredName, body: OverrideIn, who: Operator, store: StoreDep,
+                 weights: WeightsDep) -> dict[str, Any]:
+    service = stored_service(store, service)
+    instance = stored_instance(store, service, instance)
     pinned = NOT_PINNED if body.pinned_weight is None else body.pinned_weight
     row = {"service": service, "instance": instance, "drained": int(body.drained), "pinned_weight": pinned,
            "deleted": 0, "changed_ms": reg.stamp_ms(), "changed_by": who.name, "why": body.why}
@@ -47,11 +52,14 @@ def put_override(service: ServiceName, instance: InstanceName, body: OverrideIn,
     return row
 
 
-@router.delete("/{service}/{instance}", summary="Remove an override; the data decides again (operator)")
-def delete_override(service: ServiceName, instance: InstanceName, why: WhyQuery, who: Operator,
-                    store: StoreDep, weights: WeightsDep) -> dict[str, Any]:
-    instance = instance_key(instance)
+@router.delete("/{service}/{instance:path}", summary="Remove an override; the data decides again (operator)")
+@router.delete("", summary="Remove an override by the instance's exact name, any characters (operator)")
+def delete_override(service: StoredName, instance: StoredName, why: WhyQuery, who: Operator, store: StoreDep,
+                    weights: WeightsDep) -> dict[str, Any]:
     current = [o for o in reg.overrides(store, service) if o["instance"] == instance]
+    if not current:  # the exact name first: a stored name need not be a normalised host:port
+        instance = stored_instance(store, service, instance)
+        current = [o for o in reg.overrides(store, service) if o["instance"] == instance]
     if not current:
         raise HTTPException(404, f"no override on {instance!r} of {service!r}")
     reg.write_override(store, {**current[0], "deleted": 1, "changed_ms": reg.stamp_ms(), "changed_by": who.name,

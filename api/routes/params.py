@@ -9,12 +9,13 @@ from typing import Annotated
 from fastapi import HTTPException, Query
 
 from api.queries.timeseries import DIMENSIONS, Side
-from api.timerange import RangeError, Window, resolve, span
+from api.timerange import MAX_TIME_MS, RangeError, Window, resolve, span
 
-FromMs = Annotated[int | None, Query(alias="from", ge=0, description="start, epoch ms (default: to - 1 h)",
-                                     examples=[1764000000000])]
-ToMs = Annotated[int | None, Query(alias="to", ge=0, description="end, epoch ms (default: now)",
-                                   examples=[1764003600000])]
+# The upper bound (MAX_TIME_MS, 2106) is checked by api.timerange, whose 422 says why.
+FromMs = Annotated[int | None, Query(alias="from", ge=0, examples=[1764000000000],
+                                     description=f"start, epoch ms (default: to - 1 h; at most {MAX_TIME_MS})")]
+ToMs = Annotated[int | None, Query(alias="to", ge=0, examples=[1764003600000],
+                                   description=f"end, epoch ms (default: now; at most {MAX_TIME_MS}, 2106-02-07)")]
 StepS = Annotated[int | None, Query(ge=1, le=86_400, description="bucket width in seconds; a multiple of 60 "
                                     "reads the per-minute rollup, finer steps the raw calls (default: auto, "
                                     ">= 60 s, ~500 points)", examples=[60])]

@@ -1,27 +1,31 @@
-"""The registry: services and their instances (registered here, or discovered from rpc_calls).
+"""The registry: services and their instances, as operators and automation register them.
 
-A service with kind "ip" is MSEC's heterogeneous service: only IP:port instances, no telemetry
-needed. Static weight, version and enabled/disabled per instance feed the weight engine.
+The registry is what makes an instance routable (with discovery policies, api/routes/discovery.py);
+telemetry never writes here. A service with kind "ip" is MSEC's heterogeneous service: only IP:port
+instances, no telemetry needed. Static weight, version and enabled/disabled per instance feed the
+weight engine. Entries with names that break the grammar (written by older versions' discovery) can
+be changed and deleted by their exact name (api/names.py), also through the `?service=` forms.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException
 from pydantic import Field, field_validator
 
 from api.auth import Admin, Operator, Reader
 from api.deps import StoreDep, WeightsDep
+from api.names import StoredName, stored_instance
 from api.queries import registry as reg
 from api.routes.audit import Change, WhyQuery, record
 from api.routes.weights import ServiceName
+from pipeline.store import Store
 from weights.inputs import normalize_instance
 from weights.model import STATIC_WEIGHT
 
 router = APIRouter(prefix="/v1/registry", tags=["registry"])
 
-InstanceName = Annotated[str, Path(description="host:port", max_length=300)]
 StaticWeight = Annotated[int, Field(ge=0, le=10_000, description="the instance's full weight (MSEC: 100)")]
 
 
@@ -30,6 +34,9 @@ class ServiceIn(Change):
     description: str = Field("", max_length=500)
     instances: list[str] = Field([], max_length=1000, description="host:port list registered with the service "
                                  "(weight 100, enabled); one call, so they start together without slow start")
+    signal: Literal["rpc", "tcp", "auto"] = Field("auto", description="what judges its instances: rpc calls, "
+                                                  "callers' TCP connections, or auto (calls where there are any, "
+                                                  "else connections; connections may only lower)")
 
     @field_validator("instances")
     @classmethod
@@ -55,13 +62,6 @@ class InstancePatch(Change):
     enabled: bool | None = None
 
 
-def instance_key(instance: str) -> str:
-    try:
-        return normalize_instance(instance)
-    except ValueError as err:
-        raise HTTPException(422, str(err)) from err
-
-
 def _stamp(who: str) -> dict[str, Any]:
     return {"deleted": 0, "changed_ms": reg.stamp_ms(), "changed_by": who}
 
@@ -75,8 +75,8 @@ def list_services(_: Reader, store: StoreDep) -> list[dict[str, Any]]:
 @router.put("/services/{service}", summary="Register or update a service (operator)")
 def put_service(service: ServiceName, body: ServiceIn, who: Operator, store: StoreDep,
                 weights: WeightsDep) -> dict[str, Any]:
-    row = {"service": service, "kind": body.kind, "description": body.description, "source": "api",
-           **_stamp(who.name)}
+    row = {"service": service, "kind": body.kind, "description": body.description, "signal": body.signal,
+           "source": "api", **_stamp(who.name)}
     reg.write_services(store, [row])
     reg.write_instances(store, [{"service": service, "instance": i, "static_weight": STATIC_WEIGHT, "version": "",
                                  "enabled": 1, "source": "api", **_stamp(who.name)} for i in body.instances])
@@ -85,9 +85,11 @@ def put_service(service: ServiceName, body: ServiceIn, who: Operator, store: Sto
 
 
 @router.delete("/services/{service}", summary="Remove a service and its instances from the registry (admin)")
-def delete_service(service: ServiceName, why: WhyQuery, who: Admin, store: StoreDep,
+@router.delete("/services", summary="Remove a service by its exact name, any characters (admin)")
+def delete_service(service: StoredName, why: WhyQuery, who: Admin, store: StoreDep,
                    weights: WeightsDep) -> dict[str, Any]:
-    if service not in {s["service"] for s in reg.services(store)}:
+    known = {s["service"] for s in reg.services(store)} | {i["service"] for i in reg.instances(store, service)}
+    if service not in known:
         raise HTTPException(404, f"service {service!r} is not in the registry")
     gone = [{**i, **_stamp(who.name), "deleted": 1} for i in reg.instances(store, service)]
     reg.write_instances(store, gone)
@@ -111,10 +113,10 @@ def add_instance(service: ServiceName, body: InstanceIn, who: Operator, store: S
     return row
 
 
-@router.put("/services/{service}/instances/{instance}", summary="Change an instance (operator)")
-def update_instance(service: ServiceName, instance: InstanceName, body: InstancePatch, who: Operator,
+@router.put("/services/{service}/instances/{instance:path}", summary="Change an instance (operator)")
+def update_instance(service: StoredName, instance: StoredName, body: InstancePatch, who: Operator,
                     store: StoreDep, weights: WeightsDep) -> dict[str, Any]:
-    current = _existing(store, service, instance_key(instance))
+    current = _existing(store, service, instance)
     changes = body.model_dump(exclude={"why"}, exclude_none=True)
     if not changes:
         raise HTTPException(422, "nothing to change: give static_weight, version and/or enabled")
@@ -124,17 +126,20 @@ def update_instance(service: ServiceName, instance: InstanceName, body: Instance
     return row
 
 
-@router.delete("/services/{service}/instances/{instance}", summary="Deregister an instance (operator)")
-def delete_instance(service: ServiceName, instance: InstanceName, why: WhyQuery, who: Operator,
-                    store: StoreDep, weights: WeightsDep) -> dict[str, Any]:
-    current = _existing(store, service, instance_key(instance))
+@router.delete("/services/{service}/instances/{instance:path}", summary="Deregister an instance (operator)")
+@router.delete("/instances", summary="Deregister an instance by its exact name, any characters (operator)")
+def delete_instance(service: StoredName, instance: StoredName, why: WhyQuery, who: Operator, store: StoreDep,
+                    weights: WeightsDep) -> dict[str, Any]:
+    current = _existing(store, service, instance)
     reg.write_instances(store, [{**current, **_stamp(who.name), "deleted": 1}])
     record(store, weights, who, "instance.delete", service, current["instance"], {}, why)
     return {"service": service, "instance": current["instance"], "deleted": True}
 
 
-def _existing(store: StoreDep, service: str, instance: str) -> dict[str, Any]:
-    for row in reg.instances(store, service):
-        if row["instance"] == instance:
-            return row
-    raise HTTPException(404, f"instance {instance!r} of {service!r} is not in the registry")
+def _existing(store: Store, service: str, instance: str) -> dict[str, Any]:
+    """The live registry row of this exact name, else of its normalised host:port; 404 if neither."""
+    rows = {row["instance"]: row for row in reg.instances(store, service)}
+    found = rows.get(instance) or rows.get(stored_instance(store, service, instance))
+    if found is None:
+        raise HTTPException(404, f"instance {instance!r} of {service!r} is not in the registry")
+    return found

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from api.auth import Reader
-from api.deps import StoreDep
+from api.deps import QueryStoreDep
 from api.queries.timeseries import Order, Selector, rpc_aggregates
 from api.routes.params import Filter, FromMs, SideQ, StepS, ToMs, TopN, dimensions_of, window_of
 from api.series import Metric, build_series, summary, to_rows
@@ -67,7 +67,7 @@ By = Annotated[str, Query(max_length=200, description="comma-separated dimension
 
 
 @router.get("/series", response_model=SeriesAnswer | list[Row], summary="A metric over time, split by dimensions")
-def series(_: Reader, store: StoreDep, metric: Annotated[Metric, Query(description="what to plot")] = "rps",
+def series(_: Reader, store: QueryStoreDep, metric: Annotated[Metric, Query(description="what to plot")] = "rps",
            service: Filter = None, interface: Filter = None, instance: Filter = None, caller: Filter = None,
            version: Filter = None, by: By = "", side: SideQ = "server", from_ms: FromMs = None, to_ms: ToMs = None,
            step: StepS = None, limit: Annotated[int, Query(ge=1, le=MAX_SERIES, description="most series "
@@ -89,7 +89,7 @@ def series(_: Reader, store: StoreDep, metric: Annotated[Metric, Query(descripti
 
 @router.get("/top/{kind}", response_model=TopAnswer, summary="Slowest interfaces, most erroring instances, "
             "busiest callers")
-def top(_: Reader, store: StoreDep,
+def top(_: Reader, store: QueryStoreDep,
         kind: Annotated[Literal["slow-interfaces", "erroring-instances", "busy-callers"], Path()],
         service: Filter = None, side: SideQ = "server", from_ms: FromMs = None, to_ms: ToMs = None,
         n: TopN = 10) -> TopAnswer:

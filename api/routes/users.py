@@ -7,10 +7,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import Field
 
-from api.auth import ROLES, Admin, RoleRefused
+from api.auth import ROLES, Admin, LastAdmin, RoleRefused
 from api.deps import StoreDep, WeightsDep
 from api.queries import registry as reg
 from api.routes.audit import Change, record
+from pipeline.store import StoreError
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
 
@@ -27,17 +28,23 @@ def list_users(request: Request, _: Admin) -> list[dict[str, Any]]:
 
 
 @router.put("/{user}/role", summary="Change the role a user holds, within their list (admin)",
-            responses={403: {"description": "the role is not on the user's list"}})
+            responses={403: {"description": "the role is not on the user's list"},
+                       409: {"description": "this would leave no admin"}})
 def assign_role(user: Annotated[str, Path(max_length=128)], body: RoleIn, request: Request, who: Admin,
                 store: StoreDep, weights: WeightsDep) -> dict[str, Any]:
     directory = request.app.state.directory
     try:
-        directory.check_assignment(user, body.role)
+        before = directory.assign(user, body.role)
     except KeyError as err:
         raise HTTPException(404, err.args[0]) from err
     except RoleRefused as err:
         raise HTTPException(403, str(err)) from err
-    reg.write_held_role(store, user, body.role, who.name)
-    directory.assign(user, body.role)
+    except LastAdmin as err:
+        raise HTTPException(409, str(err)) from err
+    try:
+        reg.write_held_role(store, user, body.role, who.name)
+    except StoreError:
+        directory.assign(user, before)  # not stored: not in force either
+        raise
     record(store, weights, who, "user.role", "", user, {"role": body.role}, body.why)
     return {"name": user, "role": body.role}

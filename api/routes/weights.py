@@ -36,13 +36,14 @@ async def _serve(weights: WeightService, service: str | None, wait_s: float, if_
         why = f" ({weights.last_error})" if weights.last_error else ""
         raise HTTPException(503, f"weight feed not loaded yet: reading svcpulse.weights{why}")
     if service is not None and service not in weights.feeds:
-        raise HTTPException(404, f"unknown service {service!r}: not registered and no calls seen recently")
+        raise HTTPException(404, f"unknown service {service!r}: not registered, and no instance admitted by a "
+                            "discovery policy (GET /v1/services/{service}/instances says why)")
     seen = _etag_revision(if_none_match)
     if seen and seen == weights.revision(service) and wait_s > 0:
         await weights.wait_change(service, seen, wait_s)
     revision = weights.revision(service)
     if revision is None:  # the service disappeared while we waited
-        raise HTTPException(404, f"unknown service {service!r}: no longer registered or seen")
+        raise HTTPException(404, f"unknown service {service!r}: no longer registered or admitted")
     headers = {"ETag": f'"{revision}"', "Cache-Control": "no-cache"}
     if seen == revision:
         return Response(status_code=304, headers=headers)

@@ -31,8 +31,9 @@ from balancer.eds import CLA_TYPE, Assignment, cluster_load_assignment, discover
 
 router = APIRouter(tags=["xds"])
 log = logging.getLogger("svcpulse.xds")
+# In no global registry: the API's own /metrics registry serves it (api/metrics.py).
 REQUESTS = Counter("svcpulse_xds_requests", "REST xDS requests by outcome: sent (200), unchanged (304), "
-                   "nack (Envoy refused a response), bad (4xx)", ["result"])
+                   "nack (Envoy refused a response), bad (4xx)", ["result"], registry=None)
 _nonces = itertools.count(1)
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from collectors.workload import names_of
+from core.settings import Settings
 from pipeline.events import CONTRACT_VERSION
 
 CALLER_HEADER = "x-svcpulse-caller"  # sent by our clients so servers can name their caller
@@ -39,6 +41,18 @@ def own_cgroup(proc_cgroup: str = "/proc/self/cgroup") -> str:
     return ""
 
 
+@cache
+def own_workload() -> tuple[str, str]:
+    """(workload, workload_kind) this process reports: SVCPULSE_WORKLOAD[_KIND] when set (e.g. in a
+    Deployment's env), else named from its cgroup. Inside a container's cgroup namespace a process sees
+    itself at "/", which names nothing: ("", "") then, and the loader cannot do better either."""
+    settings = Settings()
+    if settings.workload:
+        return settings.workload, settings.workload_kind
+    path = own_cgroup()
+    return ("", "") if path in ("", "/") else names_of(path)
+
+
 @dataclass(frozen=True)
 class RpcConfig:
     """Who is measuring: this service's name, version and instance; how many calls to sample."""
@@ -49,6 +63,8 @@ class RpcConfig:
     sample_rate: float = 1.0  # 0..1, the fraction of calls that produce an event
     host: str = field(default_factory=socket.gethostname)
     cgroup: str = field(default_factory=own_cgroup)
+    workload: str = field(default_factory=lambda: own_workload()[0])
+    workload_kind: str = field(default_factory=lambda: own_workload()[1])
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sample_rate <= 1.0:
@@ -102,4 +118,6 @@ def build_event(
         "version": version,
         "host": config.host,
         "cgroup": config.cgroup,
+        "workload": config.workload,
+        "workload_kind": config.workload_kind,
     }

@@ -1,7 +1,9 @@
 """One small Store interface over ClickHouse, chosen by URL.
 
 - `clickhouse://host:port/database` — a ClickHouse server over the native protocol (clickhouse-driver);
-  `clickhouses://` for TLS. Query options: `?user=...&password=...&timeout=...`, and for TLS
+  `clickhouses://` for TLS. Query options: `?user=...&password=...&timeout=...&pool=4` (connections
+  shared by the store's callers; the "control" lane has one more of its own), `alt_hosts=h2:p2,h3:p3`
+  (servers to fail over to, e.g. the other replicas of a cluster), and for TLS
   `ca_certs=/path/ca.pem` (the CA to trust), `verify=false` (no certificate check: tests only),
   `certfile=...&keyfile=...` (a client certificate).
 - `chdb:///path/to/dir/database` — embedded current ClickHouse (chdb) with data under the directory;
@@ -14,12 +16,15 @@ database), and results as tuples of plain Python values.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlparse
 
 DEFAULT_DATABASE = "svcpulse"
+CONTROL_LANE = "control"  # the weight loop's lane: a server store keeps a connection for it alone
 
 
 class StoreError(RuntimeError):
@@ -52,20 +57,64 @@ def is_data_error(code: int | None, message: str) -> bool:
     return code in DATA_ERROR_CODES or (code == 252 and "partitions for single INSERT" in message)
 
 
+class QueryLimitError(StoreError):
+    """ClickHouse stopped a query at a per-query limit; `kind` is "time" or "memory", the message says what to do."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+# ClickHouse error codes of the per-query limits (the same on 18.16 and current).
+LIMIT_CODES = {159: "time", 241: "memory"}
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    """Per-query limits ClickHouse enforces itself; 0 leaves a limit off.
+
+    `priority` is ClickHouse's: while a query of a lower number runs, those of higher numbers pause.
+    """
+
+    max_execution_s: float = 0.0
+    max_memory_bytes: int = 0
+    priority: int = 0
+
+    def settings(self) -> dict[str, int | float]:
+        """The ClickHouse settings (names as on 18.16 and current) for a query under these limits."""
+        # 18.16 counts max_execution_time in whole seconds (0.5 would mean "no limit"): round up.
+        named = {"max_execution_time": math.ceil(self.max_execution_s), "max_memory_usage": self.max_memory_bytes,
+                 "priority": self.priority}
+        return {name: value for name, value in named.items() if value}
+
+
+def limit_error(code: int, where: str, limits: QueryLimits | None) -> QueryLimitError:
+    """The user-facing error for a query the store stopped at a limit, with what to change."""
+    limits = limits or QueryLimits()
+    what = (f"time limit of {math.ceil(limits.max_execution_s)} s" if LIMIT_CODES[code] == "time"
+            else f"memory limit of {limits.max_memory_bytes / 2**20:,.0f} MiB")
+    return QueryLimitError(f"{where}: the query was stopped at the store's {what}; narrow the range "
+                           "(from/to), use a coarser step, or filter by service", LIMIT_CODES[code])
+
+
 class Store(Protocol):
     database: str
     dialect: str  # "clickhouse" (server) or "chdb" (embedded)
 
-    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        """Run one statement in the store's database; rows as tuples."""
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None, *, lane: str = "default",
+                limits: QueryLimits | None = None) -> list[tuple[Any, ...]]:
+        """Run one statement in the store's database; rows as tuples. `lane` names the connections to use
+        (a server store keeps "control" apart from the rest); `limits` are enforced by ClickHouse."""
         ...
 
-    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Run one SELECT; rows as dicts keyed by column name."""
+    def query(self, sql: str, params: Mapping[str, Any] | None = None, *, lane: str = "default",
+              limits: QueryLimits | None = None) -> list[dict[str, Any]]:
+        """Run one SELECT; rows as dicts keyed by column name (lane and limits as for execute)."""
         ...
 
-    def insert(self, table: str, columns: Sequence[str], data: Sequence[Sequence[Any]]) -> None:
-        """Insert one block, columnar: `data[i]` holds the values of `columns[i]`."""
+    def insert(self, table: str, columns: Sequence[str], data: Sequence[Sequence[Any]], *,
+               lane: str = "default") -> None:
+        """Insert one block, columnar: `data[i]` holds the values of `columns[i]` (lane as for execute)."""
         ...
 
     def create_database(self) -> None: ...
@@ -96,8 +145,9 @@ def redact(url: str) -> str:
     return parsed._replace(netloc=netloc, query=query).geturl()
 
 
-def open_store(url: str) -> Store:
-    """Open the store a URL names; a bad URL is a ValueError that says what was expected."""
+def open_store(url: str, settings: Mapping[str, Any] | None = None) -> Store:
+    """Open the store a URL names; a bad URL is a ValueError that says what was expected.
+    `settings`: ClickHouse settings for every query of this store (a server store only)."""
     parsed = urlparse(url)
     options = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
     if parsed.scheme in ("clickhouse", "clickhouses"):
@@ -112,6 +162,9 @@ def open_store(url: str) -> Store:
             password=parsed.password or options.get("password", ""),
             timeout_s=float(options.get("timeout", 30)),
             tls=_tls_options(parsed.scheme, options),
+            pool_size=int(options.get("pool", 4)),
+            alt_hosts=options.get("alt_hosts", ""),
+            settings=settings,
         )
     if parsed.scheme == "chdb":
         from pipeline.store.embedded import ChdbStore

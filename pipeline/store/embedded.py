@@ -1,12 +1,14 @@
 """The embedded store: current ClickHouse in-process (chdb), data in one directory.
 
 chdb allows one process per data directory, and one session per process; queries from several
-threads are serialised here. Inserts go through Arrow (the `Python()` table function), which is an
-order of magnitude faster than text formats.
+threads are serialised here, so lanes share the one session (a SELECT's limits bound how long it
+holds it). Inserts go through Arrow (the `Python()` table function), which is an order of magnitude
+faster than text formats.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -16,7 +18,7 @@ from typing import Any
 import pyarrow
 from clickhouse_driver.util.escape import escape_params
 
-from pipeline.store import StoreError, is_data_error
+from pipeline.store import LIMIT_CODES, QueryLimits, StoreError, is_data_error, limit_error
 
 _CODE = re.compile(r"Code: (\d+)")
 
@@ -26,6 +28,14 @@ def substitute(sql: str, params: Mapping[str, Any] | None) -> str:
     if not params:
         return sql
     return sql % escape_params(dict(params), None)
+
+
+def _arrow(values: Sequence[Any]) -> pyarrow.Array:
+    """A column as Arrow; a column of only empty lists gets an element type (list<null> cannot be converted)."""
+    column = pyarrow.array(values)
+    if pyarrow.types.is_list(column.type) and pyarrow.types.is_null(column.type.value_type):
+        column = pyarrow.array(values, type=pyarrow.list_(pyarrow.int64()))
+    return column
 
 
 class ChdbStore:
@@ -45,24 +55,40 @@ class ChdbStore:
         self._session.query(f"CREATE DATABASE IF NOT EXISTS {database}")
         self._session.query(f"USE {database}")
 
-    def _table(self, sql: str) -> pyarrow.Table:
+    def _table(self, sql: str, limits: QueryLimits | None = None) -> pyarrow.Table:
+        # chdb takes settings per query in the SQL (the server store sends them with the query); one
+        # session runs one query at a time, so ClickHouse's priority has nothing to order here.
+        settings = {k: v for k, v in (limits.settings() if limits else {}).items() if k != "priority"}
+        if settings and sql.lstrip()[:6].upper() == "SELECT":
+            sql += " SETTINGS " + ", ".join(f"{k} = {v}" for k, v in settings.items())
         with self._lock:
             try:
                 result = self._session.query(sql, "ArrowTable")
             except Exception as err:  # chdb raises plain RuntimeErrors ("Code: 27. DB::Exception: ...")
+                code = _CODE.search(str(err))
+                if code and int(code[1]) in LIMIT_CODES:
+                    # chdb 26.x: after a query stopped mid-run, the session's next Arrow result comes back
+                    # corrupt ("Unexpected empty message in IPC file format"); a throwaway query absorbs it.
+                    with contextlib.suppress(Exception):
+                        self._session.query("SELECT 1", "ArrowTable")
+                    raise limit_error(int(code[1]), "chdb", limits) from err
                 raise _store_error(err) from err
         return result if isinstance(result, pyarrow.Table) else pyarrow.table({})
 
-    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        table = self._table(substitute(sql, params))
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None, *, lane: str = "default",
+                limits: QueryLimits | None = None) -> list[tuple[Any, ...]]:
+        table = self._table(substitute(sql, params), limits)
         return list(zip(*(column.to_pylist() for column in table.columns), strict=True))
 
-    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-        return self._table(substitute(sql, params)).to_pylist()
+    def query(self, sql: str, params: Mapping[str, Any] | None = None, *, lane: str = "default",
+              limits: QueryLimits | None = None) -> list[dict[str, Any]]:
+        return self._table(substitute(sql, params), limits).to_pylist()
 
-    def insert(self, table: str, columns: Sequence[str], data: Sequence[Sequence[Any]]) -> None:
+    def insert(self, table: str, columns: Sequence[str], data: Sequence[Sequence[Any]], *,
+               lane: str = "default") -> None:
         try:
-            svcpulse_block = pyarrow.table(dict(zip(columns, data, strict=True)))  # noqa: F841 (read by name)
+            svcpulse_block = pyarrow.table(  # noqa: F841 (read by name)
+                {name: _arrow(values) for name, values in zip(columns, data, strict=True)})
         except (pyarrow.ArrowException, OverflowError, TypeError) as err:  # a value Arrow cannot hold
             raise StoreError(f"chdb: {err}", rejected=True) from err
         names = ", ".join(columns)

@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.store import Store
+from svcpulse.services import Tansu
+from tests.integration.demo_api import DemoApi, demo_api
+
 ARTIFACTS = Path(__file__).parents[2] / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -45,3 +49,11 @@ def chrome(tmp_path: Path) -> Iterator[object]:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def demo(tmp_path: Path, broker: Tansu, ch_store: Store) -> Iterator[DemoApi]:
+    """The demo fleet's data through the real broker, loader and weigh worker, served by the real API;
+    reads need no token (as in `svcpulse up`)."""
+    with demo_api(tmp_path, broker, ch_store, feed_open=True) as api:
+        yield api

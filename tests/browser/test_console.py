@@ -4,7 +4,6 @@ data, and an operator drains an instance from the UI and the weight feed shows i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +17,12 @@ from selenium.common.exceptions import (
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from pipeline.store import Store
-from svcpulse.services import Tansu
-from tests.integration.demo_api import DemoApi, demo_api
+from tests.integration.demo_api import DemoApi
 from tests.integration.demo_events import SICK
 
 pytestmark = [pytest.mark.browser, pytest.mark.services]
 
 SERVICE = "shop.checkout"
-
-
-@pytest.fixture
-def demo(tmp_path: Path, broker: Tansu, ch_store: Store) -> Iterator[DemoApi]:
-    with demo_api(tmp_path, broker, ch_store, feed_open=True) as api:
-        yield api
 
 
 def severe_logs(driver: Any) -> list[str]:
@@ -74,6 +65,10 @@ def test_pages_load_without_errors_and_charts_draw_the_data(chrome: Any, demo: D
         points = drawn_series(chrome, title)
         assert len(points) == 3 and min(points) >= 10, (title, points)  # 20 minutes of backfill, 1-minute steps
     assert chrome.find_element(By.CSS_SELECTOR, "p.recommend").text.split(" ")[0] in ("keep", "scale")
+    # Callers' connections to each instance (tcp events of the demo data): figures and two charts
+    conns = wait_for(chrome, "tr[data-connections]", 3)
+    assert {r.get_attribute("data-connections") for r in conns} == {"127.0.0.11:8080", "127.0.0.12:8080", SICK}
+    assert len(drawn_series(chrome, "Connections ok by instance")) == 3
     no_rendering_slips(chrome)
     chrome.save_screenshot(str(artifacts / "console-service.png"))
     assert severe_logs(chrome) == []

@@ -88,6 +88,7 @@ def test_cgroup_path_of_moved_process(collector: Collector) -> None:
         conn = connect("127.0.0.1", upload=1000, cgroup_procs=str(group / "cgroup.procs"))
         client, server = both_ends(collector, conn)
         assert client["cgroup"] == f"/{name}"
+        assert (client["workload"], client["workload_kind"]) == (name, "cgroup")  # named from the path
         assert server["cgroup"] == own_cgroup(os.getpid())
         assert client["pid"] == conn.client_pid
     finally:

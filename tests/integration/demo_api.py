@@ -18,10 +18,11 @@ from pathlib import Path
 import httpx
 
 from api.main import create_app
+from api.queries.discovery import write_policy
 from core.settings import Settings
 from pipeline.store import Store
 from svcpulse.services import Tansu
-from tests.integration.demo_events import backfill, call, loads
+from tests.integration.demo_events import FLEET, backfill, call, loads
 from tests.integration.helpers import LoaderThread, count, produce, wait_for
 from tests.integration.weights_helpers import auth, serve, weigh_worker, write_users
 
@@ -60,6 +61,8 @@ def demo_api(tmp_path: Path, broker: Tansu, store: Store, minutes: int = 20,
     live = threading.Thread(target=_live, args=(broker.bootstrap, stop), name="demo-live", daemon=True)
     settings = Settings(users_file=str(write_users(tmp_path / "users.json")), weights_interval_s=1.0,
                         feed_open=feed_open, kafka_bootstrap=broker.bootstrap)
+    for service in {i.service for i in FLEET}:  # telemetry alone routes nothing: admit the demo's loopback fleet
+        write_policy(store, service, ["127.0.0.0/8"], why="demo fleet")
     with LoaderThread(broker.bootstrap, store, group_id=f"demo-{tmp_path.name}"), weigh_worker(settings, store):
         produce(broker.bootstrap, history)
         live.start()

@@ -2,7 +2,7 @@
 
 shop.frontend calls shop.checkout (3 instances; 127.0.0.13 is sick: 8% errors, ~140 ms) and
 shop.catalog (2 instances; 127.0.0.22 runs a canary version). Every call is seen by both sides, about
-a quarter of the calls open and close a TCP connection, and every instance reports its load.
+a quarter of the calls open and close a TCP connection (all healthy), and every instance reports its load.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pipeline import events
 
 HOST = "demo-node"
+FRONTEND_CGROUP = "/system.slice/shop-frontend.service"  # the caller's calls and connections come from it
 
 
 @dataclass(frozen=True)
@@ -47,15 +48,18 @@ def call(rng: random.Random, ts_ms: int) -> list[tuple[str, events.Event]]:
               "version": target.version, "host": HOST, "cgroup": ""}
     found: list[tuple[str, events.Event]] = [
         ("rpc", {**common, "side": "server", "latency_ms": round(latency, 3)}),
-        ("rpc", {**common, "side": "client", "latency_ms": round(latency + rng.uniform(0.2, 1.5), 3)})]
+        ("rpc", {**common, "side": "client", "cgroup": FRONTEND_CGROUP,
+                 "latency_ms": round(latency + rng.uniform(0.2, 1.5), 3)})]
     if rng.random() < 0.25:
         address, port = target.address.rsplit(":", 1)
         found.append(("tcp", {"v": 1, "ts_ms": ts_ms, "host": HOST, "pid": 4242, "comm": "frontend",
-                              "cgroup": "/system.slice/shop-frontend.service", "family": 4, "laddr": "127.0.0.1",
+                              "cgroup": FRONTEND_CGROUP, "family": 4, "laddr": "127.0.0.1",
                               "lport": rng.randint(32768, 60999), "raddr": address, "rport": int(port),
                               "role": "client", "tx_bytes": rng.randint(200, 40_000),
                               "rx_bytes": rng.randint(500, 400_000),
-                              "duration_ms": round(rng.expovariate(1 / 800), 3)}))
+                              "duration_ms": round(rng.expovariate(1 / 800), 3), "outcome": "ok",
+                              "connect_ms": round(rng.uniform(0.1, 0.6), 3), "retransmits": int(rng.random() < 0.02),
+                              "srtt_us": rng.randint(60, 400), "resets_in": 0, "resets_out": 0}))
     return found
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -9,27 +11,35 @@ from api.main import create_app
 from core.settings import Settings
 from pipeline.store import Store, open_store
 from svcpulse.services import ClickHouseServer, Tansu, free_port
+from tests.integration.weights_helpers import auth, write_users
 
 pytestmark = pytest.mark.services
 
 
-def client_for(store_url: str, bootstrap: str) -> TestClient:
-    return TestClient(create_app(Settings(store_url=store_url, kafka_bootstrap=bootstrap)))
+def client_for(store_url: str, bootstrap: str, users: str = "") -> TestClient:
+    return TestClient(create_app(Settings(store_url=store_url, kafka_bootstrap=bootstrap, users_file=users)))
 
 
-def test_ready_when_store_and_broker_answer(broker: Tansu, clickhouse: ClickHouseServer, ch_store: Store) -> None:
+def test_ready_when_store_and_broker_answer(broker: Tansu, clickhouse: ClickHouseServer, ch_store: Store,
+                                           tmp_path: Path) -> None:
     url = f"clickhouse://127.0.0.1:{clickhouse.port}/{ch_store.database}"
-    with client_for(url, broker.bootstrap) as client:
+    with client_for(url, broker.bootstrap, str(write_users(tmp_path / "users.json"))) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
         ready = client.get("/readyz")
+        assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+        ready = client.get("/readyz", headers=auth("vic"))
         assert ready.status_code == 200 and ready.json() == {"status": "ready", "store": "ok", "broker": "ok",
                                                                "loader": "ok"}
 
 
-def test_not_ready_names_what_is_unreachable() -> None:
+def test_not_ready_names_what_is_unreachable_to_authenticated_callers_only(tmp_path: Path) -> None:
     dead_port = free_port()
-    with client_for(f"clickhouse://127.0.0.1:{dead_port}/svcpulse", f"127.0.0.1:{dead_port}") as client:
-        ready = client.get("/readyz")
+    users = str(write_users(tmp_path / "users.json"))
+    with client_for(f"clickhouse://127.0.0.1:{dead_port}/svcpulse", f"127.0.0.1:{dead_port}", users) as client:
+        for headers in ({}, {"Authorization": "Bearer not-a-user"}):
+            anonymous = client.get("/readyz", headers=headers)
+            assert anonymous.status_code == 503 and anonymous.json() == {"status": "not ready"}
+        ready = client.get("/readyz", headers=auth("vic"))
         assert ready.status_code == 503
         body = ready.json()
         assert body["status"] == "not ready"

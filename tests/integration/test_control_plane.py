@@ -24,7 +24,7 @@ from pipeline.store import Store
 from svcpulse.services import ClickHouseServer, Tansu
 from tests.integration.control_helpers import processes, publishers, served, steady_calls, weights_of
 from tests.integration.helpers import wait_for, webhook_receiver
-from tests.integration.weights_helpers import auth, insert_rpc, rpc_event, serve, weigh_worker, write_users
+from tests.integration.weights_helpers import auth, insert_rpc, register, rpc_event, serve, weigh_worker, write_users
 from weigh.kafka import home_partition
 
 pytestmark = pytest.mark.services
@@ -46,6 +46,12 @@ def spread(prefix: str, per_partition: int, partitions: int = 4) -> list[str]:
 
 
 SERVICES = {name: [f"10.7.{n}.{i}:80" for i in range(1, 4)] for n, name in enumerate(spread("cp.svc", 2))}
+
+
+def registered(store: Store, services: dict[str, list[str]]) -> None:
+    """Telemetry alone routes nothing (weights/admission.py): the fleets are registered, as operators do."""
+    for service, instances in services.items():
+        register(store, service, instances)
 
 
 def control_env(broker: Tansu, clickhouse: ClickHouseServer, database: str, users: Path) -> dict[str, str]:
@@ -72,6 +78,7 @@ def same_feeds(a: str, b: str) -> bool:
 def test_two_apis_and_two_workers_agree_and_writes_reach_both_within_2_s(
         tmp_path: Path, broker: Tansu, clickhouse: ClickHouseServer, ch_store: Store) -> None:
     users = two_admins(tmp_path / "users.json")
+    registered(ch_store, SERVICES)
     with processes(tmp_path, control_env(broker, clickhouse, ch_store.database, users)) as procs, \
             steady_calls(broker.bootstrap, SERVICES):
         procs.weigh("weigh-1")
@@ -163,6 +170,7 @@ def test_one_webhook_per_transition_and_the_lease_moves_after_kill_9(
 def test_a_killed_worker_s_services_continue_from_the_survivor_never_empty(
         tmp_path: Path, broker: Tansu, clickhouse: ClickHouseServer, ch_store: Store) -> None:
     env = control_env(broker, clickhouse, ch_store.database, write_users(tmp_path / "users.json"))
+    registered(ch_store, SERVICES)
     with processes(tmp_path, env) as procs, steady_calls(broker.bootstrap, SERVICES, per_instance_per_s=40):
         workers = {procs.weigh("weigh-1"): "", procs.weigh("weigh-2"): ""}
         _, api = procs.api("api")
@@ -175,6 +183,7 @@ def test_a_killed_worker_s_services_continue_from_the_survivor_never_empty(
 
         killed = procs.kill9(victim)
         killed_ms = int(time.time() * 1000)
+        print(f"killed {victim_name} at {time.strftime('%H:%M:%S')}.{killed_ms % 1000:03d}")
         continued: dict[str, float] = {}
         stale_seen = set()
         deadline = time.monotonic() + SESSION_S + CYCLE_S + 15
@@ -200,6 +209,7 @@ def test_clickhouse_stopped_60_s_the_feed_keeps_updating_and_reacts_to_a_fault(
         tmp_path: Path, broker: Tansu, clickhouse: ClickHouseServer, ch_store: Store) -> None:
     service, instances = "cp.outage", [f"10.5.1.{i}:80" for i in range(1, 6)]
     faulty = {"now": False}
+    registered(ch_store, {service: instances})
     settings = Settings(kafka_bootstrap=broker.bootstrap, weights_interval_s=CYCLE_S, feed_open=True,
                         users_file=str(write_users(tmp_path / "users.json")))
 
@@ -231,6 +241,7 @@ def test_a_restarted_worker_keeps_the_window_and_the_degraded_instance_stays_cut
         tmp_path: Path, broker: Tansu, clickhouse: ClickHouseServer, ch_store: Store) -> None:
     service, instances = "cp.restart", [f"10.4.1.{i}:80" for i in range(1, 6)]
     env = control_env(broker, clickhouse, ch_store.database, write_users(tmp_path / "users.json"))
+    registered(ch_store, {service: instances})
 
     def errors(_: str, instance: str) -> float:
         return 0.1 if instance == instances[0] else 0.0  # success 90%: cut, not ejected

@@ -29,7 +29,7 @@ from pipeline.store import Store
 from svcpulse.services import ClickHouseServer, Tansu, free_port, port_open
 from tests.factories import rpc_event
 from tests.integration.helpers import LoaderThread, count, produce, wait_for
-from tests.integration.weights_helpers import auth, send_rpc, serve, weigh_worker, write_users
+from tests.integration.weights_helpers import auth, register, send_rpc, serve, weigh_worker, write_users
 from tests.integration.weights_helpers import rpc_event as feed_event
 
 pytestmark = pytest.mark.services
@@ -89,6 +89,7 @@ def _calls_keep_coming(bootstrap: str, service: str, instances: list[str], stop:
 def test_balancers_keep_routing_while_the_api_restarts(broker: Tansu, clickhouse: ClickHouseServer,
                                                        ch_store: Store, tmp_path: Path) -> None:
     instances = ["10.9.0.1:80", "10.9.0.2:80"]
+    register(ch_store, "drill.svc", instances)  # telemetry alone routes nothing
     stop = threading.Event()
     feeder = threading.Thread(target=_calls_keep_coming, args=(broker.bootstrap, "drill.svc", instances, stop),
                               daemon=True)
@@ -96,7 +97,7 @@ def test_balancers_keep_routing_while_the_api_restarts(broker: Tansu, clickhouse
     users, port = write_users(tmp_path / "users.json"), free_port()
     api = _api_process(broker, clickhouse, ch_store.database, users, port)
     try:
-        with weigh_worker(Settings(kafka_bootstrap=broker.bootstrap, weights_interval_s=0.5)):
+        with weigh_worker(Settings(kafka_bootstrap=broker.bootstrap, weights_interval_s=0.5), ch_store):
             wait_for(lambda: port_open(port), 90, "the API")  # a loaded machine starts a process slowly
             with WeightFeedClient(f"http://127.0.0.1:{port}", "drill.svc", wait_s=2, expiry_s=120) as feed:
                 assert feed.wait_ready(30)
@@ -122,13 +123,14 @@ def test_feed_keeps_the_last_weights_marked_stale_while_no_worker_publishes(
     updating from the stream then). After 3 cycles the API serves the last weights marked stale."""
     settings = Settings(users_file=str(write_users(tmp_path / "users.json")), feed_open=True,
                         kafka_bootstrap=broker.bootstrap, weights_interval_s=0.5)
+    register(ch_store, "stale.svc", ["10.8.0.1:80", "10.8.0.2:80"])
     stop = threading.Event()
     feeder = threading.Thread(target=_calls_keep_coming, daemon=True,
                               args=(broker.bootstrap, "stale.svc", ["10.8.0.1:80", "10.8.0.2:80"], stop))
     feeder.start()
     try:
         with serve(create_app(settings, store=ch_store)) as base:
-            with weigh_worker(settings):
+            with weigh_worker(settings, ch_store):
                 fresh: dict[str, Any] = {}
 
                 def current() -> bool:
@@ -142,7 +144,7 @@ def test_feed_keeps_the_last_weights_marked_stale_while_no_worker_publishes(
             stale = requests.get(f"{base}/v1/weights/stale.svc", timeout=5).json()
             assert [i["instance"] for i in stale["instances"]] == [i["instance"] for i in fresh["instances"]]
             assert "no feed from a weigh worker" in stale["stale_reason"]
-            with weigh_worker(settings):
+            with weigh_worker(settings, ch_store):
                 wait_for(lambda: "stale" not in requests.get(f"{base}/v1/weights/stale.svc", timeout=5).json(), 30,
                          "fresh weights once a worker publishes again")
     finally:

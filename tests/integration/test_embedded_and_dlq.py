@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -28,8 +29,9 @@ FREE_OTLP_PORTS = ("--otlp-http-port", "0", "--otlp-grpc-port", "0")  # never th
 
 
 def test_up_runs_everything_in_one_process_and_stops_cleanly(tmp_path: Path) -> None:
+    # --duration bounds the run if a check hangs; the checks end it earlier with SIGTERM (as a service manager).
     proc = subprocess.Popen([sys.executable, "-m", "svcpulse", "up", "--data-dir", str(tmp_path), "--port", "0",
-                             *FREE_OTLP_PORTS, "--duration", "45"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             *FREE_OTLP_PORTS, "--duration", "150"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     assert proc.stdout is not None
     try:
@@ -58,14 +60,36 @@ def _check_the_running_system(proc: subprocess.Popen, tmp_path: Path) -> None:
         return len(weights) == 3 and weights[0] * 5 <= weights[1]
 
     wait_for(sick_instance_cut, 40, "the feed to cut the sick instance")
+    wait_for(lambda: _demo_map_shows_the_sick_checkout(base), 40, "the map to show checkout degraded, its edge red")
     broker_pids = _broker_pids(tmp_path)
     if os.geteuid() == 0:
         wait_for(lambda: httpx.get(f"{base}/v1/connections", timeout=5).json().get("groups"), 30, "eBPF connections")
+
+        def legacy_weighted_from_tcp() -> bool:
+            # legacy.web runs no svcpulse code: its feed exists only through its callers' connections.
+            feed = httpx.get(f"{base}/v1/weights/legacy.web", timeout=2).json()
+            rows = feed.get("instances", [])
+            return len(rows) == 3 and all(r["signal"] == "tcp" and r["reason"].startswith("from TCP: ") and
+                                          " connections ok " in r["reason"] for r in rows)
+
+        wait_for(legacy_weighted_from_tcp, 30, "legacy.web weighted from its connections")
+    proc.send_signal(signal.SIGTERM)
     rest, _ = proc.communicate(timeout=90)
     assert proc.returncode == 0, rest
     loaded = int(re.search(r"stopped; (\d+) rows loaded", rest).group(1))  # type: ignore[union-attr]
     assert loaded > 100
     assert not [pid for pid in broker_pids if Path(f"/proc/{pid}").exists()], "a broker process was not stopped"
+
+
+def _demo_map_shows_the_sick_checkout(base: str) -> bool:
+    """GET /v1/map over the demo (issue 17): frontend -> checkout and catalog; the sick checkout instance
+    makes checkout degraded (its feed) and the frontend's edge to it red (its calls fail there)."""
+    answer = httpx.get(f"{base}/v1/map", params={"from": int(time.time() * 1000) - 300_000}, timeout=10).json()
+    edges = {(e["source"], e["target"]): e for e in answer["edges"]}
+    nodes = {n["id"]: n for n in answer["nodes"]}
+    to_checkout = edges.get(("svc:shop.frontend", "svc:shop.checkout"))
+    return (("svc:shop.frontend", "svc:shop.catalog") in edges and to_checkout is not None
+            and to_checkout["color"] == "#f2495c" and nodes["svc:shop.checkout"]["state"] == "degraded")
 
 
 def _broker_pids(data_dir: Path) -> list[int]:

@@ -13,6 +13,7 @@ from kafka import KafkaConsumer
 
 from collectors import load
 from collectors.load import CgroupReader, Sampler, Target, parse_target
+from collectors.workload import names_of
 from pipeline.events import validate
 from svcpulse.services import Tansu
 
@@ -55,6 +56,8 @@ def test_own_cgroup_values_are_sane() -> None:
     assert mine["mem_bytes"] >= rss / 2  # the cgroup holds at least this process (plus page cache)
     assert mine["mem_limit_bytes"] == 0 or mine["mem_limit_bytes"] >= mine["mem_bytes"]
     assert (mine["instance"], mine["host"], host["instance"]) == ("me:1", "test-host", "")
+    assert (mine["workload"], mine["workload_kind"]) == names_of(own_v2_path()) != ("", "")
+    assert (host["workload"], host["workload_kind"]) == ("", "")  # the whole node is no workload
 
 
 def test_cgroup_reader_matches_the_files_it_reads() -> None:

@@ -28,6 +28,7 @@ from pipeline.store import Store
 from svcpulse.services import Tansu, free_port
 from tests.factories import rpc_event
 from tests.integration.helpers import LoaderThread, count, distinct_offsets, produce, wait_for
+from tests.integration.weights_helpers import auth, write_users
 
 pytestmark = pytest.mark.services
 HOSTILE_TS_MS = 4_294_967_296_000  # the event of issue 9: passes a naive check, overflows DateTime
@@ -109,13 +110,14 @@ def test_a_loader_stuck_on_its_store_is_not_ready_and_sigterm_stops_it_without_c
         [sys.executable, "-m", "svcpulse", "load", "--bootstrap", broker.bootstrap, "--store", unreachable,
          "--group", group, "--batch-age", "0.3", "--metrics-port", str(port)],
         stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, "SVCPULSE_LOADER_STALL_S": "3"})
-    settings = Settings(kafka_bootstrap=broker.bootstrap, group_id=group, loader_stall_s=3)
+    settings = Settings(kafka_bootstrap=broker.bootstrap, group_id=group, loader_stall_s=3,
+                        users_file=str(write_users(tmp_path / "users.json")))
     try:
         wait_for(lambda: _status(f"http://127.0.0.1:{port}/readyz") == 503, 60, "the loader's 503")
         assert "no progress" in httpx.get(f"http://127.0.0.1:{port}/readyz").json()["loader"]
         with TestClient(create_app(settings, store=ch_store)) as api:
             wait_for(lambda: api.get("/readyz").status_code == 503, 60, "the API's 503")
-            assert "no progress" in api.get("/readyz").json()["loader"]
+            assert "no progress" in api.get("/readyz", headers=auth("vic")).json()["loader"]  # detail: a user's
             stopping = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=30) == 0, log.read_text()[-2000:]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from api.main import create_app
+from api.queries.discovery import write_policy
 from balancer.client import WeightFeedClient
 from core.settings import Settings
 from pipeline.store import Store
@@ -34,6 +35,7 @@ def test_faulty_instances_lose_their_share_within_10_s_and_regain_it_gradually(
         tmp_path: Path, broker: Tansu, clickhouse: ClickHouseServer, ch_store: Store) -> None:
     settings = Settings(store_url=f"clickhouse://127.0.0.1:{clickhouse.port}/{ch_store.database}", feed_open=True,
                         kafka_bootstrap=broker.bootstrap)
+    write_policy(ch_store, SERVICE, ["127.0.0.0/8"], why="the fleet on loopback")  # telemetry alone routes nothing
     with Fleet(SERVICE, broker.bootstrap) as fleet, LoaderThread(broker.bootstrap, ch_store):
         failing, slow = fleet.instances[1], fleet.instances[3]
         bad = [failing.address, slow.address]

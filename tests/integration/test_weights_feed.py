@@ -158,16 +158,15 @@ def test_bad_input_is_a_4xx_with_a_message(api: httpx.Client) -> None:
         assert 400 <= r.status_code < 500 and words in r.text, (path, r.text)
 
 
-def test_discovery_pin_release_and_automatic_abort(api: httpx.Client, broker: Tansu) -> None:
+def test_policy_discovery_pin_release_and_automatic_abort(api: httpx.Client, broker: Tansu) -> None:
     service, stable, canary = "shop.cart", ["10.2.0.1:80", "10.2.0.2:80"], "10.2.0.9:80"
     send_rpc(broker.bootstrap, [rpc_event(service, i, version="v1") for i in stable for _ in range(30)]
                + [rpc_event(service, canary, version="v2") for _ in range(30)])
-    wait_for(lambda: len(feed(api, service).get("instances", [])) == 3, 10, "discovered instances")
-
-    def registered() -> dict[str, Any]:  # recorded once, by the lease holder (api/leader.py)
-        return {s["service"]: s for s in api.get("/v1/registry/services", headers=auth("vic")).json()}
-    wait_for(lambda: len(registered().get(service, {}).get("instances", [])) == 3, 20, "the discovery rows")
-    assert {i["source"] for i in registered()[service]["instances"]} == {"discovered"}
+    policy = api.put(f"/v1/discovery/{service}", json={"cidrs": ["10.2.0.0/16"], "why": "shop subnet"},
+                     headers=auth("ada"))
+    assert policy.status_code == 200, policy.text
+    wait_for(lambda: len(feed(api, service).get("instances", [])) == 3, 10, "policy-admitted instances")
+    assert api.get("/v1/registry/services", headers=auth("vic")).json() == [], "telemetry writes no registry rows"
 
     r = api.put(f"/v1/overrides/{service}/{stable[1]}", json={"pinned_weight": 40, "why": "warm cache"},
                 headers=auth("olga"))
@@ -191,8 +190,8 @@ def test_discovery_pin_release_and_automatic_abort(api: httpx.Client, broker: Ta
     release = api.get(f"/v1/releases/{service}", headers=auth("vic")).json()
     assert release["percent"] == 20 and release["reason"].startswith("aborted automatically: canary v2 error rate")
     log = api.get(f"/v1/audit?service={service}", headers=auth("vic")).json()
-    assert [(e["user"], e["action"]) for e in log][:3] == [
-        ("svcpulse", "release.abort"), ("olga", "release.put"), ("olga", "override.pin")]
+    assert [(e["user"], e["action"]) for e in log][:4] == [
+        ("svcpulse", "release.abort"), ("olga", "release.put"), ("olga", "override.pin"), ("ada", "discovery.put")]
     assert log[1]["why"] == "try v2"
     history = api.get(f"/v1/weights/{service}/history?minutes=5", headers=auth("vic")).json()
     assert {h["instance"] for h in history} == {*stable, canary}

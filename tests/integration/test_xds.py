@@ -1,6 +1,7 @@
-"""Envoy EDS from the real API (ClickHouse 18.16): REST xDS v3 answers and the EDS file, parsed into Envoy's
-own protobuf messages (xds-protos) and checked against the validation rules Envoy applies on load.
-No Envoy binary can be installed here; these are the xDS protocol rules testable without one.
+"""Envoy EDS from the real API (ClickHouse 18.16, a weigh worker on the real broker): REST xDS v3 answers
+and the EDS file, parsed into Envoy's own protobuf messages (xds-protos) and checked against the
+validation rules Envoy applies on load. No Envoy binary can be installed here; these are the xDS
+protocol rules testable without one.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from balancer import envoy
 from balancer.eds import CLA_TYPE
 from core.settings import Settings
 from pipeline.store import Store
-from svcpulse.services import ClickHouseServer
+from svcpulse.services import ClickHouseServer, Tansu
 from tests.envoy_checks import parse, violations
 from tests.integration.helpers import wait_for
-from tests.integration.weights_helpers import auth, insert_rpc, rpc_event, serve, token, write_users
+from tests.integration.weights_helpers import auth, rpc_event, send_rpc, serve, token, weigh_worker, write_users
 
 pytestmark = pytest.mark.services
 SERVICE = "edge.api"
@@ -66,20 +67,23 @@ def endpoints(cla: ClusterLoadAssignment) -> dict[str, tuple[int, str]]:
 
 
 def test_rest_eds_answers_follow_the_feed_and_the_xds_version_rules(
-        tmp_path: Path, clickhouse: ClickHouseServer, ch_store: Store) -> None:
+        tmp_path: Path, broker: Tansu, clickhouse: ClickHouseServer, ch_store: Store) -> None:
     settings = Settings(store_url=f"clickhouse://127.0.0.1:{clickhouse.port}/{ch_store.database}",
-                        users_file=str(write_users(tmp_path / "users.json")), weights_interval_s=0.5, write_burst=100)
-    with serve(create_app(settings)) as base, httpx.Client(base_url=base, headers=auth("vic"), timeout=30) as http:
+                        users_file=str(write_users(tmp_path / "users.json")), weights_interval_s=0.5, write_burst=100,
+                        kafka_bootstrap=broker.bootstrap)
+    with weigh_worker(settings, ch_store), serve(create_app(settings)) as base, \
+            httpx.Client(base_url=base, headers=auth("vic"), timeout=30) as http:
         ops = {"headers": auth("olga")}
         assert http.put(f"/v1/registry/services/{SERVICE}", json={"kind": "ip", "instances": [A, B, C, D],
                                                                     "why": "edge"}, **ops).status_code == 200
         http.put(f"/v1/overrides/{SERVICE}/{B}", json={"drained": True, "why": "maintenance"}, **ops)
         http.put(f"/v1/overrides/{SERVICE}/{D}", json={"pinned_weight": 40, "why": "smaller box"}, **ops)
         now = int(time.time() * 1000)  # C fails every call while A and D succeed: the engine ejects C
-        insert_rpc(ch_store, [rpc_event(SERVICE, x, ok=x != C, ts_ms=now - n) for x in (A, C, D) for n in range(60)])
+        send_rpc(broker.bootstrap, [rpc_event(SERVICE, x, ok=x != C, ts_ms=now - n)
+                                    for x in (A, C, D) for n in range(60)])
 
-        def states() -> dict[str, str]:
-            return {r["instance"]: r["state"] for r in http.get(f"/v1/weights/{SERVICE}").json()["instances"]}
+        def states() -> dict[str, str]:  # {} until the worker published the service's first feed
+            return {r["instance"]: r["state"] for r in http.get(f"/v1/weights/{SERVICE}").json().get("instances", [])}
         wait_for(lambda: states() == {A: "healthy", B: "drained", C: "ejected", D: "healthy"}, 15, "the feed")
 
         first, [cla] = answer(http, request(names=(SERVICE, "unknown.service")))
@@ -134,10 +138,12 @@ def test_rest_eds_answers_follow_the_feed_and_the_xds_version_rules(
         assert from_file.version_info == second.version_info  # one mapping, one version, file or REST
 
 
-def test_xds_open_serves_envoy_without_a_token(tmp_path: Path, clickhouse: ClickHouseServer, ch_store: Store) -> None:
+def test_xds_open_serves_envoy_without_a_token(tmp_path: Path, broker: Tansu, clickhouse: ClickHouseServer,
+                                                ch_store: Store) -> None:
     settings = Settings(store_url=f"clickhouse://127.0.0.1:{clickhouse.port}/{ch_store.database}",
-                        users_file=str(write_users(tmp_path / "users.json")), weights_interval_s=0.5, xds_open=True)
-    with serve(create_app(settings)) as base:
+                        users_file=str(write_users(tmp_path / "users.json")), weights_interval_s=0.5, xds_open=True,
+                        kafka_bootstrap=broker.bootstrap)
+    with weigh_worker(settings, ch_store), serve(create_app(settings)) as base:
         r = httpx.put(f"{base}/v1/registry/services/{SERVICE}", headers=auth("olga"),
                       json={"kind": "ip", "instances": [A], "why": "edge"})
         assert r.status_code == 200

@@ -13,6 +13,7 @@ from typing import Any
 import uvicorn
 
 from api.auth import hash_token
+from api.queries import registry as reg
 from core.settings import Settings
 from pipeline.batch import columns
 from pipeline.store import Store
@@ -94,5 +95,11 @@ def send_rpc(bootstrap: str, events: Sequence[dict[str, Any]]) -> None:
 
 def insert_rpc(store: Store, events: Sequence[dict[str, Any]]) -> None:
     """Rows straight into rpc_calls (the loader path is covered by the end-to-end test)."""
-    rows = [to_row("rpc", e, Message("svcpulse.rpc", 0, n, e["ts_ms"], None, b"")) for n, e in enumerate(events)]
+    rows = [to_row("rpc", e, Message("svcpulse.rpc", 0, n, e["ts_ms"], None, b""))
+            for n, e in enumerate(events)]
     store.insert("rpc_calls", COLUMNS["rpc"], columns(rows))
+
+
+def register(store: Store, service: str, instances: Sequence[str]) -> None:
+    """Registry rows as `PUT /v1/registry/services/{service}` writes them: telemetry alone routes nothing."""
+    reg.register(store, service, instances, changed_by="test")

@@ -28,7 +28,7 @@ from pipeline.store import Store
 from svcpulse.fleet import Traffic
 from svcpulse.services import ClickHouseServer, Tansu, free_port
 from tests.integration.helpers import LoaderThread, wait_for
-from tests.integration.weights_helpers import auth, serve, write_users
+from tests.integration.weights_helpers import auth, serve, weigh_worker, write_users
 
 pytestmark = pytest.mark.services
 SERVICE = "shop.node"
@@ -94,13 +94,13 @@ def test_node_calls_reach_rpc_calls_and_the_feed_cuts_an_instance_failing_half_i
         assert {r["instance"] for r in ch_store.query("SELECT DISTINCT instance FROM rpc_calls")} == set(addresses)
 
         failing = addresses[1]  # exports over gRPC
-        with serve(create_app(settings)) as api:
+        with weigh_worker(settings, ch_store), serve(create_app(settings)) as api:
             # registered, as an operator does: the feed routes registered instances (docs/weights-api.md)
             httpx.put(f"{api}/v1/registry/services/{SERVICE}", headers=auth("olga"), timeout=10,
                       json={"instances": addresses, "why": "the Node fleet"}).raise_for_status()
             with WeightFeedClient(api, SERVICE, wait_s=5, fallback=addresses) as feed, \
                     Traffic(feed, threads=8) as traffic:
-                assert feed.wait_ready(15), feed.last_error
+                assert feed.wait_ready(60), feed.last_error  # the worker joins its group first
                 time.sleep(8)
                 before = shares(traffic, time.monotonic() - 7, time.monotonic(), failing)
                 assert 0.15 < before < 0.35, before

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from api.auth import Directory, RoleRefused, hash_token, load_users, parse_users, write_demo_users
+from api.auth import Directory, LastAdmin, RoleRefused, hash_token, load_users, parse_users, write_demo_users
+from api.users_file import watch_users
 
 
 def doc(**user: object) -> dict[str, object]:
@@ -65,3 +69,52 @@ def test_demo_users_store_only_the_hash(tmp_path: Path) -> None:
     assert token not in text and hash_token(token) in text
     principal = Directory(load_users(str(tmp_path / "users.json"))).authenticate(token)
     assert principal is not None and principal.role == "admin"
+
+
+def admins_doc() -> dict[str, object]:
+    return {"users": [{"name": n, "roles": ["viewer", "operator", "admin"], "role": r, "token_sha256": hash_token(n)}
+                      for n, r in (("ada", "admin"), ("bob", "operator"))]}
+
+
+def test_the_last_admin_cannot_be_demoted() -> None:
+    directory = Directory(parse_users(admins_doc()))
+    with pytest.raises(LastAdmin, match="user 'ada' is the last admin"):
+        directory.assign("ada", "operator")
+    assert directory.role_of("ada") == "admin"
+    assert directory.assign("bob", "admin") == "operator"  # a second admin first ...
+    assert directory.assign("ada", "viewer") == "admin"  # ... then ada may step down
+    with pytest.raises(LastAdmin):
+        directory.assign("bob", "viewer")
+
+
+def test_a_changed_users_file_is_reloaded_keeping_assigned_roles(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    path.write_text(json.dumps(admins_doc()))
+    state = SimpleNamespace(directory=Directory(load_users(str(path))))
+    state.directory.assign("bob", "admin")
+
+    async def scenario() -> None:
+        watcher = asyncio.create_task(watch_users(state, str(path), every_s=0.02))
+        await asyncio.sleep(0.05)  # the watcher has read the file's signature
+        doc = admins_doc()
+        doc["users"].append({"name": "cy", "roles": ["viewer"], "token_sha256": hash_token("cy")})  # type: ignore[union-attr]
+        path.write_text(json.dumps(doc))
+        await _until(lambda: "cy" in state.directory.users)
+        assert state.directory.role_of("bob") == "admin", "an assignment made through the API carries over"
+        path.write_text("{not json")  # a broken file is refused; the users loaded before stay
+        before = state.directory
+        await asyncio.sleep(0.2)
+        assert state.directory is before
+        path.write_text(json.dumps({"users": admins_doc()["users"][:1]}))  # type: ignore[index]
+        await _until(lambda: "bob" not in state.directory.users)
+        assert state.directory.authenticate("bob") is None, "a removed user is refused at once"
+        watcher.cancel()
+
+    asyncio.run(scenario())
+
+
+async def _until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
+from api.servicemap.nodegraph import edge_frame, node_frame
 from dashboards.build import BUILDERS, FOLDER_UID, dashboards, write_all
 from dashboards.push import push
 from dashboards.sources import API_UID, CLICKHOUSE_UID, api_datasource
@@ -20,10 +21,10 @@ from svcpulse.cli import main
 from tests.dashboard_checks import datasource_uids, panels
 
 REPO_DASHBOARDS = Path(__file__).parents[2] / "dashboards"
-TITLES = {"Service capacity", "RPC health", "Connections", "Load-balancer weights"}
+TITLES = {"Service capacity", "RPC health", "Connections", "Load-balancer weights", "Service map"}
 
 
-def test_four_dashboards_with_service_and_instance_pickers() -> None:
+def test_five_dashboards_with_service_and_instance_pickers() -> None:
     models = dashboards()
     assert {m["title"].removeprefix("svcpulse / ") for m in models.values()} == TITLES
     for uid, model in models.items():
@@ -31,6 +32,29 @@ def test_four_dashboards_with_service_and_instance_pickers() -> None:
         assert [v["name"] for v in model["templating"]["list"]] == ["service", "instance"], uid
         ids = [p["id"] for p in panels(model)]
         assert len(ids) == len(set(ids)), f"{uid}: panel ids repeat"
+
+
+def test_the_map_is_a_node_graph_fed_with_the_frames_the_api_answers() -> None:
+    """The nodeGraph panel's two Infinity queries ask GET /v1/map for format=grafana and read exactly the
+    fields api/servicemap/nodegraph.py writes (their values over demo data: tests/integration/
+    test_dashboards_data.py). Checked as data: no Grafana server runs here to draw the panel."""
+    graph = next(p for p in panels(dashboards()["svcpulse-map"]) if p["type"] == "nodeGraph")
+    queries = {t["format"]: t for t in graph["targets"]}
+    assert set(queries) == {"node-graph-nodes", "node-graph-edges"}
+    node = node_frame({"id": "svc:a", "title": "a", "subtitle": "", "kind": "service", "calls": 10, "rps": 1.0,
+                       "success_rate": 0.9, "latency_ms_p99": 5.0, "tcp_rate": 0.0, "tcp_success_rate": None,
+                       "color": "#56a64b", "state": "healthy", "state_why": "", "why": [], "instances": {}})
+    edge = edge_frame({"id": "svc:a->svc:b", "source": "svc:a", "target": "svc:b", "calls": 10, "rps": 1.0,
+                       "error_rate": 0.1, "latency_ms_p99": 5.0, "tcp_rate": 0.0, "tcp_failure_rate": None,
+                       "tcp_attempts": 0, "tcp_failed": 0, "tcp_retransmits": 0, "tcp_resets": 0, "color": "#f2495c",
+                       "health": "critical", "why": ["calls: 90.0% succeed"]})
+    for fmt, frame, root in (("node-graph-nodes", node, "nodes"), ("node-graph-edges", edge, "edges")):
+        query = queries[fmt]
+        assert query["url"].startswith("/v1/map?format=grafana") and query["root_selector"] == root
+        assert [c["selector"] for c in query["columns"]] == list(frame), fmt
+    assert {"id", "title", "subtitle", "mainstat", "secondarystat", "color"} <= set(node)
+    assert {"id", "source", "target", "mainstat", "secondarystat", "color"} <= set(edge)
+    assert {a["field"] for a in graph["options"]["nodes"]["arcs"]} == {k for k in node if k.startswith("arc__")}
 
 
 def test_every_datasource_a_panel_uses_is_provisioned() -> None:

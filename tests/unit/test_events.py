@@ -116,10 +116,24 @@ def test_dead_letter_keeps_original_bytes_exactly() -> None:
 
 
 @pytest.mark.parametrize("kind", list(events.SCHEMAS))
-def test_json_schema_lists_every_field_as_required(kind: str) -> None:
+def test_json_schema_lists_every_field_and_which_are_required(kind: str) -> None:
     schema = events.json_schema(kind)
-    assert schema["required"] == [f.name for f in events.SCHEMAS[kind]]
-    assert set(schema["properties"]) == set(schema["required"])
+    assert schema["required"] == [f.name for f in events.SCHEMAS[kind] if f.required]
+    assert list(schema["properties"]) == [f.name for f in events.SCHEMAS[kind]]
+    for field in events.SCHEMAS[kind]:
+        assert ("default" in schema["properties"][field.name]) == (not field.required)
+
+
+def test_tcp_health_fields_are_optional_with_defaults() -> None:
+    old_emitter = tcp_event(1)  # an event without the connection-health fields
+    for name in ("outcome", "connect_ms", "retransmits", "srtt_us", "resets_in", "resets_out"):
+        old_emitter.pop(name, None)
+    event = events.validate("tcp", old_emitter)
+    assert (event["outcome"], event["connect_ms"], event["retransmits"], event["srtt_us"]) == ("", 0.0, 0, 0)
+    with pytest.raises(events.Rejection, match="field 'outcome': expected one of"):
+        events.validate("tcp", {**old_emitter, "outcome": "exploded"})
+    with pytest.raises(events.Rejection, match="field 'retransmits'"):
+        events.validate("tcp", {**old_emitter, "retransmits": -1})
 
 
 def test_the_contract_doc_lists_every_field() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pipeline import events
-from pipeline.fastdecode import contract_values
+from pipeline.fastdecode import contract_event, contract_values
 from pipeline.transform import judge
 from tests.factories import FACTORIES, rpc_event
 
@@ -38,21 +38,39 @@ def _mutations(kind: str) -> list[bytes]:
     return raws
 
 
+def _loader_path(kind: str, raw: bytes) -> tuple[list[tuple[type, Any]] | None, events.TimeWindow]:
+    """The loader's fast path (values in contract order, with the plausibility window)."""
+    values = contract_values(kind, raw, WINDOW)
+    return (None if values is None else [(type(v), v) for v in values]), WINDOW
+
+
+def _weigh_path(kind: str, raw: bytes) -> tuple[list[tuple[type, Any]] | None, events.TimeWindow | None]:
+    """The weigh worker's fast path (the event as a dict, no window)."""
+    event = contract_event(kind, raw)
+    return (None if event is None else [(type(v), v) for v in event.values()]), None
+
+
+@pytest.mark.parametrize("path", [_loader_path, _weigh_path], ids=["loader", "weigh"])
 @pytest.mark.parametrize("kind", ["tcp", "rpc", "load"])
-def test_the_fast_path_never_accepts_what_the_judge_refuses(kind: str) -> None:
+def test_the_fast_path_never_accepts_what_the_judge_refuses(kind: str, path: Any) -> None:
     fast_accepted = 0
     for raw in _mutations(kind):
-        fast = contract_values(kind, raw, WINDOW)
+        fast, window = path(kind, raw)
         try:
-            judged: events.Event | None = judge(kind, raw, WINDOW)
+            judged: events.Event | None = judge(kind, raw, window)
         except events.Rejection:
             judged = None
         if fast is None:
             continue
         fast_accepted += 1
         assert judged is not None, f"fast path accepted what the judge refuses: {raw[:120]!r}"
-        assert [(type(v), v) for v in fast] == [(type(v), v) for v in judged.values()], raw[:120]
+        assert fast == [(type(v), v) for v in judged.values()], raw[:120]
     assert fast_accepted >= 50, "the fast path must take the ordinary events"
+
+
+def test_the_weigh_workers_event_has_the_contracts_keys() -> None:
+    raw = events.encode("rpc", rpc_event(1, ts_ms=NOW))
+    assert contract_event("rpc", raw) == events.validate("rpc", rpc_event(1, ts_ms=NOW))
 
 
 def test_a_valid_event_takes_the_fast_path_and_the_window_applies() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from balancer.pickers import NoInstancesError, Picker, SmoothWeightedRoundRobin, WeightedP2C
+from balancer.pickers import NoInstancesError, Picker, SmoothWeightedRoundRobin, SwrrLocalVeto, WeightedP2C
 
 MakePicker = Callable[[dict[str, int]], Picker]
 BOTH: list[MakePicker] = [SmoothWeightedRoundRobin, lambda w: WeightedP2C(w, random.Random(0))]
@@ -86,3 +86,25 @@ def test_no_instances_raises(make: MakePicker) -> None:
 
 def test_single_instance_is_always_picked() -> None:
     assert {WeightedP2C({"only": 3}, random.Random(0)).pick({"only": 100}) for _ in range(10)} == {"only"}
+
+
+def test_swrr_local_follows_the_feed_until_its_own_latency_view_vetoes_a_slow_instance() -> None:
+    now = [0.0]
+    picker = SwrrLocalVeto({"a": 1, "b": 1, "c": 1}, random.Random(3), clock=lambda: now[0])
+    assert Counter(picker.pick() for _ in range(300)) == {"a": 100, "b": 100, "c": 100}  # nothing seen: swrr
+    for name, latency in (("a", 20.0), ("b", 22.0), ("c", 200.0)):
+        picker.observe(name, latency)
+    picks = Counter(picker.pick() for _ in range(300))
+    assert picks["c"] == 0 and picks["a"] + picks["b"] == 300  # 200 ms > 3 x 22 ms: always vetoed
+    now[0] = 30.0  # three decay times later c's 200 ms has faded to 10 ms (Peak EWMA): back in turn
+    picker.observe("a", 20.0)
+    picker.observe("b", 22.0)
+    assert Counter(picker.pick() for _ in range(300))["c"] > 50
+
+
+def test_swrr_local_vetoes_a_candidate_with_calls_piling_up() -> None:
+    picker = SwrrLocalVeto({"a": 1, "b": 1}, random.Random(4), clock=lambda: 0.0)
+    picker.observe("a", 20.0)
+    picker.observe("b", 20.0)
+    assert {picker.pick({"a": 3}) for _ in range(20)} == {"b"}  # 20 x 4 > 3 x 20 x 1
+    assert Counter(picker.pick({"a": 1}) for _ in range(20)) == {"a": 10, "b": 10}  # 20 x 2 is not > 3 x 20

@@ -31,7 +31,8 @@ def test_jsonl_sink_writes_contract_lines() -> None:
     with pytest.raises(Rejection):
         sink.send("load", {**LOAD, "cpu_cores": "lots"})
     sink.close()
-    assert [json.loads(line) for line in out.getvalue().splitlines()] == [{**LOAD, "cpu_limit_cores": 0.0}]
+    defaults = {"cpu_limit_cores": 0.0, "workload": "", "workload_kind": ""}
+    assert [json.loads(line) for line in out.getvalue().splitlines()] == [{**LOAD, **defaults}]
     assert sink.stats()["sent"] == 1
 
 

@@ -67,22 +67,27 @@ def test_seeded_membership_survives_a_take_over_without_buckets() -> None:
     assert windows.rows(NOW, ["s"])[0]["requests"] == 0
 
 
-def test_the_cycle_steps_owned_services_discovers_once_and_aborts_a_worse_canary() -> None:
+def registered(service: str, *instances: str) -> list[dict]:
+    return [{"service": service, "instance": i, "static_weight": 100, "version": "", "enabled": 1, "source": "api",
+             "deleted": 0, "changed_ms": NOW - 10} for i in instances]
+
+
+def test_the_cycle_steps_owned_registered_services_and_aborts_a_worse_canary() -> None:
     windows = Windows(10, 300)
     for n in range(200):
-        for instance in ("a:1", "b:1"):
+        for instance in ("a:1", "b:1", "evil:1"):
             windows.add(call("shop", instance, NOW - n * 10), NOW)
         windows.add(call("shop", "c:1", NOW - n * 10, ok=n % 2 == 0, version="v2"), NOW)
         windows.add(call("other", "x:1", NOW - n * 10), NOW)
     view = control.ControlView()
+    view.apply("registry_instances", registered("shop", "a:1", "b:1", "c:1") + registered("other", "x:1"))
     view.apply("releases", [{"service": "shop", "canary_version": "v2", "percent": 10.0, "state": "active",
                              "reason": "try", "error_margin": 0.02, "p99_margin": 0.5, "changed_ms": NOW - 1,
                              "changed_by": "olga"}])
     result = run_cycle(windows.rows(NOW, ["shop", "other"]), view, {}, NOW, DEFAULT_CONFIG, 50,
                        owns=lambda s: s == "shop")
     assert set(result.feeds) == {"shop"} and set(result.states) == {"shop"}
-    assert {r["instance"] for r in result.new_instances} == {"a:1", "b:1", "c:1"}
-    assert [r["service"] for r in result.new_services] == ["shop"]
+    assert {i["instance"] for i in result.feeds["shop"]["instances"]} == {"a:1", "b:1", "c:1"}, "evil:1 is only seen"
     assert result.aborts[0]["state"] == "aborted" and result.aborts[0]["changed_ms"] == NOW
     assert result.feeds["shop"]["release"]["state"] == "aborted"
     weights = {i["instance"]: i["weight"] for i in result.feeds["shop"]["instances"]}
@@ -101,9 +106,9 @@ def test_control_rows_merge_by_changed_ms_whatever_the_order_and_intents_are_not
     key, value = control.encode_row("user_roles", {"user": "ada", "role": "viewer", "changed_ms": 1,
                                                    "changed_by": "x"})
     assert key == b"user_roles/ada" and control.decode(value)["row"]["role"] == "viewer"
-    key, value = control.encode_intent("discovered", "s/a:1", {"services": [], "instances": []})
-    assert key == b"intent/discovered/s/a:1" and control.decode(value)["intent"] == "discovered"
-    for bad in (b'{"table": "nope", "row": {}}', b'{"intent": "drop tables"}', b"[]"):
+    key, value = control.encode_intent("release.abort", "s/5", {"release": {}})
+    assert key == b"intent/release.abort/s/5" and control.decode(value)["intent"] == "release.abort"
+    for bad in (b'{"table": "nope", "row": {}}', b'{"intent": "drop tables"}', b'{"intent": "discovered"}', b"[]"):
         with pytest.raises(ValueError, match="neither a table row nor a known intent"):
             control.decode(bad)
 
@@ -112,7 +117,9 @@ def test_a_feed_message_round_trips_with_engine_memory_and_tombstones() -> None:
     windows = Windows(10, 300)
     for n in range(50):
         windows.add(call("s", "a:1", NOW - n), NOW)
-    result = run_cycle(windows.rows(NOW, ["s"]), control.ControlView(), {}, NOW, DEFAULT_CONFIG, 50)
+    view = control.ControlView()
+    view.apply("registry_instances", registered("s", "a:1"))
+    result = run_cycle(windows.rows(NOW, ["s"]), view, {}, NOW, DEFAULT_CONFIG, 50)
     state = result.states["s"]
     raw = message.encode(result.feeds["s"], state, "host:1", windows.seen("s"))
     back = message.decode(b"s", raw)
@@ -129,4 +136,5 @@ def test_a_partition_is_stalled_only_when_events_wait_and_none_was_read_for_too_
     assert stalled("svcpulse.rpc[2]", 120, 7.0, 6.0) == \
         "inputs stopped advancing: 120 events waiting on svcpulse.rpc[2], none read for 7 s"
     assert stalled("p", 0, 60.0, 6.0) == "" and stalled("p", None, 60.0, 6.0) == ""  # quiet, not stuck
+    assert stalled("p", -99, 60.0, 6.0) == "", "a whole batch read: Tansu's watermark is below the position"
     assert stalled("p", 120, 5.0, 6.0) == ""

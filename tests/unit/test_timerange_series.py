@@ -26,6 +26,9 @@ def test_auto_step_keeps_about_500_points() -> None:
     ((2000, 1000, 60), "from (2000) must be before to (1000)"),
     ((0, 32 * 86_400_000, 3600), "range of 32.0 days is longer than the limit of 31 days"),
     ((0, 86_400_000, 5), f"17280 points per series, more than {MAX_POINTS}; use step >= 8 s"),
+    # 2163: 18.16 wraps DateTime past 2106 around to 1970, so this would have returned today's calls
+    ((6_237_000_000_000, 6_237_003_600_000, 60), "from/to after 4294967295000 (2106-02-07 06:28:15 UTC)"),
+    ((4_294_967_000_000, 4_294_967_296_000, 60), "from/to after 4294967295000"),
 ])
 def test_limits_say_what_to_change(args: tuple[int, int, int], words: str) -> None:
     with pytest.raises(RangeError, match=re.escape(words)):

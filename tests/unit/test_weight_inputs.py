@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from weights.canary import CanaryGuard, canary_verdict
-from weights.inputs import build_windows, discovered, normalize_instance, pick_sides, to_overrides
+from weights.inputs import build_windows, normalize_instance, pick_sides, to_overrides
 from weights.model import InstanceWindow, Override
 
 
@@ -40,13 +40,6 @@ def test_windows_join_registry_and_observations() -> None:
 
 def test_observed_version_is_used_when_the_registry_has_none() -> None:
     assert build_windows([seen("a")], [registered("a")], 10)["s"][0].version == "v1"
-
-
-def test_discovery_adds_only_what_the_registry_lacks() -> None:
-    services, instances = discovered([seen("a"), seen("b"), {**seen("c"), "service": "t"}], {("s", "a")}, {"s"}, 7)
-    assert [(r["service"], r["instance"], r["source"]) for r in instances] == [("s", "b", "discovered"),
-                                                                             ("t", "c", "discovered")]
-    assert [r["service"] for r in services] == ["t"]
 
 
 def test_override_rows() -> None:

@@ -124,7 +124,10 @@ def test_absolute_floor_ejects_with_reason() -> None:
     result = run(lambda _: with_one(NAMES[0], errors=115), 1, warm().state, T0 + 60_000)[0]
     row = by_name(result)[NAMES[0]]
     assert row.state == "ejected"
-    assert row.reason == "success 52.1% < floor 80.0% over 240 calls; ejected 30 s (1st time)"
+    assert row.reason == (
+        "success 52.1% < floor 80.0% over 240 calls; ejected 30 s (1st time)"
+        "; probe share: weight 3 (~10 calls per 10 s window at the fleet's 1200)"  # issue 16: say where 3 comes from
+    )
 
 
 def test_outlier_relative_to_fleet_needs_enough_hosts() -> None:
@@ -293,7 +296,7 @@ def test_instances_that_disappear_are_forgotten() -> None:
 def test_feed_shape_and_revision_stability() -> None:
     first = build_feed("shop.cart", warm())
     assert list(first) == ["service", "revision", "generated_at_ms", "window_s", "mode", "instances"]
-    row_keys = "instance weight state reason success_rate latency_ms_p50 latency_ms_p99 rps version"
+    row_keys = "instance weight state reason success_rate latency_ms_p50 latency_ms_p99 rps version signal"
     assert list(first["instances"][0]) == row_keys.split()
     # Different statistics, same weights and states: same revision.
     jittered = [win(n, requests=300, errors=2, p50=21) for n in NAMES]

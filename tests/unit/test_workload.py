@@ -1,11 +1,11 @@
-"""Workload names from real cgroup path shapes (systemd, Docker, containerd, CRI-O, podman, LXC,
+"""Workload names from real cgroup path shapes (systemd, Docker, containerd, CRI-O, podman, LXC, machined,
 Kubernetes QoS classes in cgroup v1 and v2 layouts). Each shape was taken from a real host layout."""
 
 from __future__ import annotations
 
 import pytest
 
-from collectors.workload import CONTAINER, HOST, OTHER, POD, SCOPE, SERVICE, Workload, workload_of
+from collectors.workload import CONTAINER, HOST, OTHER, POD, SCOPE, UNIT, Workload, workload_of
 
 CID = "4f9a1c5e2b7d8a90c1d2e3f405162738495a6b7c8d9e0f1a2b3c4d5e6f708192"
 UID = "7d5e2c1a-3b4f-4a6e-9c8d-0123456789ab"
@@ -13,9 +13,9 @@ UID_ = UID.replace("-", "_")
 
 SHAPES = [
     # (path, name, kind, runtime, qos)
-    ("/system.slice/shop-frontend.service", "shop-frontend.service", SERVICE, "", ""),
-    ("/system.slice/system-getty.slice/getty@tty1.service", "getty@tty1.service", SERVICE, "", ""),
-    ("/app.slice/shop-cart.service", "shop-cart.service", SERVICE, "", ""),
+    ("/system.slice/shop-frontend.service", "shop-frontend.service", UNIT, "", ""),
+    ("/system.slice/system-getty.slice/getty@tty1.service", "getty@tty1.service", UNIT, "", ""),
+    ("/app.slice/shop-cart.service", "shop-cart.service", UNIT, "", ""),
     ("/user.slice/user-1000.slice/session-3.scope", "session-3.scope", SCOPE, "", ""),
     ("/user.slice/user-1000.slice/user@1000.service/app.slice/app-gnome-firefox-4242.scope",
      "app-gnome-firefox-4242.scope", SCOPE, "", ""),
@@ -29,6 +29,19 @@ SHAPES = [
      f"podman:{CID[:12]}", CONTAINER, "podman", ""),
     (f"/libpod_parent/libpod-{CID}", f"podman:{CID[:12]}", CONTAINER, "podman", ""),
     ("/lxc.payload.web01", "lxc:web01", CONTAINER, "lxc", ""),
+    # a system container runs its own units: the container is the workload, not nginx.service inside it
+    ("/lxc.payload.web01/system.slice/nginx.service", "lxc:web01", CONTAINER, "lxc", ""),
+    ("/lxc.monitor.web01", "lxc:web01", CONTAINER, "lxc", ""),
+    ("/lxc/web01/system.slice/cron.service", "lxc:web01", CONTAINER, "lxc", ""),  # LXC 3 / LXD on cgroup v1
+    ("/machine.slice/machine-build\\x2dbox.scope/payload/system.slice/nginx.service", "machine:build-box", CONTAINER,
+     "machine", ""),  # systemd-nspawn
+    # rootless Docker under the user's systemd, and a podman pod's infra-and-app layout
+    (f"/user.slice/user-1000.slice/user@1000.service/app.slice/docker-{CID}.scope", f"docker:{CID[:12]}", CONTAINER,
+     "docker", ""),
+    (f"/machine.slice/machine-libpod_pod_{CID[::-1]}.slice/libpod-{CID}.scope", f"podman:{CID[:12]}", CONTAINER,
+     "podman", ""),
+    (f"/ecs/0d6e7ac2bf394ca0a6f1b2b6d2d1f7c1/{CID}", f"container:{CID[:12]}", CONTAINER, "container", ""),  # AWS ECS
+    (f"/system.slice/containerd.service/moby/{CID}", f"containerd:{CID[:12]}", CONTAINER, "containerd", ""),
     # Kubernetes, cgroup v1 / cgroupfs driver
     (f"/kubepods/burstable/pod{UID}/{CID}", f"pod:{UID}", POD, "", "burstable"),
     (f"/kubepods/besteffort/pod{UID}/{CID}", f"pod:{UID}", POD, "", "besteffort"),
@@ -46,6 +59,12 @@ SHAPES = [
      "burstable"),
     (f"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/docker-{CID}.scope",
      f"pod:{UID}", POD, "docker", "burstable"),
+    (f"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/crio-conmon-{CID}.scope",
+     f"pod:{UID}", POD, "", "burstable"),  # CRI-O's monitor process belongs to the pod
+    # a kind (Kubernetes in Docker) node: the pod inside the node container names the workload
+    (f"/system.slice/docker-{CID}.scope/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/"
+     f"kubelet-kubepods-besteffort-pod{UID_}.slice/cri-containerd-{CID[::-1]}.scope", f"pod:{UID}", POD, "containerd",
+     "besteffort"),
     ("/", HOST, HOST, "", ""),
     ("/init.scope", "init.scope", SCOPE, "", ""),
     ("/custom/batch-jobs", "batch-jobs", OTHER, "", ""),

@@ -1,0 +1,124 @@
+"""SQL of the service map (GET /v1/map): calls between services (rpc_edges_*), calls per callee
+instance (rpc_edge_instances_*), callers' TCP connections to endpoints (tcp_edges_*, client side) and
+which services run in which cgroups (workloads_1m), all rollups keyed by time first, in minutes, ten
+minutes and hours (migration 0009).
+A query's cost follows the number of (caller, callee), (caller, callee, instance) and (cgroup,
+endpoint) pairs in the range, never the number of calls or connections. A range reads whole ten
+minutes from the *_10m tables (and from HOURLY_FROM_S on whole hours from *_1h, as the query API
+does: api/queries/timeseries.py) and only its edges from the minutes. Runs on ClickHouse 18.16 and chdb alike.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from api.queries.timeseries import HOURLY_FROM_S
+from api.timerange import Window
+from pipeline.store import Store
+
+TCP_ROWS = 20_000  # (cgroup, endpoint) pairs read at most, busiest first: the map keeps far fewer anyway
+_COUNTS = ("countMerge(calls) AS calls, sumMerge(errors) AS errors, sumMerge(timeouts) AS timeouts, "
+           "quantilesTDigestMerge(0.5, 0.99)(latency) AS q")
+
+
+Segment = tuple[str, int, int]  # (tier: 1m | 10m | 1h, from_s, to_s)
+_TIME = {"1m": "minute", "10m": "minute", "1h": "hour"}  # each tier's time column (10m: its bucket's start)
+
+
+def _split(lo: int, hi: int, size: int, tier: str, finer: Callable[[int, int], list[Segment]]) -> list[Segment]:
+    """Whole `size`-second buckets of [lo, hi) from `tier`, the edges from the finer tiers."""
+    first, last = -(-lo // size) * size, hi // size * size
+    if first >= last:
+        return finer(lo, hi)
+    return [*finer(lo, first), (tier, first, last), *finer(last, hi)]
+
+
+def _minutes(lo: int, hi: int) -> list[Segment]:
+    return [("1m", lo, hi)] if lo < hi else []
+
+
+def _tens(lo: int, hi: int) -> list[Segment]:
+    return _split(lo, hi, 600, "10m", _minutes)
+
+
+def segments(window: Window) -> list[Segment]:
+    """The tiers that cover the window exactly: hours from HOURLY_FROM_S on, ten minutes, minutes."""
+    if window.to_s - window.from_s >= HOURLY_FROM_S:
+        return _split(window.from_s, window.to_s, 3600, "1h", _tens)
+    return _tens(window.from_s, window.to_s)
+
+
+def _source(window: Window, rollup: str, columns: str) -> tuple[str, dict[str, Any]]:
+    """A subquery over the tiers of `rollup` (`rollup`_1m, _10m, _1h) covering the window; `columns`
+    excludes the time column."""
+    parts, params = [], {}
+    for n, (tier, lo, hi) in enumerate(segments(window)):
+        column = _TIME[tier]
+        parts.append(f"SELECT {columns} FROM {rollup}_{tier} WHERE {column} >= toDateTime(%(lo{n})s) "
+                     f"AND {column} < toDateTime(%(hi{n})s)")
+        params.update({f"lo{n}": lo, f"hi{n}": hi})
+    return f"({' UNION ALL '.join(parts)})", params
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    q = row.pop("q", None) or [math.nan, math.nan]
+    for name, value in zip(("p50", "p99"), q, strict=True):
+        row[name] = None if math.isnan(value) else round(float(value), 3)
+    for name in ("calls", "errors", "timeouts"):
+        row[name] = int(row[name])
+    return row
+
+
+def call_totals(store: Store, window: Window) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(pairs, callees): per (caller, callee, side) and per (callee, side), rows of calls, errors,
+    timeouts, p50, p99 (ms; None without calls). A call seen by both sides is in both. One scan: the
+    digests are merged per pair once (-MergeState), and the callee's from those few states."""
+    source, params = _source(window, "rpc_edges", "caller, callee, side, calls, errors, timeouts, latency")
+    sql = ("SELECT callee, side, groupArray(caller) AS callers, groupArray(c) AS cs, groupArray(e) AS es, "
+           "groupArray(t) AS ts, groupArray(finalizeAggregation(l)) AS qs, sum(c) AS calls, sum(e) AS errors, "
+           "sum(t) AS timeouts, quantilesTDigestMerge(0.5, 0.99)(l) AS q FROM ("
+           "SELECT callee, side, caller, countMerge(calls) AS c, sumMerge(errors) AS e, sumMerge(timeouts) AS t, "
+           f"quantilesTDigestMergeState(0.5, 0.99)(latency) AS l FROM {source} GROUP BY callee, side, caller) "
+           "GROUP BY callee, side")
+    pairs, callees = [], []
+    for row in store.query(sql, params):
+        per_caller = zip(row.pop("callers"), row.pop("cs"), row.pop("es"), row.pop("ts"), row.pop("qs"), strict=True)
+        for caller, calls, errors, timeouts, q in per_caller:
+            pairs.append(_plain({"caller": caller, "callee": row["callee"], "side": row["side"], "calls": calls,
+                                 "errors": errors, "timeouts": timeouts, "q": list(q)}))
+        callees.append(_plain({**row, "caller": ""}))
+    return pairs, callees
+
+
+def instance_totals(store: Store, window: Window) -> list[dict[str, Any]]:
+    """Rows {caller, callee, side, instance, calls, failures} (failures: errors and timeouts)."""
+    source, params = _source(window, "rpc_edge_instances", "caller, callee, side, instance, calls, failures")
+    sql = (f"SELECT caller, callee, side, instance, sum(calls) AS calls, sum(failures) AS failures FROM {source} "
+           "GROUP BY caller, callee, side, instance")
+    return [{**row, "calls": int(row["calls"]), "failures": int(row["failures"])} for row in store.query(sql, params)]
+
+
+def tcp_links(store: Store, window: Window, limit: int = TCP_ROWS) -> list[dict[str, Any]]:
+    """Client-side connections per (cgroup, remote endpoint): {cgroup, raddr, rport, attempts, ok,
+    retransmits, resets}; the busiest `limit` pairs."""
+    source, params = _source(window, "tcp_edges", "cgroup, raddr, rport, attempts, ok, retransmits, resets")
+    sql = ("SELECT cgroup, raddr, rport, sum(attempts) AS attempts, sum(ok) AS ok, sum(retransmits) AS retransmits, "
+           f"sum(resets) AS resets FROM {source} GROUP BY cgroup, raddr, rport ORDER BY attempts DESC "
+           "LIMIT %(limit)s")
+    rows = store.query(sql, {**params, "limit": limit})
+    for row in rows:
+        for name in ("rport", "attempts", "ok", "retransmits", "resets"):
+            row[name] = int(row[name])
+    return rows
+
+
+def cgroup_workloads(store: Store, window: Window) -> list[dict[str, Any]]:
+    """Rows {cgroup, workload, workload_kind, service, source, events}: which workload each cgroup is, and
+    which services measured calls there (service '' for rows from connections and load samples)."""
+    sql = ("SELECT cgroup, workload, workload_kind, service, source, countMerge(events) AS events FROM workloads_1m "
+           "WHERE minute >= toDateTime(%(from_s)s) AND minute < toDateTime(%(to_s)s) "
+           "GROUP BY cgroup, workload, workload_kind, service, source")
+    return [{**row, "events": int(row["events"])}
+            for row in store.query(sql, {"from_s": window.from_s, "to_s": window.to_s})]
