@@ -43,11 +43,10 @@ def receiver(settings: Settings, sink: KafkaSink) -> Receiver:
                     settings.otlp_grpc_port, settings.otlp_max_request_bytes)
 
 
-def run(args: argparse.Namespace) -> int:
-    """`svcpulse otlp` (the CLI imports this module only when the command runs)."""
+def run(args: argparse.Namespace, settings: Settings) -> int:
     overrides = {"otlp_host": args.host, "otlp_http_port": args.http_port, "otlp_grpc_port": args.grpc_port,
                  "kafka_bootstrap": args.bootstrap, "otlp_spool_dir": args.spool_dir, "otlp_open": args.open}
-    settings = Settings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     sink = open_sink(settings.kafka_bootstrap, settings.otlp_spool_dir, **SINK_OPTIONS)
     # uvicorn handles SIGTERM/SIGINT while serving, then re-raises them to the handlers it found: make
     # those no-ops, so the re-raised signal cannot kill the process before the sink is closed below.

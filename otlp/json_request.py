@@ -7,9 +7,9 @@ number (an unknown name reads as 0); null for a default; unknown fields ignored.
 in OTLP/JSON) are not read. Only what the mapping reads is taken and type-checked (a resource's
 attributes; each span's name, kind, times, attributes and status code): a wrong type there is a
 ValueError saying where; nothing else in the body is inspected.
-Attribute values become what otlp.projection.value makes of protobuf's (int64 strings -> int, an array
--> its first element, empty and zero -> None), so the mapping sees the same data from both encodings;
-tests/otlp/test_json.py checks that over real SDK payloads.
+Attribute values become what otlp.projection makes of protobuf's (int64 strings -> int; a span's: empty,
+zero and arrays -> None; a resource's: an array -> its first element), so the mapping sees the same
+data from both encodings; tests/otlp/test_mapping_equivalence.py checks that.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class ResourceSpans:
         get = _typed(obj, dict, "", None).get
         resource = _typed(get("resource"), dict, "resource", {})
         try:
-            self.resource = Resource(_attributes(resource.get("attributes")))
+            self.resource = Resource(_attributes(resource.get("attributes"), True))
         except Invalid as err:
             raise err.under("resource") from None
         self.scope_spans = _each(_get(get, "scopeSpans", "scope_spans"), "scopeSpans", ScopeSpans)
@@ -95,7 +95,7 @@ class Span:
                                              "startTimeUnixNano")
         self.end_time_unix_nano = _integer(_get(get, "endTimeUnixNano", "end_time_unix_nano"), _UINT64,
                                            "endTimeUnixNano")
-        self.attributes = _attributes(get("attributes"))
+        self.attributes = _attributes(get("attributes"), False)
         code = _enum(_typed(get("status"), dict, "status", {}).get("code"), _STATUS_CODES, "status.code")
         self.status = _STATUS.get(code) or Status(code)
 
@@ -116,33 +116,34 @@ def _each(items: Any, where: str, build: Callable[[Any], Any]) -> list[Any]:
     return built
 
 
-def _attributes(items: Any) -> dict[str, Any]:
+def _attributes(items: Any, resource: bool) -> dict[str, Any]:
     """KeyValue list -> {key: scalar or None}; the last of duplicate keys wins, as in a protobuf map."""
     attributes: dict[str, Any] = {}
     for n, item in enumerate(_list(items, "attributes")):
         try:
             get = _typed(item, dict, "", None).get
-            attributes[_typed(get("key"), str, "key", "")] = _scalar(get("value"), True)
+            attributes[_typed(get("key"), str, "key", "")] = _scalar(get("value"), resource)
         except Invalid as err:
             raise err.under(f"attributes[{n}]") from None
     return attributes
 
 
-def _scalar(any_value: Any, top: bool) -> Any:
-    """An AnyValue object as projection.value reads the protobuf one: a truthy scalar or None."""
+def _scalar(any_value: Any, resource: bool, nested: bool = False) -> Any:
+    """An AnyValue object as otlp.projection reads the protobuf one: for a span attribute (value) a truthy
+    scalar or None; for a resource attribute (resource_value) any scalar, an array's first element."""
     if any_value is None:
         return None
     found = None
     for name, item in _typed(any_value, dict, "value", None).items():
         read = _VALUES.get(name)
         if read is not None and item is not None:
-            found = read(item, f"value.{name}", top)
-    return found or None
+            found = read(item, f"value.{name}", resource and not nested)
+    return found if resource else (found or None)
 
 
-def _first(array: Any, where: str, top: bool) -> Any:
+def _first(array: Any, where: str, unwrap: bool) -> Any:
     values = _list(_typed(array, dict, where, None).get("values"), f"{where}.values")
-    return _scalar(values[0], False) if top and values else None
+    return _scalar(values[0], True, nested=True) if unwrap and values else None
 
 
 def _double(item: Any, where: str, top: bool) -> float:

@@ -27,7 +27,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from collectors.encoding import check
 from otlp import rules
-from otlp.projection import value
+from otlp.projection import resource_value, value
 from pipeline.events import CONTRACT_VERSION, SCHEMAS, Event, Rejection
 from pipeline.topics import KEY_FIELD
 
@@ -127,7 +127,7 @@ class Mapper:
                               "batches", len(spans) - budget)
                 spans = spans[:budget]
             budget -= len(spans)
-            resource = rules.resource_of({key: value(attributes.get(key)) for key in rules.RESOURCE_KEYS})
+            resource = rules.resource_of({key: resource_value(attributes.get(key)) for key in rules.RESOURCE_KEYS})
             self._map_spans(spans, resource, now_ms, mapped)
         return mapped
 

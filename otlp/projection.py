@@ -79,7 +79,7 @@ def parse(body: bytes) -> Any:
 
 
 def value(raw: Any) -> Any:
-    """A serialized AnyValue as the Python scalar it holds (an array: its first element), else None.
+    """A span attribute's serialized AnyValue as the Python scalar it holds, else None (arrays too).
 
     Empty and zero values are None too: no rule of the mapping needs them (gRPC's OK, code 0, maps as
     "no code" does). Values that are already Python (the JSON path's) pass through.
@@ -88,7 +88,17 @@ def value(raw: Any) -> Any:
         return raw
     any_value = AnyValue.FromString(raw)
     kind = any_value.WhichOneof("value")
+    return (getattr(any_value, kind) or None) if kind in _SCALARS else None
+
+
+def resource_value(raw: Any) -> Any:
+    """A resource attribute's serialized AnyValue as the scalar it holds, empty ones included; an array gives
+    its first element (host.ip is a list). None when there is no scalar. Python values pass through."""
+    if not isinstance(raw, bytes):
+        return raw
+    any_value = AnyValue.FromString(raw)
+    kind = any_value.WhichOneof("value")
     if kind == "array_value":
         items = any_value.array_value.values
         any_value, kind = (items[0], items[0].WhichOneof("value")) if items else (any_value, None)
-    return (getattr(any_value, kind) or None) if kind in _SCALARS else None
+    return getattr(any_value, kind) if kind in _SCALARS else None
