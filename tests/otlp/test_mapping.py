@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 import pytest
-
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otlp import mapping, projection

@@ -1,4 +1,4 @@
-"""The receiver's memoized mapping gives exactly what the former per-span mapping gave (tests/otlp/reference_mapping.py).
+"""The receiver's memoized mapping gives exactly what the former per-span mapping gave (reference_mapping.py).
 
 A seeded corpus mixes every attribute the rules read, in both naming conventions, with awkward values
 (empty strings, zeros, booleans, numbers as strings, arrays, IPv6 and IPv4-mapped addresses, URLs with
