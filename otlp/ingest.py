@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from google.protobuf.message import DecodeError
 from msgspec.structs import replace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
@@ -51,7 +52,10 @@ class Ingest:
         """The answer to an admitted sender's request (otlp.decode.parse's projection); a Refusal when over
         budget or when every span is bad."""
         self.guard.charge(sender, count_spans(request))
-        outcome = self.export(request, transport)
+        try:
+            outcome = self.export(request, transport)
+        except DecodeError as err:  # an attribute the mapping reads is malformed (otlp.projection)
+            raise Refusal(400, f"the body is not a valid protobuf ExportTraceServiceRequest: {err}") from None
         if outcome.all_rejected:
             raise Refusal(400, outcome.message)
         if not outcome.rejected:

@@ -63,7 +63,7 @@ class ResourceSpans:
 class Resource:
     __slots__ = ("attributes",)
 
-    def __init__(self, attributes: dict[str, Any]) -> None:
+    def __init__(self, attributes: list[tuple[str, Any]]) -> None:
         self.attributes = attributes
 
 
@@ -116,16 +116,36 @@ def _each(items: Any, where: str, build: Callable[[Any], Any]) -> list[Any]:
     return built
 
 
-def _attributes(items: Any, resource: bool) -> dict[str, Any]:
-    """KeyValue list -> {key: scalar or None}; the last of duplicate keys wins, as in a protobuf map."""
-    attributes: dict[str, Any] = {}
+def _attributes(items: Any, resource: bool) -> list[tuple[str, Any]]:
+    """KeyValue list -> [(key, scalar or None)], duplicates kept (READER.decode: the last with a value wins)."""
+    attributes = []
     for n, item in enumerate(_list(items, "attributes")):
         try:
             get = _typed(item, dict, "", None).get
-            attributes[_typed(get("key"), str, "key", "")] = _scalar(get("value"), resource)
+            attributes.append((_typed(get("key"), str, "key", ""), _scalar(get("value"), resource)))
         except Invalid as err:
             raise err.under(f"attributes[{n}]") from None
     return attributes
+
+
+class Reader:
+    """How otlp.mapping reads this module's attributes, as otlp.projection.READER reads protobuf's."""
+
+    @staticmethod
+    def wanted(keys: tuple[str, ...]) -> frozenset[str]:
+        return frozenset(keys)
+
+    @staticmethod
+    def relevant(attributes: list[tuple[str, Any]], wanted: frozenset[str]) -> tuple[tuple[str, Any], ...]:
+        return tuple([pair for pair in attributes if pair[0] in wanted])
+
+    @staticmethod
+    def decode(attributes: Any, keys: tuple[str, ...] | frozenset[str], resource: bool = False) -> dict[str, Any]:
+        """{key: value} of the attributes with one of `keys` and a value (the last of duplicates wins)."""
+        return {key: value for key, value in attributes if key in keys and value is not None}
+
+
+READER = Reader()
 
 
 def _scalar(any_value: Any, resource: bool, nested: bool = False) -> Any:

@@ -9,11 +9,13 @@
 
 Besides its time and latency, what a span's event says depends only on the span's kind, status code and
 name, the values of the attributes the rules read (rules.SERVER_KEYS / CLIENT_KEYS), and its resource.
-So the mapper looks those values up (serialized AnyValues, for protobuf: nothing is decoded) and keeps,
-per resource, what rules.describe made of each combination, already checked by the contract
-(collectors.encoding.check) as a Template: a batch of spans of one service costs a lookup per span.
+So the mapper keeps those attributes of each span as they came (serialized KeyValues, for protobuf: the
+reader picks them by key, nothing is decoded; pairs for JSON) and keeps, per resource, what
+rules.describe made of each combination, already checked by the contract (collectors.encoding.check)
+as a Template: a batch of spans of one service costs a lookup per span.
 A client span that names its peer only by URL is keyed by the URL's origin too. The memo is bounded
-(emptied when full), so hostile variety costs time, not memory. No I/O and no clock: callers pass now_ms.
+(emptied when full), so hostile variety costs time, not memory. A malformed attribute the rules read
+raises protobuf's DecodeError when it is decoded. No I/O and no clock: callers pass now_ms.
 """
 
 from __future__ import annotations
@@ -26,14 +28,17 @@ import msgspec
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from collectors.encoding import check
-from otlp import rules
-from otlp.projection import resource_value, value
+from otlp import json_request, projection, rules
 from pipeline.events import CONTRACT_VERSION, SCHEMAS, Event, Rejection
 from pipeline.topics import KEY_FIELD
 
 _NS_PER_MS = 1_000_000
 MEMO_ENTRIES = 50_000  # span shapes remembered (a service's spans have a handful); emptied when full
-_KEYS = {Span.SPAN_KIND_SERVER: rules.SERVER_KEYS, Span.SPAN_KIND_CLIENT: rules.CLIENT_KEYS}
+_KEYS = {Span.SPAN_KIND_SERVER: frozenset(rules.SERVER_KEYS), Span.SPAN_KIND_CLIENT: frozenset(rules.CLIENT_KEYS)}
+_READERS = (projection.READER, json_request.READER)
+_WANTED = {reader: {kind: reader.wanted(tuple(keys)) for kind, keys in _KEYS.items()} for reader in _READERS}
+_URL_WANTED = {reader: reader.wanted(rules.URL_KEYS) for reader in _READERS}
+_RESOURCE_WANTED = {reader: reader.wanted(rules.RESOURCE_KEYS) for reader in _READERS}
 _SKIPPED_KINDS = {Span.SPAN_KIND_PRODUCER: "messaging", Span.SPAN_KIND_CONSUMER: "messaging"}  # others: internal
 _RPC = {f.name: f for f in SCHEMAS["rpc"]}
 _TS, _LATENCY = _RPC["ts_ms"], _RPC["latency_ms"]
@@ -44,7 +49,7 @@ _UNKNOWN = object()
 @dataclass(frozen=True)
 class Limits:
     max_spans: int = 10_000  # per request; the rest are rejected ("span_limit")
-    max_attributes: int = 512  # distinct keys per span and per resource
+    max_attributes: int = 512  # per span and per resource
     max_age_ms: int = 7 * 86_400_000  # a span that started longer ago than this is implausible
     max_ahead_ms: int = 15 * 60_000  # ...and one that ends this far after now (clock skew allowance)
 
@@ -74,8 +79,9 @@ class _ByUrl:
     def __init__(self, *args: Any) -> None:
         self.args, self.origins = args, {}
 
-    def pick(self, attributes: Any) -> Any:
-        url = next((v for k in rules.URL_KEYS if (v := value(attributes.get(k))) is not None), None)
+    def pick(self, attributes: Any, reader: Any) -> Any:
+        urls = reader.decode(reader.relevant(attributes, _URL_WANTED[reader]), rules.URL_KEYS)
+        url = next((urls[key] for key in rules.URL_KEYS if key in urls), None)
         origin = rules.url_origin(url)
         shape = self.origins.get(origin, _UNKNOWN)
         if shape is _UNKNOWN:
@@ -113,6 +119,7 @@ class Mapper:
     def map(self, request: Any, now_ms: int) -> Mapped:
         """Every span of the request mapped, skipped or rejected (at most `limits.max_spans` are looked at)."""
         mapped, limits = Mapped(), self.limits
+        reader = json_request.READER if isinstance(request, json_request.Request) else projection.READER
         budget = limits.max_spans
         for resource_spans in request.resource_spans:
             spans = [span for scope_spans in resource_spans.scope_spans for span in scope_spans.spans]
@@ -127,20 +134,22 @@ class Mapper:
                               "batches", len(spans) - budget)
                 spans = spans[:budget]
             budget -= len(spans)
-            resource = rules.resource_of({key: resource_value(attributes.get(key)) for key in rules.RESOURCE_KEYS})
-            self._map_spans(spans, resource, now_ms, mapped)
+            resource = rules.resource_of(reader.decode(reader.relevant(attributes, _RESOURCE_WANTED[reader]),
+                                                       rules.RESOURCE_KEYS, resource=True))
+            self._map_spans(spans, resource, reader, now_ms, mapped)
         return mapped
 
-    def _map_spans(self, spans: list[Any], resource: rules.Resource, now_ms: int, out: Mapped) -> None:
-        """The hot loop: per span, a few field reads and one memo lookup; the rest happens once per shape."""
-        memo = self._memo_of(resource)
+    def _map_spans(self, spans: list[Any], resource: rules.Resource, reader: Any, now_ms: int, out: Mapped) -> None:
+        """The hot loop: per span, a few field reads, its relevant attributes and one memo lookup; the rest
+        happens once per shape."""
+        memo, wanted, relevant = self._memo_of(resource), _WANTED[reader], reader.relevant
         max_attributes, calls = self.limits.max_attributes, out.calls
         ts_min, ts_max = _TS.minimum, _TS.maximum  # latency_ms needs no check: 0 <= (end - start) / 10^6 < 2^45
         earliest_ns = (now_ms - self.limits.max_age_ms) * _NS_PER_MS  # start // 10^6 < now - max_age
         latest_ns = (now_ms + self.limits.max_ahead_ms + 1) * _NS_PER_MS  # end // 10^6 > now + max_ahead
         for span in spans:
             kind = span.kind
-            keys = _KEYS.get(kind)
+            keys = wanted.get(kind)
             if keys is None:
                 out.skipped[_SKIPPED_KINDS.get(kind, "internal")] += 1
                 continue
@@ -149,12 +158,12 @@ class Mapper:
             if len(attributes) > max_attributes or not start or end < start or start < earliest_ns or end >= latest_ns:
                 self._refuse(span, out)
                 continue
-            key = (kind, span.status.code, span.name, *map(attributes.get, keys))
+            key = (kind, span.status.code, span.name, *relevant(attributes, keys))
             shape = memo.get(key)
             if shape is None:
-                shape = self._learn(memo, key, resource)
+                shape = self._learn(memo, key, resource, reader)
             if shape.__class__ is _ByUrl:
-                shape = shape.pick(attributes)
+                shape = shape.pick(attributes, reader)
             if shape.__class__ is Template:
                 ts_ms = end // _NS_PER_MS
                 if ts_min <= ts_ms <= ts_max:  # type: ignore[operator]
@@ -187,11 +196,12 @@ class Mapper:
             memo = self._memo[resource] = {}
         return memo
 
-    def _learn(self, memo: dict[tuple[Any, ...], Any], key: tuple[Any, ...], resource: rules.Resource) -> Any:
+    def _learn(self, memo: dict[tuple[Any, ...], Any], key: tuple[Any, ...], resource: rules.Resource,
+               reader: Any) -> Any:
         """What spans of this key become: a Template, a _Refused reason, _MEASURED, or a _ByUrl."""
         kind, status_code, name, *raw = key
         server = kind == Span.SPAN_KIND_SERVER
-        attrs = {k: v for k, r in zip(_KEYS[kind], raw, strict=True) if (v := value(r)) is not None}
+        attrs = reader.decode(raw, _KEYS[kind])
         if rules.reads_url(server, attrs):
             shape: Any = _ByUrl(server, name, status_code, attrs, resource)
         else:

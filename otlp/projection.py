@@ -4,14 +4,15 @@ Built at import from opentelemetry-proto's own descriptors (names, numbers and t
 nothing is typed by hand), with two changes that the protobuf wire format allows:
 - only the fields the mapping reads are declared (a resource's attributes; a span's name, kind, times,
   attributes and status code); the parser skips the rest (ids, events, links, scopes) in C;
-- a repeated KeyValue (`key` = 1, `value` = 2) is declared as map<string, bytes>: a map entry has that
-  very layout, so upb files every attribute into a hash table, `attributes.get(key)` finds one without a
-  Python loop over all of them, and each value stays the serialized AnyValue (hashable: the mapping
-  memoizes on it) until `value()` decodes it with opentelemetry-proto's AnyValue.
+- a repeated KeyValue is declared as repeated bytes (both are length-delimited): each attribute stays
+  the serialized KeyValue, hashable, so the mapping memoizes on the ones its rules read. READER picks
+  those by their key without decoding (`relevant`) and decodes only what a new memo entry needs
+  (`decode`, with opentelemetry-proto's KeyValue; a malformed one raises DecodeError there).
 
-A map keeps the last of duplicate keys, so `len(attributes)` counts distinct keys. Proto3 rules still
-hold for what is declared (UTF-8 strings, well-formed nesting), so a malformed body is refused as by
-the full message; a field the receiver never reads is not inspected.
+`relevant` reads a key where every protobuf encoder writes it (first, with a one-byte length): a KeyValue
+written otherwise is kept as relevant and decoded, so nothing the rules read is missed. Proto3 rules
+still hold for what is declared (UTF-8 names, well-formed nesting); an attribute the rules never read
+is not inspected.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
@@ -48,12 +49,9 @@ def _message(source: type[Message], read: tuple[str, ...]) -> descriptor_pb2.Des
         if field.name not in read:
             continue
         field.ClearField("json_name")
-        if field.type_name == _KEY_VALUE:  # repeated KeyValue -> map<string, bytes>
-            entry = message.nested_type.add(name="AttributesEntry")
-            entry.options.map_entry = True
-            for number, (name, kind) in enumerate((("key", field.TYPE_STRING), ("value", field.TYPE_BYTES)), 1):
-                entry.field.add(name=name, number=number, type=kind, label=field.LABEL_OPTIONAL)
-            field.type_name = f".{PACKAGE}.{original.name}.AttributesEntry"
+        if field.type_name == _KEY_VALUE:  # repeated KeyValue -> repeated bytes (each a serialized KeyValue)
+            field.ClearField("type_name")
+            field.type = field.TYPE_BYTES
         elif field.type_name:  # a message or enum: its counterpart in the projection
             name = field.type_name
             local = name[len(own_package):] if name.startswith(own_package) else name.rsplit(".", 1)[-1]
@@ -78,27 +76,49 @@ def parse(body: bytes) -> Any:
     return TraceRequest.FromString(body)
 
 
-def value(raw: Any) -> Any:
-    """A span attribute's serialized AnyValue as the Python scalar it holds, else None (arrays too).
+def _scalar(any_value: AnyValue) -> Any:
+    """A span attribute's value as the Python scalar it holds, else None (arrays too).
 
     Empty and zero values are None too: no rule of the mapping needs them (gRPC's OK, code 0, maps as
-    "no code" does). Values that are already Python (the JSON path's) pass through.
-    """
-    if not isinstance(raw, bytes):
-        return raw
-    any_value = AnyValue.FromString(raw)
+    "no code" does)."""
     kind = any_value.WhichOneof("value")
     return (getattr(any_value, kind) or None) if kind in _SCALARS else None
 
 
-def resource_value(raw: Any) -> Any:
-    """A resource attribute's serialized AnyValue as the scalar it holds, empty ones included; an array gives
-    its first element (host.ip is a list). None when there is no scalar. Python values pass through."""
-    if not isinstance(raw, bytes):
-        return raw
-    any_value = AnyValue.FromString(raw)
+def _resource_scalar(any_value: AnyValue) -> Any:
+    """A resource attribute's value: any scalar, empty ones included; an array gives its first element
+    (host.ip is a list). None when there is no scalar."""
     kind = any_value.WhichOneof("value")
     if kind == "array_value":
         items = any_value.array_value.values
         any_value, kind = (items[0], items[0].WhichOneof("value")) if items else (any_value, None)
     return getattr(any_value, kind) if kind in _SCALARS else None
+
+
+class Reader:
+    """How otlp.mapping reads this projection's attributes (otlp.json_request.READER reads its own)."""
+
+    @staticmethod
+    def wanted(keys: tuple[str, ...]) -> frozenset[bytes]:
+        return frozenset(key.encode() for key in keys)
+
+    @staticmethod
+    def relevant(attributes: Any, wanted: frozenset[bytes]) -> tuple[bytes, ...]:
+        """The serialized KeyValues whose key is wanted (or not written where encoders write it)."""
+        try:
+            return tuple([kv for kv in attributes if kv[2:2 + kv[1]] in wanted or kv[0] != 10])
+        except IndexError:  # a KeyValue of under two bytes: decoded (an empty one is valid: key "")
+            return tuple([kv for kv in attributes if len(kv) < 2 or kv[2:2 + kv[1]] in wanted or kv[0] != 10])
+
+    @staticmethod
+    def decode(attributes: Any, keys: tuple[str, ...] | frozenset[str], resource: bool = False) -> dict[str, Any]:
+        """{key: value} of the attributes with one of `keys` and a value (the last of duplicates wins), decoded."""
+        scalar, found = _resource_scalar if resource else _scalar, {}
+        for raw in attributes:
+            kv = KeyValue.FromString(raw)
+            if kv.key in keys and (value := scalar(kv.value)) is not None:
+                found[kv.key] = value
+        return found
+
+
+READER = Reader()
