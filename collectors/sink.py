@@ -25,7 +25,7 @@ import operator
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol, TextIO
 
 from prometheus_client import Counter
@@ -47,8 +47,12 @@ REPLAYED = Counter("svcpulse_sink_replayed", "Spooled events later acknowledged 
 _METRICS = {"sent": SENT, "spooled": SPOOLED, "dropped": DROPPED, "replayed": REPLAYED}
 
 
+Encoded = tuple[bytes | None, bytes]  # (message key, value) of an event checked and encoded by collectors.encoding
+
+
 class Sink(Protocol):
     def send(self, kind: str, event: Event) -> None: ...
+    def send_encoded(self, kind: str, events: Iterable[Encoded]) -> None: ...
     def flush(self, timeout_s: float = 10.0) -> bool: ...
     def close(self, timeout_s: float = 10.0) -> None: ...
     def stats(self) -> dict[str, int]: ...
@@ -88,10 +92,13 @@ class JsonlSink:
         self._stream, self._lock, self._counts = stream, threading.Lock(), _Counts()
 
     def send(self, kind: str, event: Event) -> None:
-        line = _pack(kind, event)[1].decode() + "\n"
+        self.send_encoded(kind, [_pack(kind, event)])
+
+    def send_encoded(self, kind: str, events: Iterable[Encoded]) -> None:
+        lines = [value.decode() + "\n" for _key, value in events]
         with self._lock:
-            self._stream.write(line)
-            self._counts.add("sent", kind)
+            self._stream.writelines(lines)
+            self._counts.add("sent", kind, len(lines))
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         with self._lock:
@@ -144,15 +151,24 @@ class KafkaSink:
                 memory.append(record)  # the common case: Kafka is there, the queue has room
                 if len(memory) == 1:
                     self._cond.notify_all()
-            elif self._stopping:
-                self._counts.add("dropped", kind)
-            elif self._spooling:
-                self._spool_append(record)
-            elif self._spool is not None:
-                self._move_memory_to_spool()
-                self._spool_append(record)
             else:
-                self._counts.add("dropped", kind)
+                self._overflow(record)
+
+    def send_encoded(self, kind: str, events: Iterable[Encoded]) -> None:
+        """Queue events the caller checked and encoded with collectors.encoding, all under one lock (a
+        receiver's whole request): the same queue, spool and order as send()."""
+        records = [_record((kind, key, value)) for key, value in events]
+        with self._lock:
+            memory = self._memory
+            room = 0 if self._spooling or self._stopping else max(self.options.memory_queue - len(memory), 0)
+            fits = records[:room]
+            if fits:
+                was_empty = not memory
+                memory.extend(fits)
+                if was_empty:
+                    self._cond.notify_all()
+            for record in records[room:]:
+                self._overflow(record)
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until everything sent so far is acknowledged (spool included); False on timeout."""
@@ -196,6 +212,18 @@ class KafkaSink:
             return counts
 
     # -- shared state (all called with the lock held) ----------------------------------------------
+    def _overflow(self, record: Record) -> None:
+        """A record that cannot join the memory queue: spooled (the queue first), or dropped."""
+        if self._stopping:
+            self._counts.add("dropped", record.kind)
+        elif self._spooling:
+            self._spool_append(record)
+        elif self._spool is not None:
+            self._move_memory_to_spool()
+            self._spool_append(record)
+        else:
+            self._counts.add("dropped", record.kind)
+
     def _drained(self) -> bool:
         return not self._memory and self._inflight is None and not (self._spool and len(self._spool))
 

@@ -1,20 +1,22 @@
-"""An OTLP/HTTP request body -> ExportTraceServiceRequest, or a `Refusal` saying what is wrong.
+"""An OTLP/HTTP request body -> the request's projection (what the mapping reads), or a `Refusal` saying why not.
 
-Encodings (Content-Type): application/x-protobuf (binary protobuf) and application/json (OTLP's JSON
-mapping of the same messages). Compression (Content-Encoding): gzip, deflate, zstd or none. The
+Encodings (Content-Type): application/x-protobuf (binary protobuf: otlp.projection, the parser of the
+protobuf package on opentelemetry-proto's descriptors) and application/json (OTLP's JSON mapping of the
+same messages: otlp.json_request). Compression (Content-Encoding): gzip, deflate, zstd or none. The
 decompressed size is capped as the wire size is (a small gzip bomb must not become a large message).
-Messages come from the opentelemetry-proto package; nothing here parses protobuf by hand.
 """
 
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 import grpc
+import orjson
 import zstandard
-from google.protobuf import json_format
 from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from otlp import json_request, projection
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -74,19 +76,14 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
     return data
 
 
-def parse(body: bytes, kind: str) -> ExportTraceServiceRequest:
-    """The request message from an uncompressed body of media type `kind` (PROTOBUF or JSON)."""
-    request = ExportTraceServiceRequest()
+def parse(body: bytes, kind: str) -> Any:
+    """The request's projection from an uncompressed body of media type `kind` (PROTOBUF or JSON)."""
     try:
-        if kind == PROTOBUF:
-            request.ParseFromString(body)
-        else:
-            json_format.Parse(body, request, ignore_unknown_fields=True)
+        return projection.parse(body) if kind == PROTOBUF else json_request.parse(body)
     except DecodeError as err:
         raise Refusal(400, f"the body is not a valid protobuf ExportTraceServiceRequest: {err}") from None
-    except (json_format.ParseError, UnicodeDecodeError, ValueError) as err:
-        reason = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
-        raise Refusal(400, f"the body is not a valid OTLP JSON ExportTraceServiceRequest: {reason}") from None
-    except RecursionError:
-        raise Refusal(400, "the body nests values too deeply to parse") from None
-    return request
+    except orjson.JSONDecodeError as err:
+        reason = "it nests values deeper than the recursion limit" if "depth limit" in str(err) else str(err)
+        raise Refusal(400, f"the body is not a valid OTLP JSON ExportTraceServiceRequest: {reason[:300]}") from None
+    except ValueError as err:  # json_request.Invalid: a field of the wrong type, and where
+        raise Refusal(400, f"the body is not a valid OTLP JSON ExportTraceServiceRequest: {str(err)[:300]}") from None

@@ -1,62 +1,49 @@
-"""OTLP spans -> contract v1 rpc events: the one pure mapping (its table, with reasons, is docs/otlp.md).
+"""OTLP spans -> contract v1 rpc events: the receiver's mapping, with what it learns memoized (rules: otlp/rules.py).
 
-    mapped = map_request(ExportTraceServiceRequest, now_ms=..., limits=Limits())
-    mapped.events      # rpc events, not yet validated (the sink validates them with the contract)
-    mapped.rejected    # reason -> spans refused (bad or implausible data): OTLP's partial_success
-    mapped.skipped     # reason -> spans that are no rpc call (INTERNAL, messaging, measured twice)
+    mapper = Mapper(Limits())
+    mapped = mapper.map(request, now_ms)  # a request as otlp.projection (protobuf) or otlp.json_request parse it
+    mapped.calls      # (Template, ts_ms, latency_ms) per span that became an event
+    mapped.events()   # the same as contract events (dicts)
+    mapped.rejected   # reason -> spans refused (bad or implausible data): OTLP's partial_success
+    mapped.skipped    # reason -> spans that are no rpc call (INTERNAL, messaging, measured twice)
 
-SERVER spans become side "server", CLIENT spans side "client"; every other kind is skipped. Both the
-current and the older semantic-convention attribute names are read (the tuples below list them in the
-order they win). `interface` is never a raw URL path: a route or template, an RPC method, the HTTP
-method alone, or the span name (which OpenTelemetry requires to be low-cardinality).
-No I/O and no clock: the caller passes `now_ms`.
+Besides its time and latency, what a span's event says depends only on the span's kind, status code and
+name, the values of the attributes the rules read (rules.SERVER_KEYS / CLIENT_KEYS), and its resource.
+So the mapper keeps those attributes of each span as they came (serialized KeyValues, for protobuf: the
+reader picks them by key, nothing is decoded; pairs for JSON) and keeps, per resource, what
+rules.describe made of each combination, already checked by the contract (collectors.encoding.check)
+as a Template: a batch of spans of one service costs a lookup per span.
+A client span that names its peer only by URL is keyed by the URL's origin too. The memo is bounded
+(emptied when full), so hostile variety costs time, not memory. A malformed attribute the rules read
+raises protobuf's DecodeError when it is decoded. No I/O and no clock: callers pass now_ms.
 """
 
 from __future__ import annotations
 
 import collections
-import ipaddress
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+import msgspec
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from collectors.rpc.common import grpc_status, http_status
-from collectors.rpc.otel import MEASURED  # set by svcpulse's own interceptors on spans of calls they report
-from pipeline.events import CONTRACT_VERSION, Event
+from collectors.encoding import check
+from otlp import json_request, projection, rules
+from pipeline.events import CONTRACT_VERSION, SCHEMAS, Event, Rejection
+from pipeline.topics import KEY_FIELD
 
-INSTANCE = "svcpulse.instance"  # resource attribute: this process's "host:port", used as is
-UNKNOWN_SERVICE = "unknown_service"  # what OpenTelemetry SDKs report without service.name
 _NS_PER_MS = 1_000_000
-_GRPC_CODES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-               "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-               "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED")
-_SCALARS = frozenset({"string_value", "int_value", "bool_value", "double_value"})
-_SKIPPED_KINDS = {Span.SPAN_KIND_INTERNAL: "internal", Span.SPAN_KIND_UNSPECIFIED: "internal",
-                  Span.SPAN_KIND_PRODUCER: "messaging", Span.SPAN_KIND_CONSUMER: "messaging"}
-
-# Attribute names, current semantic conventions first, older ones after.
-HTTP_METHOD = ("http.request.method", "http.method")
-HTTP_ROUTE = ("http.route", "url.template")
-HTTP_STATUS = ("http.response.status_code", "http.status_code")
-GRPC_STATUS = ("rpc.grpc.status_code", "rpc.response.status_code")
-URL = ("url.full", "http.url")
-SCHEME = ("url.scheme", "http.scheme")
-# server side: where this instance listens (pairs of address and port attributes)
-LOCAL = (("network.local.address", "network.local.port"), ("net.sock.host.addr", "net.sock.host.port"),
-         ("net.host.ip", "net.host.port"))
-SERVER_NAME = (("server.address", "server.port"), ("net.host.name", "net.host.port"))
-# client side: what the client called
-PEER = (("server.address", "server.port"), ("net.peer.name", "net.peer.port"),
-        ("network.peer.address", "network.peer.port"), ("net.sock.peer.addr", "net.sock.peer.port"))
-SPAN_KEYS = frozenset({*HTTP_METHOD, *HTTP_ROUTE, *HTTP_STATUS, *GRPC_STATUS, *URL, *SCHEME,
-                       *(k for pair in (*LOCAL, *SERVER_NAME, *PEER) for k in pair),
-                       "http.host", "url.port", "rpc.service", "rpc.method", "peer.service", "error.type", MEASURED})
-RESOURCE_KEYS = frozenset({"service.name", "service.version", "host.name", "host.ip", "k8s.node.name", "k8s.pod.ip",
-                           "container.id", INSTANCE})
+MEMO_ENTRIES = 50_000  # span shapes remembered (a service's spans have a handful); emptied when full
+_KEYS = {Span.SPAN_KIND_SERVER: frozenset(rules.SERVER_KEYS), Span.SPAN_KIND_CLIENT: frozenset(rules.CLIENT_KEYS)}
+_READERS = (projection.READER, json_request.READER)
+_WANTED = {reader: {kind: reader.wanted(tuple(keys)) for kind, keys in _KEYS.items()} for reader in _READERS}
+_URL_WANTED = {reader: reader.wanted(rules.URL_KEYS) for reader in _READERS}
+_RESOURCE_WANTED = {reader: reader.wanted(rules.RESOURCE_KEYS) for reader in _READERS}
+_SKIPPED_KINDS = {Span.SPAN_KIND_PRODUCER: "messaging", Span.SPAN_KIND_CONSUMER: "messaging"}  # others: internal
+_RPC = {f.name: f for f in SCHEMAS["rpc"]}
+_TS, _LATENCY = _RPC["ts_ms"], _RPC["latency_ms"]
+_MEASURED = object()  # the shape of spans an interceptor reported (skipped)
+_UNKNOWN = object()
 
 
 @dataclass(frozen=True)
@@ -70,9 +57,45 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
+class Template:
+    """The checked event of one span shape; ts_ms and latency_ms are stamped per span."""
+
+    __slots__ = ("fields", "key", "struct")
+
+    def __init__(self, fields: dict[str, Any], struct: msgspec.Struct) -> None:
+        self.fields, self.struct = fields, struct
+        self.key = getattr(struct, KEY_FIELD["rpc"]).encode()  # the Kafka message key
+
+
+class _Refused(str):
+    """A shape the contract refuses: the reason, for every span of it."""
+
+
+class _ByUrl:
+    """Client spans that name their peer only in the URL: one shape per URL origin."""
+
+    __slots__ = ("args", "origins")
+
+    def __init__(self, *args: Any) -> None:
+        self.args, self.origins = args, {}
+
+    def pick(self, attributes: Any, reader: Any) -> Any:
+        urls = reader.decode(reader.relevant(attributes, _URL_WANTED[reader]), rules.URL_KEYS)
+        url = next((urls[key] for key in rules.URL_KEYS if key in urls), None)
+        origin = rules.url_origin(url)
+        shape = self.origins.get(origin, _UNKNOWN)
+        if shape is _UNKNOWN:
+            if len(self.origins) >= MEMO_ENTRIES:
+                self.origins.clear()
+            server, name, status_code, attrs, resource = self.args
+            shape = self.origins[origin] = _shape(server, name, status_code, {**attrs, rules.URL_KEYS[0]: url},
+                                                  resource)
+        return shape
+
+
 @dataclass
 class Mapped:
-    events: list[Event] = field(default_factory=list)
+    calls: list[tuple[Template, int, float]] = field(default_factory=list)
     spans: int = 0  # spans in the request
     rejected: collections.Counter[str] = field(default_factory=collections.Counter)
     skipped: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -82,245 +105,130 @@ class Mapped:
         self.rejected[reason] += count
         self.examples.setdefault(reason, detail)
 
-
-@dataclass(frozen=True)
-class _Resource:
-    service: str
-    version: str
-    host: str
-    cgroup: str
-    pod_ip: str
-    host_ip: str
-    host_name: str
-    instance: str
+    def events(self) -> list[Event]:
+        return [{"v": CONTRACT_VERSION, "ts_ms": ts, **template.fields, "latency_ms": latency}
+                for template, ts, latency in self.calls]
 
 
-def map_request(request: ExportTraceServiceRequest, now_ms: int, limits: Limits = DEFAULT_LIMITS) -> Mapped:
-    """Every span of the request mapped, skipped or rejected (at most `limits.max_spans` are looked at)."""
-    mapped = Mapped()
-    budget = limits.max_spans
-    for resource_spans in request.resource_spans:
-        spans = [span for scope_spans in resource_spans.scope_spans for span in scope_spans.spans]
-        mapped.spans += len(spans)
-        attributes = resource_spans.resource.attributes
-        if len(attributes) > limits.max_attributes:
-            mapped.reject("too_many_attributes", f"a resource has {len(attributes)} attributes, more than "
-                          f"{limits.max_attributes}", len(spans))
-            continue
-        if len(spans) > budget:
-            mapped.reject("span_limit", f"the request holds more than {limits.max_spans} spans; send smaller "
-                          "batches", len(spans) - budget)
-            spans = spans[:budget]
-        budget -= len(spans)
-        resource = _resource(_attributes(attributes, RESOURCE_KEYS))
+class Mapper:
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
+        self._memo: dict[rules.Resource, dict[tuple[Any, ...], Any]] = {}
+        self._entries = 0
+
+    def map(self, request: Any, now_ms: int) -> Mapped:
+        """Every span of the request mapped, skipped or rejected (at most `limits.max_spans` are looked at)."""
+        mapped, limits = Mapped(), self.limits
+        reader = json_request.READER if isinstance(request, json_request.Request) else projection.READER
+        budget = limits.max_spans
+        for resource_spans in request.resource_spans:
+            spans = [span for scope_spans in resource_spans.scope_spans for span in scope_spans.spans]
+            mapped.spans += len(spans)
+            attributes = resource_spans.resource.attributes
+            if len(attributes) > limits.max_attributes:
+                mapped.reject("too_many_attributes", f"a resource has {len(attributes)} attributes, more than "
+                              f"{limits.max_attributes}", len(spans))
+                continue
+            if len(spans) > budget:
+                mapped.reject("span_limit", f"the request holds more than {limits.max_spans} spans; send smaller "
+                              "batches", len(spans) - budget)
+                spans = spans[:budget]
+            budget -= len(spans)
+            resource = rules.resource_of(reader.decode(reader.relevant(attributes, _RESOURCE_WANTED[reader]),
+                                                       rules.RESOURCE_KEYS, resource=True))
+            self._map_spans(spans, resource, reader, now_ms, mapped)
+        return mapped
+
+    def _map_spans(self, spans: list[Any], resource: rules.Resource, reader: Any, now_ms: int, out: Mapped) -> None:
+        """The hot loop: per span, a few field reads, its relevant attributes and one memo lookup; the rest
+        happens once per shape."""
+        memo, wanted, relevant = self._memo_of(resource), _WANTED[reader], reader.relevant
+        max_attributes, calls = self.limits.max_attributes, out.calls
+        ts_min, ts_max = _TS.minimum, _TS.maximum  # latency_ms needs no check: 0 <= (end - start) / 10^6 < 2^45
+        earliest_ns = (now_ms - self.limits.max_age_ms) * _NS_PER_MS  # start // 10^6 < now - max_age
+        latest_ns = (now_ms + self.limits.max_ahead_ms + 1) * _NS_PER_MS  # end // 10^6 > now + max_ahead
         for span in spans:
-            _map_span(span, resource, now_ms, limits, mapped)
-    return mapped
+            kind = span.kind
+            keys = wanted.get(kind)
+            if keys is None:
+                out.skipped[_SKIPPED_KINDS.get(kind, "internal")] += 1
+                continue
+            attributes = span.attributes
+            start, end = span.start_time_unix_nano, span.end_time_unix_nano
+            if len(attributes) > max_attributes or not start or end < start or start < earliest_ns or end >= latest_ns:
+                self._refuse(span, out)
+                continue
+            key = (kind, span.status.code, span.name, *relevant(attributes, keys))
+            shape = memo.get(key)
+            if shape is None:
+                shape = self._learn(memo, key, resource, reader)
+            if shape.__class__ is _ByUrl:
+                shape = shape.pick(attributes, reader)
+            if shape.__class__ is Template:
+                ts_ms = end // _NS_PER_MS
+                if ts_min <= ts_ms <= ts_max:  # type: ignore[operator]
+                    calls.append((shape, ts_ms, (end - start) / _NS_PER_MS))
+                    continue
+                shape = _Refused(f"field 'ts_ms': expected {ts_min}..{ts_max}, got {ts_ms}")
+            if shape is _MEASURED:
+                out.skipped["measured_by_interceptor"] += 1
+            else:
+                out.reject("contract", shape)
+
+    def _refuse(self, span: Any, out: Mapped) -> None:
+        """The reason a span cannot be an event: too many attributes, or its timestamps."""
+        attributes, limits = len(span.attributes), self.limits
+        start, end = span.start_time_unix_nano, span.end_time_unix_nano
+        name = f"span {span.name[:80]!r}"
+        if attributes > limits.max_attributes:
+            out.reject("too_many_attributes", f"{name} has {attributes} attributes, more than {limits.max_attributes}")
+        elif not start or end < start:
+            out.reject("bad_timestamps", f"{name}: start {start} ns, end {end} ns (a span ends after it starts, in "
+                       "Unix epoch nanoseconds)")
+        else:
+            out.reject("implausible_time", f"{name}: start {start} ns, end {end} ns is not within "
+                       f"{limits.max_age_ms // 3_600_000} h before and {limits.max_ahead_ms // 60_000} min after now")
+
+    def _memo_of(self, resource: rules.Resource) -> dict[tuple[Any, ...], Any]:
+        memo = self._memo.get(resource)
+        if memo is None:
+            self._make_room()
+            memo = self._memo[resource] = {}
+        return memo
+
+    def _learn(self, memo: dict[tuple[Any, ...], Any], key: tuple[Any, ...], resource: rules.Resource,
+               reader: Any) -> Any:
+        """What spans of this key become: a Template, a _Refused reason, _MEASURED, or a _ByUrl."""
+        kind, status_code, name, *raw = key
+        server = kind == Span.SPAN_KIND_SERVER
+        attrs = reader.decode(raw, _KEYS[kind])
+        if rules.reads_url(server, attrs):
+            shape: Any = _ByUrl(server, name, status_code, attrs, resource)
+        else:
+            shape = _shape(server, name, status_code, attrs, resource)
+        self._make_room()
+        memo[key] = shape
+        return shape
+
+    def _make_room(self) -> None:
+        self._entries += 1
+        if self._entries > MEMO_ENTRIES:
+            self._memo.clear()  # a hostile variety of shapes: start over (a dict being filled is only dropped)
+            self._entries = 1
 
 
-def _map_span(span: Span, resource: _Resource, now_ms: int, limits: Limits, out: Mapped) -> None:
-    kind = span.kind
-    skipped = _SKIPPED_KINDS.get(kind)
-    if skipped is not None:
-        out.skipped[skipped] += 1
-        return
-    attributes = span.attributes
-    if len(attributes) > limits.max_attributes:
-        out.reject("too_many_attributes", f"span {span.name[:80]!r} has {len(attributes)} attributes, more "
-                   f"than {limits.max_attributes}")
-        return
-    start, end = span.start_time_unix_nano, span.end_time_unix_nano
-    if not start or end < start:
-        out.reject("bad_timestamps", f"span {span.name[:80]!r}: start {start} ns, end {end} ns (a span ends "
-                   "after it starts, in Unix epoch nanoseconds)")
-        return
-    if start // _NS_PER_MS < now_ms - limits.max_age_ms or end // _NS_PER_MS > now_ms + limits.max_ahead_ms:
-        out.reject("implausible_time", f"span {span.name[:80]!r}: start {start} ns, end {end} ns is not within "
-                   f"{limits.max_age_ms // 3_600_000} h before and {limits.max_ahead_ms // 60_000} min after now")
-        return
-    attrs = _span_attributes(attributes)
-    if attrs.get(MEASURED):
-        out.skipped["measured_by_interceptor"] += 1
-        return
-    server = kind == Span.SPAN_KIND_SERVER
-    if server:
-        caller, callee, instance = _text(attrs.get("peer.service")), resource.service, _server_instance(attrs, resource)
-    else:
-        caller, (callee, instance) = resource.service, _client_target(attrs)
-    status, code = _outcome(attrs, span)
-    out.events.append({
-        "v": CONTRACT_VERSION, "ts_ms": end // _NS_PER_MS, "caller": caller, "callee": callee,
-        "interface": _interface(attrs, span), "instance": instance, "side": "server" if server else "client",
-        "latency_ms": (end - start) / _NS_PER_MS, "status": status, "code": code,
-        "version": resource.version if server else "", "host": resource.host, "cgroup": resource.cgroup,
-    })
+def _shape(server: bool, name: str, status_code: int, attrs: dict[str, Any],
+           resource: rules.Resource) -> Any:
+    fields = rules.describe(server, name, status_code, attrs, resource)
+    if fields is None:
+        return _MEASURED
+    try:  # checked with the smallest ts_ms and latency_ms the contract allows; each span's are checked in the loop
+        return Template(fields, check("rpc", {"v": CONTRACT_VERSION, "ts_ms": _TS.minimum, **fields,
+                                               "latency_ms": _LATENCY.minimum}))
+    except Rejection as err:
+        return _Refused(err.reason)
 
 
-def _attributes(key_values: Iterable[Any], wanted: frozenset[str]) -> dict[str, Any]:
-    """The wanted attributes as Python values (an array gives its first element: host.ip is a list)."""
-    found: dict[str, Any] = {}
-    for kv in key_values:
-        key = kv.key
-        if key in wanted:
-            value = kv.value
-            kind = value.WhichOneof("value")
-            if kind == "array_value":
-                items = value.array_value.values
-                value, kind = (items[0], items[0].WhichOneof("value")) if items else (value, None)
-            if kind in _SCALARS:
-                found[key] = getattr(value, kind)
-    return found
-
-
-def _span_attributes(key_values: Iterable[Any]) -> dict[str, Any]:
-    """The wanted span attributes that hold a non-empty scalar (the hot loop: one test per value kind).
-
-    An unset protobuf field reads as "", 0, 0.0 or False, so the first truthy one is the value; empty
-    and zero values are dropped, which no rule below needs (gRPC's OK, code 0, maps as "no code" does).
-    """
-    found: dict[str, Any] = {}
-    for kv in key_values:
-        key = kv.key
-        if key in SPAN_KEYS:
-            value = kv.value
-            scalar = value.string_value or value.int_value or value.double_value or value.bool_value
-            if scalar:
-                found[key] = scalar
-    return found
-
-
-def _first(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
-    """The value of the first of `keys` present (the current convention's name before the older ones)."""
-    for key in keys:
-        value = attrs.get(key)
-        if value is not None:
-            return value
-    return None
-
-
-def _resource(attrs: Mapping[str, Any]) -> _Resource:
-    return _Resource(
-        service=_text(attrs.get("service.name")) or UNKNOWN_SERVICE,
-        version=_text(attrs.get("service.version")),
-        host=_text(attrs.get("k8s.node.name") or attrs.get("host.name")),
-        cgroup=_text(attrs.get("container.id")),  # OTel resources carry no cgroup path: the container's id
-        pod_ip=_address(attrs.get("k8s.pod.ip")),
-        host_ip=_address(attrs.get("host.ip")),
-        host_name=_text(attrs.get("host.name")),
-        instance=_text(attrs.get(INSTANCE)),
-    )
-
-
-def _server_instance(attrs: Mapping[str, Any], resource: _Resource) -> str:
-    """Where this instance listens: explicit, else pod, local socket, host address, server name, host name."""
-    if resource.instance:
-        return resource.instance
-    address, port = _first_pair(attrs, LOCAL)
-    address = resource.pod_ip or address or resource.host_ip
-    named, named_port = _first_pair(attrs, SERVER_NAME)
-    port = port or named_port
-    if not (address or named) or not port:
-        http_host, http_port = _split_host(_text(attrs.get("http.host")))
-        named, port = named or http_host, port or http_port
-    address = address or named or resource.host_name
-    return _join(address, port or _int(attrs.get("url.port")) or _scheme_port(attrs))
-
-
-def _client_target(attrs: Mapping[str, Any]) -> tuple[str, str]:
-    """(callee, instance) of a client span: peer.service or the address called, and that address:port."""
-    address, port = _first_pair(attrs, PEER)
-    if not address or not port:
-        url = urlsplit(_text(_first(attrs, URL)))
-        try:
-            url_host, url_port = url.hostname or "", url.port
-        except ValueError:  # a port that is no number
-            url_host, url_port = url.hostname or "", None
-        address = address or _address(url_host)
-        port = port or url_port or _scheme_port(attrs, url.scheme)
-    callee = _text(attrs.get("peer.service")) or address.strip("[]")
-    return callee, _join(address, port)
-
-
-def _interface(attrs: Mapping[str, Any], span: Span) -> str:
-    method = attrs.get("rpc.method")
-    if method:
-        method = _text(method)
-        if "/" in method:  # newer conventions: the fully qualified "pkg.Service/Method"
-            return "/" + method.lstrip("/")
-        service = _text(attrs.get("rpc.service"))
-        return f"/{service}/{method}" if service else method
-    http_method = _first(attrs, HTTP_METHOD)
-    if http_method:
-        route = _first(attrs, HTTP_ROUTE)
-        return f"{http_method} {route}" if route else _text(http_method)
-    return span.name
-
-
-def _outcome(attrs: Mapping[str, Any], span: Span) -> tuple[str, str]:
-    """(status, code): the gRPC code, else the HTTP status (4xx is ok), else the span status."""
-    grpc_code = _first(attrs, GRPC_STATUS)
-    if grpc_code is not None:
-        number = _int(grpc_code)
-        name = _GRPC_CODES[number] if number is not None and 0 <= number < len(_GRPC_CODES) else _text(grpc_code)
-        return grpc_status(name.upper()), name.upper()
-    http_code = _int(_first(attrs, HTTP_STATUS))
-    if http_code:
-        return http_status(http_code), str(http_code)
-    if span.status.code != Status.STATUS_CODE_ERROR:
-        return "ok", "OK"
-    error = _text(attrs.get("error.type"))
-    timed_out = any(word in error.lower() for word in ("timeout", "timedout", "deadline"))
-    return ("timeout" if timed_out else "error"), (error or "ERROR")
-
-
-def _first_pair(attrs: Mapping[str, Any], pairs: tuple[tuple[str, str], ...]) -> tuple[str, int | None]:
-    for address_key, port_key in pairs:
-        if address_key in attrs:
-            address = _address(attrs[address_key])
-            if address:
-                return address, _int(attrs.get(port_key))
-    return "", None
-
-
-def _split_host(value: str) -> tuple[str, int | None]:
-    """"host:port" (or "[v6]:port", or a bare host) from an HTTP Host header value."""
-    host, sep, port = value.rpartition(":")
-    if sep and port.isdigit() and (not host.count(":") or host.endswith("]")):
-        return _address(host.strip("[]")), int(port)
-    return _address(value), None
-
-
-def _scheme_port(attrs: Mapping[str, Any], scheme: str = "") -> int | None:
-    scheme = scheme or _text(_first(attrs, SCHEME))
-    return {"http": 80, "https": 443}.get(scheme)
-
-
-def _address(value: Any) -> str:
-    """An address as instances spell it: IPv4-mapped IPv6 unwrapped, other IPv6 in brackets."""
-    text = _text(value).strip()
-    if ":" not in text:
-        return text
-    try:
-        ip = ipaddress.IPv6Address(text.strip("[]"))
-    except ValueError:
-        return text
-    return str(ip.ipv4_mapped) if ip.ipv4_mapped else f"[{ip.compressed}]"
-
-
-def _join(address: str, port: int | None) -> str:
-    return f"{address}:{port}" if address and port else address
-
-
-def _int(value: Any) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    try:
-        return int(str(value))
-    except ValueError:
-        return None
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ("" if value is None else str(value))
+def map_request(request: Any, now_ms: int, limits: Limits = DEFAULT_LIMITS) -> Mapped:
+    """One request mapped by a fresh Mapper (the receiver keeps one Mapper, and what it learnt)."""
+    return Mapper(limits).map(request, now_ms)

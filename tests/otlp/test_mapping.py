@@ -7,8 +7,10 @@ import time
 from typing import Any
 
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from otlp.mapping import Limits, map_request
+from otlp import mapping, projection
+from otlp.mapping import Limits, Mapped
 from pipeline.events import validate
 from tests.otlp import spans as span_builders
 from tests.otlp.spans import request, resource_spans, span
@@ -24,11 +26,16 @@ def spans_start_at_now_ms(monkeypatch: pytest.MonkeyPatch) -> None:
 PY_RESOURCE = {"service.name": "users", "service.version": "1.4.2", "host.name": "node-1"}
 
 
+def map_request(message: ExportTraceServiceRequest, now_ms: int, limits: Limits = mapping.DEFAULT_LIMITS) -> Mapped:
+    """The request as the receiver maps it: serialized, parsed into the projection, mapped."""
+    return mapping.map_request(projection.parse(message.SerializeToString()), now_ms, limits)
+
+
 def one(kind: str, attributes: dict[str, Any], resource: dict[str, Any] | None = None, **span_args: Any) -> dict:
     spans = [span(kind, attributes=attributes, **span_args)]
     mapped = map_request(request(resource_spans(PY_RESOURCE if resource is None else resource, spans)), NOW_MS)
     assert mapped.spans == 1 and not mapped.rejected and not mapped.skipped, mapped
-    (event,) = mapped.events
+    (event,) = mapped.events()
     # Every mapped event passes the contract as it is (the optional workload fields take their defaults).
     assert validate("rpc", event) == {"workload": "", "workload_kind": "", **event}
     return event
@@ -148,7 +155,7 @@ def test_no_service_name_is_reported_as_opentelemetry_names_it() -> None:
     ("consumer", {}, "messaging"), ("server", {"svcpulse.measured": True}, "measured_by_interceptor")])
 def test_spans_that_are_not_rpc_calls_are_skipped_not_rejected(kind: str, attributes: dict, reason: str) -> None:
     mapped = map_request(request(resource_spans(PY_RESOURCE, [span(kind, attributes=attributes)])), NOW_MS)
-    assert (mapped.events, dict(mapped.skipped), dict(mapped.rejected)) == ([], {reason: 1}, {})
+    assert (mapped.events(), dict(mapped.skipped), dict(mapped.rejected)) == ([], {reason: 1}, {})
 
 
 @pytest.mark.parametrize(("start_ns", "duration_ms", "reason"), [
@@ -161,7 +168,7 @@ def test_spans_that_are_not_rpc_calls_are_skipped_not_rejected(kind: str, attrib
 def test_absurd_timestamps_are_rejected_with_the_reason(start_ns: int, duration_ms: float, reason: str) -> None:
     bad = span("server", start_ns=start_ns, duration_ms=duration_ms)
     mapped = map_request(request(resource_spans(PY_RESOURCE, [bad, span("server")])), NOW_MS)
-    assert len(mapped.events) == 1 and dict(mapped.rejected) == {reason: 1}
+    assert len(mapped.calls) == 1 and dict(mapped.rejected) == {reason: 1}
     assert "start" in mapped.examples[reason]
 
 
@@ -169,11 +176,11 @@ def test_attribute_and_span_limits() -> None:
     limits = Limits(max_spans=3, max_attributes=10)
     crowded = span("server", attributes={f"k{n}": n for n in range(11)})
     mapped = map_request(request(resource_spans(PY_RESOURCE, [crowded, span("server")])), NOW_MS, limits)
-    assert len(mapped.events) == 1 and dict(mapped.rejected) == {"too_many_attributes": 1}
+    assert len(mapped.calls) == 1 and dict(mapped.rejected) == {"too_many_attributes": 1}
     big_resource = resource_spans({f"r{n}": n for n in range(11)}, [span("server")] * 2)
     mapped = map_request(request(big_resource), NOW_MS, limits)
-    assert mapped.events == [] and dict(mapped.rejected) == {"too_many_attributes": 2}
+    assert mapped.calls == [] and dict(mapped.rejected) == {"too_many_attributes": 2}
     many = resource_spans(PY_RESOURCE, [span("server")] * 2)
     mapped = map_request(request(many, many, many), NOW_MS, limits)
-    assert (mapped.spans, len(mapped.events), dict(mapped.rejected)) == (6, 3, {"span_limit": 3})
+    assert (mapped.spans, len(mapped.calls), dict(mapped.rejected)) == (6, 3, {"span_limit": 3})
     assert "more than 3 spans" in mapped.examples["span_limit"]

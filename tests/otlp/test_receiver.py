@@ -124,6 +124,10 @@ def test_hostile_input_gets_a_clear_4xx_and_the_receiver_keeps_serving(served: S
     served.still_serving()
     refused(served.post(gzip.compress(b"\x00" * 40_000_000), {"content-encoding": "gzip"}), 413, "decompressed")
     refused(served.post(gzip.compress(good_request())[:-20], {"content-encoding": "gzip"}), 400, "truncated")
+    routed = span("server", attributes={**GOOD, "http.route": "/ROUTE"})
+    bad_utf8 = request(resource_spans({"service.name": "u"}, [routed]))
+    refused(served.post(bad_utf8.SerializeToString().replace(b"ROUTE", b"\xff\xfe\xfd\xfc\xfb")), 400,
+            "not a valid protobuf")  # an attribute the mapping reads is decoded when first met: checked then
     absurd = [span("server", attributes=GOOD, start_ns=s) for s in (1, 2**63 - 10**12, 0)]
     refused(served.post(request(resource_spans({"service.name": "u"}, absurd)).SerializeToString()), 400,
             "rejected 3 of 3 spans")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
+from collectors.encoding import packer
 from collectors.sink import JsonlSink, open_sink
 from pipeline.events import Rejection
 from svcpulse.services import free_port
@@ -57,11 +58,15 @@ def test_unreachable_broker_spools_and_survives_restart(tmp_path: Path) -> None:
     again.close(timeout_s=0.2)
 
 
-def test_without_spool_memory_is_bounded_and_overflow_counted() -> None:
+@pytest.mark.parametrize("batched", [False, True])
+def test_without_spool_memory_is_bounded_and_overflow_counted(batched: bool) -> None:
     before = metric("svcpulse_sink_dropped_total", "load")
     sink = open_sink(f"127.0.0.1:{free_port()}", memory_queue=10, delivery_timeout_ms=1000)
-    for i in range(25):
-        sink.send("load", {**LOAD, "ts_ms": i + 1})  # returns at once although nothing can be delivered
+    loads = [{**LOAD, "ts_ms": i + 1} for i in range(25)]
+    if batched:  # a receiver's whole request, checked and encoded by the caller, in one call
+        sink.send_encoded("load", map(packer("load", None), loads))
+    for event in [] if batched else loads:
+        sink.send("load", event)  # returns at once although nothing can be delivered
     stats = sink.stats()
     assert stats["dropped"] == 15 and stats["queued"] == 10
     sink.close(timeout_s=0.2)
