@@ -92,12 +92,26 @@ def call_totals(store: Store, window: Window) -> tuple[list[dict[str, Any]], lis
     return pairs, callees
 
 
-def instance_totals(store: Store, window: Window) -> list[dict[str, Any]]:
-    """Rows {caller, callee, side, instance, calls, failures} (failures: errors and timeouts)."""
+def instance_totals(store: Store, window: Window, min_calls: int) -> list[dict[str, Any]]:
+    """Rows {caller, callee, side, instances, worst} per (caller, callee, side): the callee instances
+    that served these calls, and the worst one ({instance, calls, failures}, failures = errors and
+    timeouts): the largest share of failed calls among instances with `min_calls` calls or more (ties: more
+    calls, then the greater name), None when none has that many. Judged here so that one row per pair
+    crosses to Python instead of one per instance."""
     source, params = _source(window, "rpc_edge_instances", "caller, callee, side, instance, calls, failures")
-    sql = (f"SELECT caller, callee, side, instance, sum(calls) AS calls, sum(failures) AS failures FROM {source} "
-           "GROUP BY caller, callee, side, instance")
-    return [{**row, "calls": int(row["calls"]), "failures": int(row["failures"])} for row in store.query(sql, params)]
+    judged = f"calls >= {int(min_calls)} AND instance != ''"
+    rank = "(failures / calls, calls, instance)"
+    sql = (f"SELECT caller, callee, side, groupArray(instance) AS instances, countIf({judged}) AS judged, "
+           f"argMaxIf(instance, {rank}, {judged}) AS worst, argMaxIf(calls, {rank}, {judged}) AS worst_calls, "
+           f"argMaxIf(failures, {rank}, {judged}) AS worst_failures FROM ("
+           f"SELECT caller, callee, side, instance, sum(calls) AS calls, sum(failures) AS failures FROM {source} "
+           "GROUP BY caller, callee, side, instance) GROUP BY caller, callee, side")
+    rows = []
+    for row in store.query(sql, params):
+        worst = {"instance": row["worst"], "calls": int(row["worst_calls"]), "failures": int(row["worst_failures"])}
+        rows.append({"caller": row["caller"], "callee": row["callee"], "side": row["side"],
+                     "instances": list(row["instances"]), "worst": worst if row["judged"] else None})
+    return rows
 
 
 def tcp_links(store: Store, window: Window, limit: int = TCP_ROWS) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from api.queries import map as mq
 from api.queries import registry as reg
 from api.routes.params import FromMs, ToMs, window_of
 from api.servicemap import Inputs, build_map
+from api.servicemap.health import MIN_SAMPLES
 from api.servicemap.nodegraph import frames
 
 router = APIRouter(prefix="/v1/map", tags=["map"])
@@ -103,7 +104,7 @@ def service_map(_: Reader, store: StoreDep, weights: WeightsDep, from_ms: FromMs
     now_ms = int(time.time() * 1000)
     pairs, callees = mq.call_totals(store, window)
     inputs = Inputs(seconds=max(min(window.to_s, now_ms / 1000) - window.from_s, 1.0), pairs=pairs, callees=callees,
-                    instances=mq.instance_totals(store, window), tcp=mq.tcp_links(store, window),
+                    instances=mq.instance_totals(store, window, MIN_SAMPLES), tcp=mq.tcp_links(store, window),
                     workloads=mq.cgroup_workloads(store, window), registry=reg.instances(store),
                     feeds=weights.feeds, feed_is_current=to_ms is None or to_ms >= now_ms - FEED_CURRENT_S * 1000)
     graph = build_map(inputs, limit)
