@@ -2,9 +2,11 @@
 the ClickHouse 18.16 server and on chdb (current ClickHouse, embedded), side by side with the load average.
 
 Rows are generated in the store with INSERT ... SELECT FROM numbers() (no Kafka), so the materialized
-views fill rpc_edges_1m/1h, tcp_health_1m and workloads_1m as in production: 100 services with 10
-instances each, every service called by 5 others (500 edges), calls seen by both sides (2% errors,
-1% timeouts), callers' connections from their service's cgroup to the callees' instances (3% refused).
+views fill the map's rollups (rpc_edges_*, rpc_edge_instances_*, tcp_edges_*, workloads_1m) as in
+production: 100 services with 10 instances each, every service called by 5 others (500 edges), each
+call recorded by one side (the callee's for even-numbered callees, the caller's for odd ones; 2%
+errors, 1% timeouts), callers' connections from their service's cgroup to the callees' instances (3%
+refused). The background merges of those parts are let finish before measuring.
 The map is then asked --repeat times through the real API (in-process ASGI client) and its p50/p99
 printed, with the CPU time one request costs (this process, which embeds chdb, plus the ClickHouse
 server's): latencies follow the load other work puts on the machine, CPU time much less. Target: p99
@@ -76,6 +78,17 @@ def urls(now_ms: int) -> dict[str, str]:
             "map, 15 min, 50 edges": f"/v1/map?from={now_ms - 900_000}"}
 
 
+def settle(store: Store, timeout_s: float = 180.0) -> float:
+    """Wait (up to timeout_s) until the store merges no parts of the generated data: merges of 20M rows
+    just inserted would otherwise run during the measurement and count in its CPU time. Seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if not store.query("SELECT count() AS n FROM system.merges WHERE database = currentDatabase()")[0]["n"]:
+            break
+        time.sleep(1)
+    return time.monotonic() - started
+
+
 def cpu_clock(engine: str, work: Path) -> Callable[[], float]:
     """CPU ms used so far by this process and, for "clickhouse", by the server bench_store started there."""
     server_pid = ClickHouseServer(port=0, workdir=work / "clickhouse").pid() if engine == "clickhouse" else None
@@ -96,8 +109,8 @@ def run(engine: str, rows: int, repeat: int, work: Path) -> dict[str, tuple[floa
         seconds = generate(store, rows)
         counts = {t: store.query(f"SELECT count() AS n FROM {t}")[0]["n"]
                   for t in ("rpc_edges_1m", "rpc_edge_instances_1m", "tcp_edges_1m", "workloads_1m")}
-        print(f"{engine}: generated in {seconds:.0f} s (rollup rows: {counts}); {repeat} calls each, "
-              f"load average {os.getloadavg()[0]:.1f}", flush=True)
+        print(f"{engine}: generated in {seconds:.0f} s (rollup rows: {counts}); merges settled in "
+              f"{settle(store):.0f} s; {repeat} calls each, load average {os.getloadavg()[0]:.1f}", flush=True)
         timings = measure(store, repeat, urls(int(time.time() * 1000)), cpu_clock(engine, work))
         print(f"{engine}: load average after {os.getloadavg()[0]:.1f}", flush=True)
         return timings
