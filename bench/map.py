@@ -6,7 +6,7 @@ views fill the map's rollups (rpc_edges_*, rpc_edge_instances_*, tcp_edges_*, wo
 production: 100 services with 10 instances each, every service called by 5 others (500 edges), each
 call recorded by one side (the callee's for even-numbered callees, the caller's for odd ones; 2%
 errors, 1% timeouts), callers' connections from their service's cgroup to the callees' instances (3%
-refused). The background merges of those parts are let finish before measuring.
+refused). The rollups' parts are then merged (OPTIMIZE ... FINAL), as past data settles.
 The map is then asked --repeat times through the real API (in-process ASGI client) and its p50/p99
 printed, with the CPU time one request costs (this process, which embeds chdb, plus the ClickHouse
 server's): latencies follow the load other work puts on the machine, CPU time much less. Target: p99
@@ -78,14 +78,17 @@ def urls(now_ms: int) -> dict[str, str]:
             "map, 15 min, 50 edges": f"/v1/map?from={now_ms - 900_000}"}
 
 
-def settle(store: Store, timeout_s: float = 180.0) -> float:
-    """Wait (up to timeout_s) until the store merges no parts of the generated data: merges of 20M rows
-    just inserted would otherwise run during the measurement and count in its CPU time. Seconds waited."""
+ROLLUPS = (*(f"{name}_{tier}" for name in ("rpc_edges", "rpc_edge_instances", "tcp_edges")
+              for tier in ("1m", "10m", "1h")), "workloads_1m")
+
+
+def merge_rollups(store: Store) -> float:
+    """Merge each rollup's parts into one (OPTIMIZE ... FINAL), the steady state of past data; seconds taken.
+    Unmerged, the ten inserts leave up to ten parts per bucket (the hour's in all ten), each a state more to
+    merge per pair, and the background merges would run during the measurement and count in its CPU time."""
     started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if not store.query("SELECT count() AS n FROM system.merges WHERE database = currentDatabase()")[0]["n"]:
-            break
-        time.sleep(1)
+    for table in ROLLUPS:
+        store.execute(f"OPTIMIZE TABLE {table} FINAL")
     return time.monotonic() - started
 
 
@@ -109,8 +112,8 @@ def run(engine: str, rows: int, repeat: int, work: Path) -> dict[str, tuple[floa
         seconds = generate(store, rows)
         counts = {t: store.query(f"SELECT count() AS n FROM {t}")[0]["n"]
                   for t in ("rpc_edges_1m", "rpc_edge_instances_1m", "tcp_edges_1m", "workloads_1m")}
-        print(f"{engine}: generated in {seconds:.0f} s (rollup rows: {counts}); merges settled in "
-              f"{settle(store):.0f} s; {repeat} calls each, load average {os.getloadavg()[0]:.1f}", flush=True)
+        print(f"{engine}: generated in {seconds:.0f} s (rollup rows: {counts}); rollups merged in "
+              f"{merge_rollups(store):.0f} s; {repeat} calls each, load average {os.getloadavg()[0]:.1f}", flush=True)
         timings = measure(store, repeat, urls(int(time.time() * 1000)), cpu_clock(engine, work))
         print(f"{engine}: load average after {os.getloadavg()[0]:.1f}", flush=True)
         return timings
