@@ -3,9 +3,9 @@ instance (rpc_edge_instances_*), callers' TCP connections to endpoints (tcp_edge
 which services run in which cgroups (workloads_1m), all rollups keyed by time first, in minutes, ten
 minutes and hours (migration 0009).
 A query's cost follows the number of (caller, callee), (caller, callee, instance) and (cgroup,
-endpoint) pairs in the range, never the number of calls or connections. A range reads whole ten
-minutes from the *_10m tables (and from HOURLY_FROM_S on whole hours from *_1h, as the query API
-does: api/queries/timeseries.py) and only its edges from the minutes. Runs on ClickHouse 18.16 and chdb alike.
+endpoint) pairs in the range, never the number of calls or connections. A range reads whole hours
+from the *_1h tables, whole ten minutes from the *_10m tables and only its edges from the minutes (a
+range ending now: its current hour whole, see segments). Runs on ClickHouse 18.16 and chdb alike.
 """
 
 from __future__ import annotations
@@ -14,13 +14,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from api.queries.timeseries import HOURLY_FROM_S
 from api.timerange import Window
 from pipeline.store import Store
 
 TCP_ROWS = 20_000  # (cgroup, endpoint) pairs read at most, busiest first: the map keeps far fewer anyway
-_COUNTS = ("countMerge(calls) AS calls, sumMerge(errors) AS errors, sumMerge(timeouts) AS timeouts, "
-           "quantilesTDigestMerge(0.5, 0.99)(latency) AS q")
 
 
 Segment = tuple[str, int, int]  # (tier: 1m | 10m | 1h, from_s, to_s)
@@ -43,18 +40,22 @@ def _tens(lo: int, hi: int) -> list[Segment]:
     return _split(lo, hi, 600, "10m", _minutes)
 
 
-def segments(window: Window) -> list[Segment]:
-    """The tiers that cover the window exactly: hours from HOURLY_FROM_S on, ten minutes, minutes."""
-    if window.to_s - window.from_s >= HOURLY_FROM_S:
-        return _split(window.from_s, window.to_s, 3600, "1h", _tens)
-    return _tens(window.from_s, window.to_s)
+def segments(window: Window, now_s: float | None = None) -> list[Segment]:
+    """The tiers that cover the window exactly: whole hours, whole ten minutes, minutes at the edges.
+    A window that reaches now (to_s >= now_s) is read up to the end of the current hour: after now only
+    calls from producers whose clocks run ahead are stamped (calls happening now), and the current hour
+    or ten minutes whole cost one bucket where their minutes so far cost one each."""
+    to_s = window.to_s
+    if now_s is not None and to_s >= now_s:
+        to_s = -(-to_s // 3600) * 3600
+    return _split(window.from_s, to_s, 3600, "1h", _tens)
 
 
-def _source(window: Window, rollup: str, columns: str) -> tuple[str, dict[str, Any]]:
-    """A subquery over the tiers of `rollup` (`rollup`_1m, _10m, _1h) covering the window; `columns`
-    excludes the time column."""
+def _source(window: Window, rollup: str, columns: str, now_s: float | None) -> tuple[str, dict[str, Any]]:
+    """A subquery over the tiers of `rollup` (`rollup`_1m, _10m, _1h) covering the window (see
+    segments); `columns` excludes the time column."""
     parts, params = [], {}
-    for n, (tier, lo, hi) in enumerate(segments(window)):
+    for n, (tier, lo, hi) in enumerate(segments(window, now_s)):
         column = _TIME[tier]
         parts.append(f"SELECT {columns} FROM {rollup}_{tier} WHERE {column} >= toDateTime(%(lo{n})s) "
                      f"AND {column} < toDateTime(%(hi{n})s)")
@@ -71,11 +72,15 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def call_totals(store: Store, window: Window) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+Rows = list[dict[str, Any]]
+
+
+def call_totals(store: Store, window: Window, now_s: float | None = None) -> tuple[Rows, Rows]:
     """(pairs, callees): per (caller, callee, side) and per (callee, side), rows of calls, errors,
     timeouts, p50, p99 (ms; None without calls). A call seen by both sides is in both. One scan: the
     digests are merged per pair once (-MergeState), and the callee's from those few states."""
-    source, params = _source(window, "rpc_edges", "caller, callee, side, calls, errors, timeouts, latency")
+    source, params = _source(window, "rpc_edges", "caller, callee, side, calls, errors, timeouts, latency",
+                             now_s)
     sql = ("SELECT callee, side, groupArray(caller) AS callers, groupArray(c) AS cs, groupArray(e) AS es, "
            "groupArray(t) AS ts, groupArray(finalizeAggregation(l)) AS qs, sum(c) AS calls, sum(e) AS errors, "
            "sum(t) AS timeouts, quantilesTDigestMerge(0.5, 0.99)(l) AS q FROM ("
@@ -92,18 +97,34 @@ def call_totals(store: Store, window: Window) -> tuple[list[dict[str, Any]], lis
     return pairs, callees
 
 
-def instance_totals(store: Store, window: Window) -> list[dict[str, Any]]:
-    """Rows {caller, callee, side, instance, calls, failures} (failures: errors and timeouts)."""
-    source, params = _source(window, "rpc_edge_instances", "caller, callee, side, instance, calls, failures")
-    sql = (f"SELECT caller, callee, side, instance, sum(calls) AS calls, sum(failures) AS failures FROM {source} "
-           "GROUP BY caller, callee, side, instance")
-    return [{**row, "calls": int(row["calls"]), "failures": int(row["failures"])} for row in store.query(sql, params)]
+def instance_totals(store: Store, window: Window, min_calls: int, now_s: float | None = None) -> list[dict[str, Any]]:
+    """Rows {caller, callee, side, instances, worst} per (caller, callee, side): the callee instances
+    that served these calls, and the worst one ({instance, calls, failures}, failures = errors and
+    timeouts): the largest share of failed calls among instances with `min_calls` calls or more (ties: more
+    calls, then the greater name), None when none has that many. Judged here so that one row per pair
+    crosses to Python instead of one per instance."""
+    source, params = _source(window, "rpc_edge_instances", "caller, callee, side, instance, calls, failures",
+                             now_s)
+    judged = f"calls >= {int(min_calls)} AND instance != ''"
+    rank = "(failures / calls, calls, instance)"
+    sql = (f"SELECT caller, callee, side, groupArray(instance) AS instances, countIf({judged}) AS judged, "
+           f"argMaxIf(instance, {rank}, {judged}) AS worst, argMaxIf(calls, {rank}, {judged}) AS worst_calls, "
+           f"argMaxIf(failures, {rank}, {judged}) AS worst_failures FROM ("
+           f"SELECT caller, callee, side, instance, sum(calls) AS calls, sum(failures) AS failures FROM {source} "
+           "GROUP BY caller, callee, side, instance) GROUP BY caller, callee, side")
+    rows = []
+    for row in store.query(sql, params):
+        worst = {"instance": row["worst"], "calls": int(row["worst_calls"]), "failures": int(row["worst_failures"])}
+        rows.append({"caller": row["caller"], "callee": row["callee"], "side": row["side"],
+                     "instances": list(row["instances"]), "worst": worst if row["judged"] else None})
+    return rows
 
 
-def tcp_links(store: Store, window: Window, limit: int = TCP_ROWS) -> list[dict[str, Any]]:
+def tcp_links(store: Store, window: Window, now_s: float | None = None, limit: int = TCP_ROWS) -> list[dict[str, Any]]:
     """Client-side connections per (cgroup, remote endpoint): {cgroup, raddr, rport, attempts, ok,
     retransmits, resets}; the busiest `limit` pairs."""
-    source, params = _source(window, "tcp_edges", "cgroup, raddr, rport, attempts, ok, retransmits, resets")
+    source, params = _source(window, "tcp_edges", "cgroup, raddr, rport, attempts, ok, retransmits, resets",
+                             now_s)
     sql = ("SELECT cgroup, raddr, rport, sum(attempts) AS attempts, sum(ok) AS ok, sum(retransmits) AS retransmits, "
            f"sum(resets) AS resets FROM {source} GROUP BY cgroup, raddr, rport ORDER BY attempts DESC "
            "LIMIT %(limit)s")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -15,10 +16,17 @@ from api.queries import map as mq
 from api.queries import registry as reg
 from api.routes.params import FromMs, ToMs, window_of
 from api.servicemap import Inputs, build_map
+from api.servicemap.health import MIN_SAMPLES
 from api.servicemap.nodegraph import frames
+from api.timerange import Window
+from pipeline.store import Store
 
 router = APIRouter(prefix="/v1/map", tags=["map"])
 
+# A map reads five independent queries; a server store runs them side by side on its pooled connections
+# (chdb runs one at a time anyway). Three threads at most for every map request together, so maps never
+# take all of the store's connections (pool=4 by default) from the other routes for long.
+_QUERIES = ThreadPoolExecutor(max_workers=3, thread_name_prefix="svcpulse-map")
 FEED_CURRENT_S = 300  # a range ending this close to now is "now" for the weight feed's states
 Limit = Annotated[int, Query(ge=1, le=500, description="edges shown one by one (unhealthy first, then the "
                              "busiest); the rest are summed into one edge per target from 'other callers'")]
@@ -101,12 +109,22 @@ def service_map(_: Reader, store: StoreDep, weights: WeightsDep, from_ms: FromMs
                 limit: Limit = 50, format: Format = "map") -> dict[str, Any]:
     window = window_of(from_ms, to_ms, bucketed=False)
     now_ms = int(time.time() * 1000)
-    pairs, callees = mq.call_totals(store, window)
+    rows = _read(store, window, now_ms / 1000)
+    pairs, callees = rows["calls"]
     inputs = Inputs(seconds=max(min(window.to_s, now_ms / 1000) - window.from_s, 1.0), pairs=pairs, callees=callees,
-                    instances=mq.instance_totals(store, window), tcp=mq.tcp_links(store, window),
-                    workloads=mq.cgroup_workloads(store, window), registry=reg.instances(store),
-                    feeds=weights.feeds, feed_is_current=to_ms is None or to_ms >= now_ms - FEED_CURRENT_S * 1000)
+                    instances=rows["instances"], tcp=rows["tcp"], workloads=rows["workloads"],
+                    registry=rows["registry"], feeds=weights.feeds,
+                    feed_is_current=to_ms is None or to_ms >= now_ms - FEED_CURRENT_S * 1000)
     graph = build_map(inputs, limit)
     if format == "grafana":
         return frames(graph)
     return {"from_ms": window.from_s * 1000, "to_ms": window.to_s * 1000, "limit": limit, **graph}
+
+
+def _read(store: Store, window: Window, now_s: float) -> dict[str, Any]:
+    """The map's rows, its queries run side by side (the slowest, the call digests, first)."""
+    jobs = {"calls": (mq.call_totals, store, window, now_s), "tcp": (mq.tcp_links, store, window, now_s),
+            "instances": (mq.instance_totals, store, window, MIN_SAMPLES, now_s),
+            "workloads": (mq.cgroup_workloads, store, window), "registry": (reg.instances, store)}
+    running = {name: _QUERIES.submit(*job) for name, job in jobs.items()}
+    return {name: future.result() for name, future in running.items()}

@@ -34,7 +34,7 @@ class Inputs:
     seconds: float  # the range's length: rates divide by it
     pairs: list[Row]  # api.queries.map.call_totals
     callees: list[Row]
-    instances: list[Row]  # api.queries.map.instance_totals
+    instances: list[Row]  # api.queries.map.instance_totals: per pair and side, its instances and worst
     tcp: list[Row]  # api.queries.map.tcp_links
     workloads: list[Row]  # api.queries.map.cgroup_workloads
     registry: list[Row] = field(default_factory=list)  # {service, instance}
@@ -86,29 +86,16 @@ class _Builder:
 
     def calls(self) -> None:
         pairs = chosen(self.inputs.pairs, ("caller", "callee"), "client")
-        worst = self._worst_instances({k: row["side"] for k, row in pairs.items()})
+        # The worst instance as judged on the side whose figures the edge shows.
+        worst = {key: row["worst"] for row in self.inputs.instances
+                 if (key := (row["caller"], row["callee"])) in pairs and pairs[key]["side"] == row["side"]}
         for (caller, callee), row in pairs.items():
             edge = self.edge(f"svc:{caller}" if caller else UNKNOWN_CALLERS, f"svc:{callee}")
             edge.update(calls=row["calls"], failures=row["errors"] + row["timeouts"], latency_ms_p50=row["p50"],
                         latency_ms_p99=row["p99"], measured_by=row["side"], worst_instance=worst.get((caller, callee)))
 
-    def _worst_instances(self, sides: Mapping[tuple[str, ...], str]) -> dict[tuple[str, ...], dict[str, Any]]:
-        """Per (caller, callee), the instance failing the largest share of its calls (with enough calls)."""
-        worst: dict[tuple[str, ...], dict[str, Any]] = {}
-        for row in self.inputs.instances:
-            key = (row["caller"], row["callee"])
-            if sides.get(key) != row["side"] or row["calls"] < health.MIN_SAMPLES or not row["instance"]:
-                continue
-            rate = row["failures"] / row["calls"]
-            if key not in worst or rate > worst[key]["failures"] / worst[key]["calls"]:
-                worst[key] = {"instance": row["instance"], "calls": row["calls"], "failures": row["failures"]}
-        return worst
-
     def connections(self) -> None:
-        # An instance appears once per caller and side: name each (instance, service) once.
-        seen = {(r["instance"], r["service"]) for r in self.inputs.registry if r["instance"]}
-        seen |= {(r["instance"], r["callee"]) for r in self.inputs.instances if r["instance"]}
-        owners = {canonical(instance): service for instance, service in sorted(seen)}
+        owners = self._owners()
         services: dict[str, set[str]] = defaultdict(set)
         named: dict[str, tuple[int, str]] = {}
         for row in self.inputs.workloads:
@@ -119,17 +106,32 @@ class _Builder:
         calls_to: dict[str, set[str]] = defaultdict(set)
         for row in self.inputs.pairs:
             calls_to[row["caller"]].add(row["callee"])
+        # Thousands of (cgroup, endpoint) rows make a few edges: name each source once per (cgroup,
+        # target) and sum per edge before touching the edges.
+        sources: dict[tuple[str, str | None], str] = {}
+        totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
         for row in self.inputs.tcp:
             address = endpoint(row["raddr"], row["rport"])
             target_service = owners.get(address)
-            target = f"svc:{target_service}" if target_service else f"ep:{address}"
-            source = self._connection_source(row["cgroup"], services[row["cgroup"]], target_service, calls_to,
-                                             named.get(row["cgroup"], (0, ""))[1])
+            source = sources.get((row["cgroup"], target_service))
+            if source is None:
+                source = sources[row["cgroup"], target_service] = self._connection_source(
+                    row["cgroup"], services[row["cgroup"]], target_service, calls_to,
+                    named.get(row["cgroup"], (0, ""))[1])
+            total = totals[source, f"svc:{target_service}" if target_service else f"ep:{address}"]
+            total[0] += row["attempts"]
+            total[1] += row["attempts"] - row["ok"]
+            total[2] += row["retransmits"]
+            total[3] += row["resets"]
+        for (source, target), (attempts, failed, retransmits, resets) in totals.items():
             edge = self.edge(source, target)
-            edge["tcp_attempts"] += row["attempts"]
-            edge["tcp_failed"] += row["attempts"] - row["ok"]
-            edge["tcp_retransmits"] += row["retransmits"]
-            edge["tcp_resets"] += row["resets"]
+            edge.update(tcp_attempts=attempts, tcp_failed=failed, tcp_retransmits=retransmits, tcp_resets=resets)
+
+    def _owners(self) -> dict[str, str]:
+        """Endpoint (as the collector spells it) -> the service it is an instance of (registry or calls)."""
+        seen = {(r["instance"], r["service"]) for r in self.inputs.registry if r["instance"]}
+        seen |= {(instance, r["callee"]) for r in self.inputs.instances for instance in r["instances"] if instance}
+        return {canonical(instance): service for instance, service in sorted(seen)}
 
     @staticmethod
     def _connection_source(cgroup: str, services: set[str], target: str | None, calls_to: Mapping[str, set[str]],

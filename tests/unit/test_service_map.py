@@ -97,3 +97,15 @@ def test_the_rollup_tiers_cover_a_range_exactly_once(from_s: int, to_s: int) -> 
     sizes = {"1m": 60, "10m": 600, "1h": 3600}
     assert all(lo % sizes[tier] == 0 and hi % sizes[tier] == 0 for tier, lo, hi in parts)
     assert sum(tier == "1m" for tier, _, _ in parts) <= 2  # minutes only at the edges
+
+
+def test_a_range_ending_now_reads_its_current_hour_whole_and_a_past_range_stays_exact() -> None:
+    # The last hour at 20:34 (to = 20:35, the current minute's end): minutes up to 19:40, ten minutes
+    # up to 20:00, then the current hour as one bucket instead of 20:00-20:30 and five more minutes.
+    window = Window(19 * 3600 + 34 * 60, 20 * 3600 + 35 * 60, 60)
+    assert segments(window, now_s=20 * 3600 + 34 * 60 + 30) == [
+        ("1m", 19 * 3600 + 34 * 60, 19 * 3600 + 40 * 60), ("10m", 19 * 3600 + 40 * 60, 20 * 3600),
+        ("1h", 20 * 3600, 21 * 3600)]
+    # Ended before now: calls stamped after its end are real, so it stops at its last minute.
+    assert segments(window, now_s=20 * 3600 + 36 * 60)[-1] == ("1m", 20 * 3600 + 30 * 60, 20 * 3600 + 35 * 60)
+    assert segments(window) == segments(window, now_s=20 * 3600 + 36 * 60)
