@@ -123,9 +123,13 @@ class RollupRepair:
         self._stores: dict[tuple[str, int], Store] = {}
         self._next = 0.0
 
-    def add(self, kind_table: str, rows: list[tuple[Any, ...]]) -> None:
-        self.pending.append(Pending(kind_table, block_ranges(rows), since=time.monotonic()))
-        log.info("rollup check pending for a failed block of %d %s rows", len(rows), kind_table)
+    def add(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        """A block of `table` whose insert failed (each retry that failed too adds it again: kept once)."""
+        ranges = block_ranges(rows)
+        if any(item.table == table and item.ranges == ranges for item in self.pending):
+            return
+        self.pending.append(Pending(table, ranges, since=time.monotonic()))
+        log.info("rollup check pending for a failed block of %d %s rows", len(rows), table)
 
     def tick(self) -> None:
         """Check what is pending, at most every `every_s` seconds; cheap when nothing is."""
