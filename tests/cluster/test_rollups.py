@@ -1,16 +1,14 @@
-"""Rollup rows of an insert that fails after its raw part is written, on the real cluster (ClickHouse 18.16).
+"""Rollup rows of an insert that fails after its raw part is written, on the real cluster (ClickHouse 18.16):
+the loader's rollup repair (pipeline/rollup_repair.py) leaves every rollup equal to what the raw table
+implies (tests/cluster/rollups.py), with no row doubled.
 
-A materialized view that throws on one marked event fails the insert after ClickHouse wrote the block's
-raw part (a division by zero: not an error about the data, so the loader retries the whole batch
-instead of bisecting it). 18.16 pushes a block to its views in name order after the raw part, so the
-view's name picks which of the real views ran before the failure:
-
-- "zzz_..." sorts last: every rollup has the block's rows; the retry is dropped as a duplicate, views
-  included, so no rollup row is doubled.
-- "a_..." sorts first: no rollup has them, and the retry, dropped as a duplicate with its views, never
-  adds them. This is the known gap of docs/scaling.md (the same loss as the server the loader inserts
-  through being killed between the raw part and the views' parts), kept here as a strict xfail so the
-  fix that closes it must remove the mark.
+- Deterministic: a materialized view that throws on one marked event fails the insert after ClickHouse
+  wrote the block's raw part (a division by zero: not an error about the data, so the loader retries
+  the whole batch instead of bisecting it). 18.16 pushes a block to its views in name order after the
+  raw part, so the view's name picks which real views ran before the failure: "zzz_..." sorts last
+  (every rollup has the block's rows: nothing to repair, and the retry, dropped as a duplicate with its
+  views, doubles nothing); "a_..." sorts first (no rollup has them on that shard: the repair adds them).
+- For real: the server the loader inserts through is killed with SIGKILL mid-load and restarted.
 """
 
 from __future__ import annotations
