@@ -167,25 +167,28 @@ def compare_loading(events: int, loaders: int, kafka_client: str, batch_rows: in
         with targets(work, "bench") as (single, cluster):
             print(f"[bench/cluster] prefilling {RPC} with {events:,} rpc events ...", flush=True)
             produce(broker.bootstrap, events, {}, 0)
-            rates = {}
+            rates, loads = {}, {}
             for target in (single, cluster):
                 print(f"[bench/cluster] draining with {loaders} `svcpulse load` ({kafka_client}) into the "
                       f"{target.name} ...", flush=True)
                 rates[target.name] = drain(target, broker.bootstrap, events, loaders, kafka_client, batch_rows,
                                            work / "loader.log")
+                loads[target.name] = load_average()
             per_shard = cluster.shard_rows("rpc_calls")
             paths = insert_paths(cluster, 500_000)
+            loads["insert paths"] = load_average()
     finally:
         broker.stop()
     print(f"events                     {events:,} contract rpc events, prefilled, 4 partitions; "
           f"{loaders} loader process(es), {kafka_client}")
     for name, rate in rates.items():
-        print(f"into the {name:<17} {rate:>10,.0f} events/s")
+        print(f"into the {name:<17} {rate:>10,.0f} events/s   load average {loads[name]}")
     seconds = events / rates[cluster.name]
     for shard, rows in per_shard.items():
         print(f"  {shard} took           {rows / seconds:>10,.0f} rows/s ({rows:,} rows)")
     print(f"cluster / single           {rates[cluster.name] / rates[single.name]:.2f}")
-    print("insert path alone, 500,000 rows in one columnar batch (median of 3, alternated):")
+    print(f"insert path alone, 500,000 rows in one columnar batch (median of 3, alternated), load average "
+          f"{loads['insert paths']}:")
     for name, rate in paths.items():
         print(f"  {name:<29} {rate:>10,.0f} rows/s")
     print(f"load average               {load_average()}")
@@ -208,6 +211,7 @@ def compare_queries(rows: int, repeat: int, generate: Callable[[Store, int], flo
                   flush=True)
             found[target.name] = measure(store, repeat)
             store.close()
+            print(f"[bench/cluster] {target.name}: measured; load average {load_average()}", flush=True)
     single, cluster = found.values()
     print(f"{'endpoint':42s} {'single p50':>10s} {'p99':>8s}   {'cluster p50':>11s} {'p99':>8s}  (ms)")
     for name, (p50, p99) in single.items():

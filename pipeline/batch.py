@@ -28,6 +28,9 @@ class Batch:
     messages: dict[str, list[Message]] = field(default_factory=dict)  # kind -> each row's message
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)  # highest offset taken
+    # Blocks whose insert failed for a reason other than their data (server died, timeout): the store may
+    # hold their raw rows without all their rollup rows (pipeline/rollup_repair.py checks on a cluster).
+    unsure: list[tuple[str, list[tuple[Any, ...]]]] = field(default_factory=list)  # (table, rows)
     started_at: float | None = None
     size: int = 0
     _by_position: dict[tuple[str, int, int], Message] = field(default_factory=dict)

@@ -22,6 +22,7 @@ from core.kafka import KafkaClientError, Message, TopicPartition, ensure_topics,
 from pipeline import events, metrics, progress
 from pipeline.batch import Batch
 from pipeline.redelivery import RedeliveryGuard
+from pipeline.rollup_repair import RollupRepair
 from pipeline.store import Store, StoreError
 from pipeline.topics import DLQ, LOADED_TOPICS, TABLE_BY_KIND
 from pipeline.transform import transform
@@ -54,6 +55,9 @@ class Loader:
         self.config = config
         self.store = store
         self.guard = RedeliveryGuard()
+        # On a cluster: checks (and repairs) the rollup rows of blocks whose insert failed mid-way; None on
+        # one server, where nothing changes (pipeline/rollup_repair.py).
+        self.repair: RollupRepair | None = None
         self.batch = self._new_batch()
         self.stop_event = threading.Event()
         self.progress = progress.Progress(config.stall_s)
@@ -79,9 +83,13 @@ class Loader:
                 self._take(self._poll())
                 if self.batch.ready():
                     self.flush()
+                if self.repair:
+                    self.repair.tick()
                 self._update_lag()
             self.flush()
         finally:
+            if self.repair:
+                self.repair.close()
             progress.register_local(self.config.bootstrap, self.config.group_id, None)
             self.dead_log.close()
             self.consumer.close()
@@ -137,6 +145,9 @@ class Loader:
         finally:
             metrics.PAUSED.set(0)
             self.flushing = False
+        if self.repair:  # blocks that failed mid-way: their rollup rows are checked from now on
+            for table, rows in self.batch.unsure:
+                self.repair.add(table, rows)
         self.batch = self._new_batch()
         return True
 

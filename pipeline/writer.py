@@ -56,6 +56,7 @@ def insert_bisecting(store: Store, kind: str, rows: list[Row], batch: Batch) -> 
         return len(rows)
     except StoreError as err:
         if not err.rejected:
+            batch.unsure.append((TABLE_BY_KIND[kind], rows))  # maybe raw rows stored without their rollup rows
             raise
         if len(rows) == 1:
             _refused(rows[0], batch, str(err))

@@ -135,7 +135,10 @@ def load(args: argparse.Namespace, settings: Settings) -> int:
     every_replica = _every_replica(store, settings.clickhouse_cluster) if settings.clickhouse_cluster else None
     loader = Loader(config, store)
     if every_replica:
+        from pipeline.rollup_repair import RollupRepair
+
         loader.guard.source, loader.guard.settings = every_replica
+        loader.repair = RollupRepair(store, settings.clickhouse_cluster)
     if args.metrics_port:
         metrics.serve(args.metrics_host, args.metrics_port, loader.progress.verdict)
         print(f"[load] metrics at http://{args.metrics_host}:{args.metrics_port}/metrics, readiness at /readyz")

@@ -101,9 +101,8 @@ def test_a_million_events_through_two_loaders_while_a_replica_and_a_loader_are_k
     end_ms = (int(time.time()) // 60 - 1) * 60_000
     url = cluster.store_url(cluster_store.database)
     loaders = [start_loader(broker.bootstrap, url, tmp_path / f"loader-{n}.log", "cluster") for n in (1, 2)]
-    # The replica the loaders do not insert through: killing the server a Distributed insert runs on
-    # between a block's raw part and its views' parts loses that block's rollup rows on 18.16, which
-    # cannot deduplicate a retried block in its views only (docs/scaling.md, "Not proven here").
+    # The replica the loaders do not insert through (killing that one, whose rollup rows the loader then
+    # repairs, is tests/cluster/test_rollups.py's drill; docs/scaling.md, "Loading through the cluster").
     victim = cluster.node(1, 2)
     phase = phases()
     try:
