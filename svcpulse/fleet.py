@@ -45,12 +45,23 @@ class Instance:
     base_ms: float = 5.0  # the handler's normal work
     error_rate: float = 0.0  # fault knob: share of calls answered 503
     extra_ms: float = 0.0  # fault knob: added to every call
+    _failures_owed: float = 0.5  # rounds the share half-up at every call count
+
+    def fails_next_call(self) -> bool:
+        """Spread failures evenly rather than by chance: at 8% exactly 8 of every 100 calls fail, so a
+        sick instance that a balancer steers around still shows its rate after 20 calls, not 8% on average
+        with a one-in-five chance of looking healthier than it is (the demo's map story depends on it)."""
+        self._failures_owed += self.error_rate
+        if self._failures_owed < 1.0:
+            return False
+        self._failures_owed -= 1.0
+        return True
 
 
 def _app(instance: Instance, service: str, emitter: Emitter) -> Any:
     async def work(request: Request) -> PlainTextResponse:
         await asyncio.sleep((instance.base_ms * random.uniform(0.8, 1.2) + instance.extra_ms) / 1000)
-        failed = random.random() < instance.error_rate
+        failed = instance.fails_next_call()
         return PlainTextResponse("failed" if failed else "ok", status_code=503 if failed else 200)
 
     app = Starlette(routes=[Route("/work", work)])
