@@ -12,7 +12,7 @@ collector, open and close loopback connections at that rate for ~10 s from worke
   - connections reported vs expected (2 sockets per accepted connection, 1 per refused connect) and lost,
   - in-kernel BPF time per program run of that collector (kernel.bpf_stats_enabled, charged to the workload),
   - for Kafka, the sink's counters (sent / dropped by the time the load ends).
-The baseline is the collector at git commit --baseline (collectors/tcplife.py and .bpf.c, run from a
+The baseline is the collector at git commit --baseline (that commit's collectors/ package, run from a
 temporary directory against this tree's other modules); --baseline '' skips it.
 Targets (issues 11 and 13): <= 5% of a core at 5k/s with jsonl, and end to end to the broker on the
 default path; zero lost at 20k/s. Needs root and bcc. Loopback only, bounded. Prints the load
@@ -170,15 +170,16 @@ def _load(rate: int, args: argparse.Namespace, proc: subprocess.Popen[str], ids:
     }
 
 
-def baseline_entry(ref: str, workdir: Path) -> list[str] | None:
-    """The collector as it was at git `ref`, written to `workdir` (its other imports come from this tree)."""
-    for name in ("tcplife.py", "tcplife.bpf.c"):
-        shown = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:collectors/{name}"], capture_output=True)
-        if shown.returncode:
-            print(f"baseline {ref}: {shown.stderr.decode().strip()}; skipped", file=sys.stderr)
-            return None
-        (workdir / name).write_bytes(shown.stdout)
-    return [str(workdir / "tcplife.py")]
+def baseline_entry(ref: str, workdir: Path) -> tuple[list[str], dict[str, str]] | None:
+    """The collector as it was at git `ref`: that commit's whole collectors/ package, unpacked in
+    `workdir` and put first on the path (core/, pipeline/ ... come from this tree). Run as a script, not
+    with -m: -m would put the working directory (this tree) first."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "collectors"], capture_output=True)
+    if archive.returncode:
+        print(f"baseline {ref}: {archive.stderr.decode().strip()}; skipped", file=sys.stderr)
+        return None
+    subprocess.run(["tar", "-x", "-C", str(workdir)], input=archive.stdout, check=True)
+    return [str(workdir / "collectors" / "tcplife.py")], {"PYTHONPATH": f"{workdir}:{ROOT}"}
 
 
 def free_port() -> int:
@@ -228,10 +229,10 @@ def run_all(args: argparse.Namespace, outputs: list[tuple[str, list[str], dict[s
     stats_before = STATS_SYSCTL.read_text().strip()
     STATS_SYSCTL.write_text("1")  # per-program run time, restored below
     with tempfile.TemporaryDirectory(prefix="ebpf-bench-") as workdir:
-        collectors = [("health", ["-m", "collectors.tcplife"])]
+        collectors: list[tuple[str, list[str], dict[str, str]]] = [("this tree", ["-m", "collectors.tcplife"], {})]
         old = baseline_entry(args.baseline, Path(workdir)) if args.baseline else None
         if old:
-            collectors.append((f"before {args.baseline}", old))
+            collectors.append((f"at {args.baseline}", *old))
         try:
             _table(args, outputs, collectors)
         finally:
@@ -243,15 +244,15 @@ def run_all(args: argparse.Namespace, outputs: list[tuple[str, list[str], dict[s
 
 
 def _table(args: argparse.Namespace, outputs: list[tuple[str, list[str], dict[str, str]]],
-           collectors: list[tuple[str, list[str]]]) -> None:
+           collectors: list[tuple[str, list[str], dict[str, str]]]) -> None:
     print(f"cores: {os.cpu_count()}, {args.seconds:.0f} s per rate, {args.workers} generator processes, "
           f"1 in {args.refused_every} connects refused, load average {os.getloadavg()[0]:.2f} at start")
     print(f"{'collector':<15} {'output':<19} {'target/s':>8} {'achieved/s':>10} {'CPU':>6} {'us/event':>8} "
           f"{'at 5k/s':>7} {'expected':>9} {'reported':>9} {'lost':>5} {'BPF ns':>6}  sink sent / dropped")
     for rate in (int(r) for r in args.rates.split(",")):
         for name, output, env in outputs:
-            for collector, entry in collectors:
-                r = measure(rate, args, entry, output, env)
+            for collector, entry, collector_env in collectors:
+                r = measure(rate, args, entry, output, {**env, **collector_env})
                 sink = f"  {r['sink_sent']:.0f} / {r['sink_dropped']:.0f}" if name.startswith("kafka") else ""
                 print(f"{collector:<15} {name:<19} {r['target']:>8} {r['achieved']:>10.0f} {r['cpu_pct']:>5.1f}% "
                       f"{r['us_per_event']:>8.1f} {r['us_per_event']:>6.1f}% {r['expected']:>9} "

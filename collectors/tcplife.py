@@ -1,12 +1,12 @@
 """`svcpulse collect tcp`: one contract `tcp` event per closed TCP connection, from eBPF.
 
 Data path: tracepoints sock:inet_sock_set_state, tcp:tcp_retransmit_skb, tcp:tcp_receive_reset and
-tcp:tcp_send_reset -> collectors/tcplife.bpf.c (ring buffer) -> collectors/tcpevent.py (decode, outcome)
--> sink (Kafka topic svcpulse.tcp, or JSON lines on stdout). Failed connects (refused, timed out,
-unreachable) are events too. The BPF program is compiled and loaded once at start-up (3-5 s); kernel
-struct fields (bytes, srtt, socket errors) are read at offsets taken from the running kernel's BTF, so
-mismatched kernel headers cannot corrupt them. bcc is imported inside run() only: the rest of
-svcpulse works on machines without it.
+tcp:tcp_send_reset -> collectors/tcplife.bpf.c (ring buffer) -> collectors/tcpstream.py (a batch per read)
+-> collectors/tcpevent.py (decode, outcome) -> sink (Kafka topic svcpulse.tcp, or JSON lines on stdout).
+Failed connects (refused, timed out, unreachable) are events too. The BPF program is compiled and loaded
+once at start-up (3-5 s); kernel struct fields (bytes, srtt, socket errors) are read at offsets taken from
+the running kernel's BTF, so mismatched kernel headers cannot corrupt them. bcc is imported inside run()
+only: the rest of svcpulse works on machines without it.
 """
 
 from __future__ import annotations
@@ -19,60 +19,21 @@ import signal
 import socket
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
-
-import orjson
-from prometheus_client import Counter
+from typing import Any
 
 from collectors import btf
 from collectors.cgroups import CgroupError, CgroupPaths
-from collectors.k8s import KubeError, Namer, PathNames, namer_for
-from collectors.tcpevent import BPF_SOURCE, check_layout, decode
+from collectors.k8s import KubeError, namer_for
+from collectors.tcpevent import BPF_SOURCE, check_layout
+from collectors.tcpstream import Collector, JsonLines, Output, SinkOutput
 from core.settings import Settings
-from pipeline.events import Rejection
 
 TRACEFS = (Path("/sys/kernel/tracing/events"), Path("/sys/kernel/debug/tracing/events"))
 TRACEPOINTS = ("sock/inet_sock_set_state", "tcp/tcp_retransmit_skb", "tcp/tcp_receive_reset", "tcp/tcp_send_reset",
                "tcp/tcp_destroy_sock")
 # Kernel struct fields read at close, at offsets from BTF: (struct, members).
 KERNEL_FIELDS = (("tcp_sock", ("bytes_acked", "bytes_received", "srtt_us")), ("sock", ("sk_err", "sk_err_soft")))
-COUNTER_RING_FULL, COUNTER_MAP_FULL = 0, 1
-
-LOST = Counter(
-    "svcpulse_tcplife_lost_events_total",
-    "Closed TCP connections not reported: ring buffer full or socket map full",
-)
-EMITTED = Counter("svcpulse_tcplife_events_total", "Closed TCP connections reported")
-
-
-class Output(Protocol):
-    def send(self, kind: str, event: dict[str, Any]) -> None: ...
-    def flush(self) -> None: ...
-    def close(self) -> None: ...
-
-
-class JsonLines:
-    """One JSON event per line. Lines are flushed once per ring-buffer read (every --poll-interval),
-    so a pipe reader sees each connection within that, at one write per batch instead of per event."""
-
-    def __init__(self, stream: Any = None) -> None:
-        self.stream = stream or sys.stdout.buffer  # unbuffered under PYTHONUNBUFFERED: lines are batched here
-        self._lines: list[bytes] = []
-
-    def send(self, kind: str, event: dict[str, Any]) -> None:
-        self._lines.append(orjson.dumps(event))
-
-    def flush(self) -> None:
-        if self._lines:
-            lines, self._lines = self._lines, []
-            self.stream.write(b"\n".join(lines) + b"\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        self.flush()
 
 
 def _int_list(text: str) -> list[int]:
@@ -177,73 +138,7 @@ def open_output(args: argparse.Namespace) -> Output:
         return JsonLines()
     from collectors.sink import open_sink  # lazily: the shared sink is another module's concern
 
-    return open_sink(args.bootstrap_servers or Settings().kafka_bootstrap, spool_dir=args.spool_dir)
-
-
-class Collector:
-    """The consume loop: ring buffer -> decode -> output, plus lost-event accounting."""
-
-    def __init__(self, bpf: Any, output: Output, host: str, cgroup_path: Callable[[int], str],
-                 names: Namer | None = None) -> None:
-        self.bpf, self.output, self.host, self.cgroup_path = bpf, output, host, cgroup_path
-        self.names = names or PathNames()  # cgroup path -> (workload, workload_kind), cached per path
-        self.wall_offset_ns = time.time_ns() - time.monotonic_ns()
-        self.emitted = self.lost = self.rejected = self._counted = 0
-        self.stopping = False
-        self.error: str | None = None
-        self.counters = bpf[b"counters"]
-        bpf[b"events"].open_ring_buffer(self.on_event)
-
-    def on_event(self, _ctx: Any, data: int, size: int) -> int:
-        if self.stopping:
-            return 0
-        try:
-            raw = ctypes.string_at(data, size)
-            event = decode(raw, self.host, self.cgroup_path, self.wall_offset_ns)
-            event["workload"], event["workload_kind"] = self.names(event["cgroup"])
-            self.output.send("tcp", event)
-            self.emitted += 1
-        except Rejection as err:  # the sink validates: one odd event must not stop the collector
-            self.rejected += 1
-            if self.rejected == 1:
-                print(f"svcpulse collect tcp: event rejected: {err.reason}", file=sys.stderr, flush=True)
-        except Exception as err:  # a ctypes callback must not raise: bcc would only print it
-            self.stop(f"output failed: {type(err).__name__}: {err}")
-        return 0
-
-    def _flush_lines(self) -> None:
-        """JSON lines leave once per read; the Kafka sink batches (and acknowledges) by itself."""
-        if isinstance(self.output, JsonLines):
-            try:
-                self.output.flush()
-            except BrokenPipeError:  # e.g. `... --output jsonl | head`: the reader is gone
-                self.stop()
-
-    def stop(self, error: str | None = None) -> None:
-        self.stopping = True
-        self.error = self.error or error
-
-    def tick(self) -> None:
-        """Once per loop: counters to Prometheus; wall clock re-read in case NTP stepped it."""
-        self.wall_offset_ns = time.time_ns() - time.monotonic_ns()
-        lost = sum(self.counters.sum(ctypes.c_int(i)).value for i in (COUNTER_RING_FULL, COUNTER_MAP_FULL))
-        if lost > self.lost:
-            LOST.inc(lost - self.lost)
-            self.lost = lost
-        EMITTED.inc(self.emitted - self._counted)
-        self._counted = self.emitted
-
-    def run(self, interval: float, stop: threading.Event) -> None:
-        # Reading in batches every `interval` costs far less CPU than waking per event; the ring
-        # buffer (--ring-pages) absorbs the events that arrive in between.
-        while not self.stopping and not stop.is_set():
-            self.bpf.ring_buffer_consume()
-            self._flush_lines()
-            self.tick()
-            stop.wait(interval)
-        self.stopping = self.error is not None  # drain what is left unless the output broke
-        self.bpf.ring_buffer_consume()
-        self.tick()
+    return SinkOutput(open_sink(args.bootstrap_servers or Settings().kafka_bootstrap, spool_dir=args.spool_dir))
 
 
 def _fail(message: str, code: int = 1) -> int:
@@ -320,6 +215,7 @@ def _trace(args: argparse.Namespace, bpf: Any, output: Output, cgroups: CgroupPa
             signal.signal(sig, handler)
         with contextlib.suppress(BrokenPipeError):
             output.close()
+        collector.ring.close()
         bpf.cleanup()
         names.close()
     print(f"svcpulse collect tcp: stopped, {collector.emitted} connections reported, {collector.lost} lost",

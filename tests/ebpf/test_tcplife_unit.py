@@ -9,14 +9,24 @@ import socket
 import subprocess
 import sys
 
+import msgspec
 import pytest
 from ebpf_helpers import ROOT
 
 from collectors import tcpevent, tcplife
 from pipeline.events import validate
 
-# decode() leaves the workload to the collector (it names it per cgroup path after decoding).
-UNNAMED = {"workload": "", "workload_kind": ""}
+
+def decode(raw: bytes, host: str = "n", cgroups: dict[int, str] | None = None, wall_offset_ns: int = 0) -> dict:
+    """One event through the batch decoder; the workload names the cgroup path's last part here."""
+    paths = cgroups or {}
+
+    def cgroup_names(cgroup_id: int) -> tuple[str, str, str]:
+        path = paths.get(cgroup_id, "")
+        return path, path.rsplit("/", 1)[-1], "cgroup" if path else ""
+
+    [event] = tcpevent.decode_batch(raw, host, cgroup_names, wall_offset_ns)
+    return msgspec.structs.asdict(event)
 
 
 def raw_event(family: int, laddr: str, raddr: str, role: int = 1, **fields: int) -> bytes:
@@ -85,31 +95,31 @@ def test_outcome_rule(facts: tuple[int, int, int, int, int], expected: str) -> N
 
 
 def test_decode_ipv4_to_a_contract_event() -> None:
-    event = tcpevent.decode(raw_event(4, "10.1.2.3", "10.9.8.7"), "node-1", {42: "/web"}.get, 10**18)
-    assert validate("tcp", event) == {**event, **UNNAMED}
+    event = decode(raw_event(4, "10.1.2.3", "10.9.8.7"), "node-1", {42: "/web"}, 10**18)
+    assert validate("tcp", event) == event
     assert event == {
         "v": 1, "ts_ms": (10**18 + 5_000_000_000) // 1_000_000, "host": "node-1", "pid": 4321,
         "comm": "curl", "cgroup": "/web", "family": 4, "laddr": "10.1.2.3", "lport": 40000,
         "raddr": "10.9.8.7", "rport": 8080, "role": "client", "tx_bytes": 1_000_002, "rx_bytes": 7,
         "duration_ms": 1.5, "outcome": "ok", "connect_ms": 0.25, "retransmits": 2, "srtt_us": 180,
-        "resets_in": 0, "resets_out": 0,
+        "resets_in": 0, "resets_out": 0, "workload": "web", "workload_kind": "cgroup",
     }
 
 
 def test_decode_a_refused_connect() -> None:
     raw = raw_event(4, "10.1.2.3", "10.9.8.7", established=0, connect_ns=0, sk_err=errno.ECONNREFUSED,
                     resets_in=1, srtt_us=0, tx_bytes=0, rx_bytes=0)
-    event = tcpevent.decode(raw, "n", lambda _id: "", 0)
-    assert validate("tcp", event) == {**event, **UNNAMED}
+    event = decode(raw)
+    assert validate("tcp", event) == event
     assert (event["outcome"], event["connect_ms"], event["resets_in"]) == ("refused", 0.0, 1)
 
 
 def test_decode_ipv6_and_server_role() -> None:
-    event = tcpevent.decode(raw_event(6, "fe80::1", "2001:db8::2", role=2), "n", lambda _id: "", 0)
-    assert validate("tcp", event) == {**event, **UNNAMED}
+    event = decode(raw_event(6, "fe80::1", "2001:db8::2", role=2))
+    assert validate("tcp", event) == event
     assert (event["family"], event["laddr"], event["raddr"], event["role"]) == (6, "fe80::1", "2001:db8::2",
                                                                                "server")
-    assert tcpevent.decode(raw_event(6, "::1", "::1", role=9), "n", lambda _id: "", 0)["role"] == ""
+    assert decode(raw_event(6, "::1", "::1", role=9))["role"] == ""
 
 
 def parse(*flags: str) -> argparse.Namespace:
