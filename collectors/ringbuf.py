@@ -1,4 +1,4 @@
-"""A BPF ring buffer read straight from its memory: every committed record in one copy, no callback.
+"""A BPF ring buffer read straight from its memory: every committed record as one batch, no callback.
 
 libbpf's ring_buffer__consume (what bcc's ring_buffer_consume runs) calls back into Python once per
 record through ctypes, which cost the collector more than decoding the record. This reader maps the
@@ -7,12 +7,14 @@ the data pages, which the kernel maps twice in a row so a span that wraps around
 Each record is an 8-byte header (length with the BUSY and DISCARD bits, page offset) and the sample,
 8-byte aligned. `read()` copies everything between the consumer and producer positions, keeps the
 records up to the first one still being written (BUSY), drops discarded ones, and moves the consumer
-position past what it kept, which gives that space back to the kernel.
+position past what it took, which gives that space back to the kernel.
 
-Ordering: the kernel publishes a record by clearing BUSY, then advances the producer position with a
-release store; libbpf reads with acquire loads. x86-64 never reorders loads with loads, and on weaker
-CPUs a lock round trip (an acquire and a release) between reading the positions and the data orders
-them here. Pure apart from `RingReader`'s mmap: `committed()` is tested on bytes.
+Ordering: the kernel reserves a record (advancing the producer position) with BUSY set, writes the
+sample, then clears BUSY; libbpf reads positions and headers with acquire loads. Here the positions,
+each copy and the consumer update sit in separate lock round trips (a release then an acquire between
+any two of them, which orders them on weakly ordered CPUs too), and the span is copied twice: once
+to find how far the records are committed, then again up to there (see `read`).
+Pure apart from `RingReader`'s mmap: `committed()` is tested on bytes.
 """
 
 from __future__ import annotations
@@ -68,17 +70,26 @@ class RingReader:
 
     def read(self) -> bytes:
         """Every record committed since the last read, headers included, back to back (b"" if none)."""
-        (consumer,) = _POS.unpack_from(self._consumer, 0)
-        (producer,) = _POS.unpack_from(self._producer, 0)
+        with self._barrier:
+            (consumer,) = _POS.unpack_from(self._consumer, 0)
+            (producer,) = _POS.unpack_from(self._producer, 0)
         if producer == consumer:
             return b""
-        with self._barrier:  # orders the position loads before the data loads on weakly ordered CPUs
-            start = self._data_at + (consumer & self._mask)
-            span = self._producer[start:start + producer - consumer]
-        records, taken = committed(span, self.sample_size)
+        _records, taken = committed(self._copy(consumer, producer - consumer), self.sample_size)
+        if not taken:
+            return b""
+        # Copied again: one copy need not read a record's header before its sample (memcpy may load
+        # the end first), so a sample read just before its record was committed could be stale. Every
+        # record up to `taken` was seen committed above, and a copy made after that reads its final bytes.
+        records, taken = committed(self._copy(consumer, taken), self.sample_size)
         with self._barrier:  # the data is copied before the kernel may reuse its space
             _POS.pack_into(self._consumer, 0, consumer + taken)
         return records
+
+    def _copy(self, consumer: int, size: int) -> bytes:
+        with self._barrier:  # a release then an acquire: loads before it stay before the loads in it
+            start = self._data_at + (consumer & self._mask)
+            return self._producer[start:start + size]
 
     def close(self) -> None:
         self._consumer.close()

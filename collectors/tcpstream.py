@@ -1,7 +1,7 @@
 """The hot path of `svcpulse collect tcp`: ring buffer -> batch decode -> output, and lost-event accounting.
 
 Python does per event only what the events need: the ring buffer is read straight from its memory,
-every record committed since the last read in one copy (collectors/ringbuf.py: no callback per
+every record committed since the last read as one batch (collectors/ringbuf.py: no callback per
 record), and the rest runs once per read (every --poll-interval) over the whole batch: one
 iter_unpack, one name lookup per cgroup id, and for JSON lines one msgspec call that encodes every
 line and one write. Events keep the
