@@ -22,8 +22,8 @@ import msgspec
 from prometheus_client import Counter
 
 from collectors.k8s import Namer, PathNames
-from collectors.ringbuf import HEADER, RingReader
-from collectors.tcpevent import LAYOUT, TcpEvent, decode_batch
+from collectors.ringbuf import HEADER, RingError, RingReader
+from collectors.tcpevent import LAYOUT, LayoutError, TcpEvent, decode_batch
 from pipeline.events import Rejection
 
 COUNTER_RING_FULL, COUNTER_MAP_FULL = 0, 1
@@ -107,16 +107,20 @@ class Collector:
 
     def read(self) -> None:
         """Take every record waiting in the ring buffer and send them as one batch."""
-        raw = self.ring.read()
-        if not raw or self.error is not None:
-            return  # nothing new, or the output broke: nothing more can leave
         try:
+            raw = self.ring.read()
+            if not raw or self.error is not None:
+                return  # nothing new, or the output broke: nothing more can leave
             events = decode_batch(raw, self.host, self._cgroup_names, self.wall_offset_ns, HEADER)
+        except (RingError, LayoutError) as err:  # cannot happen with the layout checked at load; said if it does
+            self.stop(f"cannot decode the ring buffer: {err}")
+            return
+        try:
             rejected = self.output.send_batch(events)
         except BrokenPipeError:  # e.g. `... --output jsonl | head`: the reader is gone
             self.stop()
             return
-        except Exception as err:  # any failure to decode or send ends the run, with its reason
+        except Exception as err:  # any failure to send ends the run, with its reason
             self.stop(f"output failed: {type(err).__name__}: {err}")
             return
         self.emitted += len(events) - len(rejected)
