@@ -25,7 +25,6 @@ import threading
 
 HEADER = 8
 BUSY, DISCARD = 1 << 31, 1 << 30
-_POS = struct.Struct("<Q")
 _HEADER = struct.Struct("<I4x")
 
 
@@ -65,14 +64,17 @@ class RingReader:
         page = mmap.PAGESIZE
         self._consumer = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
         self._producer = mmap.mmap(map_fd, page + 2 * data_size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        # Positions as native 8-byte words: one aligned load or store each (struct's "<Q" goes byte by
+        # byte, so the kernel could see a consumer position half written, or we a producer one).
+        self._consumer_pos = memoryview(self._consumer).cast("Q")
+        self._producer_pos = memoryview(self._producer).cast("Q")
         self._data_at, self._mask, self.sample_size = page, data_size - 1, sample_size
         self._barrier = threading.Lock()
 
     def read(self) -> bytes:
         """Every record committed since the last read, headers included, back to back (b"" if none)."""
         with self._barrier:
-            (consumer,) = _POS.unpack_from(self._consumer, 0)
-            (producer,) = _POS.unpack_from(self._producer, 0)
+            consumer, producer = self._consumer_pos[0], self._producer_pos[0]
         if producer == consumer:
             return b""
         _records, taken = committed(self._copy(consumer, producer - consumer), self.sample_size)
@@ -83,7 +85,7 @@ class RingReader:
         # record up to `taken` was seen committed above, and a copy made after that reads its final bytes.
         records, taken = committed(self._copy(consumer, taken), self.sample_size)
         with self._barrier:  # the data is copied before the kernel may reuse its space
-            _POS.pack_into(self._consumer, 0, consumer + taken)
+            self._consumer_pos[0] = consumer + taken
         return records
 
     def _copy(self, consumer: int, size: int) -> bytes:
@@ -92,5 +94,7 @@ class RingReader:
             return self._producer[start:start + size]
 
     def close(self) -> None:
+        self._consumer_pos.release()
+        self._producer_pos.release()
         self._consumer.close()
         self._producer.close()
