@@ -110,8 +110,8 @@ def run(engine: str, rows: int, repeat: int, work: Path) -> dict[str, tuple[floa
     with bench_store(engine, work) as store:
         print(f"{engine}: generating {rows:,} rpc + {rows:,} tcp rows over the last hour", flush=True)
         seconds = generate(store, rows)
-        counts = {t: store.query(f"SELECT count() AS n FROM {t}")[0]["n"]
-                  for t in ("rpc_edges_1m", "rpc_edge_latency_1m", "rpc_edge_instances_1m", "tcp_edges_1m", "workloads_1m")}
+        counts = {t: store.query(f"SELECT count() AS n FROM {t}")[0]["n"] for t in (
+            "rpc_edges_1m", "rpc_edge_latency_1m", "rpc_edge_instances_1m", "tcp_edges_1m", "workloads_1m")}
         print(f"{engine}: generated in {seconds:.0f} s (rollup rows: {counts}); rollups merged in "
               f"{merge_rollups(store):.0f} s; {repeat} calls each, load average {os.getloadavg()[0]:.1f}", flush=True)
         timings = measure(store, repeat, urls(int(time.time() * 1000)), cpu_clock(engine, work))
