@@ -2,12 +2,12 @@
 the ClickHouse 18.16 server and on chdb (current ClickHouse, embedded), side by side with the load average.
 
 Rows are generated in the store with INSERT ... SELECT FROM numbers() (no Kafka), so the materialized
-views fill the map's rollups (rpc_edges_*, rpc_edge_latency_*, rpc_edge_instances_*, tcp_edges_*,
-workloads_1m) as in production: 100 services with 10 instances each, every service called by 5 others
-(500 edges), each call recorded by one side (the callee's for even-numbered callees, the caller's for
-odd ones; 2% errors, 1% timeouts; latencies spread log-uniformly over 1-500 ms on every edge, so an
-edge's minute holds ~60 latency buckets), callers' connections from their service's cgroup to the
-callees' instances (3% refused). The rollups' parts are then merged (OPTIMIZE ... FINAL), as past
+views fill the map's rollups (rpc_edges_*, rpc_edge_instances_*, tcp_edges_*, workloads_1m) as in
+production: 100 services with 10 instances each, every service called by 5 others (500 edges), each
+call recorded by one side (the callee's for even-numbered callees, the caller's for odd ones; 2%
+errors, 1% timeouts; latencies spread log-uniformly over 1-500 ms on every edge, so each edge's
+digests hold as many centroids as a real edge's), callers' connections from their service's cgroup to
+the callees' instances (3% refused). The rollups' parts are then merged (OPTIMIZE ... FINAL), as past
 data settles, and the bench waits for the raw tables' background merges to end.
 The map is then asked --repeat times through the real API (in-process ASGI client) and its p50/p99
 printed, with the CPU time one request costs (this process, which embeds chdb, plus the ClickHouse
@@ -81,7 +81,7 @@ def urls(now_ms: int) -> dict[str, str]:
             "map, 15 min, 50 edges": f"/v1/map?from={now_ms - 900_000}"}
 
 
-ROLLUPS = (*(f"{name}_{tier}" for name in ("rpc_edges", "rpc_edge_latency", "rpc_edge_instances", "tcp_edges")
+ROLLUPS = (*(f"{name}_{tier}" for name in ("rpc_edges", "rpc_edge_instances", "tcp_edges")
               for tier in ("1m", "10m", "1h")), "workloads_1m")
 
 
@@ -124,7 +124,7 @@ def run(engine: str, rows: int, repeat: int, work: Path) -> dict[str, tuple[floa
         print(f"{engine}: generating {rows:,} rpc + {rows:,} tcp rows over the last hour", flush=True)
         seconds = generate(store, rows)
         counts = {t: store.query(f"SELECT count() AS n FROM {t}")[0]["n"] for t in (
-            "rpc_edges_1m", "rpc_edge_latency_1m", "rpc_edge_instances_1m", "tcp_edges_1m", "workloads_1m")}
+            "rpc_edges_1m", "rpc_edge_instances_1m", "tcp_edges_1m", "workloads_1m")}
         print(f"{engine}: generated in {seconds:.0f} s (rollup rows: {counts}); rollups merged in "
               f"{merge_rollups(store):.0f} s, background merges done after {settle(store):.0f} s more; {repeat} "
               f"calls each, load average {os.getloadavg()[0]:.1f}", flush=True)

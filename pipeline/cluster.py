@@ -58,7 +58,6 @@ SHARDED: dict[str, Sharded] = {
     **{f"{rollup}_{tier}": Sharded(None) for rollup in ("rpc_edges", "rpc_edge_instances", "tcp_edges")
        for tier in ("1m", "10m", "1h")},
     "workloads_1m": Sharded(None),
-    **{f"rpc_edge_latency_{tier}": Sharded(None) for tier in ("1m", "10m", "1h")},  # migration 0011
 }
 
 # The loader's session on a cluster (docs/scaling.md, "Loading through the cluster"):

@@ -1,7 +1,7 @@
-"""SQL of the service map (GET /v1/map): calls between services (rpc_edges_*) and their latency
-buckets (rpc_edge_latency_*, migration 0011), calls per callee instance (rpc_edge_instances_*),
-callers' TCP connections to endpoints (tcp_edges_*, client side) and which services run in which
-cgroups (workloads_1m), all rollups keyed by time first, in minutes, ten minutes and hours (0009).
+"""SQL of the service map (GET /v1/map): calls between services (rpc_edges_*), calls per callee
+instance (rpc_edge_instances_*), callers' TCP connections to endpoints (tcp_edges_*, client side) and
+which services run in which cgroups (workloads_1m), all rollups keyed by time first, in minutes, ten
+minutes and hours (migration 0009).
 A query's cost follows the number of (caller, callee), (caller, callee, instance) and (cgroup,
 endpoint) pairs in the range, never the number of calls or connections. A range reads whole hours
 from the *_1h tables, whole ten minutes from the *_10m tables and only its edges from the minutes (a
@@ -10,6 +10,7 @@ range ending now: its current hour whole, see segments). Runs on ClickHouse 18.1
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -62,29 +63,38 @@ def _source(window: Window, rollup: str, columns: str, now_s: float | None) -> t
     return f"({' UNION ALL '.join(parts)})", params
 
 
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    q = row.pop("q", None) or [math.nan, math.nan]
+    for name, value in zip(("p50", "p99"), q, strict=True):
+        row[name] = None if math.isnan(value) else round(float(value), 3)
+    for name in ("calls", "errors", "timeouts"):
+        row[name] = int(row[name])
+    return row
+
+
 Rows = list[dict[str, Any]]
 
 
-def call_totals(store: Store, window: Window, now_s: float | None = None) -> Rows:
-    """Per (caller, callee, side), rows of calls, errors and timeouts (api.servicemap.latency adds the
-    quantiles and the per-callee sums). A call seen by both sides is in both."""
-    source, params = _source(window, "rpc_edges", "caller, callee, side, calls, errors, timeouts", now_s)
-    sql = ("SELECT caller, callee, side, countMerge(calls) AS calls, sumMerge(errors) AS errors, "
-           f"sumMerge(timeouts) AS timeouts FROM {source} GROUP BY caller, callee, side")
-    return [{**row, **{name: int(row[name]) for name in ("calls", "errors", "timeouts")}}
-            for row in store.query(sql, params)]
-
-
-def latency_buckets(store: Store, window: Window, now_s: float | None = None) -> dict[tuple[str, str, str],
-                                                                                        dict[int, int]]:
-    """Per (caller, callee, side), the calls per latency bucket (migration 0011): sums, one row per pair."""
-    source, params = _source(window, "rpc_edge_latency", "caller, callee, side, bucket, calls", now_s)
-    sql = ("SELECT caller, callee, side, groupArray(bucket) AS buckets, groupArray(n) AS counts FROM ("
-           f"SELECT caller, callee, side, bucket, sum(calls) AS n FROM {source} GROUP BY caller, callee, side, "
-           "bucket) GROUP BY caller, callee, side")
-    return {(row["caller"], row["callee"], row["side"]): dict(zip(map(int, row["buckets"]), map(int, row["counts"]),
-                                                                  strict=True))
-            for row in store.query(sql, params)}
+def call_totals(store: Store, window: Window, now_s: float | None = None) -> tuple[Rows, Rows]:
+    """(pairs, callees): per (caller, callee, side) and per (callee, side), rows of calls, errors,
+    timeouts, p50, p99 (ms; None without calls). A call seen by both sides is in both. One scan: the
+    digests are merged per pair once (-MergeState), and the callee's from those few states."""
+    source, params = _source(window, "rpc_edges", "caller, callee, side, calls, errors, timeouts, latency",
+                             now_s)
+    sql = ("SELECT callee, side, groupArray(caller) AS callers, groupArray(c) AS cs, groupArray(e) AS es, "
+           "groupArray(t) AS ts, groupArray(finalizeAggregation(l)) AS qs, sum(c) AS calls, sum(e) AS errors, "
+           "sum(t) AS timeouts, quantilesTDigestMerge(0.5, 0.99)(l) AS q FROM ("
+           "SELECT callee, side, caller, countMerge(calls) AS c, sumMerge(errors) AS e, sumMerge(timeouts) AS t, "
+           f"quantilesTDigestMergeState(0.5, 0.99)(latency) AS l FROM {source} GROUP BY callee, side, caller) "
+           "GROUP BY callee, side")
+    pairs, callees = [], []
+    for row in store.query(sql, params):
+        per_caller = zip(row.pop("callers"), row.pop("cs"), row.pop("es"), row.pop("ts"), row.pop("qs"), strict=True)
+        for caller, calls, errors, timeouts, q in per_caller:
+            pairs.append(_plain({"caller": caller, "callee": row["callee"], "side": row["side"], "calls": calls,
+                                 "errors": errors, "timeouts": timeouts, "q": list(q)}))
+        callees.append(_plain({**row, "caller": ""}))
+    return pairs, callees
 
 
 def instance_totals(store: Store, window: Window, min_calls: int, now_s: float | None = None) -> list[dict[str, Any]]:

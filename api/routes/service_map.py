@@ -17,7 +17,6 @@ from api.queries import registry as reg
 from api.routes.params import FromMs, ToMs, window_of
 from api.servicemap import Inputs, build_map
 from api.servicemap.health import MIN_SAMPLES
-from api.servicemap.latency import with_latency
 from api.servicemap.nodegraph import frames
 from api.timerange import Window
 from pipeline.store import Store
@@ -111,7 +110,7 @@ def service_map(_: Reader, store: StoreDep, weights: WeightsDep, from_ms: FromMs
     window = window_of(from_ms, to_ms, bucketed=False)
     now_ms = int(time.time() * 1000)
     rows = _read(store, window, now_ms / 1000)
-    pairs, callees = with_latency(rows["calls"], rows["latency"])
+    pairs, callees = rows["calls"]
     inputs = Inputs(seconds=max(min(window.to_s, now_ms / 1000) - window.from_s, 1.0), pairs=pairs, callees=callees,
                     instances=rows["instances"], tcp=rows["tcp"], workloads=rows["workloads"],
                     registry=rows["registry"], feeds=weights.feeds,
@@ -123,9 +122,8 @@ def service_map(_: Reader, store: StoreDep, weights: WeightsDep, from_ms: FromMs
 
 
 def _read(store: Store, window: Window, now_s: float) -> dict[str, Any]:
-    """The map's rows, its queries run side by side (the slowest, the latency buckets, first)."""
-    jobs = {"latency": (mq.latency_buckets, store, window, now_s), "calls": (mq.call_totals, store, window, now_s),
-            "tcp": (mq.tcp_links, store, window, now_s),
+    """The map's rows, its queries run side by side (the slowest, the call digests, first)."""
+    jobs = {"calls": (mq.call_totals, store, window, now_s), "tcp": (mq.tcp_links, store, window, now_s),
             "instances": (mq.instance_totals, store, window, MIN_SAMPLES, now_s),
             "workloads": (mq.cgroup_workloads, store, window), "registry": (reg.instances, store)}
     running = {name: _QUERIES.submit(*job) for name, job in jobs.items()}

@@ -16,10 +16,6 @@ _INSTANCE_CALLS = (("sum(calls)", "count()"), ("sum(failures)", "sum(toUInt64(st
 _TCP_CALLS = (("sum(attempts)", "count()"), ("sum(ok)", "sum(toUInt64(outcome = 'ok'))"),
               ("sum(retransmits)", "sum(retransmits)"))
 _CLIENT_TCP = "role = 'client' AND outcome != ''"
-# The raw calls with the latency bucket migration 0011's views count them in (its expression, verbatim).
-_BUCKETED = ("(SELECT ts, caller, callee, side, if(latency_ms > 0.001, toInt16(ceil(log(latency_ms) * "
-             "9.991661103824153)), toInt16(-32768)) AS bucket FROM rpc_calls)")
-_LATENCY = (("sum(calls)", "count()"),)
 
 # rollup: (raw table, bucket column, bucket of ts, keys, (rollup measure, raw measure)..., raw filter,
 #          rollup filter)
@@ -32,9 +28,6 @@ ROLLUPS: dict[str, tuple[str, str, str, str, tuple[tuple[str, str], ...], str, s
     "rpc_edge_instances_1m": ("rpc_calls", "minute", _MINUTE, _EDGE_INSTANCE, _INSTANCE_CALLS, "1", "1"),
     "rpc_edge_instances_10m": ("rpc_calls", "minute", _TEN, _EDGE_INSTANCE, _INSTANCE_CALLS, "1", "1"),
     "rpc_edge_instances_1h": ("rpc_calls", "hour", _HOUR, _EDGE_INSTANCE, _INSTANCE_CALLS, "1", "1"),
-    "rpc_edge_latency_1m": (_BUCKETED, "minute", _MINUTE, "caller, callee, side, bucket", _LATENCY, "1", "1"),
-    "rpc_edge_latency_10m": (_BUCKETED, "minute", _TEN, "caller, callee, side, bucket", _LATENCY, "1", "1"),
-    "rpc_edge_latency_1h": (_BUCKETED, "hour", _HOUR, "caller, callee, side, bucket", _LATENCY, "1", "1"),
     "workloads_1m": ("rpc_calls", "minute", _MINUTE, "cgroup, workload, workload_kind, host",
                      (("countMerge(events)", "count()"),), "workload != ''", "source = 'rpc'"),
     "tcp_connections_1m": ("tcp_connections", "minute", _MINUTE, "host, cgroup, raddr, rport, role",
