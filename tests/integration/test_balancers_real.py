@@ -112,7 +112,9 @@ def test_shares_follow_weights_overrides_ejection_and_survive_an_api_outage(
             # An override: within 5 s of the request the balancer routes by it.
             asked = time.time()
             pin(api.url, c, 10)
-            wait_for(lambda: in_step(api.url, metrics), 10, f"{kind} applying the override", every_s=0.05)
+            # The feed must carry the override first: before that, the balancer is in step with the old revision.
+            wait_for(lambda: weight_of(api.url, c) == 10 and in_step(api.url, metrics), 10,
+                     f"{kind} applying the override", every_s=0.05)
             labels = f'{{balancer="{kind}",service="{SERVICE}"}}'
             took = rigs.metric(metrics, "svcpulse_balancer_last_apply_timestamp_seconds")[labels] - asked
             print(f"[{kind}] the override was applied {took:.2f} s after it was made")
@@ -192,8 +194,9 @@ def test_no_request_fails_across_20_weight_changes_under_200_rps(kind: str, api:
               f"keep-alive connection, {rate:.0f} req/s over {result.seconds:.1f} s")
         dropped = sum(n for error, n in result.failed.items() if error.startswith(CLOSED_WITHOUT_ANSWER))
         assert sum(result.failed.values()) == dropped, result.failed  # nothing but Caddy's known drop, below
-        # Caddy: a request can meet two closed connections in a row during a config swap (its retry on a
-        # fresh connection closed too): 1 of 3,354 in one CI run. A known gap (docs/caddy.md); bounded here.
+        # Caddy: a request can meet two closed connections in a row during a config swap: its retry, on a new
+        # connection the old server accepted just before its shutdown, gets no answer either. 1 of 3,354 in a CI
+        # run, 1 per 500 changes in bench/balancer_swaps.py; a known gap of Caddy (docs/caddy.md), bounded here.
         assert dropped <= (result.ok // 1000 if kind == "caddy" else 0), result.failed
         assert sum(after.values()) - sum(applies.values()) == 20
         assert rate >= 180, f"the load generator reached only {rate:.0f} req/s (machine overloaded?)"
