@@ -8,7 +8,7 @@ call recorded by one side (the callee's for even-numbered callees, the caller's 
 errors, 1% timeouts; latencies spread log-uniformly over 1-500 ms on every edge, so each edge's
 digests hold as many centroids as a real edge's), callers' connections from their service's cgroup to
 the callees' instances (3% refused). The rollups' parts are then merged (OPTIMIZE ... FINAL), as past
-data settles, and the bench waits for the raw tables' background merges to end.
+data settles.
 The map is then asked --repeat times through the real API (in-process ASGI client) and its p50/p99
 printed, with the CPU time one request costs (this process, which embeds chdb, plus the ClickHouse
 server's): latencies follow the load other work puts on the machine, CPU time much less. Target: p99
@@ -95,16 +95,6 @@ def merge_rollups(store: Store) -> float:
     return time.monotonic() - started
 
 
-def settle(store: Store, timeout_s: float = 300.0) -> float:
-    """Wait until no background merge runs (the raw tables' ten inserts are still being merged after the
-    rollups are): in chdb they run inside this process and would count in the map's CPU time; seconds
-    waited."""
-    started = time.monotonic()
-    while store.query("SELECT count() AS n FROM system.merges")[0]["n"] and time.monotonic() - started < timeout_s:
-        time.sleep(1.0)
-    return time.monotonic() - started
-
-
 def cpu_clock(engine: str, work: Path) -> Callable[[], float]:
     """CPU ms used so far by this process and, for "clickhouse", by the server bench_store started there."""
     server_pid = ClickHouseServer(port=0, workdir=work / "clickhouse").pid() if engine == "clickhouse" else None
@@ -123,11 +113,10 @@ def run(engine: str, rows: int, repeat: int, work: Path) -> dict[str, tuple[floa
     with bench_store(engine, work) as store:
         print(f"{engine}: generating {rows:,} rpc + {rows:,} tcp rows over the last hour", flush=True)
         seconds = generate(store, rows)
-        counts = {t: store.query(f"SELECT count() AS n FROM {t}")[0]["n"] for t in (
-            "rpc_edges_1m", "rpc_edge_instances_1m", "tcp_edges_1m", "workloads_1m")}
+        counts = {t: store.query(f"SELECT count() AS n FROM {t}")[0]["n"]
+                  for t in ("rpc_edges_1m", "rpc_edge_instances_1m", "tcp_edges_1m", "workloads_1m")}
         print(f"{engine}: generated in {seconds:.0f} s (rollup rows: {counts}); rollups merged in "
-              f"{merge_rollups(store):.0f} s, background merges done after {settle(store):.0f} s more; {repeat} "
-              f"calls each, load average {os.getloadavg()[0]:.1f}", flush=True)
+              f"{merge_rollups(store):.0f} s; {repeat} calls each, load average {os.getloadavg()[0]:.1f}", flush=True)
         timings = measure(store, repeat, urls(int(time.time() * 1000)), cpu_clock(engine, work))
         print(f"{engine}: load average after {os.getloadavg()[0]:.1f}", flush=True)
         return timings
