@@ -5,8 +5,10 @@ Rows are generated in the store with INSERT ... SELECT FROM numbers() (no Kafka)
 views fill the map's rollups (rpc_edges_*, rpc_edge_instances_*, tcp_edges_*, workloads_1m) as in
 production: 100 services with 10 instances each, every service called by 5 others (500 edges), each
 call recorded by one side (the callee's for even-numbered callees, the caller's for odd ones; 2%
-errors, 1% timeouts), callers' connections from their service's cgroup to the callees' instances (3%
-refused). The rollups' parts are then merged (OPTIMIZE ... FINAL), as past data settles.
+errors, 1% timeouts; latencies spread log-uniformly over 1-500 ms on every edge, so each edge's
+digests hold as many centroids as a real edge's), callers' connections from their service's cgroup to
+the callees' instances (3% refused). The rollups' parts are then merged (OPTIMIZE ... FINAL), as past
+data settles.
 The map is then asked --repeat times through the real API (in-process ASGI client) and its p50/p99
 printed, with the CPU time one request costs (this process, which embeds chdb, plus the ClickHouse
 server's): latencies follow the load other work puts on the machine, CPU time much less. Target: p99
@@ -41,7 +43,8 @@ INSERT INTO rpc_calls (ts, v, ts_ms, caller, callee, interface, instance, side, 
                        host, cgroup, workload, workload_kind, _topic, _partition, _offset, _kafka_ts_ms)
 SELECT toDateTime(intDiv(ms, 1000)), 1, ms, concat('svc-', toString(a)), concat('svc-', toString(c)), 'GET /api',
        concat('10.0.', toString(c), '.', toString(i), ':8080'), if(n %% 2 = 0, 'server', 'client'),
-       1 + (n * 7919) %% 200, multiIf(n %% 100 < 2, 'error', n %% 100 < 3, 'timeout', 'ok'), '200', 'v1', 'bench',
+       round(exp(cityHash64(n) %% 10000 / 10000 * 6.2146), 3),
+       multiIf(n %% 100 < 2, 'error', n %% 100 < 3, 'timeout', 'ok'), '200', 'v1', 'bench',
        concat('/system.slice/svc-', toString(if(n %% 2 = 0, c, a)), '.service'),
        concat('svc-', toString(if(n %% 2 = 0, c, a)), '.service'), 'unit', 'svcpulse.rpc', 0, n, ms
 FROM (SELECT number + %(offset)s AS n, {_KEYS} FROM numbers(%(chunk)s))
