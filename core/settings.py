@@ -62,6 +62,9 @@ class Settings(BaseSettings):
                                 "workers (services are sharded by partition of svcpulse.rpc)")
     weigh_tick_s: float = Field(0.5, ge=0.05, le=5, description="a weigh worker steps the engine this often and "
                                 "publishes a service's feed as soon as its weights change")
+    weigh_standby: bool = Field(True, description="each weigh worker also counts one peer's partitions (twice "
+                                "the counting) and publishes them when that peer falls silent: a killed "
+                                "worker's services continue within the session timeout + one cycle")
     weights_heartbeat_cycles: int = Field(2, ge=1, le=10, description="an unchanged feed is published again "
                                           "every N cycles (a heartbeat: readers see it is current)")
     weights_stale_cycles: int = Field(3, ge=2, le=100, description="a feed older than N cycles is served "

@@ -17,6 +17,8 @@ TICK_SECONDS = Histogram("svcpulse_weigh_tick_seconds", "time of one engine tick
                          buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 TAKEOVER_SECONDS = Histogram("svcpulse_weigh_takeover_seconds", "time to rebuild taken-over partitions",
                              buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+ADOPTED = Gauge("svcpulse_weigh_adopted_partitions", "partitions of a silent worker whose services this worker "
+                "publishes from its warm standby until the group moves them")
 OWNED = Gauge("svcpulse_weigh_owned_services", "services whose feed this worker publishes")
 STORE_CALLS = Counter("svcpulse_weigh_store_calls", "ClickHouse calls by the worker: queries (the start-up "
                       "snapshot of the control tables) and inserts (weight_history)", ["kind"])

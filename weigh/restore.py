@@ -30,17 +30,19 @@ def caught_up(consumer: Consumer, targets: dict[tuple[str, int], int]) -> bool:
     return all((consumer.position(tp) or 0) >= end for tp, end in targets.items())
 
 
-def apply_message(message: Message, into: dict[str, FeedMessage]) -> None:
-    """Keep the newest message per service; a tombstone removes the service; bad ones are logged."""
+def apply_message(message: Message, into: dict[str, FeedMessage]) -> FeedMessage | None:
+    """Keep the newest message per service; a tombstone removes the service; bad ones are logged.
+    Returns the message decoded (None when it was bad)."""
     try:
         feed = decode(message.key, message.value)
     except ValueError as err:
         log.warning("%s[%d]@%d skipped: %s", message.topic, message.partition, message.offset, err)
-        return
+        return None
     if feed.feed is None:
         into.pop(feed.service, None)
     else:
         into[feed.service] = feed
+    return feed
 
 
 def newest_feeds(client: str, bootstrap: str, since_ms: int, wanted: Callable[[str], bool] = lambda _: True,

@@ -9,6 +9,8 @@ group shards services by partition: a worker owns the services whose home partit
 - Take-over: partitions assigned to it are paused, their services' engine memory and membership are
   read back from svcpulse.weights, the partitions are replayed from `window_s` + slack ago (found by
   time), and their feeds are published again only once that replay has caught up.
+- Standby (weigh/standby.py): it also counts one peer's partitions, so when that peer goes silent it
+  publishes them at the next tick, and takes them over from the group without a replay.
 - Control: the small tables come from ClickHouse once and then from svcpulse.control (weigh/follow.py);
   a change there starts a tick at once. Canary aborts are applied here at once and sent as intents
   for the lease holder to record exactly once.
@@ -41,6 +43,7 @@ from weigh.history import HistoryWriter
 from weigh.kafka import Consumer, Message, ensure_control_topics, member, producer
 from weigh.ownership import Ownership
 from weigh.publisher import Publisher
+from weigh.standby import Standby
 from weigh.tcp_follow import TcpFollower
 from weights.admission import Authority
 from weights.caps import Caps, Ledger, Tracked
@@ -115,7 +118,10 @@ class Worker:
                 follower.read_snapshot_in_background(self.store)
             publisher = Publisher(producer(client, bootstrap), self.name, self.settings)
             opened.callback(publisher.close)
-            owner = Ownership(consumer, self.windows, self.states, self.settings)
+            standby = Standby(self.settings, self.name) if self.settings.weigh_standby else None
+            if standby is not None:
+                opened.callback(standby.close)
+            owner = Ownership(consumer, self.windows, self.states, self.settings, standby)
             consumer.subscribe([topics.RPC], owner.assigned, owner.revoked)
             connections = TcpFollower(client, bootstrap, self.tcp, f"svcpulse-weigh-tcp-{self.name}")
             opened.callback(connections.close)
@@ -132,7 +138,10 @@ class Worker:
             now_ms = int(time.time() * 1000)
             owner.take_over(publisher)
             self._count(records, owner, now_ms)
-            changed = follower.poll(0)
+            adopted = owner.adopt(publisher)  # a silent peer's services are published at once
+            if owner.standby is not None:
+                self._count(owner.standby.poll(), owner, now_ms)
+            changed = follower.poll(0) or adopted
             if self.tcp.ports:  # no service judged by connections: svcpulse.tcp is not read at all
                 connections.poll(now_ms)
             if time.monotonic() < next_tick and not changed:

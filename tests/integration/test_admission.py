@@ -153,6 +153,8 @@ def test_a_policy_admitted_instance_gets_traffic_then_expires(tmp_path: Path, br
             assert feed_instances(api) == {REGISTERED[0], admitted}
             counted = picks(api, 2000)
             assert counted[admitted] > 0 and set(counted) == {REGISTERED[0], admitted}, counted
+            # The instance list reads ClickHouse: the loader may still be behind the stream the feed follows.
+            wait_for(lambda: {outside, wrong_port, clients_only} <= observed(api).keys(), 30, "the instances loaded")
             why = {i: row["admission"] for i, row in observed(api).items() if not row["routable"]}
             assert "outside the discovery policy's ranges (10.20.0.0/16)" in why[outside]
             assert "port 9090 is not among the policy's ports [8080]" in why[wrong_port]

@@ -199,10 +199,15 @@ def test_a_killed_worker_s_services_continue_from_the_survivor_never_empty(
         worst = max(continued.values())
         print(f"{len(moved)} services continued from the survivor after {worst:.1f} s (stale in between: "
               f"{sorted(stale_seen)}); before the kill generated at {before}")
-        # The target is the session timeout + one cycle; Tansu holds a rejoin for half a session, and the
-        # take-over reads the feeds back and replays the window: those and a loaded machine's margin on top.
-        assert worst <= SESSION_S + CYCLE_S + SESSION_S / 2 + 10, "session timeout + one cycle (+ rejoin, margin)"
+        # The survivor kept the victim's partitions warm (weigh/standby.py) and publishes them once the victim
+        # is silent for a session timeout; without the standby it waits for the group's rebalance (+ Tansu's
+        # rejoin hold of half a session) and a replay: 12 s here, over this bound.
+        assert worst <= SESSION_S + CYCLE_S + MARGIN_S, "session timeout + one cycle (+ margin)"
         assert set(publishers(broker.bootstrap)[s] for s in moved) != {victim_name}
+        time.sleep(SESSION_S * 1.5 + 4)  # the group has moved the partitions: the standby handed them over
+        rates = [i["rps"] for s in moved for i in served(api, s)["instances"]]
+        print(f"after the group moved them: rps per instance {rates} (40 sent)")
+        assert all(20 <= rps <= 60 for rps in rates), "each call counted once across standby and take-over"
 
 
 def test_clickhouse_stopped_60_s_the_feed_keeps_updating_and_reacts_to_a_fault(
