@@ -31,6 +31,7 @@ _REFUSED_AFTER_REBALANCE = {KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL
                             KafkaError.UNKNOWN_MEMBER_ID, KafkaError._ASSIGNMENT_LOST}
 _TIMEOUT_S = 10.0
 _NO_GROUP = "svcpulse-no-group"  # librdkafka wants a group.id even for assign(); nothing is committed with it
+_new_tuple = tuple.__new__
 
 
 def _tps(partitions: list[RdTP]) -> set[TopicPartition]:
@@ -117,12 +118,13 @@ class ConfluentConsumer(Consumer):
             polled = self._consumer.consume(num_messages=max_records, timeout=timeout_s)
         except KafkaException as err:
             raise _error(f"poll from {self._bootstrap}", err) from err
-        messages = []
-        for m in polled:
-            if m.error() is not None:
-                self._raise_if_fatal(m.error())
-                continue
-            messages.append(Message(m.topic(), m.partition(), m.offset(), m.timestamp()[1], m.key(), m.value()))
+        # The loader's hot loop: one comprehension, and tuple.__new__ skips Message's Python-level __new__.
+        messages = [_new_tuple(Message, (m.topic(), m.partition(), m.offset(), m.timestamp()[1], m.key(), m.value()))
+                    for m in polled if m.error() is None]
+        if len(messages) < len(polled):
+            for m in polled:
+                if m.error() is not None:
+                    self._raise_if_fatal(m.error())
         return self._hold_back_paused(messages) if self._paused else messages
 
     def _raise_if_fatal(self, error: KafkaError) -> None:
