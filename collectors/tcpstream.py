@@ -12,7 +12,6 @@ once (collectors/tcpcheck.py) and encoded in one call; a rejected event is count
 from __future__ import annotations
 
 import ctypes
-import itertools
 import sys
 import threading
 import time
@@ -84,7 +83,7 @@ class SinkOutput:
             return self._send_each(events)
         values = self._encode_lines(events).split(b"\n")  # JSON escapes newlines inside strings
         values.pop()  # after the last line's "\n"
-        self.sink.send_encoded("tcp", zip(itertools.repeat(host.encode()), values))
+        self.sink.send_values("tcp", host.encode(), values)
         return []
 
     def _send_each(self, events: list[TcpEvent]) -> list[Rejection]:

@@ -8,7 +8,6 @@ import errno
 import io
 import random
 import struct
-from collections.abc import Iterable
 
 import msgspec
 import orjson
@@ -106,8 +105,8 @@ class Recorded:
         sink._pack(kind, event)  # the sink's own per-event check: raises the contract's Rejection
         self.sent.append(event)
 
-    def send_encoded(self, kind: str, events: Iterable[tuple[bytes | None, bytes]]) -> None:
-        self.encoded += [(kind, key, value) for key, value in events]
+    def send_values(self, kind: str, key: bytes | None, values: list[bytes]) -> None:
+        self.encoded += [(kind, key, value) for value in values]
 
 
 def test_kafka_output_ships_a_read_encoded_at_once_byte_for_byte_as_the_contract() -> None:
