@@ -1,6 +1,6 @@
 """The producer behind the sink, from the one Kafka client layer (core.kafka): confluent by default.
 
-`deliver` produces a batch of spool Records and returns only once every record is acknowledged, or
+`deliver` produces a batch of (kind, key, value) records and returns only once every record is acknowledged, or
 raises: the sink keeps a batch until then, which is what makes its ordered spool work.
 The default client is confluent-kafka (librdkafka): it costs a node's collector about a fifth of
 kafka-python's CPU per event (docs/sink.md has the figures); SVCPULSE_SINK_KAFKA_CLIENT=kafka-python
@@ -9,16 +9,18 @@ keeps the pure-Python client.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
-from collectors.spool import Record
 from core.kafka import Producer, open_producer
 from core.settings import Settings
 from pipeline.topics import TOPIC_BY_KIND
 
 _LIBRDKAFKA_LOG = logging.getLogger("kafka.librdkafka")
+_KIND, _KEY_VALUE = operator.itemgetter(0), operator.itemgetter(1, 2)
 
 
 @dataclass
@@ -44,9 +46,9 @@ def new_producer(bootstrap_servers: str, opts: SinkOptions) -> Producer:
                          compression=opts.compression, delivery_timeout_ms=opts.delivery_timeout_ms, config=config)
 
 
-def deliver(producer: Producer, batch: list[Record], timeout_s: float) -> None:
-    """Produce the batch (key = record key, so per-key order holds) and wait for every acknowledgement."""
-    produce, topics = producer.produce, TOPIC_BY_KIND
-    for kind, key, value in batch:
-        produce(topics[kind], value, key)
+def deliver(producer: Producer, batch: list[tuple[str, bytes | None, bytes]], timeout_s: float) -> None:
+    """Produce the batch of (kind, key, value) in order (key = record key, so per-key order holds), each
+    run of one kind in one call, and wait for every acknowledgement."""
+    for kind, records in itertools.groupby(batch, _KIND):
+        producer.produce_many(TOPIC_BY_KIND[kind], map(_KEY_VALUE, records))
     producer.flush(timeout_s)

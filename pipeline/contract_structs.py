@@ -32,10 +32,12 @@ def _annotation(field: events.Field) -> Any:
     return Annotated[field.type, msgspec.Meta(ge=low, le=high)]
 
 
-def contract_struct(kind: str, forbid_unknown_fields: bool) -> type[msgspec.Struct]:
-    """A Struct of `kind`'s contract fields in the contract's order, optional ones with their defaults."""
+def contract_struct(kind: str, forbid_unknown_fields: bool,
+                    only: tuple[str, ...] | None = None) -> type[msgspec.Struct]:
+    """A Struct of `kind`'s contract fields (or of those named in `only`) in the contract's order, optional
+    ones with their defaults."""
     fields = [(f.name, _annotation(f)) if f.required else (f.name, _annotation(f), f.default)
-              for f in events.SCHEMAS[kind]]
+              for f in events.SCHEMAS[kind] if only is None or f.name in only]
     # kw_only: optional contract fields may sit between required ones (workload after cgroup), order kept
     return msgspec.defstruct(f"{kind.title()}Event", fields, forbid_unknown_fields=forbid_unknown_fields,
                              gc=False, kw_only=True)

@@ -30,7 +30,7 @@ acknowledged surfaces as DeliveryError from flush(). Backend exception types nev
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple
 
 TopicPartition = tuple[str, int]
@@ -145,6 +145,11 @@ class Producer(ABC):
     def produce(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         """Queue one message; messages with one key go to one partition, in produce order. Blocks (up to
         the delivery timeout) when the local queue is full; never waits for the broker otherwise."""
+
+    def produce_many(self, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> None:
+        """produce() each (key, value) in order; a client may do it in fewer Python calls per message."""
+        for key, value in messages:
+            self.produce(topic, value, key)
 
     @abstractmethod
     def flush(self, timeout_s: float = 30.0) -> None:

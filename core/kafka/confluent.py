@@ -6,7 +6,7 @@ already fetched are held back and read again after resume."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, KafkaError, KafkaException
@@ -280,6 +280,16 @@ class ConfluentProducer(Producer):
         self._produced += 1
         if self._produced % 10_000 == 0:
             self._producer.poll(0)  # serve error callbacks now and then, not per message
+
+    def produce_many(self, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> None:
+        # librdkafka's produce straight from the loop (a sink's batch: ~0.2 us per message less than produce())
+        produce = self._producer.produce
+        for key, value in messages:
+            try:
+                produce(topic, value, key)
+            except (BufferError, KafkaException):  # the queue is full, or an error: produce() waits or raises
+                self.produce(topic, value, key)
+        self._producer.poll(0)  # serve error callbacks once per batch
 
     def flush(self, timeout_s: float = 30.0) -> None:
         undelivered = self._producer.flush(timeout_s)

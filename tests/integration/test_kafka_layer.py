@@ -36,11 +36,13 @@ def produce_timed(bootstrap: str, topic: str, timestamps: list[int], partition: 
 
 
 @pytest.mark.parametrize("client", CLIENTS)
-def test_produce_then_assign_reads_every_partition_with_per_key_order(broker: Tansu, client: str) -> None:
+def test_produce_and_produce_many_then_assign_read_all_partitions_in_key_order(broker: Tansu, client: str) -> None:
     assert ensure_topics(broker.bootstrap, ["layer"], partitions=4) == ["layer"]
-    producer = open_producer(client, broker.bootstrap)
-    for i in range(2000):
+    # a local queue of 300 messages: produce_many (the second half) must wait for room, not fail or drop
+    producer = open_producer(client, broker.bootstrap, queue_max_messages=300)
+    for i in range(1000):
         producer.produce("layer", b"%d" % i, key=b"key-%d" % (i % 5))
+    producer.produce_many("layer", ((b"key-%d" % (i % 5), b"%d" % i) for i in range(1000, 2000)))
     producer.flush(30)
     producer.close()
     consumer = open_consumer(client, broker.bootstrap)

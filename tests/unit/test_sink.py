@@ -58,14 +58,16 @@ def test_unreachable_broker_spools_and_survives_restart(tmp_path: Path) -> None:
     again.close(timeout_s=0.2)
 
 
-@pytest.mark.parametrize("batched", [False, True])
-def test_without_spool_memory_is_bounded_and_overflow_counted(batched: bool) -> None:
+@pytest.mark.parametrize("how", ["send", "send_encoded", "send_values"])
+def test_without_spool_memory_is_bounded_and_overflow_counted(how: str) -> None:
     before = metric("svcpulse_sink_dropped_total", "load")
     sink = open_sink(f"127.0.0.1:{free_port()}", memory_queue=10, delivery_timeout_ms=1000)
     loads = [{**LOAD, "ts_ms": i + 1} for i in range(25)]
-    if batched:  # a receiver's whole request, checked and encoded by the caller, in one call
+    if how == "send_encoded":  # a receiver's whole request, checked and encoded by the caller, in one call
         sink.send_encoded("load", map(packer("load", None), loads))
-    for event in [] if batched else loads:
+    elif how == "send_values":  # a collector's read: one key, checked and encoded by the caller
+        sink.send_values("load", b"h", [value for _key, value in map(packer("load", None), loads)])
+    for event in loads if how == "send" else []:
         sink.send("load", event)  # returns at once although nothing can be delivered
     stats = sink.stats()
     assert stats["dropped"] == 15 and stats["queued"] == 10
