@@ -90,12 +90,6 @@ def call_totals(store: Store, window: Window, now_s: float | None = None) -> tup
     return pairs, list(callees.values())
 
 
-def _tuples(keys: Collection[tuple[str, ...]]) -> tuple[tuple[str, ...], ...]:
-    """Keys as an IN list; one key twice, or ((a, b)) would read as the tuple (a, b) itself."""
-    ordered = tuple(sorted(keys))
-    return ordered * 2 if len(ordered) == 1 else ordered
-
-
 def _quantiles(q: Sequence[float]) -> Quantiles:
     p50, p99 = (None if math.isnan(value) else round(float(value), 3) for value in q)
     return p50, p99
@@ -104,28 +98,26 @@ def _quantiles(q: Sequence[float]) -> Quantiles:
 def latencies(store: Store, window: Window, pairs: Collection[PairKey], callees: Collection[CalleeKey],
               now_s: float | None = None) -> tuple[dict[PairKey, Quantiles], dict[CalleeKey, Quantiles]]:
     """(p50, p99) of the calls of each of `pairs` and of all the calls each of `callees` served on that
-    side: the t-digests are merged for these only (their rows filtered as they are read), once per pair,
-    and a callee's from its pairs' merged states."""
-    if not pairs and not callees:
+    side. The t-digests are merged only for the callees these name (their rows filtered as they are read),
+    once per pair, and a callee's from its pairs' merged states. The filter is a list of callee names:
+    18.16 analyses a list of (caller, callee, side) tuples at ~0.3 ms each, more than merging their digests."""
+    names = sorted({callee for _, callee, _ in pairs} | {callee for callee, _ in callees})
+    if not names:
         return {}, {}
-    chosen = ["(callee, side) IN %(callees)s" if callees else "",
-              "(caller, callee, side) IN %(pairs)s" if pairs else ""]
-    source, params = _source(window, "rpc_edges", "caller, callee, side, latency", now_s,
-                             where=" OR ".join(c for c in chosen if c))
+    source, params = _source(window, "rpc_edges", "caller, callee, side, latency", now_s, where="callee IN %(names)s")
     sql = ("SELECT callee, side, groupArray(caller) AS callers, groupArray(finalizeAggregation(l)) AS qs, "
            "quantilesTDigestMerge(0.5, 0.99)(l) AS q FROM (SELECT callee, side, caller, "
            f"quantilesTDigestMergeState(0.5, 0.99)(latency) AS l FROM {source} GROUP BY callee, side, caller) "
            "GROUP BY callee, side")
-    params.update(pairs=_tuples(pairs), callees=_tuples(callees))
     wanted_pairs, wanted_callees = set(pairs), set(callees)
     by_pair: dict[PairKey, Quantiles] = {}
     by_callee: dict[CalleeKey, Quantiles] = {}
-    for row in store.query(sql, params):
+    for row in store.query(sql, {**params, "names": tuple(names)}):
         callee, side = row["callee"], row["side"]
         for caller, q in zip(row["callers"], row["qs"], strict=True):
             if (caller, callee, side) in wanted_pairs:
                 by_pair[caller, callee, side] = _quantiles(q)
-        if (callee, side) in wanted_callees:  # else the merge of a few drawn pairs only: not the callee's
+        if (callee, side) in wanted_callees:
             by_callee[callee, side] = _quantiles(row["q"])
     return by_pair, by_callee
 
