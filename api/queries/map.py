@@ -95,16 +95,33 @@ def _quantiles(q: Sequence[float]) -> Quantiles:
     return p50, p99
 
 
+WIDEN_SHARE = 0.15  # latency quantiles may cover whole ten minutes around a range this much longer than it
+
+
+def latency_window(window: Window, now_s: float | None = None) -> Window:
+    """The span the latency quantiles cover: the range widened to whole ten minutes when that adds at most
+    WIDEN_SHARE of its length (a 1-hour range always), else the range itself. A range's partial ten
+    minutes cost a digest per pair and minute, half of a 1-hour map's latency merge, where a whole ten
+    minutes costs one; the counts (calls, errors, slow calls) always cover the range exactly."""
+    lo = window.from_s // 600 * 600
+    hi = window.to_s if now_s is not None and window.to_s >= now_s else -(-window.to_s // 600) * 600
+    if (window.from_s - lo) + (hi - window.to_s) > WIDEN_SHARE * (window.to_s - window.from_s):
+        return window
+    return Window(lo, hi, window.step_s)
+
+
 def latencies(store: Store, window: Window, pairs: Collection[PairKey], callees: Collection[CalleeKey],
               now_s: float | None = None) -> tuple[dict[PairKey, Quantiles], dict[CalleeKey, Quantiles]]:
     """(p50, p99) of the calls of each of `pairs` and of all the calls each of `callees` served on that
-    side. The t-digests are merged only for the callees these name (their rows filtered as they are read),
-    once per pair, and a callee's from its pairs' merged states. The filter is a list of callee names:
-    18.16 analyses a list of (caller, callee, side) tuples at ~0.3 ms each, more than merging their digests."""
+    side, over latency_window. The t-digests are merged only for the callees these name (their rows
+    filtered as they are read), once per pair, and a callee's from its pairs' merged states. The filter
+    is a list of callee names: 18.16 analyses a list of (caller, callee, side) tuples at ~0.3 ms each,
+    more than merging their digests."""
     names = sorted({callee for _, callee, _ in pairs} | {callee for callee, _ in callees})
     if not names:
         return {}, {}
-    source, params = _source(window, "rpc_edges", "caller, callee, side, latency", now_s, where="callee IN %(names)s")
+    source, params = _source(latency_window(window, now_s), "rpc_edges", "caller, callee, side, latency", now_s,
+                             where="callee IN %(names)s")
     sql = ("SELECT callee, side, groupArray(caller) AS callers, groupArray(finalizeAggregation(l)) AS qs, "
            "quantilesTDigestMerge(0.5, 0.99)(l) AS q FROM (SELECT callee, side, caller, "
            f"quantilesTDigestMergeState(0.5, 0.99)(latency) AS l FROM {source} GROUP BY callee, side, caller) "

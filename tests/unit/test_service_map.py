@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from api.queries.map import segments
+from api.queries.map import latency_window, segments
 from api.servicemap import CalleeKey, Inputs, PairKey, Quantiles, build_map
 from api.servicemap.edges import OTHERS, bounded, canonical, finish
 from api.servicemap.health import COLORS, feed_state, judge
@@ -161,3 +161,13 @@ def test_latencies_are_merged_only_for_the_edges_and_service_nodes_drawn() -> No
     assert groups["svc:s1"]["calls"] == sum(600 + 60 * i + 1 for i in range(11))
     assert groups["svc:s1"]["latency_ms_p50"] is None and groups["svc:s1"]["latency_ms_p99"] is None
     assert graph["omitted"]["edges"] == 0
+
+
+def test_latency_quantiles_cover_whole_ten_minutes_only_when_that_widens_the_range_a_little() -> None:
+    hour = Window(19 * 3600 + 34 * 60, 20 * 3600 + 34 * 60, 60)  # 19:34-20:34, ending now (20:33:30)
+    assert latency_window(hour, now_s=20 * 3600 + 33 * 60 + 30) == Window(19 * 3600 + 30 * 60, hour.to_s, 60)
+    # Ended in the past: both ends to whole ten minutes (19:30-20:40: 10 minutes more, 17%) is too much.
+    assert latency_window(hour) == hour
+    assert latency_window(Window(0, 4 * 3600 + 60, 60)) == Window(0, 4 * 3600 + 600, 60)  # 9 of 241 minutes
+    quarter = Window(20 * 3600 + 19 * 60, 20 * 3600 + 34 * 60, 60)  # 15 minutes: 9 more would be 60%
+    assert latency_window(quarter, now_s=20 * 3600 + 33 * 60) == quarter
