@@ -160,14 +160,22 @@ def test_latencies_are_read_for_what_is_drawn_and_the_rest_keeps_its_counts(
     assert "p99 over 1 s: 6.7% of calls took longer (2 of 30)" in quiet["why"]
     assert quiet["latency_ms_p99"] == pytest.approx(1500.0, rel=0.05)
 
-    # Two edges drawn (the busiest critical ones); catalog's two other callers grouped: counts, no latency.
-    answer = api.get("/v1/map", params={**window, "limit": 2}).json()
-    drawn = {(e["source"], e["target"]): e for e in answer["edges"] if e["source"] != "group:others"}
-    assert set(drawn) == {(f"svc:{front}", f"svc:{checkout}"), (f"svc:{front}", f"svc:{catalog}")}
-    assert drawn[f"svc:{front}", f"svc:{checkout}"]["latency_ms_p99"] == pytest.approx(140.0, rel=0.05)
-    [group] = [e for e in answer["edges"] if e["source"] == "group:others" and e["target"] == f"svc:{catalog}"]
-    assert (group["grouped_edges"], group["calls"], group["tcp_attempts"]) == (2, 30, 22)
+    # Three hours ago (chdb is shared by the session: no other test's calls there), the map of one edge:
+    # the busiest critical one drawn, the two other callers of its target grouped: counts, no latency.
+    past = now_ms - 3 * 3_600_000
+    x = f"{p}.x"
+    insert(store, "rpc", "rpc_calls", calls(past, f"{p}.a", x, "10.61.1.1:8080", 1000, failed=100, latency_ms=200.0)
+           + calls(past, f"{p}.b", x, "10.61.1.1:8080", 50, latency_ms=10.0)
+           + calls(past, f"{p}.c", x, "10.61.1.1:8080", 30, latency_ms=10.0, side="server"))
+    answer = api.get("/v1/map", params={"from": past - 300_000, "to": past + 300_000, "limit": 1}).json()
+    [drawn] = [e for e in answer["edges"] if e["source"] != "group:others"]
+    assert (drawn["source"], drawn["target"], drawn["calls"]) == (f"svc:{p}.a", f"svc:{x}", 1000)
+    assert drawn["latency_ms_p99"] == pytest.approx(200.0, rel=0.05)
+    [group] = [e for e in answer["edges"] if e["source"] == "group:others"]
+    assert (group["target"], group["grouped_edges"], group["calls"]) == (f"svc:{x}", 2, 80)
     assert group["latency_ms_p50"] is None and group["latency_ms_p99"] is None
+    node = {n["id"]: n for n in answer["nodes"]}[f"svc:{x}"]  # its own (server) side: c's 30 calls
+    assert (node["calls"], node["latency_ms_p99"]) == (30, pytest.approx(10.0, rel=0.05))
 
     # The query merges digests for the pairs and callees asked only; a callee's covers all its callers.
     by_pair, by_callee = mq.latencies(store, Window(now_ms // 1000 - 600, now_ms // 1000, 60),
