@@ -14,31 +14,19 @@ DROP TABLE IF EXISTS $db.rpc_edges_10m_mv;
 DROP TABLE IF EXISTS $db.rpc_edges_1h_mv;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS $db.rpc_edges_1m_mv TO $db.rpc_edges_1m AS
-SELECT toStartOfMinute(ts) AS minute, caller, callee, side,
-       countState() AS calls,
-       sumState(toUInt64(status = 'error')) AS errors,
-       sumState(toUInt64(status = 'timeout')) AS timeouts,
-       sumState(toUInt64(latency_ms > 1000)) AS slow,
-       quantilesTDigestState(0.5, 0.99)(latency_ms) AS latency
-FROM $db.rpc_calls
-GROUP BY minute, caller, callee, side;
+SELECT toStartOfMinute(ts) AS minute, caller, callee, side, countState() AS calls,
+       sumState(toUInt64(status = 'error')) AS errors, sumState(toUInt64(status = 'timeout')) AS timeouts,
+       sumState(toUInt64(latency_ms > 1000)) AS slow, quantilesTDigestState(0.5, 0.99)(latency_ms) AS latency
+FROM $db.rpc_calls GROUP BY minute, caller, callee, side;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS $db.rpc_edges_10m_mv TO $db.rpc_edges_10m AS
-SELECT toDateTime(intDiv(toUInt32(ts), 600) * 600) AS minute, caller, callee, side,
-       countState() AS calls,
-       sumState(toUInt64(status = 'error')) AS errors,
-       sumState(toUInt64(status = 'timeout')) AS timeouts,
-       sumState(toUInt64(latency_ms > 1000)) AS slow,
-       quantilesTDigestState(0.5, 0.99)(latency_ms) AS latency
-FROM $db.rpc_calls
-GROUP BY minute, caller, callee, side;
+SELECT toDateTime(intDiv(toUInt32(ts), 600) * 600) AS minute, caller, callee, side, countState() AS calls,
+       sumState(toUInt64(status = 'error')) AS errors, sumState(toUInt64(status = 'timeout')) AS timeouts,
+       sumState(toUInt64(latency_ms > 1000)) AS slow, quantilesTDigestState(0.5, 0.99)(latency_ms) AS latency
+FROM $db.rpc_calls GROUP BY minute, caller, callee, side;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS $db.rpc_edges_1h_mv TO $db.rpc_edges_1h AS
-SELECT toStartOfHour(ts) AS hour, caller, callee, side,
-       countState() AS calls,
-       sumState(toUInt64(status = 'error')) AS errors,
-       sumState(toUInt64(status = 'timeout')) AS timeouts,
-       sumState(toUInt64(latency_ms > 1000)) AS slow,
-       quantilesTDigestState(0.5, 0.99)(latency_ms) AS latency
-FROM $db.rpc_calls
-GROUP BY hour, caller, callee, side;
+SELECT toStartOfHour(ts) AS hour, caller, callee, side, countState() AS calls,
+       sumState(toUInt64(status = 'error')) AS errors, sumState(toUInt64(status = 'timeout')) AS timeouts,
+       sumState(toUInt64(latency_ms > 1000)) AS slow, quantilesTDigestState(0.5, 0.99)(latency_ms) AS latency
+FROM $db.rpc_calls GROUP BY hour, caller, callee, side;
