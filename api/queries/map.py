@@ -4,9 +4,10 @@ which services run in which cgroups (workloads_1m), all rollups keyed by time fi
 minutes and hours (migration 0009).
 A query's cost follows the number of (caller, callee), (caller, callee, instance) and (cgroup,
 endpoint) pairs in the range, never the number of calls or connections; the costliest state, the
-latency t-digests, is merged only for the pairs and callees the map draws (`latencies`). A range reads whole hours
-from the *_1h tables, whole ten minutes from the *_10m tables and only its edges from the minutes (a
-range ending now: its current hour whole, see segments). Runs on ClickHouse 18.16 and chdb alike.
+latency t-digests, is merged only for the pairs and callees the map draws (`latencies`). A range
+reads whole hours from the *_1h tables, whole ten minutes from the *_10m tables and only its edges
+from the minutes (a range ending now: its current hour whole, see segments). Runs on ClickHouse 18.16
+and chdb alike.
 """
 
 from __future__ import annotations

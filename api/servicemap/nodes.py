@@ -2,9 +2,9 @@
 room allows), each with its figures over the range and its state.
 
 A service's figures are its callees' side of the story: calls it served as measured by itself (by its
-callers when it measures nothing), rps, success rate and p99 (its latency digest is merged for the nodes
-drawn only: node_ids and served say which). Every node also gets the connections
-that reached it (tcp_rate, tcp_success_rate). The colour is the feed's state when the service has a
+callers when it measures nothing), rps, success rate and p99 (its latency digest is merged for the
+nodes drawn only: node_ids and served say which). Every node also gets the connections that reached
+it (tcp_rate, tcp_success_rate). The colour is the feed's state when the service has a
 feed and the range ends now; otherwise the health of its calls.
 """
 
