@@ -7,8 +7,8 @@ production: 100 services with 10 instances each, every service called by 5 other
 call recorded by one side (the callee's for even-numbered callees, the caller's for odd ones; 2%
 errors, 1% timeouts; latencies spread log-uniformly over 1-500 ms on every edge, so each edge's
 digests hold as many centroids as a real edge's), callers' connections from their service's cgroup to
-the callees' instances (3% refused). The rollups' parts are then merged (OPTIMIZE ... FINAL), as past
-data settles.
+the callees' instances (3% refused). The rollups' and raw tables' parts are then merged (OPTIMIZE ...
+FINAL), as past data settles.
 The map is then asked --repeat times through the real API (in-process ASGI client) and its p50/p99
 printed, with the CPU time one request costs (this process, which embeds chdb, plus the ClickHouse
 server's): latencies follow the load other work puts on the machine, CPU time much less. Target: p99
@@ -83,14 +83,16 @@ def urls(now_ms: int) -> dict[str, str]:
 
 ROLLUPS = (*(f"{name}_{tier}" for name in ("rpc_edges", "rpc_edge_instances", "tcp_edges")
               for tier in ("1m", "10m", "1h")), "workloads_1m")
+RAW = ("rpc_calls", "tcp_connections")  # merged too: their background merges would burn CPU mid-measurement
 
 
 def merge_rollups(store: Store) -> float:
-    """Merge each rollup's parts into one (OPTIMIZE ... FINAL), the steady state of past data; seconds taken.
-    Unmerged, the ten inserts leave up to ten parts per bucket (the hour's in all ten), each a state more to
-    merge per pair, and the background merges would run during the measurement and count in its CPU time."""
+    """Merge each rollup's parts and the raw tables' into one (OPTIMIZE ... FINAL), the steady state of past
+    data; seconds taken. Unmerged, the ten inserts leave up to ten parts per bucket (the hour's in all ten),
+    each a state more to merge per pair, and the background merges (of 10,000,000 raw rows too) would run
+    during the measurement and count in its CPU time (chdb's in this process)."""
     started = time.monotonic()
-    for table in ROLLUPS:
+    for table in (*ROLLUPS, *RAW):
         store.execute(f"OPTIMIZE TABLE {table} FINAL")
     return time.monotonic() - started
 
@@ -115,7 +117,7 @@ def run(engine: str, rows: int, repeat: int, work: Path) -> dict[str, tuple[floa
         seconds = generate(store, rows)
         counts = {t: store.query(f"SELECT count() AS n FROM {t}")[0]["n"]
                   for t in ("rpc_edges_1m", "rpc_edge_instances_1m", "tcp_edges_1m", "workloads_1m")}
-        print(f"{engine}: generated in {seconds:.0f} s (rollup rows: {counts}); rollups merged in "
+        print(f"{engine}: generated in {seconds:.0f} s (rollup rows: {counts}); rollups and raw tables merged in "
               f"{merge_rollups(store):.0f} s; {repeat} calls each, load average {os.getloadavg()[0]:.1f}", flush=True)
         timings = measure(store, repeat, urls(int(time.time() * 1000)), cpu_clock(engine, work))
         print(f"{engine}: load average after {os.getloadavg()[0]:.1f}", flush=True)

@@ -23,9 +23,10 @@ from pipeline.store import Store
 
 router = APIRouter(prefix="/v1/map", tags=["map"])
 
-# A map reads five independent queries; a server store runs them side by side on its pooled connections
-# (chdb runs one at a time anyway). Three threads at most for every map request together, so maps never
-# take all of the store's connections (pool=4 by default) from the other routes for long.
+# A map reads five independent queries of counts; a server store runs them side by side on its pooled
+# connections (chdb runs one at a time anyway), then one more for the latencies of what it draws. Three
+# threads at most for every map request together, so maps never take all of the store's connections
+# (pool=4 by default) from the other routes for long.
 _QUERIES = ThreadPoolExecutor(max_workers=3, thread_name_prefix="svcpulse-map")
 FEED_CURRENT_S = 300  # a range ending this close to now is "now" for the weight feed's states
 Limit = Annotated[int, Query(ge=1, le=500, description="edges shown one by one (unhealthy first, then the "
@@ -72,9 +73,11 @@ class Edge(BaseModel):
     rps: float
     failures: int
     error_rate: float | None
-    latency_ms_p50: float | None
+    latency_ms_p50: float | None = Field(description="none on an edge from group:others (counts only)")
     latency_ms_p99: float | None
     measured_by: Literal["client", "server", ""] = Field(description="whose measurement the call figures are")
+    slow_calls: int = Field(0, description="calls over a second: more than 1% of the calls makes p99 over a "
+                            "second, a critical edge")
     worst_instance: WorstInstance | None = Field(description="the callee instance failing most of these calls")
     tcp_attempts: int
     tcp_rate: float
@@ -115,14 +118,14 @@ def service_map(_: Reader, store: StoreDep, weights: WeightsDep, from_ms: FromMs
                     instances=rows["instances"], tcp=rows["tcp"], workloads=rows["workloads"],
                     registry=rows["registry"], feeds=weights.feeds,
                     feed_is_current=to_ms is None or to_ms >= now_ms - FEED_CURRENT_S * 1000)
-    graph = build_map(inputs, limit)
+    graph = build_map(inputs, limit, lambda pairs, callees: mq.latencies(store, window, pairs, callees, now_ms / 1000))
     if format == "grafana":
         return frames(graph)
     return {"from_ms": window.from_s * 1000, "to_ms": window.to_s * 1000, "limit": limit, **graph}
 
 
 def _read(store: Store, window: Window, now_s: float) -> dict[str, Any]:
-    """The map's rows, its queries run side by side (the slowest, the call digests, first)."""
+    """The map's rows of counts, its queries run side by side."""
     jobs = {"calls": (mq.call_totals, store, window, now_s), "tcp": (mq.tcp_links, store, window, now_s),
             "instances": (mq.instance_totals, store, window, MIN_SAMPLES, now_s),
             "workloads": (mq.cgroup_workloads, store, window), "registry": (reg.instances, store)}

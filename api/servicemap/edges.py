@@ -3,13 +3,15 @@
 Node ids: services svc:NAME, workloads wl:NAME, endpoints no service is known at ep:ADDRESS:PORT,
 callers that did not say who they are ext:unknown, and the edges left out group:others. Edges:
 - calls: per (caller, callee), the caller's own measurement when it made one (it sees what the network
-  and the balancer did too), else the callee's;
+  and the balancer did too), else the callee's. Counts first (calls, failures, calls over a second): the
+  edges are chosen from those, and only the drawn ones get their latency quantiles (build_map);
 - connections (callers' TCP, client side): the remote endpoint is a service's instance when its
   address and port are one (registry or calls); the source is the service that runs in the
   connecting cgroup, the one of them that calls this target when the cgroup runs several, else the
   cgroup's workload. Connections and calls between the same two nodes make one edge.
 Bounded: the `limit` edges kept are the unhealthy ones first, then the busiest; the others are summed
-per target into one edge from group:others (targets not kept are only counted in `omitted`).
+per target into one edge from group:others, which carries counts but no latency quantiles (targets not
+kept are only counted in `omitted`).
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ _PLAIN_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5
 @dataclass(frozen=True)
 class Inputs:
     seconds: float  # the range's length: rates divide by it
-    pairs: list[Row]  # api.queries.map.call_totals
-    callees: list[Row]
+    pairs: list[Row]  # api.queries.map.call_totals: counts per (caller, callee, side)
+    callees: list[Row]  # ... and per (callee, side)
     instances: list[Row]  # api.queries.map.instance_totals: per pair and side, its instances and worst
     tcp: list[Row]  # api.queries.map.tcp_links
     workloads: list[Row]  # api.queries.map.cgroup_workloads
@@ -67,9 +69,20 @@ def chosen(rows: Iterable[Row], key: tuple[str, ...], prefer: str) -> dict[tuple
     return found
 
 
+def call_edge(caller: str, callee: str) -> tuple[str, str]:
+    """The (source, target) node ids of the calls from `caller` ('' when unnamed) to `callee`."""
+    return (f"svc:{caller}" if caller else UNKNOWN_CALLERS, f"svc:{callee}")
+
+
+def measured_pairs(pairs: Iterable[Row]) -> dict[str, tuple[str, str, str]]:
+    """Edge id -> the (caller, callee, side) whose calls the edge shows (the caller's side when measured)."""
+    return {"->".join(call_edge(caller, callee)): (caller, callee, row["side"])
+            for (caller, callee), row in chosen(pairs, ("caller", "callee"), "client").items()}
+
+
 def _empty(source: str, target: str) -> dict[str, Any]:
     return {"id": f"{source}->{target}", "source": source, "target": target, "calls": 0, "failures": 0,
-            "latency_ms_p50": None, "latency_ms_p99": None, "measured_by": "", "worst_instance": None,
+            "slow_calls": 0, "latency_ms_p50": None, "latency_ms_p99": None, "measured_by": "", "worst_instance": None,
             "tcp_attempts": 0, "tcp_failed": 0, "tcp_retransmits": 0, "tcp_resets": 0}
 
 
@@ -90,9 +103,9 @@ class _Builder:
         worst = {key: row["worst"] for row in self.inputs.instances
                  if (key := (row["caller"], row["callee"])) in pairs and pairs[key]["side"] == row["side"]}
         for (caller, callee), row in pairs.items():
-            edge = self.edge(f"svc:{caller}" if caller else UNKNOWN_CALLERS, f"svc:{callee}")
-            edge.update(calls=row["calls"], failures=row["errors"] + row["timeouts"], latency_ms_p50=row["p50"],
-                        latency_ms_p99=row["p99"], measured_by=row["side"], worst_instance=worst.get((caller, callee)))
+            edge = self.edge(*call_edge(caller, callee))
+            edge.update(calls=row["calls"], failures=row["errors"] + row["timeouts"], slow_calls=row["slow"],
+                        measured_by=row["side"], worst_instance=worst.get((caller, callee)))
 
     def connections(self) -> None:
         owners = self._owners()
@@ -189,8 +202,7 @@ def bounded(edges: list[dict[str, Any]], limit: int, seconds: float) -> tuple[li
         if into is None:
             into = grouped[edge["target"]] = {**_empty(OTHERS, edge["target"]), "grouped_edges": 0}
         into["grouped_edges"] += 1
-        for name in ("calls", "failures", "tcp_attempts", "tcp_failed", "tcp_retransmits", "tcp_resets"):
+        for name in ("calls", "failures", "slow_calls", "tcp_attempts", "tcp_failed", "tcp_retransmits",
+                     "tcp_resets"):
             into[name] += edge[name]
-        p99s = [p for p in (into["latency_ms_p99"], edge["latency_ms_p99"]) if p is not None]
-        into["latency_ms_p99"] = max(p99s) if p99s else None  # the group's worst: p99s do not add up
     return kept + [finish(edge, seconds) for edge in grouped.values()], omitted

@@ -19,6 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 MIN_SAMPLES = 20
+# "p99 over a second" is judged exactly from counts: more than 1% of the calls took over SLOW_MS. The
+# rollups count those calls (migration 0011 fixes the threshold in SQL), so the map judges and chooses
+# every edge without merging its latency digest.
+SLOW_MS = 1000
 SEVERITY = {"idle": 0, "healthy": 1, "warning": 2, "critical": 3}
 # The console's palette (api/console/console.css), which follows Grafana's.
 COLORS = {"healthy": "#56a64b", "warning": "#ff9830", "critical": "#f2495c", "idle": "#8e8e9a",
@@ -30,7 +34,7 @@ _ROUTABLE = frozenset({"healthy", "new", "slow_start", "degraded"})
 class Thresholds:
     success_warning: float = 0.999
     success_critical: float = 0.99
-    p99_critical_ms: float = 1000.0
+    slow_share_critical: float = 0.01  # of calls over SLOW_MS: more means p99 over SLOW_MS
     instance_warning: float = 0.01  # one callee instance's failure rate on this edge
     instance_critical: float = 0.05
     retransmits_warning: float = 0.1  # per connection
@@ -60,7 +64,7 @@ def _rate(kind: str, failed: int, total: int, t: Thresholds, found: list[tuple[s
 
 
 def judge(edge: Mapping[str, Any], t: Thresholds = DEFAULT) -> Verdict:
-    """The verdict on an edge's calls ({calls, failures, latency_ms_p99, worst_instance...}) and
+    """The verdict on an edge's calls ({calls, failures, slow_calls, worst_instance...}) and
     connections ({tcp_attempts, tcp_failed, tcp_retransmits})."""
     calls, attempts = edge.get("calls", 0), edge.get("tcp_attempts", 0)
     if not calls and not attempts:
@@ -68,9 +72,10 @@ def judge(edge: Mapping[str, Any], t: Thresholds = DEFAULT) -> Verdict:
     found: list[tuple[str, str]] = []
     _rate("calls", edge.get("failures", 0), calls, t, found)
     _rate("connections", edge.get("tcp_failed", 0), attempts, t, found)
-    p99 = edge.get("latency_ms_p99")
-    if p99 is not None and calls >= MIN_SAMPLES and p99 > t.p99_critical_ms:
-        found.append(("critical", f"p99 {p99:.0f} ms"))
+    slow = edge.get("slow_calls", 0)
+    if calls >= MIN_SAMPLES and slow > t.slow_share_critical * calls:
+        found.append(("critical", f"p99 over {SLOW_MS / 1000:g} s: {slow / calls:.1%} of calls took longer "
+                                  f"({slow} of {calls})"))
     worst = edge.get("worst_instance")
     if worst and worst["calls"] >= MIN_SAMPLES:
         rate = worst["failures"] / worst["calls"]

@@ -2,8 +2,9 @@
 room allows), each with its figures over the range and its state.
 
 A service's figures are its callees' side of the story: calls it served as measured by itself (by its
-callers when it measures nothing), rps, success rate and p99. Every node also gets the connections
-that reached it (tcp_rate, tcp_success_rate). The colour is the feed's state when the service has a
+callers when it measures nothing), rps, success rate and p99 (its latency digest is merged for the
+nodes drawn only: node_ids and served say which). Every node also gets the connections that reached
+it (tcp_rate, tcp_success_rate). The colour is the feed's state when the service has a
 feed and the range ends now; otherwise the health of its calls.
 """
 
@@ -22,14 +23,27 @@ MAX_WORKLOADS = 10  # workloads listed per service node (a Deployment's pods are
 TITLES = {UNKNOWN_CALLERS: "unknown callers", OTHERS: "other callers"}
 
 
-def build_nodes(inputs: Inputs, edges: list[dict[str, Any]], max_nodes: int) -> list[dict[str, Any]]:
+def node_ids(inputs: Inputs, edges: list[dict[str, Any]], max_nodes: int) -> list[str]:
+    """The nodes to draw: the edges' ends, then services with a feed as room allows."""
     ids = list(dict.fromkeys(node for edge in edges for node in (edge["source"], edge["target"])))
     for service in sorted(inputs.feeds):
         if len(ids) >= max_nodes:
             break
         if f"svc:{service}" not in ids:
             ids.append(f"svc:{service}")
-    served = {key[0]: row for key, row in chosen(inputs.callees, ("callee",), "server").items()}
+    return ids
+
+
+def served(inputs: Inputs, ids: list[str]) -> dict[str, Mapping[str, Any]]:
+    """Service name -> the row of calls it served whose figures its node shows (its own side's when it
+    measured them), for the service nodes among `ids`."""
+    rows = {key[0]: row for key, row in chosen(inputs.callees, ("callee",), "server").items()}
+    return {name: rows[name] for node in ids if node.startswith("svc:") and (name := node[4:]) in rows}
+
+
+def build_nodes(inputs: Inputs, edges: list[dict[str, Any]], ids: list[str],
+                served: Mapping[str, Mapping[str, Any]], p99s: Mapping[str, float | None]) -> list[dict[str, Any]]:
+    """The nodes `ids` with their figures; p99s: service name -> the p99 of the calls it served."""
     inbound: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for edge in edges:
         inbound[edge["target"]][0] += edge["tcp_attempts"]
@@ -37,7 +51,8 @@ def build_nodes(inputs: Inputs, edges: list[dict[str, Any]], max_nodes: int) -> 
     homes = _workloads_by_service(inputs.workloads)
     kinds = {row["workload"]: row["workload_kind"] for row in inputs.workloads}
     grouped = sum(edge.get("grouped_edges", 0) for edge in edges)
-    return [_node(node, inputs, served, inbound[node], homes, kinds, grouped) for node in ids]
+    figures = {name: {**row, "p99": p99s.get(name)} for name, row in served.items()}
+    return [_node(node, inputs, figures, inbound[node], homes, kinds, grouped) for node in ids]
 
 
 def _workloads_by_service(rows: list[Mapping[str, Any]]) -> dict[str, list[dict[str, str]]]:
@@ -66,7 +81,7 @@ def _node(node_id: str, inputs: Inputs, served: Mapping[str, Mapping[str, Any]],
                     success_rate=round(1 - failures / row["calls"], 5) if row["calls"] else None,
                     latency_ms_p99=row["p99"])
     verdict = health.judge({"calls": node["calls"], "failures": row["errors"] + row["timeouts"] if row else 0,
-                            "latency_ms_p99": node["latency_ms_p99"], "tcp_attempts": attempts, "tcp_failed": failed})
+                            "slow_calls": row["slow"] if row else 0, "tcp_attempts": attempts, "tcp_failed": failed})
     node.update(health=verdict.health, why=list(verdict.why), color=verdict.color)
     if prefix == "svc":
         _service(node, inputs, homes.get(name, []))

@@ -14,6 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from api.queries import map as mq
+from api.timerange import Window
 from core.settings import Settings
 from pipeline.batch import columns
 from pipeline.store import Store
@@ -142,6 +144,46 @@ def test_limit_groups_the_rest_and_grafana_gets_node_graph_frames(shop: tuple[Te
     edge = {e["id"]: e for e in frames["edges"]}[f"svc:{p}.frontend->svc:{p}.checkout"]
     assert (edge["source"], edge["target"], edge["color"]) == (f"svc:{p}.frontend", f"svc:{p}.checkout", "#f2495c")
     assert edge["mainstat"].endswith("req/s") and "p99" in edge["secondarystat"]
+
+
+def test_latencies_are_read_for_what_is_drawn_and_the_rest_keeps_its_counts(
+        shop: tuple[TestClient, str, int], store: Store) -> None:
+    api, p, now_ms = shop
+    front, checkout, catalog, search = (f"{p}.{name}" for name in ("frontend", "checkout", "catalog", "search"))
+    # A quiet edge 2 of whose 30 calls took 1.5 s: p99 over a second, critical from its counts alone.
+    insert(store, "rpc", "rpc_calls", calls(now_ms - 90_000, front, search, "10.61.0.9:8080", 28, latency_ms=20.0)
+           + calls(now_ms - 90_000, front, search, "10.61.0.9:8080", 2, latency_ms=1500.0))
+    window = {"from": now_ms - 600_000, "to": now_ms}
+    full = scoped(api.get("/v1/map", params={**window, "limit": 500}).json(), p)[1]
+    quiet = full[f"svc:{front}", f"svc:{search}"]
+    assert (quiet["calls"], quiet["slow_calls"], quiet["health"]) == (30, 2, "critical")
+    assert "p99 over 1 s: 6.7% of calls took longer (2 of 30)" in quiet["why"]
+    assert quiet["latency_ms_p99"] == pytest.approx(1500.0, rel=0.05)
+
+    # Three hours ago (chdb is shared by the session: no other test's calls there), the map of one edge:
+    # the busiest critical one drawn, the two other callers of its target grouped: counts, no latency.
+    past = now_ms - 3 * 3_600_000
+    x = f"{p}.x"
+    insert(store, "rpc", "rpc_calls", calls(past, f"{p}.a", x, "10.61.1.1:8080", 1000, failed=100, latency_ms=200.0)
+           + calls(past, f"{p}.b", x, "10.61.1.1:8080", 50, latency_ms=10.0)
+           + calls(past, f"{p}.c", x, "10.61.1.1:8080", 30, latency_ms=10.0, side="server"))
+    answer = api.get("/v1/map", params={"from": past - 300_000, "to": past + 300_000, "limit": 1}).json()
+    [drawn] = [e for e in answer["edges"] if e["source"] != "group:others"]
+    assert (drawn["source"], drawn["target"], drawn["calls"]) == (f"svc:{p}.a", f"svc:{x}", 1000)
+    assert drawn["latency_ms_p99"] == pytest.approx(200.0, rel=0.05)
+    [group] = [e for e in answer["edges"] if e["source"] == "group:others"]
+    assert (group["target"], group["grouped_edges"], group["calls"]) == (f"svc:{x}", 2, 80)
+    assert group["latency_ms_p50"] is None and group["latency_ms_p99"] is None
+    node = {n["id"]: n for n in answer["nodes"]}[f"svc:{x}"]  # its own (server) side: c's 30 calls
+    assert (node["calls"], node["latency_ms_p99"]) == (30, pytest.approx(10.0, rel=0.05))
+
+    # The query merges digests for the pairs and callees asked only; a callee's covers all its callers.
+    by_pair, by_callee = mq.latencies(store, Window(now_ms // 1000 - 600, now_ms // 1000, 60),
+                                      {(front, checkout, "client")}, {(catalog, "server"), (search, "client")})
+    assert set(by_pair) == {(front, checkout, "client")} and set(by_callee) == {(catalog, "server"), (search, "client")}
+    assert by_pair[front, checkout, "client"][1] == pytest.approx(140.0, rel=0.05)
+    assert by_callee[catalog, "server"][1] == pytest.approx(12.0, rel=0.05)
+    assert by_callee[search, "client"][1] == pytest.approx(1500.0, rel=0.05)
 
 
 def test_a_bad_range_is_a_422_with_a_message(shop: tuple[TestClient, str, int]) -> None:

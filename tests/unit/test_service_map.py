@@ -1,5 +1,6 @@
 """The service map's pure parts (api/servicemap/): verdicts and colours, feed states, the bound on
-edges, endpoint names, and that the same rows always give the same map."""
+edges, endpoint names, that the same rows always give the same map, and that latencies are asked for
+the drawn edges and nodes only."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from api.queries.map import segments
-from api.servicemap import Inputs, build_map
+from api.queries.map import latency_window, segments
+from api.servicemap import CalleeKey, Inputs, PairKey, Quantiles, build_map
 from api.servicemap.edges import OTHERS, bounded, canonical, finish
 from api.servicemap.health import COLORS, feed_state, judge
 from api.timerange import Window
@@ -20,9 +21,11 @@ def test_verdicts_need_enough_samples_and_say_why() -> None:
     assert judge({}).health == "idle"
     assert judge({"calls": 19, "failures": 19}).health == "healthy"  # too few calls to judge a rate
     assert judge({"calls": 1000, "failures": 5}).health == "warning"
-    bad = judge({"calls": 1000, "failures": 20, "latency_ms_p99": 1500.0})
+    bad = judge({"calls": 1000, "failures": 20, "slow_calls": 15})
     assert bad.health == "critical" and bad.color == COLORS["critical"]
-    assert bad.why == ("calls: 98.0% succeed (20 of 1000 failed)", "p99 1500 ms")
+    assert bad.why == ("calls: 98.0% succeed (20 of 1000 failed)",
+                       "p99 over 1 s: 1.5% of calls took longer (15 of 1000)")
+    assert judge({"calls": 1000, "slow_calls": 10}).health == "healthy"  # 1% over a second: p99 is not over it
     # A balancer steering around a sick instance hides it in the total: the edge still turns red.
     hidden = judge({"calls": 10_000, "failures": 3, "worst_instance": {"instance": "10.0.0.3:80", "calls": 60,
                                                                      "failures": 3}})
@@ -44,7 +47,8 @@ def test_a_service_state_is_its_feeds() -> None:
 
 def edge(source: str, target: str, calls: int, failures: int = 0) -> dict[str, Any]:
     return finish({"id": f"{source}->{target}", "source": source, "target": target, "calls": calls,
-                   "failures": failures, "latency_ms_p50": None, "latency_ms_p99": 10.0, "measured_by": "client",
+                   "failures": failures, "slow_calls": 0, "latency_ms_p50": None, "latency_ms_p99": 10.0,
+                   "measured_by": "client",
                    "worst_instance": None, "tcp_attempts": 0, "tcp_failed": 0, "tcp_retransmits": 0,
                    "tcp_resets": 0}, 60.0)
 
@@ -67,9 +71,16 @@ def test_instances_are_named_as_the_collector_names_endpoints(instance: str, spe
     assert canonical(instance) == spelled
 
 
+def quantiles(pairs: set[PairKey], callees: set[CalleeKey]) -> tuple[dict[PairKey, Quantiles],
+                                                                     dict[CalleeKey, Quantiles]]:
+    """A stand-in for api.queries.map.latencies: p50 1 ms and p99 a figure of the key's length."""
+    return ({key: (1.0, float(len("".join(key)))) for key in pairs},
+            {key: (1.0, float(len("".join(key)))) for key in callees})
+
+
 def test_the_same_rows_in_any_order_give_the_same_map() -> None:
     pairs = [{"caller": f"s{i}", "callee": f"s{(i + 1) % 7}", "side": side, "calls": 100 + i, "errors": i,
-              "timeouts": 0, "p50": 1.0, "p99": 9.0} for i in range(7) for side in ("client", "server")]
+              "timeouts": 0, "slow": 0} for i in range(7) for side in ("client", "server")]
     callees = [{**p, "caller": ""} for p in pairs]
     tcp = [{"cgroup": f"/system.slice/s{i}.service", "raddr": "10.9.0.1", "rport": 5432, "attempts": 40, "ok": 39,
             "retransmits": 1, "resets": 0} for i in range(7)]
@@ -82,7 +93,8 @@ def test_the_same_rows_in_any_order_give_the_same_map() -> None:
         return rows
 
     maps = [build_map(Inputs(seconds=60.0, pairs=shuffled(pairs, seed), callees=shuffled(callees, seed),
-                             instances=[], tcp=shuffled(tcp, seed), workloads=shuffled(workloads, seed)), 5)
+                             instances=[], tcp=shuffled(tcp, seed), workloads=shuffled(workloads, seed)), 5,
+                       quantiles)
             for seed in (1, 2, 3)]
     assert maps[0] == maps[1] == maps[2]
     assert len([e for e in maps[0]["edges"] if e["source"] != OTHERS]) == 5
@@ -109,3 +121,53 @@ def test_a_range_ending_now_reads_its_current_hour_whole_and_a_past_range_stays_
     # Ended before now: calls stamped after its end are real, so it stops at its last minute.
     assert segments(window, now_s=20 * 3600 + 36 * 60)[-1] == ("1m", 20 * 3600 + 30 * 60, 20 * 3600 + 35 * 60)
     assert segments(window) == segments(window, now_s=20 * 3600 + 36 * 60)
+
+
+def pair(caller: str, callee: str, calls: int, side: str = "client", failed: int = 0, slow: int = 0) -> dict[str, Any]:
+    return {"caller": caller, "callee": callee, "side": side, "calls": calls, "errors": failed, "timeouts": 0,
+            "slow": slow}
+
+
+def test_latencies_are_merged_only_for_the_edges_and_service_nodes_drawn() -> None:
+    # 12 callers call 3 services 10 calls/s and more each; one quiet pair is slow (p99 over a second).
+    pairs = [pair(f"c{i}", f"s{j}", 600 + 60 * i + j, side="server" if j == 2 else "client")
+             for i in range(12) for j in range(3)] + [pair("c0", "s3", 100, slow=2)]
+    callees = [pair("", f"s{j}", 1000, side=side) for j in range(4) for side in ("client", "server")]
+    asked: list[tuple[set[PairKey], set[CalleeKey]]] = []
+
+    def recorded(pairs: set[PairKey], callees: set[CalleeKey]) -> tuple[dict[PairKey, Quantiles],
+                                                                        dict[CalleeKey, Quantiles]]:
+        asked.append((set(pairs), set(callees)))
+        return quantiles(pairs, callees)
+
+    graph = build_map(Inputs(seconds=60.0, pairs=pairs, callees=callees, instances=[], tcp=[], workloads=[]), 4,
+                      recorded)
+    drawn = [e for e in graph["edges"] if e["source"] != OTHERS]
+    # Chosen from counts alone: the slow pair first (critical without its digest), then the busiest.
+    assert [(e["source"], e["target"]) for e in drawn] == [("svc:c0", "svc:s3"), ("svc:c11", "svc:s0"),
+                                                           ("svc:c11", "svc:s1"), ("svc:c11", "svc:s2")]
+    [(pairs_asked, callees_asked)] = asked  # one question, for what is drawn
+    assert pairs_asked == {("c0", "s3", "client"), ("c11", "s0", "client"), ("c11", "s1", "client"),
+                           ("c11", "s2", "server")}
+    # Service nodes: callers c0 and c11 served no calls; s0-s3 on their own (server) side.
+    assert callees_asked == {(f"s{j}", "server") for j in range(4)}
+    slow = next(e for e in drawn if e["target"] == "svc:s3")
+    assert slow["health"] == "critical" and slow["latency_ms_p99"] == len("c0s3client")
+    assert {n["id"]: n["latency_ms_p99"] for n in graph["nodes"]}["svc:s2"] == len("s2server")
+    # The rest is grouped per drawn target with every count and no latency (their digests were not read).
+    groups = {e["target"]: e for e in graph["edges"] if e["source"] == OTHERS}
+    assert set(groups) == {"svc:s0", "svc:s1", "svc:s2"}
+    assert groups["svc:s1"]["grouped_edges"] == 11
+    assert groups["svc:s1"]["calls"] == sum(600 + 60 * i + 1 for i in range(11))
+    assert groups["svc:s1"]["latency_ms_p50"] is None and groups["svc:s1"]["latency_ms_p99"] is None
+    assert graph["omitted"]["edges"] == 0
+
+
+def test_latency_quantiles_cover_whole_ten_minutes_only_when_that_widens_the_range_a_little() -> None:
+    hour = Window(19 * 3600 + 34 * 60, 20 * 3600 + 34 * 60, 60)  # 19:34-20:34, ending now (20:33:30)
+    assert latency_window(hour, now_s=20 * 3600 + 33 * 60 + 30) == Window(19 * 3600 + 30 * 60, hour.to_s, 60)
+    # Ended in the past: both ends to whole ten minutes (19:30-20:40: 10 minutes more, 17%) is too much.
+    assert latency_window(hour) == hour
+    assert latency_window(Window(0, 4 * 3600 + 60, 60)) == Window(0, 4 * 3600 + 600, 60)  # 9 of 241 minutes
+    quarter = Window(20 * 3600 + 19 * 60, 20 * 3600 + 34 * 60, 60)  # 15 minutes: 9 more would be 60%
+    assert latency_window(quarter, now_s=20 * 3600 + 33 * 60) == quarter
