@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from pipeline.cluster import SHARDED, local
-from pipeline.ddl import CreateView, Name, parse
+from pipeline.ddl import CreateView, DropTable, Name, parse
 from pipeline.migrate import load_migrations
 from pipeline.store import Store, StoreError, open_store
 
@@ -53,25 +53,37 @@ class RollupView:
         return self.select.replace(_SOURCE, f"{table} PREWHERE {condition}")
 
 
-def rollup_views(database: str) -> list[RollupView]:
-    """Every materialized view the migrations create over a table the loader writes."""
-    found = []
+def _final_views(database: str) -> list[CreateView]:
+    """The views as the migrations leave them: a later migration that drops and re-creates a view
+    (0011 re-creates the rpc_edges_* views with a new column) replaces its earlier definition."""
+    views: dict[str, CreateView] = {}
     for migration in load_migrations():
         for text in migration.statements(database):
-            view = parse(text)
-            if not (isinstance(view, CreateView) and view.materialized and view.target and len(view.sources) == 1):
-                continue
-            start, end, source = view.sources[0]
-            if not (SHARDED.get(source.table) and SHARDED[source.table].key):
-                continue
-            counted, group = _COUNT.search(view.select), _GROUP_BY.search(view.select)
-            if not (counted and group):
-                raise ValueError(f"view {view.name}: no count() / countState() AS <column> or no GROUP BY to "
-                                 "check its rollup rows by (pipeline/rollup_repair.py)")
-            merge = "countMerge" if counted[1] else "sum"
-            found.append(RollupView(view.name.table, source.table, view.target.table,
-                                    view.select[:start] + _SOURCE + view.select[end:], group[1],
-                                    f"{merge}({counted[2]})"))
+            statement = parse(text)
+            if isinstance(statement, DropTable):
+                views.pop(statement.name.table, None)
+            elif isinstance(statement, CreateView):
+                views[statement.name.table] = statement
+    return list(views.values())
+
+
+def rollup_views(database: str) -> list[RollupView]:
+    """Every materialized view the migrations leave over a table the loader writes."""
+    found = []
+    for view in _final_views(database):
+        if not (view.materialized and view.target and len(view.sources) == 1):
+            continue
+        start, end, source = view.sources[0]
+        if not (SHARDED.get(source.table) and SHARDED[source.table].key):
+            continue
+        counted, group = _COUNT.search(view.select), _GROUP_BY.search(view.select)
+        if not (counted and group):
+            raise ValueError(f"view {view.name}: no count() / countState() AS <column> or no GROUP BY to "
+                             "check its rollup rows by (pipeline/rollup_repair.py)")
+        merge = "countMerge" if counted[1] else "sum"
+        found.append(RollupView(view.name.table, source.table, view.target.table,
+                                view.select[:start] + _SOURCE + view.select[end:], group[1],
+                                f"{merge}({counted[2]})"))
     return found
 
 

@@ -21,6 +21,13 @@ def test_every_view_over_a_raw_table_is_checked_by_a_count_of_its_rows() -> None
     assert "FROM db.rpc_calls_local PREWHERE 1\nWHERE workload != ''" in over
 
 
+def test_a_view_a_later_migration_re_creates_is_repaired_once_by_its_newest_select() -> None:
+    names = [view.name for view in rollup_views("db")]
+    assert len(names) == len(set(names)), "a view repaired twice would insert its rows twice"
+    edges = {view.name: view for view in rollup_views("db")}["rpc_edges_1m_mv"]
+    assert "AS slow" in edges.select, "migration 0011's definition, not 0009's"
+
+
 def test_a_block_is_its_offset_ranges_per_partition() -> None:
     rows = [("a", "svcpulse.rpc", 1, offset, 0) for offset in (7, 3, 5)] + [("b", "svcpulse.rpc", 2, 9, 0)]
     ranges = block_ranges(rows)
