@@ -35,7 +35,7 @@ from collectors.rpc.common import RpcConfig
 from collectors.rpc.emitter import Emitter
 from collectors.rpc.grpc import SvcpulseClientInterceptor, SvcpulseServerInterceptor
 from collectors.rpc.httpx import SvcpulseTransport
-from collectors.sink import JsonlSink
+from collectors.sink_common import JsonlSink
 
 CONFIG = RpcConfig(service="users", version="1.0", instance="10.0.0.1:8000")
 

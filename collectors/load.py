@@ -224,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"svcpulse collect load: {err}", file=sys.stderr)
         return 2
     if args.output == "jsonl":
-        from collectors.sink import JsonlSink
+        from collectors.sink_common import JsonlSink
 
         sink: Any = JsonlSink(sys.stdout)
     else:

@@ -1,4 +1,4 @@
-"""The one Kafka producer wrapper every collector sends through (kafka-python), plus a JSON-lines sink.
+"""The one Kafka sink every collector sends through (the JSON-lines sink and what all sinks share: sink_common).
 
 `send()` validates and encodes with the contract (collectors.encoding: the contract's checks run in
 C, and a bad event raises the contract's `Rejection` at once, in the caller, where the bug is) and
@@ -20,103 +20,18 @@ import collections
 import contextlib
 import itertools
 import logging
-import operator
 import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator
-from typing import Any, Protocol, TextIO
+from typing import Any
 
-from prometheus_client import Counter
-
-from collectors.encoding import Packer, packer
 from collectors.producers import SinkOptions, deliver, new_producer
+from collectors.sink_common import METRICS, Counts, Encoded, Queued, pack_event
 from collectors.spool import Position, Spool
 from pipeline.events import Event
-from pipeline.topics import KEY_FIELD
 
 log = logging.getLogger("svcpulse.sink")
-_KIND = operator.itemgetter(0)
-# What the memory queue holds: a spool Record's fields as a plain tuple, a fifth of a Record's cost to build
-# (the collectors queue one per event). A Record is one too: batches read back from the spool are lists of them.
-Queued = tuple[str, bytes | None, bytes]  # (kind, key, value)
-
-SENT = Counter("svcpulse_sink_sent", "Events acknowledged by Kafka (or written, for jsonl)", ["kind"])
-SPOOLED = Counter("svcpulse_sink_spooled", "Events written to the disk spool", ["kind"])
-DROPPED = Counter("svcpulse_sink_dropped", "Events lost: queue or spool full, or undeliverable", ["kind"])
-REPLAYED = Counter("svcpulse_sink_replayed", "Spooled events later acknowledged by Kafka", ["kind"])
-_METRICS = {"sent": SENT, "spooled": SPOOLED, "dropped": DROPPED, "replayed": REPLAYED}
-
-
-Encoded = tuple[bytes | None, bytes]  # (message key, value) of an event checked and encoded by collectors.encoding
-
-
-class Sink(Protocol):
-    def send(self, kind: str, event: Event) -> None: ...
-    def send_encoded(self, kind: str, events: Iterable[Encoded]) -> None: ...
-    def send_values(self, kind: str, key: bytes | None, values: list[bytes]) -> None: ...
-    def flush(self, timeout_s: float = 10.0) -> bool: ...
-    def close(self, timeout_s: float = 10.0) -> None: ...
-    def stats(self) -> dict[str, int]: ...
-
-
-class _Counts:
-    """Per-sink counters that also feed the process-wide prometheus counters."""
-
-    def __init__(self) -> None:
-        self.by_name: collections.Counter[str] = collections.Counter()
-
-    def add(self, name: str, kind: str, n: int = 1) -> None:
-        if n:
-            self.by_name[name] += n
-            _METRICS[name].labels(kind=kind).inc(n)
-
-    def add_records(self, name: str, records: list[Queued]) -> None:
-        for kind, n in collections.Counter(map(_KIND, records)).items():
-            self.add(name, kind, n)
-
-
-_PACKERS: dict[str, Packer] = {}
-
-
-def _pack(kind: str, event: Event) -> tuple[bytes | None, bytes]:
-    """(key, wire bytes) of an event, or the contract's Rejection (an unknown kind included)."""
-    pack = _PACKERS.get(kind)
-    if pack is None:
-        pack = _PACKERS.setdefault(kind, packer(kind, KEY_FIELD.get(kind)))
-    return pack(event)
-
-
-class JsonlSink:
-    """Writes each valid event as one compact JSON line (for `--output jsonl`, pipes and debugging)."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream, self._lock, self._counts = stream, threading.Lock(), _Counts()
-
-    def send(self, kind: str, event: Event) -> None:
-        self.send_encoded(kind, [_pack(kind, event)])
-
-    def send_encoded(self, kind: str, events: Iterable[Encoded]) -> None:
-        self._write(kind, [value.decode() + "\n" for _key, value in events])
-
-    def send_values(self, kind: str, key: bytes | None, values: list[bytes]) -> None:
-        self._write(kind, [value.decode() + "\n" for value in values])
-
-    def _write(self, kind: str, lines: list[str]) -> None:
-        with self._lock:
-            self._stream.writelines(lines)
-            self._counts.add("sent", kind, len(lines))
-
-    def flush(self, timeout_s: float = 10.0) -> bool:
-        with self._lock:
-            self._stream.flush()
-        return True
-
-    def close(self, timeout_s: float = 10.0) -> None:
-        self.flush()  # the stream belongs to the caller (often stdout): not closed here
-
-    def stats(self) -> dict[str, int]:
-        return {name: self._counts.by_name[name] for name in _METRICS}
 
 
 class KafkaSink:
@@ -124,7 +39,7 @@ class KafkaSink:
 
     def __init__(self, bootstrap_servers: str, spool_dir: str | None, options: SinkOptions) -> None:
         self.bootstrap_servers, self.options = bootstrap_servers, options
-        self._counts = _Counts()
+        self._counts = Counts()
         self._spool = (
             None
             if spool_dir is None
@@ -151,7 +66,7 @@ class KafkaSink:
 
     # -- caller side -----------------------------------------------------------------------------
     def send(self, kind: str, event: Event) -> None:
-        record = (kind, *_pack(kind, event))
+        record = (kind, *pack_event(kind, event))
         with self._lock:
             memory = self._memory
             if not (self._spooling or self._stopping) and len(memory) < self.options.memory_queue:
@@ -219,7 +134,7 @@ class KafkaSink:
 
     def stats(self) -> dict[str, int]:
         with self._cond:
-            counts = {name: self._counts.by_name[name] for name in _METRICS}
+            counts = {name: self._counts.by_name[name] for name in METRICS}
             counts["queued"] = len(self._memory)
             counts["spool_records"] = len(self._spool) if self._spool is not None else 0
             return counts

@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from collectors.encoding import encode
-from collectors.sink import Sink
+from collectors.sink_common import Sink
 from otlp import metrics
 from otlp.decode import Refusal
 from otlp.guard import Guard

@@ -14,7 +14,8 @@ import orjson
 import pytest
 from test_tcplife_unit import decode, raw_event
 
-from collectors import ringbuf, sink, tcpevent
+from collectors import ringbuf, tcpevent
+from collectors.sink_common import pack_event
 from collectors.tcpcheck import ReadCheck
 from collectors.tcpstream import JsonLines, SinkOutput
 from pipeline.events import Rejection, validate
@@ -102,7 +103,7 @@ class Recorded:
         self.sent: list[dict] = []
 
     def send(self, kind: str, event: dict) -> None:
-        sink._pack(kind, event)  # the sink's own per-event check: raises the contract's Rejection
+        pack_event(kind, event)  # the sink's own per-event check: raises the contract's Rejection
         self.sent.append(event)
 
     def send_values(self, kind: str, key: bytes | None, values: list[bytes]) -> None:
@@ -114,7 +115,7 @@ def test_kafka_output_ships_a_read_encoded_at_once_byte_for_byte_as_the_contract
     recorded = Recorded()
     assert SinkOutput(recorded).send_batch(events) == []
     # the former path: each event as a dict through the sink's contract check and encoding
-    assert recorded.encoded == [("tcp", *sink._pack("tcp", msgspec.structs.asdict(e))) for e in events]
+    assert recorded.encoded == [("tcp", *pack_event("tcp", msgspec.structs.asdict(e))) for e in events]
     assert [key for _kind, key, _value in recorded.encoded] == [b"node-1"] * 3 and not recorded.sent
 
 

@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceS
 from prometheus_client import REGISTRY
 
 from api.auth import Directory, hash_token, load_users
-from collectors.sink import JsonlSink
+from collectors.sink_common import JsonlSink
 from otlp.guard import Guard
 from otlp.ingest import Ingest
 from otlp.mapping import Limits

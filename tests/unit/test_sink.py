@@ -13,7 +13,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from collectors.encoding import packer
-from collectors.sink import JsonlSink, open_sink
+from collectors.sink import open_sink
+from collectors.sink_common import JsonlSink
 from pipeline.events import Rejection
 from svcpulse.services import free_port
 
