@@ -19,10 +19,12 @@ from typing import Any
 from core.settings import Settings
 from svcpulse import commands
 
+Subparsers = argparse._SubParsersAction  # what add_subparsers returns (argparse names no public type)
+
 EPILOG = "Every command prints what it does; see docs/cli.md for worked examples."
 
 
-def _add(sub: argparse._SubParsersAction, name: str, summary: str, example: str,
+def _add(sub: Subparsers, name: str, summary: str, example: str,
          run: Callable[[argparse.Namespace, Settings], int]) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=summary, description=summary, epilog=f"example:\n  {example}",
                             formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,7 +68,17 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="svcpulse", description=__doc__, epilog=EPILOG)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_local_run(sub)
+    _add_data_path(sub)
+    _add_control_plane(sub, argv)
+    _add_maintenance(sub)
+    _add_balancers(sub, argv)
+    _add_node_and_dashboards(sub, argv)
+    return parser
 
+
+def _add_local_run(sub: Subparsers) -> None:
+    """`up` (everything embedded) and `services` (the local real servers)."""
     up = _add(sub, "up", "run everything embedded: broker, chdb store, loader, API, demo fleet",
               "svcpulse up --port 8000", commands.up)
     up.add_argument("--data-dir", type=Path, default=Path("svcpulse-data"), help="where chdb keeps data")
@@ -89,6 +101,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     services.add_argument("--kafka-port", type=int, help="broker port (start default 19092; else as started)")
     services.add_argument("--clickhouse-port", type=int, help="ClickHouse native port (start default 19000)")
 
+
+def _add_data_path(sub: Subparsers) -> None:
+    """`migrate` and `load`: the schema and the loader from Kafka into ClickHouse."""
     migrate = _add(sub, "migrate", "apply pending schema migrations (a no-op when up to date)",
                    "svcpulse migrate --store clickhouse://127.0.0.1:19000/svcpulse", commands.migrate)
     _store_flags(migrate)
@@ -109,6 +124,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                       "default $SVCPULSE_LOADER_PROCESSES (1)")
     _metrics_flags(load)
 
+
+def _add_control_plane(sub: Subparsers, argv: Sequence[str] | None) -> None:
+    """`api`, `weigh` and `otlp`: serving, computing the feed, receiving OpenTelemetry."""
     api = _add(sub, "api", "serve the HTTP API (weights, queries, console, /metrics)",
                "svcpulse api --port 8000 --store clickhouse://127.0.0.1:19000/svcpulse", commands.api)
     _store_flags(api)
@@ -130,6 +148,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                 _module_command("otlp.command", takes_settings=True))
     _configure(otlp, "otlp.command", argv, "otlp")
 
+
+def _add_maintenance(sub: Subparsers) -> None:
+    """`dlq`, `retention` and `schema`."""
     dlq = _add(sub, "dlq", "inspect, export or replay dead-lettered messages",
                "svcpulse dlq export --out dead.jsonl && svcpulse dlq replay --from-file dead.jsonl",
                commands.dlq)
@@ -149,6 +170,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     schema.add_argument("action", choices=("export",))
     schema.add_argument("dir", type=Path)
 
+
+def _add_balancers(sub: Subparsers, argv: Sequence[str] | None) -> None:
+    """`balancer KIND`: one adapter per load balancer, each its module's own flags."""
     balancer = sub.add_parser("balancer", help="keep a load balancer's weights in step with the feed")
     kinds = balancer.add_subparsers(dest="balancer", required=True, metavar="KIND")
     for module, name, summary, example in (
@@ -164,6 +188,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                     f"--service shop.cart {example}", _module_command(module))
         _configure(kind, module, argv, "balancer", name)
 
+
+def _add_node_and_dashboards(sub: Subparsers, argv: Sequence[str] | None) -> None:
+    """`collect tcp|load` (node collectors) and `dashboards build|push`."""
     collect = sub.add_parser("collect", help="run a collector on this node (eBPF TCP, cgroup load)")
     collectors = collect.add_subparsers(dest="collector", required=True, metavar="COLLECTOR")
     tcp_parser = _add(collectors, "tcp", "record every TCP connection with eBPF (root; see docs/collect-tcp.md)",
@@ -183,7 +210,6 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                 "svcpulse dashboards push --url http://127.0.0.1:3000 --token $GRAFANA_TOKEN",
                 _module_command("dashboards.push"))
     _configure(push, "dashboards.push", argv, "dashboards", "push")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
