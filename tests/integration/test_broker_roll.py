@@ -3,7 +3,9 @@
 A roll must look like a broker restart to every client: the same topics, offsets and committed
 offsets, compacted topics reduced to the newest record per key, nothing lost and nothing doubled
 end to end through the sink, the loader and its RedeliveryGuard into ClickHouse 18.16; and when the
-copy fails, the old generation is back in front with everything in it.
+copy fails, the old generation is back in front with everything in it. The soaks' open question (a
+loader far behind at the switch, with both clients) has its own tests: a large copied backlog the
+loader has not committed, and a batch still open in the loader when its group membership is lost.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from collectors.sink import open_sink, sinks_held
+from core.kafka import ensure_topics, open_producer
+from pipeline.loader import Loader, LoaderConfig
 from pipeline.store import Store
+from pipeline.topics import DLQ, LOADED_TOPICS
 from svcpulse import rolling_broker
 from svcpulse.kafka_wire import Connection, WireError
 from svcpulse.rolling_broker import RollingBroker
@@ -148,3 +153,80 @@ def test_a_failed_copy_puts_the_old_generation_back(rolling: RollingBroker, monk
     assert rolling.generation == 2 and len(rolling.rolls) == 0  # generation 2 started and was dropped
     assert [value for _, _, value in read_all(rolling.bootstrap, "roll.kept", 1)[0]] == [b"m%d" % n for n in range(5)]
     assert json.loads(json.dumps(rolling.pids())).keys() == {"broker-proxy", "broker"}
+
+
+def prefill(bootstrap: str, first: int, count: int) -> None:
+    """Numbered events straight into svcpulse.rpc (a fresh producer: an idempotent one does not outlive a switch)."""
+    producer = open_producer("confluent", bootstrap)
+    for n in range(first, first + count):
+        producer.produce("svcpulse.rpc", json.dumps(numbered(n)).encode(), key=str(n).encode())
+    producer.flush(60)
+    producer.close()
+
+
+def loaded_once(store: Store, total: int) -> tuple[int, int]:
+    wait_for(lambda: store.execute("SELECT count() FROM rpc_calls")[0][0] >= total, 120, "every row")
+    time.sleep(1)  # a duplicate would arrive with the next batches
+    rows, distinct = store.execute("SELECT count(), uniqExact(cgroup) FROM rpc_calls")[0]
+    return rows, distinct
+
+
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
+def test_a_lagging_loader_loads_the_backlog_copied_at_the_switch(
+        rolling: RollingBroker, ch_store: Store, client: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The soaks' case: the loader far behind (slow inserts), the catch-up wait too short, so the switch copies
+    a large range the loader has fetched or not yet fetched but not committed; it must load all of it once."""
+    monkeypatch.setattr(rolling_broker, "CATCH_UP_S", 0.5)
+    ensure_topics(rolling.bootstrap, (*LOADED_TOPICS, DLQ), 4)
+    insert = ch_store.insert
+
+    def slow_insert(*args: object, **kwargs: object) -> None:
+        time.sleep(0.3)  # ~13,000 rows/s at 4,000 rows a batch: the backlog outlives the catch-up wait
+        insert(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ch_store, "insert", slow_insert)
+    first, after = 40_000, 10_000
+    prefill(rolling.bootstrap, 0, first)
+    sink = open_sink(rolling.bootstrap, linger_ms=5)
+    with LoaderThread(rolling.bootstrap, ch_store, batch_rows=4000, poll_records=2000, kafka_client=client):
+        wait_for(lambda: loader_committed(rolling.bootstrap) >= 8000, 60, "the loader committing")
+        roll = rolling.roll()
+        for n in range(first, first + after):  # the held sink goes on into the new generation
+            sink.send("rpc", numbered(n))
+            if n % 50 == 0:
+                time.sleep(0.005)
+        assert sink.flush(60)
+        monkeypatch.setattr(ch_store, "insert", insert)
+        rows, distinct = loaded_once(ch_store, first + after)
+    assert sink.stats()["dropped"] == 0
+    sink.close()
+    assert roll.copied.kept >= 10_000  # the switch did copy a backlog the loader had not committed
+    assert (rows, distinct) == (first + after, first + after)
+
+
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
+def test_a_batch_open_at_the_switch_is_loaded_once_and_commits_go_on(
+        rolling: RollingBroker, ch_store: Store, client: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loader holds an open batch when the new generation drops its group membership: kafka-python calls
+    on_partitions_lost (the loader flushes there, the commit is refused), librdkafka revokes; the rows are
+    redelivered and skipped by the RedeliveryGuard, and the loader commits again afterwards."""
+    monkeypatch.setattr(rolling_broker, "CATCH_UP_S", 0.5)
+    ensure_topics(rolling.bootstrap, (*LOADED_TOPICS, DLQ), 4)
+    prefill(rolling.bootstrap, 0, 3000)
+    loader = Loader(LoaderConfig(bootstrap=rolling.bootstrap, batch_rows=1_000_000, batch_age_s=8.0,
+                                 kafka_client=client), ch_store)
+    thread = threading.Thread(target=loader.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: loader_committed(rolling.bootstrap) >= 3000, 60, "the first commit")
+        prefill(rolling.bootstrap, 3000, 3000)
+        wait_for(lambda: loader.batch.size > 0, 30, "an open batch")
+        rolling.roll()
+        prefill(rolling.bootstrap, 6000, 3000)
+        rows, distinct = loaded_once(ch_store, 9000)
+        wait_for(lambda: loader_committed(rolling.bootstrap) >= 9000, 60, "commits after the switch")
+    finally:
+        loader.stop()
+        thread.join(60)
+    assert not thread.is_alive()
+    assert (rows, distinct) == (9000, 9000)
