@@ -13,7 +13,8 @@ What is kept per partition, Kafka's own cleanup policies applied once at the swi
     (consumed data goes, unconsumed data stays), or all of it when no group ever committed there
     (e.g. svcpulse.dlq until someone replays it);
   - but never more than the newest `keep_unread` offsets of a partition, so a consumer that is gone
-    for good cannot make the broker grow without bound (what that cuts is logged, per partition).
+    for good cannot make the broker grow without bound (what that cuts is logged, per partition);
+    a group that still has members is behind, not gone, and keeps its whole backlog.
 The old generation must be frozen first (no producer can reach it), so the copy is exact.
 """
 
@@ -30,6 +31,8 @@ log = logging.getLogger("svcpulse.broker")
 
 KEEP_UNREAD = 200_000  # offsets kept at most per partition (a few tens of MB of events)
 _SPARSE_CHUNK = 500  # records per batch when writing a compacted partition
+_READ_WAIT_MS = 500  # below the end a fetch may take its time to gather records
+_SILENT_FETCHES = 20  # empty answers in a row below a partition's end before the copy gives up (~10 s)
 
 
 @dataclass
@@ -43,14 +46,19 @@ class CopyReport:
     cut: dict[tuple[str, int], int] = field(default_factory=dict)  # offsets dropped by the keep_unread cap
 
 
-def keep_from(tp: tuple[str, int], end: int, committed: dict[str, Partitions], keep_unread: int) -> int:
+def keep_from(tp: tuple[str, int], end: int, committed: dict[str, Partitions], keep_unread: int,
+              live: frozenset[str] = frozenset()) -> int:
     """The first offset of `tp` the next generation keeps (see the module docstring)."""
     offsets = [by_tp[tp] for by_tp in committed.values() if tp in by_tp]
-    return max(min(offsets, default=0), end - keep_unread, 0)
+    capped = max(min(offsets, default=0), end - keep_unread, 0)
+    needed = [committed[group][tp] for group in live if tp in committed.get(group, {})]
+    return min([capped, *needed])  # a group with members is behind, not gone: its backlog stays
 
 
-def copy_generation(old: Connection, new: Connection, keep_unread: int = KEEP_UNREAD) -> CopyReport:
-    """Copy topics, kept records and committed offsets from the frozen `old` broker into `new`."""
+def copy_generation(old: Connection, new: Connection, keep_unread: int = KEEP_UNREAD,
+                    live: frozenset[str] = frozenset()) -> CopyReport:
+    """Copy topics, kept records and committed offsets from the frozen `old` broker into `new`;
+    `live`: the groups that had members before the freeze (the keep_unread cap spares what they need)."""
     topics = old.topics()
     committed = {group: old.committed(group, topics) for group in old.groups()}
     report = CopyReport(groups=len(committed))
@@ -59,7 +67,7 @@ def copy_generation(old: Connection, new: Connection, keep_unread: int = KEEP_UN
         new.create_topic(topic, partitions, configs)
         compact = "compact" in configs.get("cleanup.policy", "")
         for partition in range(partitions):
-            _copy_partition(old, new, (topic, partition), committed, compact, keep_unread, report)
+            _copy_partition(old, new, (topic, partition), committed, compact, (keep_unread, live), report)
     for group, offsets in committed.items():
         if offsets:
             new.commit(group, offsets)
@@ -93,35 +101,48 @@ class _Writer:
             self._append(record_batch.sparse(chunk, self.end), chunk[-1].offset)
 
 
-def _read(old: Connection, tp: tuple[str, int], start: int) -> tuple[int, list[tuple[int, int, bytes]]]:
-    """(end offset, every batch holding an offset >= start) of the old partition."""
-    end, found, offset = 0, [], start
-    while True:
-        end, raw = old.fetch(*tp, offset)
+def _read(old: Connection, tp: tuple[str, int], start: int, end: int) -> list[tuple[int, int, bytes]]:
+    """Every batch of the old partition holding an offset in [start, end), `end` its (frozen) end.
+
+    A fetch answer without a batch below the end is not the end: Tansu answers empty when its
+    fetch wait (10 ms) passes before it has gathered the records, which a loaded machine makes
+    common on a long partition. Taking that for the end filled the rest with a gap (the soaks'
+    lost ranges), so it is asked again, and a partition that stays silent fails the roll: the old
+    generation goes back in front with everything in it."""
+    found: list[tuple[int, int, bytes]] = []
+    offset, silent = start, 0
+    while offset < end:
+        _, raw = old.fetch(*tp, offset, wait_ms=_READ_WAIT_MS)
         fetched = [b for b in batches(raw) if b[1] >= offset]
         if not fetched:
-            return max(end, offset), found
+            silent += 1
+            if silent > _SILENT_FETCHES:
+                raise WireError(f"{tp}: the old broker answers nothing at offset {offset}, below its end {end}")
+            time.sleep(0.05 * silent)
+            continue
+        silent = 0
         found += fetched
         offset = fetched[-1][1] + 1
+    return found
 
 
 def _copy_partition(old: Connection, new: Connection, tp: tuple[str, int], committed: dict[str, Partitions],
-                    compact: bool, keep_unread: int, report: CopyReport) -> None:
+                    compact: bool, cap: tuple[int, frozenset[str]], report: CopyReport) -> None:
     writer = _Writer(new, tp)
+    end = old.end_offset(*tp)
     if compact:
-        end, found = _read(old, tp, 0)
+        found = _read(old, tp, 0, end)
         newest = {r.key: r for _base, _last, batch in found for r in record_batch.records(batch)}
         kept = sorted((r for r in newest.values() if r.key is not None), key=lambda r: r.offset)
         writer.fill_to(kept[0].offset if kept else end)
         writer.sparse(kept)
         kept_count = len(kept)
     else:
-        end, _ = old.fetch(*tp, 0, max_bytes=1)
-        start = keep_from(tp, end, committed, keep_unread)
+        start = keep_from(tp, end, committed, *cap)
         unread = min((by_tp[tp] for by_tp in committed.values() if tp in by_tp), default=0)
         if start > unread:
             report.cut[tp] = start - unread
-        end, found = _read(old, tp, start)
+        found = _read(old, tp, start, end)
         for base, last, batch in found:
             writer.copy(base, last, batch)
         kept_count = end - start

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import socket
 import struct
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -221,21 +222,36 @@ class Connection:
                 _check(error, f"commit offsets of group {group}")
 
     # -- records ------------------------------------------------------------------------------
-    def fetch(self, topic: str, partition: int, offset: int, max_bytes: int = 4 << 20) -> tuple[int, bytes]:
+    def fetch(self, topic: str, partition: int, offset: int, max_bytes: int = 4 << 20,
+              wait_ms: int = _FETCH_WAIT_MS) -> tuple[int, bytes]:
         """(high watermark, raw record batches from `offset` on) with Fetch v4; b"" at the end.
 
         The high watermark comes from the fetch answer: Tansu's ListOffsets counts record batches,
-        its fetch answer counts records, as Kafka does.
+        its fetch answer counts records, as Kafka does. Tansu may leave the partition out of its
+        answer (nothing gathered within `wait_ms`): then (`offset`, b"").
         """
-        body = (struct.pack(">iiiib", -1, _FETCH_WAIT_MS, 1, max_bytes, 0)
+        answered = self._fetch(topic, partition, offset, max_bytes, wait_ms)
+        return answered if answered is not None else (offset, b"")
+
+    def end_offset(self, topic: str, partition: int, attempts: int = 20) -> int:
+        """The partition's high watermark, asked again while Tansu leaves the partition out."""
+        for attempt in range(attempts):
+            if (answered := self._fetch(topic, partition, 0, 1, _FETCH_WAIT_MS)) is not None:
+                return answered[0]
+            time.sleep(0.05 * (attempt + 1))
+        raise WireError(f"{topic}[{partition}]: no fetch answer, so no end offset")
+
+    def _fetch(self, topic: str, partition: int, offset: int, max_bytes: int,
+               wait_ms: int) -> tuple[int, bytes] | None:
+        body = (struct.pack(">iiiib", -1, wait_ms, 1, max_bytes, 0)
                 + _array([topic], lambda t: _string(t) + _array(
                     [partition], lambda p: struct.pack(">iqi", p, offset, max_bytes))))
         reply = self._call(_FETCH, 4, body)
         reply.i32()
         answered = [part for _topic, parts in reply.array(lambda: (reply.string(), reply.array(self._fetched(reply))))
                     for part in parts]
-        if not answered:  # nothing to say (Tansu leaves the partition out): nothing past `offset`
-            return offset, b""
+        if not answered:
+            return None
         error, high, raw = answered[0]
         _check(error, f"fetch {topic}[{partition}]@{offset}")
         return high, raw or b""

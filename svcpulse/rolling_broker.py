@@ -152,13 +152,13 @@ class RollingBroker:
             before = rss_mb(old.pid())
             new = self._next_generation()
             with self._hold():
-                self._wait_for_groups(old)
+                live = self._wait_for_groups(old)
                 frozen = time.monotonic()
                 self._quiet.until = frozen + 600  # until the clients are back (set below)
                 self.front.stop(kill=True)
                 try:
                     with Connection(old.bootstrap) as source, Connection(new.bootstrap) as target:
-                        copied = copy_generation(source, target)
+                        copied = copy_generation(source, target, live=live)
                 except BaseException:
                     self._quiet.until = time.monotonic() + _RECONNECT_QUIET_S
                     self._front_to(old)
@@ -177,22 +177,25 @@ class RollingBroker:
         return roll
 
     @staticmethod
-    def _wait_for_groups(broker: Tansu) -> None:
+    def _wait_for_groups(broker: Tansu) -> frozenset[str]:
         """With the in-process producers held, give the consumer groups up to CATCH_UP_S to commit every
         partition up to where it ends now, so the switch finds little or nothing unconsumed (what is left
-        is copied, but a consumer then reads it from a broker it has never seen: keep that rare)."""
+        is copied, but a consumer then reads it from a broker it has never seen: keep that rare).
+        Returns the groups with members (their backlog is copied whole)."""
+        live: list[str] = []
         with Connection(broker.bootstrap) as conn:
             topics = conn.topics()
-            marks = {(t, p): conn.fetch(t, p, 0, max_bytes=1)[0] for t, n in topics.items() for p in range(n)}
+            marks = {(t, p): conn.end_offset(t, p) for t, n in topics.items() for p in range(n)}
             deadline = time.monotonic() + CATCH_UP_S
             while time.monotonic() < deadline:
                 groups = conn.groups()  # only groups with members: one nobody runs will not catch up
                 live = [g for g, state in conn.group_states(groups).items() if state != "Empty"] if groups else []
                 committed = [conn.committed(group, topics) for group in live]
                 if not any(offsets.get(tp, mark) < mark for offsets in committed for tp, mark in marks.items()):
-                    return
+                    return frozenset(live)
                 time.sleep(0.2)
         log.warning("consumer groups did not catch up within %.0f s; their backlog is copied", CATCH_UP_S)
+        return frozenset(live)
 
     def _front_to(self, broker: Tansu) -> None:
         self.front.origin = broker.bootstrap
