@@ -112,7 +112,8 @@ def _read(old: Connection, tp: tuple[str, int], start: int, end: int) -> list[tu
     found: list[tuple[int, int, bytes]] = []
     offset, silent = start, 0
     while offset < end:
-        _, raw = old.fetch(*tp, offset, wait_ms=_READ_WAIT_MS)
+        max_bytes = (4 << 20) << min(silent, 4)  # also when the answer ends in a part of one larger batch
+        _, raw = old.fetch(*tp, offset, max_bytes=max_bytes, wait_ms=_READ_WAIT_MS)
         fetched = [b for b in batches(raw) if b[1] >= offset]
         if not fetched:
             silent += 1
