@@ -14,6 +14,8 @@ printed, with the CPU time one request costs (this process, which embeds chdb, p
 server's): latencies follow the load other work puts on the machine, CPU time much less. Target: p99
 <= 300 ms for the 1-hour map. Figures taken while other work runs on the machine are provisional: the
 load average is printed with them.
+On chdb the map is measured twice over the same data: through the store's session pool (the default,
+`chdb:///dir/db?pool=3`) and through one session (`?pool=1`, as before the pool).
 Usage: .venv/bin/python bench/map.py [--rows N] [--repeat N] [--engine clickhouse|chdb|both]
 """
 
@@ -30,7 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.query import bench_store, measure
-from pipeline.store import Store
+from pipeline.store import Store, open_store
+from pipeline.store.embedded import ChdbStore
 from svcpulse.services import ClickHouseServer
 
 CHUNK = 1_000_000
@@ -111,7 +114,8 @@ def cpu_clock(engine: str, work: Path) -> Callable[[], float]:
     return used_ms
 
 
-def run(engine: str, rows: int, repeat: int, work: Path) -> dict[str, tuple[float, ...]]:
+def run(engine: str, rows: int, repeat: int, work: Path) -> dict[str, dict[str, tuple[float, ...]]]:
+    """Timings by store; for chdb also over the same data through ONE session (the store before its pool)."""
     with bench_store(engine, work) as store:
         print(f"{engine}: generating {rows:,} rpc + {rows:,} tcp rows over the last hour", flush=True)
         seconds = generate(store, rows)
@@ -119,7 +123,13 @@ def run(engine: str, rows: int, repeat: int, work: Path) -> dict[str, tuple[floa
                   for t in ("rpc_edges_1m", "rpc_edge_instances_1m", "tcp_edges_1m", "workloads_1m")}
         print(f"{engine}: generated in {seconds:.0f} s (rollup rows: {counts}); rollups and raw tables merged in "
               f"{merge_rollups(store):.0f} s; {repeat} calls each, load average {os.getloadavg()[0]:.1f}", flush=True)
-        timings = measure(store, repeat, urls(int(time.time() * 1000)), cpu_clock(engine, work))
+        timings = {engine: measure(store, repeat, urls(int(time.time() * 1000)), cpu_clock(engine, work))}
+        if isinstance(store, ChdbStore):
+            one_session = open_store(f"chdb://{store.directory}?pool=1")
+            print(f"{engine}, 1 session: the same data through one chdb session", flush=True)
+            timings[f"{engine}, 1 session"] = measure(one_session, repeat, urls(int(time.time() * 1000)),
+                                                      cpu_clock(engine, work))
+            one_session.close()
         print(f"{engine}: load average after {os.getloadavg()[0]:.1f}", flush=True)
         return timings
 
@@ -131,16 +141,16 @@ def main() -> None:
     parser.add_argument("--engine", choices=("clickhouse", "chdb", "both"), default="both")
     args = parser.parse_args()
     engines = ("clickhouse", "chdb") if args.engine == "both" else (args.engine,)
-    results = {}
+    results: dict[str, dict[str, tuple[float, ...]]] = {}
     with tempfile.TemporaryDirectory(prefix="map-bench-") as work:
         for engine in engines:
-            results[engine] = run(engine, args.rows, args.repeat, Path(work))
+            results |= run(engine, args.rows, args.repeat, Path(work))
     print(f"\nGET /v1/map over {args.rows:,} rpc + {args.rows:,} tcp rows in 1 h; p50 / p99 ms, CPU ms per "
           f"request (target p99 <= 300); load average now {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    print(f"  {'':28s}" + "".join(f"{e:>34s}" for e in engines))
+    print(f"  {'':28s}" + "".join(f"{e:>34s}" for e in results))
     for name in urls(0):
         print(f"  {name:28s}" + "".join(f"{results[e][name][0]:10.1f} / {results[e][name][1]:8.1f} ms, CPU "
-                                       f"{results[e][name][2]:6.1f}" for e in engines))
+                                       f"{results[e][name][2]:6.1f}" for e in results))
 
 
 if __name__ == "__main__":

@@ -23,10 +23,10 @@ from pipeline.store import Store
 
 router = APIRouter(prefix="/v1/map", tags=["map"])
 
-# A map reads five independent queries of counts; a server store runs them side by side on its pooled
-# connections (chdb runs one at a time anyway), then one more for the latencies of what it draws. Three
-# threads at most for every map request together, so maps never take all of the store's connections
-# (pool=4 by default) from the other routes for long.
+# A map reads five independent queries of counts; the store runs them side by side on its pooled
+# connections (chdb: sessions), then one more for the latencies of what it draws. Three threads at most
+# for every map request together, so maps never take all of the store's connections (pool=4 by default,
+# chdb 3) from the other routes for long.
 _QUERIES = ThreadPoolExecutor(max_workers=3, thread_name_prefix="svcpulse-map")
 FEED_CURRENT_S = 300  # a range ending this close to now is "now" for the weight feed's states
 Limit = Annotated[int, Query(ge=1, le=500, description="edges shown one by one (unhealthy first, then the "

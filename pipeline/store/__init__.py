@@ -7,7 +7,8 @@
   `ca_certs=/path/ca.pem` (the CA to trust), `verify=false` (no certificate check: tests only),
   `certfile=...&keyfile=...` (a client certificate).
 - `chdb:///path/to/dir/database` — embedded current ClickHouse (chdb) with data under the directory;
-  the last path segment is the database (`chdb:///var/lib/svcpulse` means database `svcpulse`).
+  the last path segment is the database (`chdb:///var/lib/svcpulse` means database `svcpulse`);
+  `?pool=3`: sessions whose statements run side by side (one process owns the directory).
 
 SQL is shared between both: clickhouse-driver `%(name)s` parameters (substituted client-side, since
 ClickHouse 18.16 has no server-side parameters), unqualified table names (each store uses its
@@ -172,5 +173,6 @@ def open_store(url: str, settings: Mapping[str, Any] | None = None) -> Store:
         path = parsed.path.rstrip("/")
         if not path:
             raise ValueError(f"store URL {redact(url)!r}: expected chdb:///path/to/data (a directory)")
-        return ChdbStore(directory=path, database=path.rsplit("/", 1)[-1] or DEFAULT_DATABASE)
+        return ChdbStore(directory=path, database=path.rsplit("/", 1)[-1] or DEFAULT_DATABASE,
+                         pool_size=int(options.get("pool", 3)))
     raise ValueError(f"store URL {redact(url)!r}: expected clickhouse://host:port/database or chdb:///path")

@@ -1,16 +1,17 @@
 """The embedded store: current ClickHouse in-process (chdb), data in one directory.
 
-chdb allows one process per data directory, and one session per process; queries from several
-threads are serialised here, so lanes share the one session (a SELECT's limits bound how long it
-holds it). Inserts go through Arrow (the `Python()` table function), which is an order of magnitude
-faster than text formats.
+chdb allows one process per data directory; within it, chdb 4.x runs queries of several sessions
+side by side. The store keeps a small pool of sessions (`chdb:///dir/db?pool=3`): a caller takes an
+idle one for one statement, so the map's parallel count queries overlap instead of queueing behind
+each other (a SELECT's limits bound how long it holds a session). Inserts go through Arrow (the
+`Python()` table function), which is an order of magnitude faster than text formats.
 """
 
 from __future__ import annotations
 
 import contextlib
+import queue
 import re
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,38 +42,49 @@ def _arrow(values: Sequence[Any]) -> pyarrow.Array:
 class ChdbStore:
     dialect = "chdb"
 
-    def __init__(self, directory: str, database: str) -> None:
+    def __init__(self, directory: str, database: str, pool_size: int = 3) -> None:
         from chdb import session  # imported here: loading chdb costs ~0.5 s and 500 MB of mappings
 
         Path(directory).mkdir(parents=True, exist_ok=True)
-        self.database = database
-        self._lock = threading.Lock()
+        self.directory, self.database = directory, database
+        self._sessions: list[Any] = []
+        self._idle: queue.LifoQueue[Any] = queue.LifoQueue()  # the most recently used first: its caches are warm
         try:
-            self._session = session.Session(directory)
+            for _ in range(max(1, pool_size)):
+                self._sessions.append(session.Session(directory))
         except Exception as err:  # chdb raises plain RuntimeErrors, e.g. "Cannot lock file"
+            for opened in self._sessions:
+                opened.close()
             raise StoreError(f"chdb at {directory}: {err}") from err
-        # USE sticks for the session's later queries, so shared SQL names tables unqualified.
-        self._session.query(f"CREATE DATABASE IF NOT EXISTS {database}")
-        self._session.query(f"USE {database}")
+        self._sessions[0].query(f"CREATE DATABASE IF NOT EXISTS {database}")
+        for chdb_session in self._sessions:
+            # USE sticks for the session's later queries, so shared SQL names tables unqualified.
+            chdb_session.query(f"USE {database}")
+            self._idle.put(chdb_session)
 
     def _table(self, sql: str, limits: QueryLimits | None = None) -> pyarrow.Table:
-        # chdb takes settings per query in the SQL (the server store sends them with the query); one
-        # session runs one query at a time, so ClickHouse's priority has nothing to order here.
+        # chdb takes settings per query in the SQL (the server store sends them with the query); its
+        # scheduler does not order sessions by priority, so that setting is left out.
         settings = {k: v for k, v in (limits.settings() if limits else {}).items() if k != "priority"}
         if settings and sql.lstrip()[:6].upper() == "SELECT":
             sql += " SETTINGS " + ", ".join(f"{k} = {v}" for k, v in settings.items())
-        with self._lock:
+        if not self._sessions:
+            raise StoreError("chdb: the store is closed")
+        chdb_session = self._idle.get()
+        try:
             try:
-                result = self._session.query(sql, "ArrowTable")
+                result = chdb_session.query(sql, "ArrowTable")
             except Exception as err:  # chdb raises plain RuntimeErrors ("Code: 27. DB::Exception: ...")
                 code = _CODE.search(str(err))
                 if code and int(code[1]) in LIMIT_CODES:
                     # chdb 26.x: after a query stopped mid-run, the session's next Arrow result comes back
                     # corrupt ("Unexpected empty message in IPC file format"); a throwaway query absorbs it.
                     with contextlib.suppress(Exception):
-                        self._session.query("SELECT 1", "ArrowTable")
+                        chdb_session.query("SELECT 1", "ArrowTable")
                     raise limit_error(int(code[1]), "chdb", limits) from err
                 raise _store_error(err) from err
+        finally:
+            self._idle.put(chdb_session)
         return result if isinstance(result, pyarrow.Table) else pyarrow.table({})
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None, *, lane: str = "default",
@@ -101,8 +113,10 @@ class ChdbStore:
         self.execute("SELECT 1")
 
     def close(self) -> None:
-        with self._lock:
-            self._session.close()
+        """Close every session, each once no statement runs on it (a second call does nothing)."""
+        sessions, self._sessions = self._sessions, []
+        for _ in sessions:
+            self._idle.get().close()
 
 
 def _store_error(err: Exception) -> StoreError:
