@@ -43,9 +43,8 @@ class Settings(BaseSettings):
     batch_rows: int = Field(100_000, ge=1, description="flush a batch at this many rows")
     batch_age_s: float = Field(1.0, gt=0, description="flush a batch at this age (seconds)")
     partitions: int = Field(4, ge=1, description="partitions of topics the loader creates")
-    broker_roll_mb: int = Field(0, ge=0, description="`svcpulse up`: roll the embedded broker to a fresh "
-                                "generation when its memory passes this many MB, e.g. 256 (0 = never; experimental: "
-                                "docs/operations.md)")
+    broker_roll_mb: int = Field(256, ge=0, description="`svcpulse up`: roll the embedded broker to a fresh "
+                                "generation when its memory passes this many MB (0 = never; docs/operations.md)")
     api_host: str = Field("127.0.0.1", description="API listen address")
     api_port: int = Field(8000, ge=1, le=65535, description="API listen port")
     retention_days_raw: int = Field(7, ge=1, description="days kept in raw tables")
