@@ -168,10 +168,12 @@ def test_random_loss_shows_as_retransmits_and_lowers_the_weight(pipeline: Pipeli
                "out meta l4proto tcp numgen random mod 5 == 0 drop")
     try:
         started = time.monotonic()
-        row = pipeline.wait_state(target.endpoint, {"degraded", "ejected"}, 20)
+        # the cut deepens as the window fills with lossy connections: degraded may first show at exactly 90
+        row = pipeline.wait_until(target.endpoint, lambda r: r["state"] in {"degraded", "ejected"} and r["weight"] < 90,
+                                  20, "degraded or ejected below weight 90")
         print(f"loss: {row['state']} at weight {row['weight']} after {time.monotonic() - started:.1f} s: "
               f"{row['reason']}")
-        assert row["weight"] < 90 and "retransmits/connection" in row["reason"]
+        assert "retransmits/connection" in row["reason"]
         host, port = target.endpoint.rsplit(":", 1)
         retransmits = pipeline.store.execute(
             "SELECT sum(retransmits) FROM tcp_connections WHERE raddr = %(h)s AND rport = %(p)s AND role = 'client' "
