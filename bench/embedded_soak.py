@@ -85,7 +85,7 @@ class Up:
         self.ready.set()
 
     def processes(self) -> dict[str, int]:
-        """This run's processes: svcpulse up itself and its children (broker proxy, broker generation)."""
+        """This run's processes: svcpulse up itself and its children (broker front, broker generation)."""
         found = {"up": self.proc.pid}
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
@@ -93,8 +93,12 @@ class Up:
                 cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if int(fields[1]) == self.proc.pid and len(cmdline) > 1 and cmdline[0].endswith(b"tansu"):
-                found["broker-proxy" if cmdline[1] == b"proxy" else "broker"] = int(stat.parent.name)
+            if int(fields[1]) != self.proc.pid:
+                continue
+            if cmdline[0].endswith(b"tansu"):
+                found["broker"] = int(stat.parent.name)
+            elif any(arg.endswith(b"broker_front.py") for arg in cmdline):
+                found["broker-proxy"] = int(stat.parent.name)
         return found
 
 

@@ -1,18 +1,19 @@
 """The embedded run's Kafka broker with bounded memory: one fixed address, broker generations behind it.
 
 Tansu's memory storage keeps every message until the process ends (retention.ms is ignored,
-DeleteRecords is not implemented). So clients connect to a Tansu proxy on a fixed port, and the
-proxy forwards to the current generation: a Tansu broker on a private port. When that broker's
+DeleteRecords is not implemented). So clients connect to a front on a fixed port (svcpulse/broker_front.py),
+which forwards each connection to the current generation: a Tansu broker on a private port that advertises
+the front's address. When that broker's
 resident memory passes `roll_mb`, a roll:
   1. starts the next generation on a new private port;
   2. holds the in-process producers (`hold`: they finish the batch in flight and queue the rest);
-  3. stops the proxy: no client can reach the old generation any more, so what it holds is final;
+  3. stops the front: no client can reach the old generation any more, so what it holds is final;
   4. copies what must survive into the new generation at the same offsets, with the groups'
      committed offsets (svcpulse/generation_copy.py);
-  5. starts the proxy in front of the new generation, releases the producers, stops the old broker.
+  5. starts the front before the new generation, releases the producers, stops the old broker.
 Clients see what a broker restart looks like: a dropped connection for a fraction of a second, then
 the same topics, offsets and committed offsets; group members re-join. When a step before 5 fails,
-the proxy goes back in front of the old generation, which still holds everything: nothing is lost.
+the front goes back before the old generation, which still holds everything: nothing is lost.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 
 from svcpulse.generation_copy import KEEP_UNREAD, CopyReport, copy_generation
 from svcpulse.kafka_wire import Connection
-from svcpulse.services import Tansu, TansuProxy, free_port
+from svcpulse.services import BrokerFront, Tansu, free_port
 
 log = logging.getLogger("svcpulse.broker")
 
@@ -81,7 +82,7 @@ class RollingBroker:
     def __init__(self, workdir: Path, roll_mb: int, port: int = 0,
                  hold: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext) -> None:
         self.workdir, self.roll_mb, self._hold = workdir, roll_mb, hold
-        self.front = TansuProxy(port=port or free_port(), workdir=workdir)
+        self.front = BrokerFront(port=port or free_port(), workdir=workdir)
         self.generation = 0
         self.current: Tansu | None = None
         self.rolls: list[Roll] = []
@@ -125,7 +126,8 @@ class RollingBroker:
 
     def _next_generation(self) -> Tansu:
         self.generation += 1
-        broker = Tansu(name=f"tansu-gen{self.generation}", port=free_port(), workdir=self.workdir)
+        broker = Tansu(name=f"tansu-gen{self.generation}", port=free_port(), workdir=self.workdir,
+                       advertised_port=self.front.port)
         broker.start(die_with_parent=True)  # even a kill -9 of this process must not leave it behind
         return broker
 

@@ -93,8 +93,9 @@ def _demo_map_shows_the_sick_checkout(base: str) -> bool:
 
 
 def _broker_pids(data_dir: Path) -> list[int]:
-    """The broker's processes: the proxy at the fixed address and the generation behind it."""
-    pids = [int(path.read_text().split()[0]) for path in (data_dir / "tansu").glob("tansu*.pid")]
+    """The broker's processes: the front at the fixed address and the generation behind it."""
+    files = [*(data_dir / "tansu").glob("tansu*.pid"), data_dir / "tansu" / "broker-front.pid"]
+    pids = [int(path.read_text().split()[0]) for path in files if path.exists()]
     assert len(pids) == 2, pids
     return pids
 
