@@ -99,7 +99,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         users_task = asyncio.create_task(watch_users(app.state, settings.users_file, settings.users_reload_s),
                                          name="users") if settings.users_file and settings.users_reload_s else None
         # Start-up leaves ~150,000 long-lived objects (chdb, pyarrow, FastAPI's models) that each full
-        # collection walks again: 100-200 ms pauses that were the map's p99. Frozen, they are skipped.
+        # collection walks again: pauses up to ~220 ms, the map's slowest requests (docs/api.md). Frozen,
+        # they are skipped (full collections then took at most 8 ms).
         gc.collect()
         gc.freeze()
         try:
