@@ -84,7 +84,8 @@ def test_rest_eds_answers_follow_the_feed_and_the_xds_version_rules(
 
         def states() -> dict[str, str]:  # {} until the worker published the service's first feed
             return {r["instance"]: r["state"] for r in http.get(f"/v1/weights/{SERVICE}").json().get("instances", [])}
-        wait_for(lambda: states() == {A: "healthy", B: "drained", C: "ejected", D: "healthy"}, 15, "the feed")
+        # The worker joins its group first (a few seconds on Tansu; CI once needed more than 15 s under load).
+        wait_for(lambda: states() == {A: "healthy", B: "drained", C: "ejected", D: "healthy"}, 60, "the feed")
 
         first, [cla] = answer(http, request(names=(SERVICE, "unknown.service")))
         assert cla.cluster_name == SERVICE and len(first.resources) == 1  # unknown clusters are left out
