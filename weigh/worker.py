@@ -75,6 +75,9 @@ class Worker:
         self.gate = Gate(caps, self.bounds.forget_ms)
         self.caps_report = CapReporter(caps)
         self.stop_event = threading.Event()
+        # Set while this membership publishes every partition it owns (joined, taken over, replayed):
+        # what an orchestrator's readiness check and the tests wait for instead of guessing a join time.
+        self.publishing = threading.Event()
         self.events = self.ticks = 0  # counted since start
 
     def _windows(self) -> Windows:
@@ -105,6 +108,7 @@ class Worker:
         ensure_control_topics(bootstrap, self.settings.partitions)
         # A new membership rebuilds what it is assigned (feeds read back, window replayed): start empty,
         # or a replay would count the events still held from the last session twice.
+        self.publishing.clear()
         self.windows = self._windows()
         self.tcp = TcpWindows(self.settings.weights_window_s)
         self.states = {}
@@ -211,4 +215,6 @@ class Worker:
         metrics.TICK_SECONDS.observe(time.perf_counter() - started)
         metrics.OWNED.set(len(result.feeds))
         self.ticks += 1
+        if owner.owned and not owner.replaying and (follower.snapshot_loaded or self.store is None):
+            self.publishing.set()
         return list(result.feeds.values())

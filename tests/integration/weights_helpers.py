@@ -75,12 +75,18 @@ def rpc_event(service: str, instance: str, *, ok: bool = True, latency_ms: float
 
 
 @contextmanager
-def weigh_worker(settings: Settings, store: Store | None = None) -> Iterator[Worker]:
-    """A real weigh worker in a thread of the test process (what `svcpulse up` runs in-process)."""
+def weigh_worker(settings: Settings, store: Store | None = None, ready_within_s: float | None = 90) -> Iterator[Worker]:
+    """A real weigh worker in a thread of the test process (what `svcpulse up` runs in-process).
+
+    Yielded once it publishes its partitions (`ready_within_s`; None: at once, for a worker that may own
+    none): the group join takes a few seconds on Tansu and over 15 s on a loaded CI machine, so a test's
+    own deadlines start from a worker that is serving."""
     worker = Worker(settings, store)
     thread = threading.Thread(target=worker.run, name="weigh", daemon=True)
     thread.start()
     try:
+        if ready_within_s is not None:
+            assert worker.publishing.wait(ready_within_s), f"weigh worker not publishing after {ready_within_s} s"
         yield worker
     finally:
         worker.stop()
