@@ -14,6 +14,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from api.routes.xds import REQUESTS as XDS_REQUESTS
+from pipeline.store import StoreError
 
 
 class _FeedCollector(Collector):
@@ -39,11 +40,34 @@ class _FeedCollector(Collector):
                                 "webhooks, canary aborts)", value=float(lease.held()))
 
 
+class _EmbeddedStoreCollector(Collector):
+    """The in-process engine's memory (the embedded store only: a server's memory is the server's to report)."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        lane = getattr(self.state, "query_store", None)
+        memory_bytes = getattr(getattr(lane, "store", None), "memory_bytes", None)
+        if memory_bytes is None:
+            return
+        try:
+            held = memory_bytes()
+        except StoreError:
+            return  # a scrape must not fail with the store; the gauge is simply absent this time
+        family = GaugeMetricFamily("svcpulse_store_memory_bytes", "memory the embedded store (chdb, in this "
+                                   "process) holds, by ClickHouse's system.metrics name", labels=["metric"])
+        for name, value in held.items():
+            family.add_metric([name], value)
+        yield family
+
+
 def api_registry(state: Any) -> CollectorRegistry:
-    """The registry /metrics serves: the feed and lease state of `state` (app.state), the REST xDS requests,
-    and the process."""
+    """The registry /metrics serves: the feed and lease state of `state` (app.state), the embedded store's
+    memory, the REST xDS requests, and the process."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_FeedCollector(state))
+    registry.register(_EmbeddedStoreCollector(state))
     registry.register(XDS_REQUESTS)
     ProcessCollector(registry=registry)
     return registry

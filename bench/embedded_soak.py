@@ -4,7 +4,8 @@ Runs `svcpulse up` (demo fleet on, eBPF as root unless --no-ebpf) as a user woul
 --rate extra rpc events per second for --minutes through the collectors' sink (disk spool on, as a
 node's collector would run), each event numbered. Every --every seconds it prints the RSS of every
 process of the run (the `svcpulse up` Python process with chdb inside, the broker proxy, the current
-broker generation) and their total, with the broker generation and the events acknowledged. At the
+broker generation) and their total, the in-process chdb's tracked memory and caches (the API's /metrics),
+with the broker generation and the events acknowledged. At the
 end it waits until the loader has committed everything, stops `svcpulse up`, opens its chdb store
 and counts the numbered events: lost = acknowledged - distinct loaded; duplicates = rows - distinct.
 Targets (issue 13): total <= 1.5 GB and flat after warm-up; 0 lost. 2,000 events/s for 30 minutes,
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -35,6 +37,8 @@ from svcpulse.rolling_broker import rss_mb
 
 BROKER_LINE = re.compile(r"broker \(Tansu\) on (\S+?)[,\s]")
 ROLL_LINE = re.compile(r"broker generation (\d+)")
+CONSOLE_LINE = re.compile(r"web console\s+(http://\S+)/")
+STORE_MEMORY = re.compile(r'^svcpulse_store_memory_bytes\{metric="(\w+)"\} (\S+)$', re.M)
 LIMIT_MB = 1536
 
 
@@ -69,7 +73,7 @@ class Up:
         self.proc = subprocess.Popen(cmd + ([] if ebpf else ["--no-ebpf"]), stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, env=env)
         self.log = (data_dir.parent / "up.log").open("w")
-        self.bootstrap, self.generation, self.ready = "", 1, threading.Event()
+        self.bootstrap, self.console, self.generation, self.ready = "", "", 1, threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -80,6 +84,8 @@ class Up:
                 self.bootstrap = match[1]
             if match := ROLL_LINE.search(line):
                 self.generation = int(match[1])
+            if match := CONSOLE_LINE.search(line):
+                self.console = match[1]
             if "Ctrl-C stops everything" in line:
                 self.ready.set()
         self.ready.set()
@@ -100,6 +106,17 @@ class Up:
             elif any(arg.endswith(b"broker_front.py") for arg in cmdline):
                 found["broker-proxy"] = int(stat.parent.name)
         return found
+
+
+def store_memory_mb(console: str) -> tuple[float, float]:
+    """The in-process chdb's tracked memory and its caches, in MB, from the API's /metrics ((-1, -1) if unread)."""
+    try:
+        with urllib.request.urlopen(f"{console}/metrics", timeout=10) as answer:
+            held = {name: float(value) for name, value in STORE_MEMORY.findall(answer.read().decode())}
+    except OSError:
+        return -1.0, -1.0
+    caches = sum(value for name, value in held.items() if name.endswith("CacheBytes"))
+    return held.get("MemoryTracking", -1.0) / 2**20, caches / 2**20
 
 
 def loaded_past(bootstrap: str, marks: dict[tuple[str, int], int] | None = None) -> dict[tuple[str, int], int]:
@@ -165,18 +182,19 @@ def main() -> int:
 def watch(args: argparse.Namespace, up: Up, offered: Offered) -> float:
     """Print RSS per process every --every seconds for --minutes; returns the peak total after warm-up."""
     print(f"{'t_s':>6} {'acked':>11} {'loader_lag':>10} {'gen':>4} {'up_MB':>7} {'proxy_MB':>8} {'broker_MB':>9} "
-          f"{'total_MB':>8}  load")
+          f"{'total_MB':>8} {'chdb_MB':>7} {'caches_MB':>9}  load")
     started, peak = time.monotonic(), 0.0
     while time.monotonic() - started < args.minutes * 60 and up.proc.poll() is None:
         time.sleep(args.every)
         rss = {name: rss_mb(pid) for name, pid in up.processes().items()}
         total = sum(rss.values())
         elapsed = time.monotonic() - started
+        chdb_mb, caches_mb = store_memory_mb(up.console)
         if elapsed > 120:  # warm-up: chdb's caches and the first generation fill
             peak = max(peak, total)
         print(f"{elapsed:6.0f} {offered.sink.stats()['sent']:11,} {loader_lag(up.bootstrap):10,} {up.generation:4} "
-              f"{rss.get('up', 0):7.0f} "
-              f"{rss.get('broker-proxy', 0):8.0f} {rss.get('broker', 0):9.0f} {total:8.0f}  "
+              f"{rss.get('up', 0):7.0f} {rss.get('broker-proxy', 0):8.0f} {rss.get('broker', 0):9.0f} {total:8.0f} "
+              f"{chdb_mb:7.0f} {caches_mb:9.0f}  "
               f"{os.getloadavg()[0]:.1f}", flush=True)
     return peak
 

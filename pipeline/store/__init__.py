@@ -174,5 +174,5 @@ def open_store(url: str, settings: Mapping[str, Any] | None = None) -> Store:
         if not path:
             raise ValueError(f"store URL {redact(url)!r}: expected chdb:///path/to/data (a directory)")
         return ChdbStore(directory=path, database=path.rsplit("/", 1)[-1] or DEFAULT_DATABASE,
-                         pool_size=int(options.get("pool", 3)))
+                         pool_size=int(options.get("pool", 3)), cache_mb=int(options.get("cache_mb", 128)))
     raise ValueError(f"store URL {redact(url)!r}: expected clickhouse://host:port/database or chdb:///path")

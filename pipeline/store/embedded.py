@@ -5,6 +5,10 @@ side by side. The store keeps a small pool of sessions (`chdb:///dir/db?pool=3`)
 idle one for one statement, so the map's parallel count queries overlap instead of queueing behind
 each other (a SELECT's limits bound how long it holds a session). Inserts go through Arrow (the
 `Python()` table function), which is an order of magnitude faster than text formats.
+
+chdb runs ClickHouse inside this process, with a server's cache sizes: 5 GiB each for marks, primary
+indexes and skipping-index marks. They fill as data grows, so a long `svcpulse up` grew ~6 MB a minute
+(docs/operations.md). The store caps them together at `cache_mb` (`chdb:///dir/db?cache_mb=128`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,12 @@ from clickhouse_driver.util.escape import escape_params
 from pipeline.store import LIMIT_CODES, QueryLimits, StoreError, is_data_error, limit_error
 
 _CODE = re.compile(r"Code: (\d+)")
+# Share of `cache_mb` per ClickHouse server cache (server settings, passed as startup arguments).
+CACHE_SHARES = {"mark_cache_size": 0.5, "primary_index_cache_size": 0.25, "compiled_expression_cache_size": 0.125,
+                "index_mark_cache_size": 0.0625, "query_condition_cache_size": 0.0625}
+# What system.metrics says the in-process engine holds (`svcpulse_store_memory_bytes` on the API's /metrics).
+MEMORY_METRICS = ("MemoryTracking", "MarkCacheBytes", "PrimaryIndexCacheBytes", "IndexMarkCacheBytes",
+                  "QueryConditionCacheBytes", "CompiledExpressionCacheBytes", "UncompressedCacheBytes")
 
 
 def substitute(sql: str, params: Mapping[str, Any] | None) -> str:
@@ -42,16 +52,17 @@ def _arrow(values: Sequence[Any]) -> pyarrow.Array:
 class ChdbStore:
     dialect = "chdb"
 
-    def __init__(self, directory: str, database: str, pool_size: int = 3) -> None:
+    def __init__(self, directory: str, database: str, pool_size: int = 3, cache_mb: int = 128) -> None:
         from chdb import session  # imported here: loading chdb costs ~0.5 s and 500 MB of mappings
 
         Path(directory).mkdir(parents=True, exist_ok=True)
         self.directory, self.database = directory, database
         self._sessions: list[Any] = []
         self._idle: queue.LifoQueue[Any] = queue.LifoQueue()  # the most recently used first: its caches are warm
+        caps = "&".join(f"{name}={int(cache_mb * share * 2**20)}" for name, share in CACHE_SHARES.items())
         try:
             for _ in range(max(1, pool_size)):
-                self._sessions.append(session.Session(directory))
+                self._sessions.append(session.Session(f"{directory}?{caps}"))
         except Exception as err:  # chdb raises plain RuntimeErrors, e.g. "Cannot lock file"
             for opened in self._sessions:
                 opened.close()
@@ -111,6 +122,12 @@ class ChdbStore:
 
     def ping(self) -> None:
         self.execute("SELECT 1")
+
+    def memory_bytes(self) -> dict[str, int]:
+        """What the in-process engine holds now: tracked allocations and each cache, by system.metrics name."""
+        names = ", ".join(f"'{name}'" for name in MEMORY_METRICS)
+        return {str(name): int(value)
+                for name, value in self.execute(f"SELECT metric, value FROM system.metrics WHERE metric IN ({names})")}
 
     def close(self) -> None:
         """Close every session, each once no statement runs on it (a second call does nothing)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,24 @@ def test_metrics_expose_only_the_api_series(chdb_store: Store) -> None:
                  "svcpulse_api_feed_stale_services", "process_cpu_seconds_total"):
         assert name in text, name
     assert "svcpulse_loader" not in text and "svcpulse_weigh" not in text
+
+
+def test_metrics_show_the_embedded_store_s_memory_under_its_capped_caches(chdb_store: Store) -> None:
+    """chdb's caches default to a server's 5 GiB each; the embedded store caps them (128 MB in all)."""
+    caps = dict(chdb_store.execute("SELECT name, value FROM system.server_settings WHERE name IN "
+                                   "('mark_cache_size', 'primary_index_cache_size', 'index_mark_cache_size')"))
+    assert caps == {"mark_cache_size": str(64 * 2**20), "primary_index_cache_size": str(32 * 2**20),
+                    "index_mark_cache_size": str(8 * 2**20)}
+    with TestClient(create_app(Settings(kafka_bootstrap="127.0.0.1:1"), store=chdb_store)) as client:
+        text = client.get("/metrics").text
+    tracked = re.search(r'^svcpulse_store_memory_bytes\{metric="MemoryTracking"\} (\S+)$', text, re.M)
+    assert tracked and float(tracked.group(1)) > 0
+    assert 'svcpulse_store_memory_bytes{metric="MarkCacheBytes"}' in text
+
+
+def test_a_server_store_reports_no_embedded_memory(ch_store: Store) -> None:
+    with TestClient(create_app(Settings(kafka_bootstrap="127.0.0.1:1"), store=ch_store)) as client:
+        assert "svcpulse_store_memory_bytes" not in client.get("/metrics").text
 
 
 def test_openapi_is_served(chdb_store: Store) -> None:
