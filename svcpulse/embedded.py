@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
+import ctypes.util
 import logging
+import os
 import threading
 import time
 
@@ -42,8 +45,27 @@ def _thread(name: str, target: object) -> threading.Thread:
     return thread
 
 
+M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas for the threads started after this (False where libc is not glibc).
+
+    This one process runs ~200 threads (chdb's pools, the loader, the worker, the API, the collectors);
+    glibc gives threads up to 8 arenas per core, each keeping its own freed memory, so RSS crept up by
+    ~6 MB a minute in the 31-minute soaks (docs/operations.md). MALLOC_ARENA_MAX, set in the environment
+    before start, overrides this."""
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name or "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    libc = ctypes.CDLL(libc_name)
+    return hasattr(libc, "mallopt") and libc.mallopt(M_ARENA_MAX, arenas) == 1
+
+
 def run_embedded(args: argparse.Namespace, stop: threading.Event, defaults: Settings) -> int:
     """Start everything, wait for `stop` (or --duration), stop everything in reverse order, even on errors."""
+    limit_malloc_arenas()
     data_dir = args.data_dir.resolve()
     _say(f"data in {data_dir}")
     with contextlib.ExitStack() as running:  # callbacks run last-registered first

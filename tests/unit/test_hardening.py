@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from api.hardening import LimitsMiddleware, TokenBuckets
 from api.main import create_app
 from core.settings import Settings
 from pipeline.store import Store, open_store
+from svcpulse.embedded import limit_malloc_arenas
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +150,36 @@ def test_the_start_up_heap_is_frozen_while_the_app_runs_and_released_after(store
         assert gc.get_freeze_count() > 10_000
         assert api.get("/healthz").status_code == 200
     assert gc.get_freeze_count() == 0
+
+
+ARENA_PROBE = """
+import ctypes, sys, threading
+from svcpulse.embedded import limit_malloc_arenas
+if sys.argv[1] == "capped":
+    assert limit_malloc_arenas(2)
+barrier = threading.Barrier(8)
+def allocate():
+    barrier.wait()
+    held = [bytearray(200_000) for _ in range(5)]  # malloc'd while all 8 threads live
+    barrier.wait()
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+ctypes.CDLL(None).malloc_stats()  # one "Arena N:" block per arena, on stderr
+"""
+
+
+@pytest.mark.parametrize("capped", [True, False])
+def test_svcpulse_up_caps_glibc_malloc_arenas_of_its_threads(capped: bool) -> None:
+    """`svcpulse up` runs ~200 threads; without the cap, 8 threads alone make more than 2 arenas."""
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    probe = subprocess.run([sys.executable, "-c", ARENA_PROBE, "capped" if capped else "uncapped"], env=env,
+                           capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
+    arenas = sum(1 for line in probe.stderr.splitlines() if line.startswith("Arena "))
+    assert probe.returncode == 0, probe.stderr
+    assert (arenas <= 2) if capped else (arenas > 2), probe.stderr
+
+
+def test_an_arena_limit_set_in_the_environment_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert not limit_malloc_arenas()
