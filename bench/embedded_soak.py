@@ -26,6 +26,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -38,6 +39,9 @@ from svcpulse.rolling_broker import rss_mb
 BROKER_LINE = re.compile(r"broker \(Tansu\) on (\S+?)[,\s]")
 ROLL_LINE = re.compile(r"broker generation (\d+)")
 CONSOLE_LINE = re.compile(r"web console\s+(http://\S+)/")
+PIPELINE_METRICS_LINE = re.compile(r"(http://\S+/metrics) \(loader, weigh\)")
+LOADER_COUNTS = re.compile(r"^(svcpulse_loader_(?:dead_letters|redelivered_skipped|insert_failures)_total\S*) (\S+)$",
+                           re.M)
 STORE_MEMORY = re.compile(r'^svcpulse_store_memory_bytes\{metric="(\w+)"\} (\S+)$', re.M)
 LIMIT_MB = 1536
 
@@ -73,7 +77,8 @@ class Up:
         self.proc = subprocess.Popen(cmd + ([] if ebpf else ["--no-ebpf"]), stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, env=env)
         self.log = (data_dir.parent / "up.log").open("w")
-        self.bootstrap, self.console, self.generation, self.ready = "", "", 1, threading.Event()
+        self.bootstrap, self.console, self.pipeline_metrics, self.generation = "", "", "", 1
+        self.ready = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -86,6 +91,8 @@ class Up:
                 self.generation = int(match[1])
             if match := CONSOLE_LINE.search(line):
                 self.console = match[1]
+            if match := PIPELINE_METRICS_LINE.search(line):
+                self.pipeline_metrics = match[1]
             if "Ctrl-C stops everything" in line:
                 self.ready.set()
         self.ready.set()
@@ -146,11 +153,30 @@ def loader_lag(bootstrap: str) -> int:
         return -1
 
 
-def count_loaded(data_dir: Path) -> tuple[int, int]:
+def loader_counts(url: str) -> str:
+    """The loader's dead letters, skipped redeliveries and failed inserts: where an event can go missing."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return ", ".join(f"{name} {value}" for name, value in LOADER_COUNTS.findall(answer.read().decode()))
+    except OSError as err:
+        return f"unread ({err})"
+
+
+def count_loaded(data_dir: Path) -> tuple[int, int, list[tuple[int, int, list[Any]]]]:
+    """Rows and distinct numbered events loaded, and the first gaps in the numbers (first, last missing,
+    with the partition/offset rows loaded on either side: a whole record batch missing shows there)."""
     store = open_store(f"chdb://{data_dir}/chdb/svcpulse")
+    numbered = "toUInt64(substring(cgroup, 7))"
     try:
         rows, distinct = store.execute("SELECT count(), uniqExact(cgroup) FROM rpc_calls WHERE caller = 'soak'")[0]
-        return int(rows), int(distinct)
+        gaps = [(int(first), int(last)) for first, last in store.execute(
+            f"SELECT n + 1, next - 1 FROM (SELECT n, leadInFrame(n) OVER (ORDER BY n ROWS BETWEEN CURRENT ROW AND "
+            f"1 FOLLOWING) AS next FROM (SELECT DISTINCT {numbered} AS n FROM rpc_calls WHERE caller = 'soak')) "
+            f"WHERE next > n + 1 ORDER BY n LIMIT 10")]
+        sides = [(first, last, store.execute(
+            f"SELECT _partition, min(_offset), max(_offset) FROM rpc_calls WHERE caller = 'soak' AND {numbered} "
+            f"BETWEEN {first - 100} AND {last + 100} GROUP BY _partition ORDER BY _partition")) for first, last in gaps]
+        return int(rows), int(distinct), sides
     finally:
         store.close()
 
@@ -210,15 +236,17 @@ def finish(args: argparse.Namespace, up: Up, offered: Offered, producer: threadi
     marks, deadline = loaded_past(up.bootstrap), time.monotonic() + 600
     while (behind := loaded_past(up.bootstrap, marks)) and time.monotonic() < deadline:
         time.sleep(2)
-    print(f"loader caught up: {not behind}; stopping svcpulse up", flush=True)
+    print(f"loader caught up: {not behind}; {loader_counts(up.pipeline_metrics)}; stopping svcpulse up", flush=True)
     up.proc.send_signal(signal.SIGINT)
     up.proc.wait(300)
-    rows, distinct = count_loaded(work / "data")
+    rows, distinct, gaps = count_loaded(work / "data")
     acked = stats["sent"]
     print(f"extra events acknowledged {acked:,} (sink: all delivered={delivered}, spooled {stats['spooled']:,}, "
           f"dropped {stats['dropped']:,}); broker generations {up.generation}")
     print(f"events lost               {acked - distinct:,}")
     print(f"duplicates                {rows - distinct:,}")
+    for first, last, sides in gaps:
+        print(f"  missing numbers {first:,}-{last:,}; loaded around them (partition, offsets): {sides}")
     print(f"peak total RSS after warm-up {peak:,.0f} MB (limit {LIMIT_MB:,} MB); load average {os.getloadavg()}")
     print(f"log of svcpulse up: {work}/up.log")
     return 0 if acked == distinct and peak <= LIMIT_MB else 1
