@@ -168,7 +168,11 @@ class Traffic:
     def _work(self) -> None:
         with httpx.Client(timeout=self._timeout_s) as client:
             while not self._stop.is_set():
-                instance = self.balancer.pick()
+                try:
+                    instance = self.balancer.pick()
+                except NoInstancesError:  # a feed without instances yet (as in paced_calls): wait, not die
+                    self._stop.wait(0.1)
+                    continue
                 started = time.perf_counter()
                 try:
                     ok = client.get(f"http://{instance}/work").status_code < 500

@@ -100,7 +100,11 @@ def test_node_calls_reach_rpc_calls_and_the_feed_cuts_an_instance_failing_half_i
                       json={"instances": addresses, "why": "the Node fleet"}).raise_for_status()
             with WeightFeedClient(api, SERVICE, wait_s=5, fallback=addresses) as feed, \
                     Traffic(feed, threads=8) as traffic:
-                assert feed.wait_ready(60), feed.last_error  # the worker joins its group first
+                # The service was seen before it was registered: its first feed may list no instance yet.
+                def lists_all() -> bool:
+                    received = feed.latest()  # as received: current() falls back to the list given above
+                    return received is not None and set(received.weights) == set(addresses)
+                wait_for(lists_all, 60, "the 4 registered instances in the feed")
                 time.sleep(8)
                 before = shares(traffic, time.monotonic() - 7, time.monotonic(), failing)
                 assert 0.15 < before < 0.35, before
