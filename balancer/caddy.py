@@ -97,9 +97,13 @@ class CaddyAdapter(Adapter):
         handler = answer.json()
         if not isinstance(handler, dict) or handler.get("handler") != "reverse_proxy":
             raise BalancerError(f"{self.url} is not a reverse_proxy handler")
-        if handler.get("dynamic_upstreams"):
-            raise BalancerError(f"{self.url} uses dynamic_upstreams: weights need a static upstream list")
+        self._accepts(handler)
         return handler, answer.headers.get("etag", "")
+
+    def _accepts(self, handler: dict[str, Any]) -> None:
+        if handler.get("dynamic_upstreams"):
+            raise BalancerError(f"{self.url} uses dynamic_upstreams: run with --updates dns, or give it a static "
+                                "upstream list")
 
     def _call(self, method: str, **kwargs: Any) -> httpx.Response:
         try:
@@ -113,8 +117,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--handler", required=True,
                         help='the reverse_proxy handler: its "@id", or a config path such as '
                              "/config/apps/http/servers/srv0/routes/0/handle/0")
+    parser.add_argument("--updates", choices=["dns", "admin"], default="dns",
+                        help="dns (default): wire the handler once to SRV answers served by this adapter, then "
+                             "change only those (no Caddy reload, no dropped request); admin: PATCH the "
+                             "weights through the admin API each time (a config reload per change)")
+    parser.add_argument("--dns", default="127.0.0.1:5380", metavar="HOST:PORT",
+                        help="where the adapter serves DNS over TCP for Caddy with --updates dns; Caddy dials "
+                             "this address (default 127.0.0.1:5380)")
     add_loop_flags(parser)
 
 
 def run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
-    return loop.run(args, CaddyAdapter(args.admin, args.handler), stop)
+    if getattr(args, "updates", "dns") == "admin":
+        return loop.run(args, CaddyAdapter(args.admin, args.handler), stop)
+    from balancer.caddy_dns import CaddyDnsAdapter  # it builds on this module
+    if args.once:
+        print("[caddy] --once needs --updates admin: with --updates dns, Caddy reads the weights from this "
+              "process's DNS server, which must keep running", flush=True)
+        return 2
+    adapter = CaddyDnsAdapter(args.admin, args.handler, args.service, args.dns)
+    try:
+        return loop.run(args, adapter, stop)
+    finally:
+        adapter.close()

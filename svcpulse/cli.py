@@ -180,7 +180,7 @@ def _add_balancers(sub: Subparsers, argv: Sequence[str] | None) -> None:
          "docs/haproxy.md)", "--socket /run/haproxy/admin.sock --backend cart"),
         ("balancer.nginx", "nginx", "write an nginx upstream block from the feed, test, reload (docs/nginx.md)",
          "--upstream cart --file /etc/nginx/svcpulse/cart.conf"),
-        ("balancer.caddy", "caddy", "set a Caddy reverse_proxy's weights through its admin API (docs/caddy.md)",
+        ("balancer.caddy", "caddy", "route a Caddy reverse_proxy by the weights, with no reload (docs/caddy.md)",
          "--admin http://127.0.0.1:2019 --handler cart"),
         ("balancer.envoy", "envoy-eds", "write an EDS file for Envoy's filesystem config source (docs/envoy.md)",
          "--file /etc/envoy/eds/shop.cart.json")):
