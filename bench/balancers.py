@@ -110,7 +110,8 @@ def start_adapter(running: Processes, kind: str, api: str, front: rigs.Frontend 
         flags += ["--upstream", "app", "--file", str(adapter.path), "--conf", adapter.conf,  # type: ignore[union-attr]
                   "--pid-file", str(adapter.pid_file), "--upstream-option", "keepalive 16"]  # type: ignore[union-attr]
     elif kind == "caddy":
-        flags += ["--admin", adapter.admin, "--handler", rigs.HANDLER_ID]  # type: ignore[union-attr]
+        flags += ["--admin", adapter.admin, "--handler", rigs.HANDLER_ID,  # type: ignore[union-attr]
+                  "--dns", f"127.0.0.1:{free_port()}"]  # --updates dns: Caddy reads it within its 1 s refresh
     else:
         flags += ["--file", str(eds_file)]
     return running.start(kind, "balancer", kind, *flags), f"http://127.0.0.1:{port}/metrics"
@@ -186,7 +187,7 @@ def main() -> None:
         stack.enter_context(steady_calls(bootstrap, {SERVICE: addresses}))
         fronts = {"haproxy": stack.enter_context(rigs.haproxy(addresses)),
                   "nginx": stack.enter_context(rigs.nginx(addresses, SERVICE)),
-                  "caddy": stack.enter_context(rigs.caddy(addresses))}
+                  "caddy": stack.enter_context(rigs.caddy(addresses, SERVICE))}
         watch = RevisionWatch(api)
         watch.thread.start()
         stack.callback(watch.stop.set)
