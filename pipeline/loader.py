@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from core.kafka import KafkaClientError, Message, TopicPartition, ensure_topics, open_consumer, open_producer
 from pipeline import events, metrics, progress
 from pipeline.batch import Batch
+from pipeline.gaps import GapGuard, Verdict
 from pipeline.redelivery import RedeliveryGuard
 from pipeline.rollup_repair import RollupRepair
 from pipeline.store import Store, StoreError
@@ -55,6 +56,7 @@ class Loader:
         self.config = config
         self.store = store
         self.guard = RedeliveryGuard()
+        self.gaps = GapGuard()
         # On a cluster: checks (and repairs) the rollup rows of blocks whose insert failed mid-way; None on
         # one server, where nothing changes (pipeline/rollup_repair.py).
         self.repair: RollupRepair | None = None
@@ -108,23 +110,46 @@ class Loader:
 
     def _assigned(self, partitions: set[TopicPartition]) -> None:
         self.guard.assigned(partitions)
+        self.gaps.forget(partitions)
         log.info("assigned %s", sorted(f"{topic}[{partition}]" for topic, partition in partitions))
 
     def _revoked(self, partitions: set[TopicPartition]) -> None:
         if not self.flushing:  # during a retry the retry loop finishes the batch itself
             self.flush()  # commit what we hold while the partitions are still ours
         self.guard.revoked(partitions)
+        self.gaps.forget(partitions)
 
     def _take(self, records: list[Message]) -> None:
         window = events.plausible_window(time.time_ns() // 1_000_000, self.config.max_age_s,
                                          self.config.max_future_s)
+        refetching: set[TopicPartition] = set()
         for record in records:
+            where = (record.topic, record.partition)
+            if where in refetching or not self._in_sequence(where, record.offset, refetching):
+                continue
             result = transform(record, window)
             if isinstance(result, tuple):
                 self.batch.add_row(*result, record)
             else:
                 self.batch.add_dead_letter(result)
             self.batch.mark(record.topic, record.partition, record.offset)
+
+    def _in_sequence(self, where: TopicPartition, offset: int, refetching: set[TopicPartition]) -> bool:
+        """False at a hole in the partition's offsets the first time: fetch it again (pipeline/gaps.py)."""
+        first_missing = self.gaps.expected.get(where)
+        verdict = self.gaps.check(where, offset)
+        if verdict is Verdict.REFETCH and first_missing is not None:
+            metrics.OFFSET_GAPS.labels("refetched").inc()
+            log.warning("%s[%d]: the client skipped offsets %d-%d; fetching them again", *where, first_missing,
+                        offset - 1)
+            refetching.add(where)
+            self.consumer.seek(where, first_missing)
+            return False
+        if verdict is Verdict.CONFIRMED:
+            metrics.OFFSET_GAPS.labels("confirmed").inc()
+            log.warning("%s[%d]: no record at offsets %d-%d on the broker (fetched twice); loading on", *where,
+                        first_missing, offset - 1)
+        return True
 
     def flush(self) -> bool:
         """Insert the batch, publish its dead letters, commit its offsets; retry until done or stopped.

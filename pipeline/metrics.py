@@ -22,6 +22,8 @@ INSERT_SECONDS = Histogram("svcpulse_loader_insert_seconds", "Time to insert one
 ROWS_PER_SECOND = Gauge("svcpulse_loader_rows_per_second", "Rows inserted per second, last interval")
 LAG = Gauge("svcpulse_loader_consumer_lag", "Messages in Kafka not yet taken by the loader",
             ["topic", "partition"])
+OFFSET_GAPS = Counter("svcpulse_loader_offset_gaps", "Holes in a partition's offsets: refetched (the client "
+                      "skipped records; fetched again) or confirmed (the broker has none there)", ["outcome"])
 PAUSED = Gauge("svcpulse_loader_paused", "1 while the loader waits for the store to recover")
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 
-from pipeline import events
+from core.kafka import Message
+from pipeline import events, metrics
 from pipeline.store import Store
 from pipeline.transform import COLUMNS
 from svcpulse.services import ClickHouseServer, Tansu
@@ -135,3 +136,31 @@ def test_rows_inserted_but_not_committed_are_not_inserted_again(broker: Tansu, c
 
 def test_factories_cover_every_loaded_kind() -> None:
     assert set(FACTORIES) == set(TABLES)
+
+
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
+def test_records_the_client_skips_are_fetched_again(broker: Tansu, ch_store: Store, client: str) -> None:
+    """A client that hands out a partition's records with a hole in the offsets (kafka-python has discarded
+    fetched batches while moving on: pipeline/gaps.py). Here the real consumer's poll drops 10 records of a
+    partition once; the loader seeks back, fetches them again, and every event arrives once."""
+    produce(broker.bootstrap, [("rpc", rpc_event(i)) for i in range(2000)])
+    running = LoaderThread(broker.bootstrap, ch_store, kafka_client=client, poll_records=100)
+    consumer = running.loader.consumer
+    real_poll, dropped = consumer.poll, []
+
+    def poll_with_a_hole(timeout_s: float, max_records: int = 10_000) -> list[Message]:
+        records = real_poll(timeout_s, max_records)
+        for where in {(r.topic, r.partition) for r in records}:
+            offsets = [r.offset for r in records if (r.topic, r.partition) == where]
+            if not dropped and len(offsets) >= 20:  # this poll only: the records stay on the broker
+                dropped.extend((where, offset) for offset in range(offsets[0] + 5, offsets[0] + 15))
+                return [r for r in records if ((r.topic, r.partition), r.offset) not in dropped]
+        return records
+
+    consumer.poll = poll_with_a_hole  # type: ignore[method-assign]
+    refetched = metrics.OFFSET_GAPS.labels("refetched")._value.get()
+    with running:
+        wait_for(lambda: count(ch_store, "rpc_calls") == 2000, 60, "every row, the skipped ones fetched again")
+    assert len(dropped) == 10
+    assert distinct_offsets(ch_store, "rpc_calls") == count(ch_store, "rpc_calls") == 2000
+    assert metrics.OFFSET_GAPS.labels("refetched")._value.get() == refetched + 1
