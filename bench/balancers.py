@@ -98,6 +98,10 @@ class RevisionWatch:
         raise RuntimeError(f"the feed did not show {instance} at weight {weight} within 60 s")
 
 
+NOTES = {"envoy-eds": "  (a file; no Envoy here)",
+         "caddy": "  (the DNS answer served; Caddy routes by it at its next refresh, <= 1 s later)"}
+
+
 def start_adapter(running: Processes, kind: str, api: str, front: rigs.Frontend | None,
                   eds_file: Path) -> tuple[subprocess.Popen, str]:
     """`svcpulse balancer <kind>` as its own process, and its /metrics URL."""
@@ -241,7 +245,7 @@ def run(args: argparse.Namespace, api: str, ops: dict[str, str], addresses: list
         theirs = ((cpu_s(front.pids(), children_too=True) - balancer_start[kind]) / args.changes * 1000
                   if front else 0.0)
         print(f"{kind:<12} {q[49]:8.1f} {q[98]:8.1f} {max(latencies[kind]):8.1f}  {own:15.1f} ms  "
-              f"{theirs:16.1f} ms" + ("" if front else "  (a file; no Envoy here)"))
+              f"{theirs:16.1f} ms" + NOTES.get(kind, ""))
 
 
 if __name__ == "__main__":
