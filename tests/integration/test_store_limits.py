@@ -145,6 +145,8 @@ def test_the_feed_updates_every_cycle_while_heavy_reads_run(api_on: tuple[httpx.
     print(f"heavy reads: {len(heavy)} {sorted(status for status, _ in heavy)}, longest {longest_read:.1f} s; "
           f"feed gaps quiet max {max(quiet):.1f} s, under heavy reads max {max(loaded):.1f} s "
           f"({len(loaded)} cycles in 15 s); overrides longest {max(override_s):.2f} s")
-    assert longest_read > 1, "each read spans a cycle (one store connection would have made the loop wait)"
+    in_flight = sum(seconds for _, seconds in heavy) / 15  # heavy reads running at once, on average
+    # The store was kept busy throughout (one store connection would have made the loop wait for them).
+    assert in_flight >= 2, f"only {in_flight:.1f} heavy reads in flight on average: the test loaded nothing"
     assert len(loaded) >= 3 and max(loaded) <= 2 * max(quiet) + 2, (quiet, loaded)
     assert max(override_s) < 5, override_s
