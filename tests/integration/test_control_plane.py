@@ -179,6 +179,8 @@ def test_a_killed_worker_s_services_continue_from_the_survivor_never_empty(
         victim_name = sorted(set(owners.values()))[0]
         victim = next(p for p in workers if victim_name.endswith(f":{p.pid}"))
         moved = sorted(s for s, w in owners.items() if w == victim_name)
+        # published is not yet served: the API replica reads svcpulse.weights on its own (ci-local saw a 404 here)
+        wait_for(lambda: all("generated_at_ms" in served(api, s) for s in moved), 30, "the API serving them")
         before = {s: served(api, s)["generated_at_ms"] for s in moved}
 
         killed = procs.kill9(victim)
