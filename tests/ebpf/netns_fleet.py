@@ -188,6 +188,10 @@ class Load:
             self.balancer.report(instance, ok, (time.monotonic() - started) * 1000)
             self.attempts.append(Attempt(started, instance, ok))
 
+    def failed(self, instance: str, since: float) -> int:
+        """Attempts to `instance` since a monotonic time that the client saw fail."""
+        return sum(not a.ok and a.instance == instance and a.t >= since for a in list(self.attempts))
+
     def share(self, instance: str, since: float, until: float) -> tuple[float, int]:
         """(share of attempts that went to `instance`, attempts) between two monotonic times."""
         picked = [a for a in list(self.attempts) if since <= a.t < until]

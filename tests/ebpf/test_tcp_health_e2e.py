@@ -138,14 +138,22 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, clickhouse: ClickHouseSer
 
 def test_a_healthy_fleet_under_steady_load_raises_no_alarm(pipeline: Pipeline) -> None:
     pipeline.wait_all_healthy()
-    started, states = time.monotonic(), set()
+    started, states, excused = time.monotonic(), set(), []
     while time.monotonic() - started < 60:
         rows = pipeline.feed()
         states |= {(name, r["state"]) for name, r in rows.items()}
-        # A stray slow or reset connection under CI load may cut some points for a few cycles (ci-local runs saw
-        # 97, and 89 recovering at +2%/s); an alarm is a state other than healthy, or a deep cut.
-        assert all(r["state"] == "healthy" and r["weight"] >= 80 for r in rows.values()), rows
+        for name, row in rows.items():
+            if row["state"] == "healthy" and row["weight"] >= 80:
+                continue
+            # A cut is an alarm unless the callers saw that instance fail too: on a busy 2-core CI host the
+            # rig itself sometimes fails a few calls (CI saw one instance cut to 73% and recovering), and
+            # then cutting it is the judge doing its job. 30 s: the window, a cycle, the recovery to 90%.
+            seen = pipeline.load.failed(name, time.monotonic() - 30)
+            what = f"{name}: {row['state']} {row['weight']}: {row['reason']}"
+            assert seen and row["state"] != "ejected", f"cut while its callers saw {seen} failures: {what}"
+            excused.append(f"after {seen} failed calls: {what}")
         time.sleep(1)
+    print("cuts the callers' own failures explain:", *excused[:5], sep="\n")
     assert {name for name, _ in states} == set(pipeline.fleet.endpoints)
     sample = next(iter(rows.values()))
     # Under CI load a healthy fleet may show a stray reset (CI saw 1 in 147 connections, likely a 1 s
