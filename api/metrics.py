@@ -5,6 +5,8 @@ runs them in the same process). Values are read from the app's state when scrape
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -62,12 +64,40 @@ class _EmbeddedStoreCollector(Collector):
         yield family
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+class _MallocCollector(Collector):
+    """glibc malloc's view of this process (Python's large objects, librdkafka, bcc; chdb has its own
+    jemalloc): with the store's jemalloc figures it tells which allocator a growing RSS is in."""
+
+    def __init__(self) -> None:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        self._mallinfo2 = getattr(libc, "mallinfo2", None)  # glibc >= 2.33; absent elsewhere (musl)
+        if self._mallinfo2 is not None:
+            self._mallinfo2.restype = _MallInfo2
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if self._mallinfo2 is None:
+            return
+        info = self._mallinfo2()
+        family = GaugeMetricFamily("svcpulse_process_malloc_bytes", "glibc malloc in this process (mallinfo2): "
+                                   "in_use, free (kept in its arenas), mmapped (large blocks)", labels=["kind"])
+        family.add_metric(["in_use"], info.uordblks)
+        family.add_metric(["free"], info.fordblks)
+        family.add_metric(["mmapped"], info.hblkhd)
+        yield family
+
+
 def api_registry(state: Any) -> CollectorRegistry:
     """The registry /metrics serves: the feed and lease state of `state` (app.state), the embedded store's
-    memory, the REST xDS requests, and the process."""
+    memory, the REST xDS requests, and the process (with its malloc)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_FeedCollector(state))
     registry.register(_EmbeddedStoreCollector(state))
     registry.register(XDS_REQUESTS)
+    registry.register(_MallocCollector())
     ProcessCollector(registry=registry)
     return registry

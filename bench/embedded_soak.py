@@ -5,7 +5,8 @@ Runs `svcpulse up` (demo fleet on, eBPF as root unless --no-ebpf) as a user woul
 node's collector would run), each event numbered. Every --every seconds it prints the RSS of every
 process of the run (the `svcpulse up` Python process with chdb inside, the broker proxy, the current
 broker generation) and their total, the in-process chdb's tracked memory and caches (the API's /metrics),
-with the broker generation and the events acknowledged. At the
+where the `svcpulse up` process's anonymous memory is (chdb's jemalloc, resident; glibc malloc's heap, and
+the free part of it), with the broker generation and the events acknowledged. At the
 end it waits until the loader has committed everything, stops `svcpulse up`, opens its chdb store
 and counts the numbered events: lost = acknowledged - distinct loaded; duplicates = rows - distinct.
 Targets (issue 13): total <= 1.5 GB and flat after warm-up; 0 lost. 2,000 events/s for 30 minutes,
@@ -40,9 +41,9 @@ BROKER_LINE = re.compile(r"broker \(Tansu\) on (\S+?)[,\s]")
 ROLL_LINE = re.compile(r"broker generation (\d+)")
 CONSOLE_LINE = re.compile(r"web console\s+(http://\S+)/")
 PIPELINE_METRICS_LINE = re.compile(r"(http://\S+/metrics) \(loader, weigh\)")
-LOADER_COUNTS = re.compile(r"^(svcpulse_loader_(?:dead_letters|redelivered_skipped|insert_failures)_total\S*) (\S+)$",
-                           re.M)
-STORE_MEMORY = re.compile(r'^svcpulse_store_memory_bytes\{metric="(\w+)"\} (\S+)$', re.M)
+LOADER_COUNTS = re.compile(
+    r"^(svcpulse_loader_(?:dead_letters|redelivered_skipped|insert_failures|offset_gaps)_total\S*) (\S+)$", re.M)
+STORE_MEMORY = re.compile(r'^svcpulse_(?:store_memory|process_malloc)_bytes\{\w+="(\w+)"\} (\S+)$', re.M)
 LIMIT_MB = 1536
 
 
@@ -115,15 +116,27 @@ class Up:
         return found
 
 
-def store_memory_mb(console: str) -> tuple[float, float]:
-    """The in-process chdb's tracked memory and its caches, in MB, from the API's /metrics ((-1, -1) if unread)."""
+def store_memory_mb(console: str) -> dict[str, float]:
+    """From the API's /metrics, in MB: chdb's tracked memory and caches, its jemalloc's resident bytes, and
+    glibc malloc's heap (in use + free + mmapped); -1 each if unread."""
     try:
         with urllib.request.urlopen(f"{console}/metrics", timeout=10) as answer:
             held = {name: float(value) for name, value in STORE_MEMORY.findall(answer.read().decode())}
     except OSError:
-        return -1.0, -1.0
-    caches = sum(value for name, value in held.items() if name.endswith("CacheBytes"))
-    return held.get("MemoryTracking", -1.0) / 2**20, caches / 2**20
+        held = {}
+    caches = sum(value for name, value in held.items() if name.endswith("CacheBytes")) if held else -2**20
+    malloc = sum(held.get(kind, 0.0) for kind in ("in_use", "free", "mmapped")) if "in_use" in held else -2**20
+    return {"chdb": held.get("MemoryTracking", -2**20) / 2**20, "caches": caches / 2**20,
+            "jemalloc": held.get("jemalloc_resident", -2**20) / 2**20, "malloc": malloc / 2**20,
+            "malloc_free": held.get("free", -2**20) / 2**20}
+
+
+def anon_mb(pid: int) -> float:
+    """Anonymous resident memory of a process in MB (chdb's mapped code is the rest of its RSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def loaded_past(bootstrap: str, marks: dict[tuple[str, int], int] | None = None) -> dict[tuple[str, int], int]:
@@ -154,7 +167,8 @@ def loader_lag(bootstrap: str) -> int:
 
 
 def loader_counts(url: str) -> str:
-    """The loader's dead letters, skipped redeliveries and failed inserts: where an event can go missing."""
+    """The loader's dead letters, skipped redeliveries, failed inserts and offset holes the client left
+    (refetched, or confirmed on the broker): where an event can go missing."""
     try:
         with urllib.request.urlopen(url, timeout=10) as answer:
             return ", ".join(f"{name} {value}" for name, value in LOADER_COUNTS.findall(answer.read().decode()))
@@ -208,19 +222,21 @@ def main() -> int:
 def watch(args: argparse.Namespace, up: Up, offered: Offered) -> float:
     """Print RSS per process every --every seconds for --minutes; returns the peak total after warm-up."""
     print(f"{'t_s':>6} {'acked':>11} {'loader_lag':>10} {'gen':>4} {'up_MB':>7} {'proxy_MB':>8} {'broker_MB':>9} "
-          f"{'total_MB':>8} {'chdb_MB':>7} {'caches_MB':>9}  load")
+          f"{'total_MB':>8} {'chdb_MB':>7} {'caches_MB':>9} {'up_anon':>7} {'jemalloc':>8} {'malloc':>6} "
+          f"{'m_free':>6}  load")
     started, peak = time.monotonic(), 0.0
     while time.monotonic() - started < args.minutes * 60 and up.proc.poll() is None:
         time.sleep(args.every)
         rss = {name: rss_mb(pid) for name, pid in up.processes().items()}
         total = sum(rss.values())
         elapsed = time.monotonic() - started
-        chdb_mb, caches_mb = store_memory_mb(up.console)
+        held = store_memory_mb(up.console)
         if elapsed > 120:  # warm-up: chdb's caches and the first generation fill
             peak = max(peak, total)
         print(f"{elapsed:6.0f} {offered.sink.stats()['sent']:11,} {loader_lag(up.bootstrap):10,} {up.generation:4} "
               f"{rss.get('up', 0):7.0f} {rss.get('broker-proxy', 0):8.0f} {rss.get('broker', 0):9.0f} {total:8.0f} "
-              f"{chdb_mb:7.0f} {caches_mb:9.0f}  "
+              f"{held['chdb']:7.0f} {held['caches']:9.0f} {anon_mb(up.proc.pid):7.0f} {held['jemalloc']:8.0f} "
+              f"{held['malloc']:6.0f} {held['malloc_free']:6.0f}  "
               f"{os.getloadavg()[0]:.1f}", flush=True)
     return peak
 

@@ -32,6 +32,10 @@ CACHE_SHARES = {"mark_cache_size": 0.5, "primary_index_cache_size": 0.25, "compi
 # What system.metrics says the in-process engine holds (`svcpulse_store_memory_bytes` on the API's /metrics).
 MEMORY_METRICS = ("MemoryTracking", "MarkCacheBytes", "PrimaryIndexCacheBytes", "IndexMarkCacheBytes",
                   "QueryConditionCacheBytes", "CompiledExpressionCacheBytes", "UncompressedCacheBytes")
+# chdb allocates through its own jemalloc, not the process's malloc: its summary line says what that
+# allocator holds from the OS (resident) beside what is in use (allocated), which MemoryTracking does not.
+JEMALLOC_SUMMARY = re.compile(r"Allocated: (\d+), active: \d+, metadata: \d+.*?resident: (\d+), mapped: \d+, "
+                              r"retained: (\d+)")
 
 
 def substitute(sql: str, params: Mapping[str, Any] | None) -> str:
@@ -124,10 +128,17 @@ class ChdbStore:
         self.execute("SELECT 1")
 
     def memory_bytes(self) -> dict[str, int]:
-        """What the in-process engine holds now: tracked allocations and each cache, by system.metrics name."""
+        """What the in-process engine holds now: tracked allocations and each cache, by system.metrics name,
+        and its jemalloc's allocated, resident and retained bytes (`jemalloc_*`)."""
         names = ", ".join(f"'{name}'" for name in MEMORY_METRICS)
-        return {str(name): int(value)
+        held = {str(name): int(value)
                 for name, value in self.execute(f"SELECT metric, value FROM system.metrics WHERE metric IN ({names})")}
+        stats = self.execute("SELECT * FROM system.jemalloc_stats")
+        summary = JEMALLOC_SUMMARY.search(str(stats[0][0])) if stats else None
+        if summary:
+            held.update(zip(("jemalloc_allocated", "jemalloc_resident", "jemalloc_retained"),
+                            map(int, summary.groups()), strict=True))
+        return held
 
     def close(self) -> None:
         """Close every session, each once no statement runs on it (a second call does nothing)."""

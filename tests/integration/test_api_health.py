@@ -71,6 +71,10 @@ def test_metrics_show_the_embedded_store_s_memory_under_its_capped_caches(chdb_s
     tracked = re.search(r'^svcpulse_store_memory_bytes\{metric="MemoryTracking"\} (\S+)$', text, re.M)
     assert tracked and float(tracked.group(1)) > 0
     assert 'svcpulse_store_memory_bytes{metric="MarkCacheBytes"}' in text
+    # chdb's own jemalloc, and glibc malloc's share of the process: a growing RSS is in one or the other
+    held = dict(re.findall(r'^svcpulse_(?:store_memory|process_malloc)_bytes\{\w+="(\w+)"\} (\S+)$', text, re.M))
+    assert float(held["jemalloc_resident"]) >= float(held["jemalloc_allocated"]) > 0, held
+    assert float(held["in_use"]) > 1e6 and "free" in held and "mmapped" in held, held
 
 
 def test_a_server_store_reports_no_embedded_memory(ch_store: Store) -> None:
