@@ -10,19 +10,21 @@ and prints sustained events/s and produce -> visible delay p50/p99. Target: >= 1
 drains that same topic three times into fresh databases: with ClickHouse's own Kafka engine + a
 materialized view (the peer, bench/kafka_engine.py), and with `svcpulse load` using each Kafka client.
 It prints each drain rate (rows/s from the consumer's start, group join included, until every row
-is visible; the same clock for all three) and ours / peer; the
-target is >= 1.0 with one loader process. Figures come with the load average: on a busy machine
+is visible; the same clock for all) and ours / peer; the target is >= 1.0 with one loader process.
+--baseline REV drains twice more, with `svcpulse load` using the pipeline/ package of git commit REV
+(before and after a change, from one run). Figures come with the load average: on a busy machine
 they are provisional.
 
 --cluster (issue 14): the same prefilled topic drained into one server and into the local 2 x 2
 cluster, events/s side by side and rows/s per shard (bench/cluster.py).
-Usage: .venv/bin/python bench/loader.py [--peer | --cluster] [--events N] [--rate R] [--loaders N]
-                                        [--kafka-client kafka-python|confluent] [--batch-rows N]
+Usage: .venv/bin/python bench/loader.py [--peer [--baseline REV] | --cluster] [--events N] [--rate R]
+                                        [--loaders N] [--kafka-client kafka-python|confluent] [--batch-rows N]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import subprocess
@@ -36,6 +38,7 @@ from confluent_kafka import Producer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.baseline import ROOT, unpack
 from bench.kafka_engine import KafkaEngineServer, start_engine, stop_engine
 from core.kafka import ensure_topics
 from pipeline import events
@@ -117,10 +120,13 @@ def drain(store_url: str, total: int, started: float, deadline_s: float = 1800) 
 
 
 def loaders(bootstrap: str, store_url: str, args: argparse.Namespace, client: str, group: str,
-            log: object) -> list[subprocess.Popen]:
+            log: object, tree: Path | None = None) -> list[subprocess.Popen]:
+    """`svcpulse load` processes; with `tree`, its pipeline/ package first (-m puts the working directory
+    first on the path, so the process runs there), the rest from this tree."""
+    env = {**os.environ, "PYTHONPATH": f"{tree}:{ROOT}"} if tree else None
     return [subprocess.Popen([sys.executable, "-m", "svcpulse", "load", "--bootstrap", bootstrap, "--store",
                               store_url, "--batch-rows", str(args.batch_rows), "--kafka-client", client,
-                              "--group", group], stdout=log, stderr=log)  # type: ignore[arg-type]
+                              "--group", group], stdout=log, stderr=log, cwd=tree, env=env)  # type: ignore[arg-type]
             for _ in range(args.loaders)]
 
 
@@ -144,24 +150,27 @@ def compare_with_peer(broker: Tansu, clickhouse: ClickHouseServer, args: argpars
                                            cpu_s(server) - cpu_before, 0.0)}
     stop_engine(peer)
     log = (work / "loader.log").open("w")
-    for client in ("confluent", "kafka-python"):
-        database = f"ours_{client.replace('-', '_')}"
+    trees: list[tuple[str, Path | None]] = [("", None)]
+    if args.baseline and unpack(args.baseline, work / "baseline", "pipeline"):
+        trees.append((f" at {args.baseline}", work / "baseline"))
+    for (label, tree), client in itertools.product(trees, ("confluent", "kafka-python")):
+        name = f"svcpulse load, {client}{label}"
+        database = f"ours_{len(results)}"
         migrate(open_store(f"{url}/{database}"), log=False)
-        print(f"[bench/loader] draining with {args.loaders} `svcpulse load` process(es), {client} ...", flush=True)
+        print(f"[bench/loader] draining with {args.loaders} `{name}` process(es) ...", flush=True)
         started, server_before = time.monotonic(), cpu_s(server)
-        running = loaders(broker.bootstrap, f"{url}/{database}", args, client, f"bench-{client}", log)
+        running = loaders(broker.bootstrap, f"{url}/{database}", args, client, f"bench-{len(results)}", log, tree)
         try:
             rate = drain(f"{url}/{database}", args.events, started)
-            results[f"svcpulse load, {client}"] = (rate, cpu_s(server) - server_before,
-                                                   cpu_s([p.pid for p in running]))
+            results[name] = (rate, cpu_s(server) - server_before, cpu_s([p.pid for p in running]))
         finally:
             stop(running)
     peer_rate = results["ClickHouse Kafka engine"][0]
     print(f"events      {args.events:,} contract rpc events, prefilled, 4 partitions; "
           f"{args.loaders} loader process(es)")
-    print(f"{'':<30} {'rows/s':>10} {'ratio':>6} {'CPU us/row: server':>19} {'loader':>7}")
+    print(f"{'':<42} {'rows/s':>10} {'ratio':>6} {'CPU us/row: server':>19} {'loader':>7}")
     for name, (rate, server_cpu, loader_cpu) in results.items():
-        print(f"{name:<30} {rate:>10,.0f} {rate / peer_rate:>6.2f} {server_cpu / args.events * 1e6:>19.1f} "
+        print(f"{name:<42} {rate:>10,.0f} {rate / peer_rate:>6.2f} {server_cpu / args.events * 1e6:>19.1f} "
               f"{loader_cpu / args.events * 1e6:>7.1f}")
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores "
           "(figures are provisional when it is above ~1)")
@@ -205,6 +214,7 @@ def main() -> None:
     parser.add_argument("--kafka-client", choices=("kafka-python", "confluent"), default="kafka-python")
     parser.add_argument("--rate", type=float, default=100_000, help="events/s offered (0 = flood)")
     parser.add_argument("--loaders", type=int, default=1, help="loader processes in the consumer group")
+    parser.add_argument("--baseline", default="", help="with --peer: also drain with pipeline/ at this commit")
     parser.add_argument("--cluster", action="store_true", help="one server vs the local 2 x 2 cluster, same events")
     args = parser.parse_args()
     args.events = args.events or (3_000_000 if args.peer else 1_000_000)

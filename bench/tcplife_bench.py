@@ -44,6 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.baseline import unpack
 from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,11 +179,8 @@ def baseline_entry(ref: str, workdir: Path) -> tuple[list[str], dict[str, str]] 
     """The collector as it was at git `ref`: that commit's whole collectors/ package, unpacked in
     `workdir` and put first on the path (core/, pipeline/ ... come from this tree). Run as a script, not
     with -m: -m would put the working directory (this tree) first."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "collectors"], capture_output=True)
-    if archive.returncode:
-        print(f"baseline {ref}: {archive.stderr.decode().strip()}; skipped", file=sys.stderr)
+    if not unpack(ref, workdir, "collectors"):
         return None
-    subprocess.run(["tar", "-x", "-C", str(workdir)], input=archive.stdout, check=True)
     return [str(workdir / "collectors" / "tcplife.py")], {"PYTHONPATH": f"{workdir}:{ROOT}"}
 
 
