@@ -16,5 +16,6 @@ def unpack(ref: str, workdir: Path, *packages: str) -> bool:
     if archive.returncode:
         print(f"baseline {ref}: {archive.stderr.decode().strip()}; skipped", file=sys.stderr)
         return False
+    workdir.mkdir(parents=True, exist_ok=True)
     subprocess.run(["tar", "-x", "-C", str(workdir)], input=archive.stdout, check=True)
     return True

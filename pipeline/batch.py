@@ -63,16 +63,6 @@ class Batch:
         if offset > self.offsets.get(key, -1):
             self.offsets[key] = offset
 
-    def drop(self, partitions: set[TopicPartition]) -> None:
-        """Forget what was taken from `partitions` (the group moved them: their next owner loads it)."""
-        for kind, rows in self.rows.items():
-            kept = [i for i, row in enumerate(rows) if (row[-4], row[-3]) not in partitions]
-            self.rows[kind], self.messages[kind] = [rows[i] for i in kept], [self.messages[kind][i] for i in kept]
-        self.dead_letters = [d for d in self.dead_letters if (d["topic"], d["partition"]) not in partitions]
-        self.offsets = {tp: offset for tp, offset in self.offsets.items() if tp not in partitions}
-        self.size = sum(len(rows) for rows in self.rows.values())
-        self._by_position.clear()
-
     @property
     def empty(self) -> bool:
         return not self.offsets

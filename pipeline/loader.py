@@ -7,10 +7,6 @@ plausibility window around now, are dead-lettered; rows the store itself refuses
 bisection and dead-lettered with the store's message (pipeline/writer.py), so one bad event never
 blocks the rest. When the store is down, every partition is paused (the consumer keeps polling so it
 stays in its group), the batch is retried with backoff and loading resumes by itself.
-A full batch is inserted by a second thread while the consumer's thread takes the next one, so
-decoding overlaps the store's work; one batch is in the store's hands at a time, and its dead
-letters and commit happen in the consumer's thread once the insert is done, before the next batch
-is handed over (commits stay in order).
 SIGTERM/SIGINT: the current batch gets one more attempt; if it fails the loader leaves without
 committing it (the next owner loads it), so a stop takes at most one attempt (the store timeout).
 """
@@ -20,7 +16,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from core.kafka import KafkaClientError, Message, TopicPartition, ensure_topics, open_consumer, open_producer
@@ -73,8 +68,6 @@ class Loader:
         self.consumer = open_consumer(config.kafka_client, config.bootstrap, config.group_id)
         self.producer = open_producer(config.kafka_client, config.bootstrap, client_id=f"{config.group_id}-dlq")
         self.flushing = False
-        self._inserter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loader-insert")
-        self.inflight: tuple[Batch, Future[None]] | None = None  # the batch the insert thread is writing
         self.rows_loaded = 0
         self._rate_mark = (time.monotonic(), 0)
 
@@ -91,15 +84,12 @@ class Loader:
             while not self.stop_event.is_set():
                 self._take(self._poll())
                 if self.batch.ready():
-                    self._write_behind()
-                elif self.inflight is not None and self.inflight[1].done():
-                    self._settle_inflight()  # commit as soon as it is in, not when the next batch is full
+                    self.flush()
                 if self.repair:
                     self.repair.tick()
                 self._update_lag()
             self.flush()
         finally:
-            self._inserter.shutdown(wait=True)
             if self.repair:
                 self.repair.close()
             progress.register_local(self.config.bootstrap, self.config.group_id, None)
@@ -126,8 +116,6 @@ class Loader:
     def _revoked(self, partitions: set[TopicPartition]) -> None:
         if not self.flushing:  # during a retry the retry loop finishes the batch itself
             self.flush()  # commit what we hold while the partitions are still ours
-        elif self.inflight is not None:  # retrying the written batch: the open one must not load them later
-            self.batch.drop(partitions)
         self.guard.revoked(partitions)
         self.gaps.forget(partitions)
 
@@ -164,36 +152,14 @@ class Loader:
         return True
 
     def flush(self) -> bool:
-        """Settle the batch being written, then write the open one: insert, dead letters, commit; retrying
-        until done or stopped. False when stopped first: nothing of an unwritten batch is committed then."""
-        if self.flushing:
-            return True
-        return self._settle_inflight() and self._settle(self.batch, None)
-
-    def _write_behind(self) -> None:
-        """Hand the full batch to the insert thread once the one before is settled; take the next meanwhile."""
-        if not self._settle_inflight():
-            return  # stopped with the earlier batch unwritten: the later one must not commit past it
-        batch, self.batch = self.batch, self._new_batch()
-        self.inflight = (batch, self._inserter.submit(self._insert, batch))
-
-    def _settle_inflight(self) -> bool:
-        if self.inflight is None:
-            return True
-        if not self._settle(*self.inflight):
-            return False  # kept: flush() and _write_behind() refuse to commit later offsets past it
-        self.inflight = None
-        return True
-
-    def _settle(self, batch: Batch, written: Future[None] | None) -> bool:
-        """Finish `batch` (`written`: its insert already under way): retried with partitions paused."""
-        if batch.empty or self.flushing:
+        """Insert the batch, publish its dead letters, commit its offsets; retry until done or stopped.
+        False when stopped before the batch was written: nothing of it is committed then."""
+        if self.batch.empty or self.flushing:
             return True
         self.flushing = True
         backoff = self.config.backoff_initial_s
         try:
-            while not self._attempt(batch, written):
-                written = None  # the retry inserts again here; the guard skips what the failed try stored
+            while not self._attempt():
                 if self.stop_event.is_set():
                     log.warning("stopping with an unwritten batch: its offsets stay uncommitted, so the "
                                 "partitions' next owner loads it")
@@ -205,25 +171,20 @@ class Loader:
             metrics.PAUSED.set(0)
             self.flushing = False
         if self.repair:  # blocks that failed mid-way: their rollup rows are checked from now on
-            for table, rows in batch.unsure:
+            for table, rows in self.batch.unsure:
                 self.repair.add(table, rows)
-        if batch is self.batch:
-            self.batch = self._new_batch()
+        self.batch = self._new_batch()
         return True
 
-    def _attempt(self, batch: Batch, written: Future[None] | None) -> bool:
+    def _attempt(self) -> bool:
         try:
-            if written is None:
-                self._insert(batch)
-            else:
-                written.result()
-            self._commit(batch)
+            self._write()
             return True
         except (StoreError, KafkaClientError) as err:
             metrics.INSERT_FAILURES.inc()
             metrics.PAUSED.set(1)
             log.warning("write failed: %s", err)
-            self.guard.assigned(set(batch.offsets))  # part may be stored: check before the next try
+            self.guard.assigned(set(self.batch.offsets))  # part may be stored: check before the next try
             return False
 
     def _wait_paused(self, seconds: float) -> None:
@@ -240,23 +201,19 @@ class Loader:
             self._update_lag()
         self.consumer.resume(self.consumer.assignment())
 
-    def _insert(self, batch: Batch) -> None:
-        """Rows into the store, skipping what a redelivery already stored (the insert thread, or a retry)."""
-        for kind, rows in batch.rows.items():
+    def _write(self) -> None:
+        for kind, rows in self.batch.rows.items():
             table = TABLE_BY_KIND[kind]
             fresh = self.guard.filter(self.store, table, rows)
             metrics.DUPLICATES.inc(len(rows) - len(fresh))
             if fresh:
                 started = time.monotonic()
-                stored = insert_bisecting(self.store, kind, fresh, batch)
+                stored = insert_bisecting(self.store, kind, fresh, self.batch)
                 metrics.INSERT_SECONDS.observe(time.monotonic() - started)
                 metrics.ROWS.labels(table).inc(stored)
                 self.rows_loaded += stored
-
-    def _commit(self, batch: Batch) -> None:
-        """Dead letters acknowledged, then the offsets: in the consumer's thread, after the insert."""
-        publish_dead_letters(self.producer, batch, self.dead_log)
-        if not self.consumer.commit({tp: offset + 1 for tp, offset in batch.offsets.items()}):
+        publish_dead_letters(self.producer, self.batch, self.dead_log)
+        if not self.consumer.commit({tp: offset + 1 for tp, offset in self.batch.offsets.items()}):
             # The group moved our partitions while we retried. The rows are in; the new owner is
             # redelivered them and its RedeliveryGuard skips them, so nothing is lost or doubled.
             log.warning("commit refused after a rebalance; the new owner skips these rows")
@@ -279,8 +236,7 @@ class Loader:
                     lag = max(0, high - position)
                     metrics.LAG.labels(topic, str(partition)).set(lag)
                     total += lag
-            writing = self.inflight[0].size if self.inflight else 0
-            self.progress.lag(total + self.batch.size + writing)  # taken but not yet stored counts as waiting
+            self.progress.lag(total + self.batch.size)  # taken but not yet stored counts as waiting
         except KafkaClientError as err:
             log.warning("consumer lag unknown: %s", err)
 

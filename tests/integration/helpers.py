@@ -16,7 +16,6 @@ from pipeline import events
 from pipeline.loader import Loader, LoaderConfig
 from pipeline.store import Store, StoreError
 from pipeline.topics import KEY_FIELD, TOPIC_BY_KIND
-from svcpulse.kafka_wire import Connection
 
 
 def produce(bootstrap: str, items: Iterable[tuple[str, Any]], compression: str = "none") -> int:
@@ -84,13 +83,6 @@ def count(store: Store, table: str) -> int:
 
 def distinct_offsets(store: Store, table: str) -> int:
     return int(store.execute(f"SELECT uniqExact(_topic, _partition, _offset) FROM {table}")[0][0])
-
-
-def loader_committed(bootstrap: str) -> int:
-    """The loader group's committed offsets on svcpulse.rpc, summed over partitions (0 before any commit)."""
-    with Connection(bootstrap) as admin:
-        partitions = admin.topics().get("svcpulse.rpc", 0)
-        return sum(admin.committed("svcpulse-loader", {"svcpulse.rpc": partitions}).values()) if partitions else 0
 
 
 class LoaderThread:

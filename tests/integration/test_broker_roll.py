@@ -28,7 +28,7 @@ from svcpulse import kafka_wire, rolling_broker
 from svcpulse.generation_copy import keep_from
 from svcpulse.kafka_wire import Connection, WireError
 from svcpulse.rolling_broker import RollingBroker
-from tests.integration.helpers import LoaderThread, loader_committed, wait_for
+from tests.integration.helpers import LoaderThread, wait_for
 
 pytestmark = pytest.mark.services
 
@@ -94,6 +94,13 @@ def numbered(n: int) -> dict:
     return {"v": 1, "ts_ms": int(time.time() * 1000), "caller": "roll", "callee": f"svc{n % 5}",
             "interface": "GET /x", "instance": "10.0.0.1:80", "side": "server", "latency_ms": 1.0,
             "status": "ok", "code": "200", "version": "", "host": "h", "cgroup": f"/n/{n}"}
+
+
+def loader_committed(bootstrap: str) -> int:
+    """The loader group's committed offsets on svcpulse.rpc, summed over partitions."""
+    with Connection(bootstrap) as admin:
+        partitions = admin.topics().get("svcpulse.rpc", 0)
+        return sum(admin.committed("svcpulse-loader", {"svcpulse.rpc": partitions}).values()) if partitions else 0
 
 
 def test_rolls_under_load_lose_and_double_nothing(rolling: RollingBroker, ch_store: Store) -> None:

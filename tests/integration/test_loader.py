@@ -6,10 +6,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kafka import KafkaConsumer
@@ -20,7 +18,7 @@ from pipeline.store import Store
 from pipeline.transform import COLUMNS
 from svcpulse.services import ClickHouseServer, Tansu
 from tests.factories import FACTORIES, load_event, rpc_event, tcp_event
-from tests.integration.helpers import LoaderThread, count, distinct_offsets, loader_committed, produce, wait_for
+from tests.integration.helpers import LoaderThread, count, distinct_offsets, produce, wait_for
 
 pytestmark = pytest.mark.services
 
@@ -166,36 +164,3 @@ def test_records_the_client_skips_are_fetched_again(broker: Tansu, ch_store: Sto
     assert len(dropped) == 10
     assert distinct_offsets(ch_store, "rpc_calls") == count(ch_store, "rpc_calls") == 2000
     assert metrics.OFFSET_GAPS.labels("refetched")._value.get() == refetched + 1
-
-
-@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
-def test_the_next_batch_is_taken_while_one_is_inserted_and_nothing_commits_before_it(
-        broker: Tansu, ch_store: Store, client: str) -> None:
-    """The insert thread holds a batch (the store answers late) while the consumer's thread takes the next;
-    no offset is committed until the held batch is in, and every event arrives once."""
-    produce(broker.bootstrap, [("rpc", rpc_event(i)) for i in range(4000)])
-    real_insert, released, holding = ch_store.insert, threading.Event(), threading.Event()
-
-    def late_insert(*args: Any, **kwargs: Any) -> None:
-        holding.set()
-        released.wait(60)
-        real_insert(*args, **kwargs)
-
-    ch_store.insert = late_insert  # type: ignore[method-assign]
-    running = LoaderThread(broker.bootstrap, ch_store, kafka_client=client, batch_rows=1000, poll_records=500)
-    real_poll, taken = running.loader.consumer.poll, []
-
-    def counted_poll(timeout_s: float, max_records: int = 10_000) -> list[Message]:
-        records = real_poll(timeout_s, max_records)
-        taken.extend(records)
-        return records
-
-    running.loader.consumer.poll = counted_poll  # type: ignore[method-assign]
-    with running:
-        wait_for(holding.is_set, 30, "an insert under way")
-        wait_for(lambda: len(taken) > 1000, 30, "records taken past the batch being inserted")
-        time.sleep(1)  # an early commit would have happened by now
-        assert count(ch_store, "rpc_calls") == 0 and loader_committed(broker.bootstrap) == 0
-        released.set()
-        wait_for(lambda: loader_committed(broker.bootstrap) == 4000, 60, "every offset committed")
-    assert distinct_offsets(ch_store, "rpc_calls") == count(ch_store, "rpc_calls") == 4000

@@ -114,17 +114,3 @@ def test_retention_on_a_cluster_drops_shard_partitions_on_every_node() -> None:
     assert drop_partition_sql("rpc_calls_local", "20261101", "prod") == (
         "ALTER TABLE rpc_calls_local ON CLUSTER prod DROP PARTITION 20261101")
     assert drop_partition_sql("rpc_calls", "20261101") == "ALTER TABLE rpc_calls DROP PARTITION 20261101"
-
-
-def test_dropping_moved_partitions_keeps_only_the_others() -> None:
-    batch = Batch()
-    for partition, offset in [(0, 4), (1, 5), (0, 6)]:
-        where = ("svcpulse.rpc", partition)
-        batch.add_row("rpc", (offset, *where, offset, 0), Message(*where, offset, 0, None, b"%d" % offset))
-        batch.mark(*where, offset)
-    batch.add_dead_letter({"reason": "x", "topic": "svcpulse.rpc", "partition": 1, "offset": 7})
-    batch.mark("svcpulse.rpc", 1, 7)
-    batch.drop({("svcpulse.rpc", 1)})
-    assert [row[0] for row in batch.rows["rpc"]] == [4, 6] and batch.size == 2 and not batch.dead_letters
-    assert batch.offsets == {("svcpulse.rpc", 0): 6}
-    assert batch.message_of(batch.rows["rpc"][1]).value == b"6"
