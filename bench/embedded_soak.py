@@ -5,8 +5,8 @@ Runs `svcpulse up` (demo fleet on, eBPF as root unless --no-ebpf) as a user woul
 node's collector would run), each event numbered. Every --every seconds it prints the RSS of every
 process of the run (the `svcpulse up` Python process with chdb inside, the broker proxy, the current
 broker generation) and their total, the in-process chdb's tracked memory and caches (the API's /metrics),
-where the `svcpulse up` process's anonymous memory is (chdb's jemalloc, resident; glibc malloc's heap, and
-the free part of it), with the broker generation and the events acknowledged. At the
+where the `svcpulse up` process's anonymous memory is (chdb's jemalloc: resident, and allocated = je_used;
+glibc malloc's heap, and the free part of it), with the broker generation and the events acknowledged. At the
 end it waits until the loader has committed everything, stops `svcpulse up`, opens its chdb store
 and counts the numbered events: lost = acknowledged - distinct loaded; duplicates = rows - distinct.
 Targets (issue 13): total <= 1.5 GB and flat after warm-up; 0 lost. 2,000 events/s for 30 minutes,
@@ -117,8 +117,8 @@ class Up:
 
 
 def store_memory_mb(console: str) -> dict[str, float]:
-    """From the API's /metrics, in MB: chdb's tracked memory and caches, its jemalloc's resident bytes, and
-    glibc malloc's heap (in use + free + mmapped); -1 each if unread."""
+    """From the API's /metrics, in MB: chdb's tracked memory and caches, its jemalloc's resident and
+    allocated bytes, and glibc malloc's heap (in use + free + mmapped); -1 each if unread."""
     try:
         with urllib.request.urlopen(f"{console}/metrics", timeout=10) as answer:
             held = {name: float(value) for name, value in STORE_MEMORY.findall(answer.read().decode())}
@@ -127,7 +127,8 @@ def store_memory_mb(console: str) -> dict[str, float]:
     caches = sum(value for name, value in held.items() if name.endswith("CacheBytes")) if held else -2**20
     malloc = sum(held.get(kind, 0.0) for kind in ("in_use", "free", "mmapped")) if "in_use" in held else -2**20
     return {"chdb": held.get("MemoryTracking", -2**20) / 2**20, "caches": caches / 2**20,
-            "jemalloc": held.get("jemalloc_resident", -2**20) / 2**20, "malloc": malloc / 2**20,
+            "jemalloc": held.get("jemalloc_resident", -2**20) / 2**20,
+            "jemalloc_allocated": held.get("jemalloc_allocated", -2**20) / 2**20, "malloc": malloc / 2**20,
             "malloc_free": held.get("free", -2**20) / 2**20}
 
 
@@ -222,8 +223,8 @@ def main() -> int:
 def watch(args: argparse.Namespace, up: Up, offered: Offered) -> float:
     """Print RSS per process every --every seconds for --minutes; returns the peak total after warm-up."""
     print(f"{'t_s':>6} {'acked':>11} {'loader_lag':>10} {'gen':>4} {'up_MB':>7} {'proxy_MB':>8} {'broker_MB':>9} "
-          f"{'total_MB':>8} {'chdb_MB':>7} {'caches_MB':>9} {'up_anon':>7} {'jemalloc':>8} {'malloc':>6} "
-          f"{'m_free':>6}  load")
+          f"{'total_MB':>8} {'chdb_MB':>7} {'caches_MB':>9} {'up_anon':>7} {'jemalloc':>8} {'je_used':>7} "
+          f"{'malloc':>6} {'m_free':>6}  load")
     started, peak = time.monotonic(), 0.0
     while time.monotonic() - started < args.minutes * 60 and up.proc.poll() is None:
         time.sleep(args.every)
@@ -236,7 +237,7 @@ def watch(args: argparse.Namespace, up: Up, offered: Offered) -> float:
         print(f"{elapsed:6.0f} {offered.sink.stats()['sent']:11,} {loader_lag(up.bootstrap):10,} {up.generation:4} "
               f"{rss.get('up', 0):7.0f} {rss.get('broker-proxy', 0):8.0f} {rss.get('broker', 0):9.0f} {total:8.0f} "
               f"{held['chdb']:7.0f} {held['caches']:9.0f} {anon_mb(up.proc.pid):7.0f} {held['jemalloc']:8.0f} "
-              f"{held['malloc']:6.0f} {held['malloc_free']:6.0f}  "
+              f"{held['jemalloc_allocated']:7.0f} {held['malloc']:6.0f} {held['malloc_free']:6.0f}  "
               f"{os.getloadavg()[0]:.1f}", flush=True)
     return peak
 
