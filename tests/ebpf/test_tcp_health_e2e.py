@@ -138,22 +138,27 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, clickhouse: ClickHouseSer
 
 def test_a_healthy_fleet_under_steady_load_raises_no_alarm(pipeline: Pipeline) -> None:
     pipeline.wait_all_healthy()
-    started, states, excused = time.monotonic(), set(), []
+    started, states, excused, cut = time.monotonic(), set(), [], set()
     while time.monotonic() - started < 60:
         rows = pipeline.feed()
         states |= {(name, r["state"]) for name, r in rows.items()}
         for name, row in rows.items():
-            if row["state"] == "healthy" and row["weight"] >= 80:
-                continue
-            # A cut is an alarm unless the callers saw that instance fail too: on a busy 2-core CI host the
-            # rig itself sometimes fails a few calls (CI saw one instance cut to 73% and recovering), and
-            # then cutting it is the judge doing its job. 30 s: the window, a cycle, the recovery to 90%.
+            if (row["state"] == "healthy" and row["weight"] >= 80) or (name in cut and "recovering" in row["reason"]):
+                continue  # healthy, or healing from a cut excused below
+            # A cut is an alarm unless failures explain it: ones the callers saw, or ones the kernel saw (the
+            # reason's counts). CI cut one to 73% for 1 reset in 26 connections, after a response the caller
+            # had read: a stray reset on a busy 2-core host, not a judge inventing a fault. Latency or
+            # retransmit cuts of a healthy fleet, and ejections, stay alarms. 30 s: window, cycle, recovery.
             seen = pipeline.load.failed(name, time.monotonic() - 30)
             what = f"{name}: {row['state']} {row['weight']}: {row['reason']}"
-            assert seen and row["state"] != "ejected", f"cut while its callers saw {seen} failures: {what}"
+            kernel_saw = re.search(r"connections ok < bar [0-9.]+% \(\d+ (reset|refused|timed out|unreachable)",
+                                   row["reason"])
+            assert (seen or kernel_saw) and row["state"] != "ejected", f"cut with {seen} failed calls: {what}"
             excused.append(f"after {seen} failed calls: {what}")
+            cut.add(name)
         time.sleep(1)
-    print("cuts the callers' own failures explain:", *excused[:5], sep="\n")
+    print("cuts that failures explain:", *excused[:5], sep="\n")
+    pipeline.wait_all_healthy(60)  # and such a cut heals
     assert {name for name, _ in states} == set(pipeline.fleet.endpoints)
     sample = next(iter(rows.values()))
     # Under CI load a healthy fleet may show a stray reset (CI saw 1 in 147 connections, likely a 1 s

@@ -127,8 +127,11 @@ def test_limit_groups_the_rest_and_grafana_gets_node_graph_frames(shop: tuple[Te
     assert len(one_by_one) == 1 and one_by_one[0]["health"] == "critical"  # unhealthy edges are kept first
     grouped = [e for e in small["edges"] if e["source"] == "group:others"]
     assert sum(e["grouped_edges"] for e in grouped) + small["omitted"]["edges"] == len(full["edges"]) - 1
-    total = round(sum(e["rps"] for e in small["edges"]) + small["omitted"]["rps"], 2)
-    assert total == round(sum(e["rps"] for e in full["edges"]), 2)  # nothing lost, only grouped
+    total = sum(e["rps"] for e in small["edges"]) + small["omitted"]["rps"]
+    # Nothing lost, only grouped. Each rps is rounded on the wire, so the sums may differ by those roundings
+    # (CI saw 4.835 vs 4.836): at most half a unit of the last place per value summed.
+    rounding = 0.0005 * (len(small["edges"]) + len(full["edges"]) + 1)
+    assert abs(total - sum(e["rps"] for e in full["edges"])) <= rounding, (total, full["edges"])
 
     tens = now_ms // 600_000 * 600_000  # a range of whole ten minutes: the *_10m tiers alone
     for other in ({"from": now_ms - 8 * 3_600_000, "to": now_ms}, {"from": tens - 1_200_000, "to": tens + 600_000}):
