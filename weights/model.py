@@ -51,6 +51,7 @@ class EngineConfig:
     protective_health: float = 0.5  # "degraded" for that count: health at the absolute bar < 0.5
     # Judging by TCP connections (weights/tcp.py); counts (min_requests, eject_*) apply to connections.
     tcp_success_good: float = 0.99  # a healthy fleet refuses, drops or resets ~no connections
+    tcp_success_confidence_z: float = 1.96  # cut only if the Wilson bound (95%) of success is below the bar too
     tcp_latency_tolerance: float = 2.0  # handshake/RTT up to 2x the fleet's costs nothing (kernel work)
     tcp_latency_slack_ms: float = 5.0  # sub-ms loopback/LAN jitter is not a slowdown
     tcp_retransmit_slack: float = 0.1  # retransmits per connection added to both sides of the ratio

@@ -13,7 +13,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from weights.model import EngineConfig, InstanceWindow
-from weights.norms import success_norm
+from weights.norms import success_factor, success_norm
 from weights.tcp import (
     TcpFleet,
     TcpWindow,
@@ -84,7 +84,7 @@ def score(window: InstanceWindow, fleet: Fleet, config: EngineConfig) -> Score:
 def rpc_score(window: InstanceWindow, fleet: Fleet, config: EngineConfig) -> Score:
     """Success factor (s / bar) ** exponent times latency factor (tolerance / ratio) ** exponent."""
     success, bar = _success(window), fleet.bar
-    s_factor = 1.0 if success >= bar or bar <= 0 else (success / bar) ** config.success_exponent
+    s_factor = success_factor(success, window.requests, bar, config)  # MSEC: no significance test
     ratio = latency_ratio(window, fleet, config)
     tolerance = config.latency_tolerance
     l_factor = 1.0 if ratio <= tolerance else (tolerance / ratio) ** config.latency_exponent

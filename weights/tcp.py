@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from weights.norms import success_norm
+from weights.norms import success_factor, success_norm
 
 if TYPE_CHECKING:
     from weights.model import EngineConfig, InstanceWindow
@@ -124,7 +124,7 @@ def tcp_score(tcp: TcpWindow, fleet: TcpFleet, config: EngineConfig) -> Score:
     from weights.scoring import Score  # scoring imports this module
 
     success, bar = _success(tcp), fleet.bar
-    s_factor = 1.0 if success >= bar or bar <= 0 else (success / bar) ** config.success_exponent
+    s_factor = success_factor(success, tcp.attempts, bar, config, config.tcp_success_confidence_z)
     ratio = max(_ratio((tcp.connect_ms_p50, tcp.connect_ms_p99), fleet.median_connect, config),
                 _ratio((tcp.srtt_ms_p50, tcp.srtt_ms_p99), fleet.median_srtt, config))
     tolerance = config.tcp_latency_tolerance
@@ -141,6 +141,8 @@ def _text(tcp: TcpWindow, fleet: TcpFleet, s_factor: float, l_factor: float, r_f
     if s_factor < 1.0:
         success = (f"{_pct(_success(tcp))} of {tcp.attempts} connections ok < bar {_pct(fleet.bar)} "
                    f"({tcp.failure_text()}) (x{s_factor:.2f})")
+    elif _success(tcp) < fleet.bar:
+        success += f", within chance of bar {_pct(fleet.bar)}"
     latency = (f"handshake p50 {tcp.connect_ms_p50:.1f} ms, p99 {tcp.connect_ms_p99:.1f} ms; "
                f"srtt p50 {tcp.srtt_ms_p50:.1f} ms, p99 {tcp.srtt_ms_p99:.1f} ms")
     if fleet.median_connect is not None:

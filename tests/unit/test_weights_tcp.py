@@ -70,6 +70,18 @@ def test_resets_cut_the_weight_and_are_named() -> None:
     assert "85.0% of 200 connections ok < bar 99.0% (30 reset) (x0.30)" in reset.reason
 
 
+def test_one_reset_among_few_connections_is_chance_but_two_cut() -> None:
+    warm = run(lambda _: fleet(), 2)[-1]  # 25 of 26 ok: 96.2% < bar 99%, but its 95% Wilson bound is 99.3%
+    one = row(run(lambda _: fleet(conns(26, resets=1)), 1, warm.state, T0 + 10_000)[0])
+    assert (one.weight, one.state) == (100, "healthy"), one
+    assert "96.2% of 26 connections ok (1 reset), within chance of bar 99.0%" in one.reason
+    two = row(run(lambda _: fleet(conns(26, resets=2)), 1, warm.state, T0 + 10_000)[0])  # bound 97.9% < 99%
+    assert two.state == "degraded" and two.weight == 57, two  # (0.923 / 0.99) ** 8
+    assert "92.3% of 26 connections ok < bar 99.0% (2 reset) (x0.57)" in two.reason
+    many = row(run(lambda _: fleet(conns(100, resets=2)), 1, warm.state, T0 + 10_000)[0])  # 98% of 100: chance
+    assert many.weight == 100, many
+
+
 def test_loss_shows_as_retransmits_and_slow_handshakes_and_lowers_the_weight() -> None:
     warm = run(lambda _: fleet(), 2)[-1]
     lossy = conns(200, retransmits=220, connect_ms_p99=1015.0, srtt_ms_p50=0.5, srtt_ms_p99=210.0, timeouts=4)
