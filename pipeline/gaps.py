@@ -42,6 +42,10 @@ class GapGuard:
         self.expected[partition] = offset + 1
         return verdict
 
+    def taken_through(self, partition: TopicPartition, offset: int) -> None:
+        """Records up to `offset` were taken in sequence after one `check` said TAKE (a contiguous run)."""
+        self.expected[partition] = offset + 1
+
     def forget(self, partitions: set[TopicPartition]) -> None:
         """Partitions assigned or revoked: their position comes from the group's commit, not from us."""
         for partition in partitions:

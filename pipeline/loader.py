@@ -17,6 +17,8 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 
 from core.kafka import KafkaClientError, Message, TopicPartition, ensure_topics, open_consumer, open_producer
 from pipeline import events, metrics, progress
@@ -26,10 +28,11 @@ from pipeline.redelivery import RedeliveryGuard
 from pipeline.rollup_repair import RollupRepair
 from pipeline.store import Store, StoreError
 from pipeline.topics import DLQ, LOADED_TOPICS, TABLE_BY_KIND
-from pipeline.transform import transform
+from pipeline.transform import transform, transform_run
 from pipeline.writer import DeadLetterLog, insert_bisecting, publish_dead_letters
 
 log = logging.getLogger("svcpulse.loader")
+_PARTITION, _OFFSET = itemgetter(0, 1), itemgetter(2)  # of a Message: (topic, partition), offset
 
 
 @dataclass(frozen=True)
@@ -123,16 +126,38 @@ class Loader:
         window = events.plausible_window(time.time_ns() // 1_000_000, self.config.max_age_s,
                                          self.config.max_future_s)
         refetching: set[TopicPartition] = set()
-        for record in records:
+        for where, grouped in groupby(records, key=_PARTITION):
+            run = list(grouped)
+            offsets = list(map(_OFFSET, run))
+            if offsets != list(range(offsets[0], offsets[0] + len(run))):  # a hole inside: one by one
+                self._take_each(run, window, refetching)
+            elif where not in refetching and self._in_sequence(where, offsets[0], refetching):
+                self.gaps.taken_through(where, offsets[-1])
+                self._take_run(run, window)
+
+    def _take_run(self, run: list[Message], window: events.TimeWindow) -> None:
+        """Consecutive records of one partition: together when the fast path vouches for all of them."""
+        made = transform_run(run, window)
+        if made is not None:
+            self.batch.add_rows(*made, run)
+        else:
+            for record in run:
+                self._add(transform(record, window), record)
+        self.batch.mark(run[0].topic, run[0].partition, run[-1].offset)
+
+    def _take_each(self, run: list[Message], window: events.TimeWindow, refetching: set[TopicPartition]) -> None:
+        for record in run:
             where = (record.topic, record.partition)
             if where in refetching or not self._in_sequence(where, record.offset, refetching):
                 continue
-            result = transform(record, window)
-            if isinstance(result, tuple):
-                self.batch.add_row(*result, record)
-            else:
-                self.batch.add_dead_letter(result)
+            self._add(transform(record, window), record)
             self.batch.mark(record.topic, record.partition, record.offset)
+
+    def _add(self, result: tuple[str, tuple] | events.Event, record: Message) -> None:
+        if isinstance(result, tuple):
+            self.batch.add_row(*result, record)
+        else:
+            self.batch.add_dead_letter(result)
 
     def _in_sequence(self, where: TopicPartition, offset: int, refetching: set[TopicPartition]) -> bool:
         """False at a hole in the partition's offsets the first time: fetch it again (pipeline/gaps.py)."""

@@ -8,6 +8,9 @@ the optional `workload` fields (or leave them "") get them derived from their cg
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -31,18 +34,27 @@ _DEFAULTS = {kind: tuple((f.name, None if f.required else (f.default,)) for f in
 _NAMED_AT = {kind: (names.index("cgroup"), names.index("workload")) for kind, names in _FIELD_NAMES.items()}
 
 Row = tuple[Any, ...]
+_TS = _FIELD_NAMES["rpc"].index("ts_ms")  # the same position in every kind
+_VALUE, _OFFSET, _KAFKA_TS = itemgetter(5), itemgetter(2), itemgetter(3)  # Message fields, read in C
 
 
 def with_workload(kind: str, values: tuple[Any, ...]) -> tuple[Any, ...]:
     """The contract values with `workload`/`workload_kind` derived from the cgroup when the emitter left
-    them empty; unchanged otherwise (an emitter's own name, e.g. from Kubernetes, always wins). An rpc
-    event's cgroup is the one its process sees: "/" there means "inside a container's cgroup namespace",
-    not the host, so it names nothing."""
+    them empty; unchanged otherwise."""
     cgroup_at, workload_at = _NAMED_AT[kind]
-    cgroup = values[cgroup_at]
-    if values[workload_at] or not cgroup or (cgroup == "/" and kind == "rpc"):
+    if values[workload_at]:
         return values
-    return (*values[:workload_at], *names_of(cgroup), *values[workload_at + 2:])
+    names = workload_names(kind, values[cgroup_at], values[workload_at], values[workload_at + 1])
+    return (*values[:workload_at], *names, *values[workload_at + 2:])
+
+
+def workload_names(kind: str, cgroup: str, workload: str, workload_kind: str) -> tuple[str, str]:
+    """(workload, workload_kind): the emitter's own when given (e.g. from Kubernetes, always wins), else
+    derived from the cgroup. An rpc event's cgroup is the one its process sees: "/" there means "inside
+    a container's cgroup namespace", not the host, so it names nothing."""
+    if workload or not cgroup or (cgroup == "/" and kind == "rpc"):
+        return workload, workload_kind
+    return names_of(cgroup)
 
 
 def to_row(kind: str, event: events.Event, message: Message) -> Row:
@@ -56,6 +68,26 @@ def judge(kind: str, raw: bytes, window: events.TimeWindow | None) -> events.Eve
     """The one verdict on a message's bytes, shared by the loader and `svcpulse dlq replay`: strict UTF-8
     JSON (orjson), the contract, the plausibility window. Raises events.Rejection with the reason."""
     return events.decode(kind, raw, orjson.loads, window)
+
+
+def transform_run(run: Sequence[Message], window: events.TimeWindow | None) -> tuple[str, list[Row]] | None:
+    """(kind, rows) for consecutive messages of one partition when the fast path vouches for all of them
+    (decoded and checked together: no Python per message); None when any needs the judge, and the
+    caller takes them one by one with `transform`. The rows equal what `transform` makes of each."""
+    topic, partition = run[0].topic, run[0].partition
+    kind = KIND_BY_TOPIC.get(topic)
+    values = list(map(_VALUE, run))
+    if kind is None or kind not in COLUMNS or None in values:
+        return None
+    columns = fastdecode.contract_columns(kind, values, window)
+    if columns is None:
+        return None
+    cgroup_at, workload_at = _NAMED_AT[kind]
+    if "" in columns[workload_at]:  # older emitters leave the names out: derive them, row by row
+        names = map(workload_names, repeat(kind), columns[cgroup_at], columns[workload_at], columns[workload_at + 1])
+        columns[workload_at], columns[workload_at + 1] = zip(*names, strict=True)
+    seconds = [ts // 1000 for ts in columns[_TS]]
+    return kind, list(zip(seconds, *columns, repeat(topic), repeat(partition), map(_OFFSET, run), map(_KAFKA_TS, run)))
 
 
 def transform(message: Message, window: events.TimeWindow | None = None) -> tuple[str, Row] | events.Event:

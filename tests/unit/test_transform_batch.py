@@ -71,7 +71,7 @@ def test_batch_keeps_highest_offset_per_partition_and_transposes() -> None:
     assert batch.offsets == {("svcpulse.rpc", 0): 8, ("svcpulse.rpc", 1): 9}
     batch.add_row("rpc", (1, "a", "svcpulse.rpc", 3, 7, 0), message("svcpulse.rpc", b"a", 7))
     batch.add_row("rpc", (2, "b", "svcpulse.rpc", 3, 8, 0), message("svcpulse.rpc", b"b", 8))
-    assert columns(batch.rows["rpc"]) == [[1, 2], ["a", "b"], ["svcpulse.rpc"] * 2, [3, 3], [7, 8], [0, 0]]
+    assert columns(batch.rows["rpc"]) == [(1, 2), ("a", "b"), ("svcpulse.rpc",) * 2, (3, 3), (7, 8), (0, 0)]
     assert batch.message_of(batch.rows["rpc"][1]).value == b"b"  # a refused row's original bytes
 
 
