@@ -5,9 +5,9 @@
 
 The adapter owns one file holding one `upstream` block, included from nginx's http {} context.
 Each change: write the file (atomically), `nginx -t`, then a graceful reload (SIGHUP to the master),
-verified by the master starting new workers; any failure puts the last good file back, so the file
-on disk is always what nginx runs. A render identical to the file on disk causes no reload, and the
-loop allows at most one reload per --min-interval (default 2 s).
+verified by the master starting new workers and the old ones no longer accepting; any failure puts
+the last good file back, so the file on disk is always what nginx runs. A render identical to the
+file on disk causes no reload, and the loop allows at most one reload per --min-interval (default 2 s).
 
 Mapping (docs/nginx.md explains why):
 - weight N > 0                 -> `server ADDR weight=N;`
@@ -65,6 +65,16 @@ def children(pid: int) -> set[int]:
         if int(fields[1]) == pid:
             found.add(int(stat.parent.name))
     return found
+
+
+def is_accepting_worker(pid: int) -> bool:
+    """Whether `pid` is an nginx worker that still accepts connections: once told to quit, a worker closes
+    its listening sockets and retitles itself "worker process is shutting down"."""
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False  # exited
+    return b"worker process" in title and b"shutting down" not in title
 
 
 class NginxAdapter(Adapter):
@@ -130,7 +140,10 @@ class NginxAdapter(Adapter):
             raise BalancerError(f"nginx -t rejected the new {self.path}: {' | '.join(why)}")
 
     def _reload(self) -> None:
-        """SIGHUP to the master (what `nginx -s reload` sends); done when a new worker runs."""
+        """SIGHUP to the master (what `nginx -s reload` sends); done when a new worker runs and no worker of
+        the old configuration takes connections any more. The master lets the old workers route for
+        100 ms after starting the new ones (`ngx_msleep(100)` before it signals them): returning at the
+        new worker's start let new connections land on an old worker and keep the old weights."""
         try:
             master = int(self.pid_file.read_text().split()[0])
             before = children(master)
@@ -142,6 +155,11 @@ class NginxAdapter(Adapter):
             if time.monotonic() > deadline:
                 raise BalancerError(f"nginx (pid {master}) started no new worker within {self.reload_timeout_s:g} s "
                                     "of the reload: it kept the old configuration (see its error log)")
+            time.sleep(0.01)
+        while accepting := [pid for pid in before if is_accepting_worker(pid)]:
+            if time.monotonic() > deadline:
+                raise BalancerError(f"nginx's old worker(s) {accepting} still take connections "
+                                    f"{self.reload_timeout_s:g} s after the reload (see its error log)")
             time.sleep(0.01)
 
 

@@ -22,6 +22,7 @@ from api.main import create_app
 from api.queries import registry as reg
 from balancer.caddy import merge_handler
 from balancer.client import FeedView
+from balancer.nginx import children, is_accepting_worker
 from core.settings import Settings
 from pipeline.store import Store
 from svcpulse.services import ClickHouseServer, Tansu
@@ -236,3 +237,18 @@ def test_caddy_keeps_the_last_rotation_while_the_adapter_is_away() -> None:
         time.sleep(1.5)  # past Caddy's 1 s refresh: the next request's lookup fails
         assert_close(rigs.shares(front.url, [a, b, c], 600), {a: 0.3, b: 0.1, c: 0.6}, margin=0.01)
         assert "SRV lookup failed; using previously cached" in (front.workdir / "caddy.log").read_text()
+
+
+def test_nginx_routes_every_new_connection_by_the_new_weights_once_apply_returns() -> None:
+    """nginx's master lets the old workers accept for 100 ms after starting the new ones: the adapter's
+    apply returns only when no old worker accepts, so connections opened at once see only new weights
+    (in CI, one of 8 connections opened right after an apply kept the old weights for all its requests)."""
+    with rigs.backends() as (a, b, c), _frontend("nginx", [a, b, c]) as front:
+        for n, weights in enumerate(([10, 30, 60], [60, 30, 10], [10, 30, 60])):
+            front.adapter.apply(front.adapter.render(FeedView(dict(zip((a, b, c), weights, strict=True)),
+                                                              revision=f"r{n}", stale=False)))
+            master = int((front.workdir / "nginx.pid").read_text())
+            accepting = [pid for pid in children(master) if is_accepting_worker(pid)]
+            assert len(accepting) == 1, f"workers still accepting after apply {n}: {accepting}"
+            expected = {address: w / 100 for address, w in zip((a, b, c), weights, strict=True)}
+            assert_close(rigs.shares(front.url, [a, b, c], 800), expected, margin=0.01)
