@@ -19,10 +19,11 @@ from pipeline import events
 from pipeline.store import Store
 from svcpulse.services import ClickHouseServer
 
-# fetch_queue_backoff_ms: the same librdkafka setting as our confluent consumer (core/kafka/confluent.py),
-# so the peer is not held back by the 1 s default where ours is not.
+# fetch_queue_backoff_ms and fetch_wait_max_ms: the same librdkafka settings as our consumers
+# (core/kafka/confluent.py, core/kafka/tuning.py), so the peer is not held back where ours is not.
 _KAFKA_CONFIG = """  <kafka><auto_offset_reset>smallest</auto_offset_reset><session_timeout_ms>6000</session_timeout_ms>
-    <heartbeat_interval_ms>1000</heartbeat_interval_ms><fetch_queue_backoff_ms>20</fetch_queue_backoff_ms></kafka>
+    <heartbeat_interval_ms>1000</heartbeat_interval_ms><fetch_queue_backoff_ms>20</fetch_queue_backoff_ms>
+    <fetch_wait_max_ms>50</fetch_wait_max_ms></kafka>
 </yandex>"""
 _TYPES = {int: "UInt64", float: "Float64", str: "String"}
 

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import Producer
@@ -106,17 +107,33 @@ def cpu_s(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def drain(store_url: str, total: int, started: float, deadline_s: float = 1800) -> float:
-    """Rows/s from `started` (the consumer's start: its group join included) until all `total` rows are
-    visible in rpc_calls (polled every 100 ms)."""
+@dataclass(frozen=True)
+class Drained:
+    """One drain: rows/s over the whole run (from the consumer's start), when the first rows became
+    visible, and rows/s from then on (the steady rate, the group join and start-up left out; 0 when every
+    row became visible at once, as the Kafka engine's view squashes a drain into one block)."""
+
+    rate: float
+    first_rows_s: float
+    steady_rate: float
+
+
+def drain(store_url: str, total: int, started: float, deadline_s: float = 1800) -> Drained:
+    """Watch rpc_calls (every 100 ms) from `started` (the consumer's start: its group join included)
+    until all `total` rows are visible."""
     store = open_store(store_url)
-    deadline = time.monotonic() + deadline_s
+    deadline, first = time.monotonic() + deadline_s, (0.0, 0)
     while (visible := store.execute("SELECT count() FROM rpc_calls")[0][0]) < total:
         if time.monotonic() > deadline:
             raise SystemExit(f"[bench/loader] only {visible:,} of {total:,} rows after {deadline_s:.0f} s")
+        if visible and not first[1]:
+            first = (time.monotonic(), visible)
         time.sleep(0.1)
     store.close()
-    return total / (time.monotonic() - started)
+    ended = time.monotonic()
+    first = first if first[1] else (ended, 0)
+    steady = (total - first[1]) / (ended - first[0]) if first[1] < total else 0.0  # 0: all came in one go
+    return Drained(total / (ended - started), first[0] - started, steady)
 
 
 def loaders(bootstrap: str, store_url: str, args: argparse.Namespace, client: str, group: str,
@@ -161,17 +178,20 @@ def compare_with_peer(broker: Tansu, clickhouse: ClickHouseServer, args: argpars
         started, server_before = time.monotonic(), cpu_s(server)
         running = loaders(broker.bootstrap, f"{url}/{database}", args, client, f"bench-{len(results)}", log, tree)
         try:
-            rate = drain(f"{url}/{database}", args.events, started)
-            results[name] = (rate, cpu_s(server) - server_before, cpu_s([p.pid for p in running]))
+            drained = drain(f"{url}/{database}", args.events, started)
+            results[name] = (drained, cpu_s(server) - server_before, cpu_s([p.pid for p in running]))
         finally:
             stop(running)
-    peer_rate = results["ClickHouse Kafka engine"][0]
+    peer = results["ClickHouse Kafka engine"][0]
     print(f"events      {args.events:,} contract rpc events, prefilled, 4 partitions; "
-          f"{args.loaders} loader process(es)")
-    print(f"{'':<42} {'rows/s':>10} {'ratio':>6} {'CPU us/row: server':>19} {'loader':>7}")
-    for name, (rate, server_cpu, loader_cpu) in results.items():
-        print(f"{name:<42} {rate:>10,.0f} {rate / peer_rate:>6.2f} {server_cpu / args.events * 1e6:>19.1f} "
-              f"{loader_cpu / args.events * 1e6:>7.1f}")
+          f"{args.loaders} loader process(es); steady = from the first visible rows on")
+    print(f"{'':<42} {'rows/s':>10} {'ratio':>6} {'first rows':>10} {'steady rows/s':>13} "
+          f"{'CPU us/row: server':>19} {'loader':>7}")
+    for name, (drained, server_cpu, loader_cpu) in results.items():
+        steady = f"{drained.steady_rate:>13,.0f}" if drained.steady_rate else f"{'all at once':>13}"
+        print(f"{name:<42} {drained.rate:>10,.0f} {drained.rate / peer.rate:>6.2f} {drained.first_rows_s:>9.1f}s "
+              f"{steady} "
+              f"{server_cpu / args.events * 1e6:>19.1f} {loader_cpu / args.events * 1e6:>7.1f}")
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores "
           "(figures are provisional when it is above ~1)")
     print(f"loader log   {work / 'loader.log'}")

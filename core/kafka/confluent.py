@@ -53,6 +53,7 @@ def consumer_config(bootstrap: str, group_id: str | None, tuning: ConsumerTuning
         "heartbeat.interval.ms": tuning.heartbeat_interval_ms,
         "max.poll.interval.ms": tuning.max_poll_interval_ms,
         "fetch.max.bytes": tuning.fetch_max_bytes,
+        "fetch.wait.max.ms": tuning.fetch_max_wait_ms,
         "max.partition.fetch.bytes": tuning.max_partition_fetch_bytes,
         "topic.metadata.refresh.interval.ms": tuning.metadata_max_age_ms,
         # When the prefetch queue is full librdkafka waits this long before fetching again (default 1 s):

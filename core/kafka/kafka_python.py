@@ -91,6 +91,7 @@ def consumer_options(bootstrap: str, group_id: str | None, tuning: ConsumerTunin
         "max_poll_interval_ms": tuning.max_poll_interval_ms,
         "max_poll_records": tuning.max_poll_records,
         "fetch_max_bytes": tuning.fetch_max_bytes,
+        "fetch_max_wait_ms": tuning.fetch_max_wait_ms,
         "max_partition_fetch_bytes": tuning.max_partition_fetch_bytes,
         "metadata_max_age_ms": tuning.metadata_max_age_ms,
         **KafkaSecurity.current().kafka_python(),

@@ -21,6 +21,7 @@ class ConsumerTuning:
     max_poll_records: int = 20_000  # kafka-python: records one fetch round hands out at most
     fetch_max_bytes: int = 64 * 1024 * 1024
     max_partition_fetch_bytes: int = 16 * 1024 * 1024
+    fetch_max_wait_ms: int = 500  # longest the broker holds a fetch that finds no new data (both clients' default)
     metadata_max_age_ms: int = 10_000  # notice new partitions and topics within seconds
     config: dict[str, Any] = field(default_factory=dict)
 
