@@ -131,9 +131,9 @@ def drain(store_url: str, total: int, started: float, deadline_s: float = 1800) 
         time.sleep(0.1)
     store.close()
     ended = time.monotonic()
-    first = first if first[1] else (ended, 0)
-    steady = (total - first[1]) / (ended - first[0]) if first[1] < total else 0.0  # 0: all came in one go
-    return Drained(total / (ended - started), first[0] - started, steady)
+    if not first[1]:  # every row became visible at once
+        return Drained(total / (ended - started), ended - started, 0.0)
+    return Drained(total / (ended - started), first[0] - started, (total - first[1]) / (ended - first[0]))
 
 
 def loaders(bootstrap: str, store_url: str, args: argparse.Namespace, client: str, group: str,
