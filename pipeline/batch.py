@@ -16,6 +16,7 @@ from typing import Any
 from core.kafka import Message
 
 Clock = Callable[[], float]
+DRAINED_FLUSH_DIVISOR = 10  # after an empty poll, a batch of max_rows / 10 rows or more is written at once
 TopicPartition = tuple[str, int]
 
 
@@ -73,10 +74,15 @@ class Batch:
     def empty(self) -> bool:
         return not self.offsets
 
-    def ready(self) -> bool:
+    def ready(self, drained: bool = False) -> bool:
+        """Full, or as old as max_age_s; or, when the last poll came back empty (`drained`: nothing more
+        is waiting), holding at least a tenth of max_rows. Such a batch is already large enough to be an
+        efficient insert and waiting adds only delay (ClickHouse's Kafka engine also writes when its
+        poll runs dry); a trickle of smaller batches still waits for the age, so inserts stay few."""
         if self.started_at is None:
             return False
-        return self.size >= self.max_rows or self.clock() - self.started_at >= self.max_age_s
+        return (self.size >= self.max_rows or self.clock() - self.started_at >= self.max_age_s
+                or (drained and self.size * DRAINED_FLUSH_DIVISOR >= self.max_rows))
 
 
 def columns(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

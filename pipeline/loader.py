@@ -99,8 +99,9 @@ class Loader:
                  self.config.kafka_client)
         try:
             while not self.stop_event.is_set():
-                self._take(self._poll())
-                if self.batch.ready():
+                records = self._poll()
+                self._take(records)
+                if self.batch.ready(drained=not records):
                     self.flush()
                 if self.repair:
                     self.repair.tick()

@@ -52,6 +52,15 @@ def test_batch_is_ready_by_size() -> None:
     assert batch.ready()
 
 
+def test_after_an_empty_poll_a_tenth_of_a_batch_is_ready_and_less_waits_for_the_age() -> None:
+    batch = Batch(max_rows=100, max_age_s=60, clock=FakeClock())
+    for offset in range(10):
+        assert not batch.ready(drained=True)
+        batch.add_row("rpc", (offset,), message("svcpulse.rpc", b"{}", offset))
+        batch.mark("svcpulse.rpc", 0, offset)
+    assert batch.ready(drained=True) and not batch.ready(drained=False)
+
+
 def test_batch_is_ready_by_age_from_first_message() -> None:
     clock = FakeClock()
     batch = Batch(max_rows=1000, max_age_s=2.0, clock=clock)
