@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -124,6 +125,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dns", default="127.0.0.1:5380", metavar="HOST:PORT",
                         help="where the adapter serves DNS over TCP for Caddy with --updates dns; Caddy dials "
                              "this address (default 127.0.0.1:5380)")
+    parser.add_argument("--dns-zone", type=Path, metavar="FILE",
+                        help="with --updates dns: write each rotation to FILE for a separate `svcpulse balancer "
+                             "caddy-dns --zone FILE` serving at --dns, instead of serving DNS in this process; "
+                             "Caddy then keeps opening upstream connections while this adapter restarts")
     add_loop_flags(parser)
 
 
@@ -131,11 +136,11 @@ def run(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
     if getattr(args, "updates", "dns") == "admin":
         return loop.run(args, CaddyAdapter(args.admin, args.handler), stop)
     from balancer.caddy_dns import CaddyDnsAdapter  # it builds on this module
-    if args.once:
-        print("[caddy] --once needs --updates admin: with --updates dns, Caddy reads the weights from this "
+    if args.once and args.dns_zone is None:
+        print("[caddy] --once needs --updates admin or --dns-zone: otherwise Caddy reads the weights from this "
               "process's DNS server, which must keep running", flush=True)
         return 2
-    adapter = CaddyDnsAdapter(args.admin, args.handler, args.service, args.dns)
+    adapter = CaddyDnsAdapter(args.admin, args.handler, args.service, args.dns, zone_file=args.dns_zone)
     try:
         return loop.run(args, adapter, stop)
     finally:

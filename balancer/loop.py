@@ -200,7 +200,7 @@ def run(args: argparse.Namespace, adapter: Adapter, stop: threading.Event | None
     options = LoopOptions.from_args(args, adapter)
     token = vars(args).get("token") or Settings().token or None
     name = f"svcpulse balancer {adapter.kind}"
-    stop = stop or _stop_on_sigterm()
+    stop = stop or stop_on_sigterm()
     with WeightFeedClient(args.api, args.service, token=token, max_backoff_s=5.0) as feed:
         while not feed.wait_ready(timeout=10):  # the balancer keeps its configuration meanwhile
             print(f"{name}: no feed for {args.service} from {args.api} yet: {feed.last_error or 'no answer'}",
@@ -225,7 +225,7 @@ def run(args: argparse.Namespace, adapter: Adapter, stop: threading.Event | None
     return 0
 
 
-def _stop_on_sigterm() -> threading.Event:
+def stop_on_sigterm() -> threading.Event:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a clean stop under systemd/docker
     return stop

@@ -169,6 +169,39 @@ def resolve_host(host: str, qtype: int) -> list[str]:
     return sorted({str(info[4][0]) for info in found})
 
 
+def ask_srv(address: str, srv_name: str, timeout_s: float = 2.0) -> list[tuple[str, int]]:
+    """The (target, port) records a DNS server at `address` ("127.0.0.1:5380") answers for `srv_name`
+    over TCP, in priority order: how the adapter checks a separate server (balancer/caddy_dns_server.py)
+    serves what it wrote. Reads this module's answers (targets uncompressed); OSError or ValueError."""
+    query = struct.pack("!HHHHHH", 0x5356, 0x0100, 1, 0, 0, 0) + encode_name(srv_name) + struct.pack(
+        "!HH", TYPE_SRV, CLASS_IN)
+    host, port = split_address(address)
+    with socket.create_connection((host, port), timeout=timeout_s) as connection:
+        connection.sendall(struct.pack("!H", len(query)) + query)
+        length = struct.unpack("!H", connection.recv(2, socket.MSG_WAITALL))[0]
+        response = connection.recv(length, socket.MSG_WAITALL)
+    if len(response) < 12 or response[3] & 0x0F:
+        raise ValueError(f"DNS answer code {response[3] & 0x0F if len(response) >= 12 else 'cut'}")
+    *_, at = read_question(response)
+    records = []
+    for _ in range(struct.unpack("!H", response[6:8])[0]):
+        at += 2  # the answer's name: a pointer to the question's
+        kind, _, _, size = struct.unpack("!HHIH", response[at:at + 10])
+        if kind == TYPE_SRV:
+            priority, _, port_of = struct.unpack("!HHH", response[at + 10:at + 16])
+            records.append((priority, _read_name(response[at + 16:at + 10 + size]), port_of))
+        at += 10 + size
+    return [(target, port_of) for _, target, port_of in sorted(records)]
+
+
+def _read_name(encoded: bytes) -> str:
+    labels, at = [], 0
+    while at < len(encoded) and encoded[at]:
+        labels.append(encoded[at + 1:at + 1 + encoded[at]].decode("ascii"))
+        at += 1 + encoded[at]
+    return ".".join(labels) + "."
+
+
 class _Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
@@ -202,8 +235,9 @@ class SrvServer:
         self.address = "{}:{}".format(*self.server.server_address[:2])
         threading.Thread(target=self.server.serve_forever, name="srv-dns", daemon=True).start()
 
-    def publish(self, dials: list[str]) -> None:
-        self.zone, self.dials, self.rotations_read = Zone.of(self.zone.srv_name, dials), list(dials), 0
+    def publish(self, dials: list[str], srv_name: str | None = None) -> None:
+        zone = Zone.of(srv_name or self.zone.srv_name, dials)
+        self.zone, self.dials, self.rotations_read = zone, list(dials), 0
 
     def close(self) -> None:
         self.server.shutdown()

