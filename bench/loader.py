@@ -11,6 +11,8 @@ drains that same topic three times into fresh databases: with ClickHouse's own K
 materialized view (the peer, bench/kafka_engine.py), and with `svcpulse load` using each Kafka client.
 It prints each drain rate (rows/s from the consumer's start, group join included, until every row
 is visible; the same clock for all) and ours / peer; the target is >= 1.0 with one loader process.
+Per drain it also prints the CPU per row of the server, the loader and the broker, and how many of the
+machine's cores the three kept busy on average (near the core count: the machine is the limit).
 --baseline REV drains twice more, with `svcpulse load` using the pipeline/ package of git commit REV
 (before and after a change, from one run). Figures come with the load average: on a busy machine
 they are provisional.
@@ -160,11 +162,11 @@ def compare_with_peer(broker: Tansu, clickhouse: ClickHouseServer, args: argpars
     url = f"clickhouse://127.0.0.1:{clickhouse.port}"
     migrate(peer := open_store(f"{url}/peer"), log=False)
     print("[bench/loader] draining with ClickHouse's Kafka engine + materialized view (1 consumer) ...", flush=True)
-    server = [clickhouse.pid() or 0]
-    started, cpu_before = time.monotonic(), cpu_s(server)
+    server, tansu = [clickhouse.pid() or 0], [broker.pid() or 0]
+    started, cpu_before, broker_before = time.monotonic(), cpu_s(server), cpu_s(tansu)
     start_engine(peer, broker.bootstrap, RPC, "bench-peer")
-    results = {"ClickHouse Kafka engine": (drain(f"{url}/peer", args.events, started),
-                                           cpu_s(server) - cpu_before, 0.0)}
+    drained = drain(f"{url}/peer", args.events, started)
+    results = {"ClickHouse Kafka engine": (drained, cpu_s(server) - cpu_before, 0.0, cpu_s(tansu) - broker_before)}
     stop_engine(peer)
     log = (work / "loader.log").open("w")
     trees: list[tuple[str, Path | None]] = [("", None)]
@@ -175,23 +177,25 @@ def compare_with_peer(broker: Tansu, clickhouse: ClickHouseServer, args: argpars
         database = f"ours_{len(results)}"
         migrate(open_store(f"{url}/{database}"), log=False)
         print(f"[bench/loader] draining with {args.loaders} `{name}` process(es) ...", flush=True)
-        started, server_before = time.monotonic(), cpu_s(server)
+        started, server_before, broker_before = time.monotonic(), cpu_s(server), cpu_s(tansu)
         running = loaders(broker.bootstrap, f"{url}/{database}", args, client, f"bench-{len(results)}", log, tree)
         try:
             drained = drain(f"{url}/{database}", args.events, started)
-            results[name] = (drained, cpu_s(server) - server_before, cpu_s([p.pid for p in running]))
+            results[name] = (drained, cpu_s(server) - server_before, cpu_s([p.pid for p in running]),
+                             cpu_s(tansu) - broker_before)
         finally:
             stop(running)
     peer = results["ClickHouse Kafka engine"][0]
     print(f"events      {args.events:,} contract rpc events, prefilled, 4 partitions; "
           f"{args.loaders} loader process(es); steady = from the first visible rows on")
     print(f"{'':<42} {'rows/s':>10} {'ratio':>6} {'first rows':>10} {'steady rows/s':>13} "
-          f"{'CPU us/row: server':>19} {'loader':>7}")
-    for name, (drained, server_cpu, loader_cpu) in results.items():
+          f"{'CPU us/row: server':>19} {'loader':>7} {'broker':>7} {'cores busy':>10}")
+    for name, (drained, server_cpu, loader_cpu, broker_cpu) in results.items():
         steady = f"{drained.steady_rate:>13,.0f}" if drained.steady_rate else f"{'all at once':>13}"
+        per_row = [cpu / args.events * 1e6 for cpu in (server_cpu, loader_cpu, broker_cpu)]
+        busy = (server_cpu + loader_cpu + broker_cpu) * drained.rate / args.events  # CPU s per wall s
         print(f"{name:<42} {drained.rate:>10,.0f} {drained.rate / peer.rate:>6.2f} {drained.first_rows_s:>9.1f}s "
-              f"{steady} "
-              f"{server_cpu / args.events * 1e6:>19.1f} {loader_cpu / args.events * 1e6:>7.1f}")
+              f"{steady} {per_row[0]:>19.1f} {per_row[1]:>7.1f} {per_row[2]:>7.1f} {busy:>10.2f}")
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores "
           "(figures are provisional when it is above ~1)")
     print(f"loader log   {work / 'loader.log'}")
