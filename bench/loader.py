@@ -21,6 +21,7 @@ they are provisional.
 cluster, events/s side by side and rows/s per shard (bench/cluster.py).
 Usage: .venv/bin/python bench/loader.py [--peer [--baseline REV] | --cluster] [--events N] [--rate R]
                                         [--loaders N] [--kafka-client kafka-python|confluent] [--batch-rows N]
+                                        [--inserts native,json]
 """
 
 from __future__ import annotations
@@ -172,13 +173,17 @@ def compare_with_peer(broker: Tansu, clickhouse: ClickHouseServer, args: argpars
     trees: list[tuple[str, Path | None]] = [("", None)]
     if args.baseline and unpack(args.baseline, work / "baseline", "pipeline"):
         trees.append((f" at {args.baseline}", work / "baseline"))
-    for (label, tree), client in itertools.product(trees, ("confluent", "kafka-python")):
-        name = f"svcpulse load, {client}{label}"
+    for (label, tree), client, inserts in itertools.product(trees, ("confluent", "kafka-python"), args.inserts):
+        if tree and inserts == "json":
+            continue  # a baseline drains as it was built: native inserts
+        name = f"svcpulse load, {client}{', JSON/HTTP' if inserts == 'json' else ''}{label}"
         database = f"ours_{len(results)}"
         migrate(open_store(f"{url}/{database}"), log=False)
+        # JSON-lines inserts over HTTP (pipeline/line_streams.py) when the store URL names the HTTP port
+        store_url = f"{url}/{database}" + (f"?http_port={clickhouse.http_port}" if inserts == "json" else "")
         print(f"[bench/loader] draining with {args.loaders} `{name}` process(es) ...", flush=True)
         started, server_before, broker_before = time.monotonic(), cpu_s(server), cpu_s(tansu)
-        running = loaders(broker.bootstrap, f"{url}/{database}", args, client, f"bench-{len(results)}", log, tree)
+        running = loaders(broker.bootstrap, store_url, args, client, f"bench-{len(results)}", log, tree)
         try:
             drained = drain(f"{url}/{database}", args.events, started)
             results[name] = (drained, cpu_s(server) - server_before, cpu_s([p.pid for p in running]),
@@ -188,13 +193,13 @@ def compare_with_peer(broker: Tansu, clickhouse: ClickHouseServer, args: argpars
     peer = results["ClickHouse Kafka engine"][0]
     print(f"events      {args.events:,} contract rpc events, prefilled, 4 partitions; "
           f"{args.loaders} loader process(es); steady = from the first visible rows on")
-    print(f"{'':<42} {'rows/s':>10} {'ratio':>6} {'first rows':>10} {'steady rows/s':>13} "
+    print(f"{'':<52} {'rows/s':>10} {'ratio':>6} {'first rows':>10} {'steady rows/s':>13} "
           f"{'CPU us/row: server':>19} {'loader':>7} {'broker':>7} {'cores busy':>10}")
     for name, (drained, server_cpu, loader_cpu, broker_cpu) in results.items():
         steady = f"{drained.steady_rate:>13,.0f}" if drained.steady_rate else f"{'all at once':>13}"
         per_row = [cpu / args.events * 1e6 for cpu in (server_cpu, loader_cpu, broker_cpu)]
         busy = (server_cpu + loader_cpu + broker_cpu) * drained.rate / args.events  # CPU s per wall s
-        print(f"{name:<42} {drained.rate:>10,.0f} {drained.rate / peer.rate:>6.2f} {drained.first_rows_s:>9.1f}s "
+        print(f"{name:<52} {drained.rate:>10,.0f} {drained.rate / peer.rate:>6.2f} {drained.first_rows_s:>9.1f}s "
               f"{steady} {per_row[0]:>19.1f} {per_row[1]:>7.1f} {per_row[2]:>7.1f} {busy:>10.2f}")
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores "
           "(figures are provisional when it is above ~1)")
@@ -239,6 +244,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100_000, help="events/s offered (0 = flood)")
     parser.add_argument("--loaders", type=int, default=1, help="loader processes in the consumer group")
     parser.add_argument("--baseline", default="", help="with --peer: also drain with pipeline/ at this commit")
+    parser.add_argument("--inserts", type=lambda text: text.split(","), default=["native", "json"],
+                        help="with --peer: how our loaders insert, native and/or json (JSON lines over HTTP)")
     parser.add_argument("--cluster", action="store_true", help="one server vs the local 2 x 2 cluster, same events")
     args = parser.parse_args()
     args.events = args.events or (3_000_000 if args.peer else 1_000_000)

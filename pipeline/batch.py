@@ -48,6 +48,11 @@ class Batch:
         self.messages.setdefault(kind, []).extend(messages)
         self.size += len(rows)
 
+    def add_sent(self, kind: str, messages: Sequence[Message]) -> None:
+        """Messages whose rows were already sent to the store (pipeline/line_streams.py)."""
+        self.messages.setdefault(kind, []).extend(messages)
+        self.size += len(messages)
+
     def add_dead_letter(self, event: dict[str, Any]) -> None:
         """Add once per source message (a retried bisection finds the same refused rows again)."""
         where = (event["topic"], event["partition"], event["offset"])

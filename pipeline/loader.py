@@ -25,6 +25,7 @@ from core.kafka import KafkaClientError, Message, TopicPartition, ensure_topics,
 from pipeline import events, metrics, progress
 from pipeline.batch import Batch
 from pipeline.gaps import GapGuard, Verdict
+from pipeline.line_streams import LineStreams
 from pipeline.redelivery import RedeliveryGuard
 from pipeline.rollup_repair import RollupRepair
 from pipeline.store import Store, StoreError
@@ -79,6 +80,11 @@ class Loader:
         self.stop_event = threading.Event()
         self.progress = progress.Progress(config.stall_s)
         self.dead_log = DeadLetterLog()
+        # A store that takes JSON lines (a server with http_port): rows stream to it while a batch is taken,
+        # and a batch whose rows all went that way is settled (answers read, offsets committed) only at the
+        # next flush, so the server writes it while the loader takes the next (`pending`).
+        self.streams = self._new_streams()
+        self.pending: tuple[Batch, LineStreams] | None = None
         ensure_topics(config.bootstrap, (*LOADED_TOPICS, DLQ), config.partitions)
         self.consumer = open_consumer(config.kafka_client, config.bootstrap, config.group_id,
                                       fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
@@ -89,6 +95,9 @@ class Loader:
 
     def _new_batch(self) -> Batch:
         return Batch(max_rows=self.config.batch_rows, max_age_s=self.config.batch_age_s)
+
+    def _new_streams(self) -> LineStreams | None:
+        return LineStreams(self.store.json_inserts) if self.store.json_inserts else None
 
     def run(self) -> None:
         """Load until stop() is called; then flush, commit and close."""
@@ -102,7 +111,9 @@ class Loader:
                 records = self._poll()
                 self._take(records)
                 if self.batch.ready(drained=not records):
-                    self.flush()
+                    self.flush(defer=True)
+                elif self.pending and not records:  # nothing more is coming for now: settle what is in
+                    self._settle_pending()
                 if self.repair:
                     self.repair.tick()
                 self._update_lag()
@@ -152,13 +163,32 @@ class Loader:
 
     def _take_run(self, run: list[Message], window: events.TimeWindow) -> None:
         """Consecutive records of one partition: together when the fast path vouches for all of them."""
-        made = transform_run(run, window)
+        made = transform_run(run, window, lines=self.streams is not None)
         if made is not None:
-            self.batch.add_rows(*made, run)
+            kind, rows = made
+            if self.streams and self._send_now(kind, rows):
+                self.batch.add_sent(kind, run)
+            else:
+                self.batch.add_rows(kind, rows, run)
         else:
             for record in run:
                 self._add(transform(record, window), record)
         self.batch.mark(run[0].topic, run[0].partition, run[-1].offset)
+
+    def _send_now(self, kind: str, rows: list[tuple]) -> bool:
+        """Send rows of one partition before the flush, if the redelivery guard lets them go: it has stopped
+        checking the partition, or stops now. Rows it finds stored already are dropped from `rows`."""
+        where = (rows[0][-4], rows[0][-3])
+        if where in self.guard.checking:
+            try:
+                fresh = self.guard.filter(self.store, TABLE_BY_KIND[kind], rows)
+            except StoreError:
+                return False  # the flush checks them (and retries) as before
+            metrics.DUPLICATES.inc(len(rows) - len(fresh))
+            rows[:] = fresh
+            if where in self.guard.checking or not rows:
+                return False
+        return self.streams is not None and self.streams.send(kind, rows)
 
     def _take_each(self, run: list[Message], window: events.TimeWindow, refetching: set[TopicPartition]) -> None:
         for record in run:
@@ -191,15 +221,37 @@ class Loader:
                         first_missing, offset - 1)
         return True
 
-    def flush(self) -> bool:
+    def flush(self, defer: bool = False) -> bool:
         """Insert the batch, publish its dead letters, commit its offsets; retry until done or stopped.
-        False when stopped before the batch was written: nothing of it is committed then."""
-        if self.batch.empty or self.flushing:
+        False when stopped before the batch was written: nothing of it is committed then. `defer`: a batch
+        whose rows all went to the store already is settled at the next flush (the server writes it
+        meanwhile); the pending one is always settled first, so commits stay in order."""
+        if self.flushing:
             return True
+        if not self._settle_pending():
+            return False
+        if self.batch.empty:
+            return True
+        if defer and self.streams and not self.batch.rows and self.streams.end():
+            self.pending = (self.batch, self.streams)
+            self.batch, self.streams = self._new_batch(), self._new_streams()
+            return True
+        if not self._settle(self.batch, self.streams):
+            return False
+        self.batch, self.streams = self._new_batch(), self._new_streams()
+        return True
+
+    def _settle_pending(self) -> bool:
+        if self.pending is None:
+            return True
+        pending, self.pending = self.pending, None
+        return self._settle(*pending)
+
+    def _settle(self, batch: Batch, streams: LineStreams | None) -> bool:
         self.flushing = True
         backoff = self.config.backoff_initial_s
         try:
-            while not self._attempt():
+            while not self._attempt(batch, streams):
                 if self.stop_event.is_set():
                     log.warning("stopping with an unwritten batch: its offsets stay uncommitted, so the "
                                 "partitions' next owner loads it")
@@ -211,20 +263,19 @@ class Loader:
             metrics.PAUSED.set(0)
             self.flushing = False
         if self.repair:  # blocks that failed mid-way: their rollup rows are checked from now on
-            for table, rows in self.batch.unsure:
+            for table, rows in batch.unsure:
                 self.repair.add(table, rows)
-        self.batch = self._new_batch()
         return True
 
-    def _attempt(self) -> bool:
+    def _attempt(self, batch: Batch, streams: LineStreams | None) -> bool:
         try:
-            self._write()
+            self._write(batch, streams)
             return True
         except (StoreError, KafkaClientError) as err:
             metrics.INSERT_FAILURES.inc()
             metrics.PAUSED.set(1)
             log.warning("write failed: %s", err)
-            self.guard.assigned(set(self.batch.offsets))  # part may be stored: check before the next try
+            self.guard.assigned(set(batch.offsets))  # part may be stored: check before the next try
             return False
 
     def _wait_paused(self, seconds: float) -> None:
@@ -241,24 +292,29 @@ class Loader:
             self._update_lag()
         self.consumer.resume(self.consumer.assignment())
 
-    def _write(self) -> None:
-        for kind, rows in self.batch.rows.items():
+    def _write(self, batch: Batch, streams: LineStreams | None) -> None:
+        for kind, stored in (streams.settle(batch) if streams else {}).items():
+            self._stored(kind, stored)
+        for kind, rows in batch.rows.items():
             table = TABLE_BY_KIND[kind]
             fresh = self.guard.filter(self.store, table, rows)
             metrics.DUPLICATES.inc(len(rows) - len(fresh))
             if fresh:
                 started = time.monotonic()
-                stored = insert_bisecting(self.store, kind, fresh, self.batch)
+                stored = insert_bisecting(self.store, kind, fresh, batch)
                 metrics.INSERT_SECONDS.observe(time.monotonic() - started)
-                metrics.ROWS.labels(table).inc(stored)
-                self.rows_loaded += stored
-        publish_dead_letters(self.producer, self.batch, self.dead_log)
-        if not self.consumer.commit({tp: offset + 1 for tp, offset in self.batch.offsets.items()}):
+                self._stored(kind, stored)
+        publish_dead_letters(self.producer, batch, self.dead_log)
+        if not self.consumer.commit({tp: offset + 1 for tp, offset in batch.offsets.items()}):
             # The group moved our partitions while we retried. The rows are in; the new owner is
             # redelivered them and its RedeliveryGuard skips them, so nothing is lost or doubled.
             log.warning("commit refused after a rebalance; the new owner skips these rows")
         self.progress.committed()
         metrics.BATCHES.inc()
+
+    def _stored(self, kind: str, rows: int) -> None:
+        metrics.ROWS.labels(TABLE_BY_KIND[kind]).inc(rows)
+        self.rows_loaded += rows
 
     def _update_lag(self) -> None:
         now = time.monotonic()

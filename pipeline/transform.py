@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import repeat
-from operator import itemgetter
+from operator import floordiv, itemgetter
 from typing import Any
 
 import orjson
@@ -36,6 +36,7 @@ _NAMED_AT = {kind: (names.index("cgroup"), names.index("workload")) for kind, na
 Row = tuple[Any, ...]
 _TS = _FIELD_NAMES["rpc"].index("ts_ms")  # the same position in every kind
 _VALUE, _OFFSET, _KAFKA_TS = itemgetter(5), itemgetter(2), itemgetter(3)  # Message fields, read in C
+_AFTER_BRACE = itemgetter(slice(1, None))  # a JSON object's bytes without its opening "{"
 
 
 def with_workload(kind: str, values: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -70,15 +71,21 @@ def judge(kind: str, raw: bytes, window: events.TimeWindow | None) -> events.Eve
     return events.decode(kind, raw, orjson.loads, window)
 
 
-def transform_run(run: Sequence[Message], window: events.TimeWindow | None) -> tuple[str, list[Row]] | None:
+def transform_run(run: Sequence[Message], window: events.TimeWindow | None,
+                  lines: bool = False) -> tuple[str, list[Row]] | None:
     """(kind, rows) for consecutive messages of one partition when the fast path vouches for all of them
     (decoded and checked together: no Python per message); None when any needs the judge, and the
-    caller takes them one by one with `transform`. The rows equal what `transform` makes of each."""
+    caller takes them one by one with `transform`. The rows equal what `transform` makes of each.
+    lines=True (the store takes JSON lines): line rows where the messages' own bytes can be sent."""
     topic, partition = run[0].topic, run[0].partition
     kind = KIND_BY_TOPIC.get(topic)
     values = list(map(_VALUE, run))
     if kind is None or kind not in COLUMNS or None in values:
         return None
+    if lines and all(value[:1] == b"{" for value in values):
+        times = fastdecode.contract_times(kind, values, window)
+        if times is not None:
+            return kind, _line_rows(topic, partition, run, times)
     columns = fastdecode.contract_columns(kind, values, window)
     if columns is None:
         return None
@@ -88,6 +95,32 @@ def transform_run(run: Sequence[Message], window: events.TimeWindow | None) -> t
         columns[workload_at], columns[workload_at + 1] = zip(*names, strict=True)
     seconds = [ts // 1000 for ts in columns[_TS]]
     return kind, list(zip(seconds, *columns, repeat(topic), repeat(partition), map(_OFFSET, run), map(_KAFKA_TS, run)))
+
+
+def _line_rows(topic: str, partition: int, run: Sequence[Message], times: list[int]) -> list[Row]:
+    """Line rows: each message's own JSON object with `ts` and the provenance spliced in front (the
+    contract's optional fields all default to their type's zero, which the server fills in for a field
+    left out), then the provenance again for the loader (redelivery guard, bisection). Built with C-level
+    maps: this runs for every message."""
+    head = b'{"_topic":%b,"_partition":%d,' % (orjson.dumps(topic), partition)
+    line = head + b'"_offset":%d,"_kafka_ts_ms":%d,"ts":%d,%b'
+    count = len(run)
+    offsets, kafka_times = list(map(_OFFSET, run)), list(map(_KAFKA_TS, run))
+    seconds = map(floordiv, times, repeat(1000, count))
+    lines = map(line.__mod__, zip(offsets, kafka_times, seconds, map(_AFTER_BRACE, map(_VALUE, run)), strict=True))
+    return list(zip(lines, repeat(topic, count), repeat(partition, count), offsets, kafka_times, strict=True))
+
+
+def is_line(row: Row) -> bool:
+    """A line row: (the JSON line the store takes, topic, partition, offset, Kafka time)."""
+    return row[0].__class__ is bytes
+
+
+def as_lines(kind: str, rows: Sequence[Row]) -> list[bytes]:
+    """The JSON lines of any rows: a line row's own, a full row's encoded by column name."""
+    names = COLUMNS[kind]
+    return [row[0] if row[0].__class__ is bytes else orjson.dumps(dict(zip(names, row, strict=True)))
+            for row in rows]
 
 
 def transform(message: Message, window: events.TimeWindow | None = None) -> tuple[str, Row] | events.Event:

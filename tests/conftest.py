@@ -49,15 +49,27 @@ def clickhouse(services_dir: Path) -> Iterator[ClickHouseServer]:
     server.stop()
 
 
+def _fresh_database(url: str) -> Iterator[Store]:
+    store = open_store(url)
+    migrate(store, log=False)
+    yield store
+    store.execute(f"DROP DATABASE IF EXISTS {store.database}")
+    store.close()
+
+
 @pytest.fixture
 def ch_store(clickhouse: ClickHouseServer) -> Iterator[Store]:
     """A fresh, migrated database on the real 18.16 server, dropped afterwards."""
-    database = f"t_{uuid.uuid4().hex[:10]}"
-    store = open_store(f"clickhouse://127.0.0.1:{clickhouse.port}/{database}")
-    migrate(store, log=False)
-    yield store
-    store.execute(f"DROP DATABASE IF EXISTS {database}")
-    store.close()
+    yield from _fresh_database(f"clickhouse://127.0.0.1:{clickhouse.port}/t_{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture(params=["native", "json"])
+def loader_store(request: pytest.FixtureRequest, clickhouse: ClickHouseServer) -> Iterator[Store]:
+    """ch_store, once as is (the loader inserts columns over the native protocol) and once with the
+    server's HTTP port in the URL (the loader streams JSON lines there: pipeline/line_streams.py)."""
+    http = f"?http_port={clickhouse.http_port}" if request.param == "json" else ""
+    yield from _fresh_database(f"clickhouse://127.0.0.1:{clickhouse.port}/t_{uuid.uuid4().hex[:10]}{http}")
+
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,9 @@
   shared by the store's callers; the "control" lane has one more of its own), `alt_hosts=h2:p2,h3:p3`
   (servers to fail over to, e.g. the other replicas of a cluster), and for TLS
   `ca_certs=/path/ca.pem` (the CA to trust), `verify=false` (no certificate check: tests only),
-  `certfile=...&keyfile=...` (a client certificate).
+  `certfile=...&keyfile=...` (a client certificate). `http_port=8123`: the loader inserts the events it
+  has validated as JSON lines over the server's HTTP interface there (its fastest path, docs/scaling.md);
+  not with `clickhouses://` or `alt_hosts` (those inserts go to one server, in plain HTTP).
 - `chdb:///path/to/dir/database` — embedded current ClickHouse (chdb) with data under the directory;
   the last path segment is the database (`chdb:///var/lib/svcpulse` means database `svcpulse`);
   `?pool=3`: sessions whose statements run side by side (one process owns the directory).
@@ -21,8 +23,11 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, urlparse
+
+if TYPE_CHECKING:
+    from pipeline.store.http_insert import HttpInserts
 
 DEFAULT_DATABASE = "svcpulse"
 CONTROL_LANE = "control"  # the weight loop's lane: a server store keeps a connection for it alone
@@ -101,6 +106,7 @@ def limit_error(code: int, where: str, limits: QueryLimits | None) -> QueryLimit
 class Store(Protocol):
     database: str
     dialect: str  # "clickhouse" (server) or "chdb" (embedded)
+    json_inserts: HttpInserts | None  # a server store with `http_port`: the loader's JSON-lines inserts
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None, *, lane: str = "default",
                 limits: QueryLimits | None = None) -> list[tuple[Any, ...]]:
@@ -146,6 +152,19 @@ def redact(url: str) -> str:
     return parsed._replace(netloc=netloc, query=query).geturl()
 
 
+def _http_port(url: str, scheme: str, options: dict[str, str]) -> int:
+    """The HTTP port for the loader's JSON-lines inserts (0: none), refused where it cannot be honoured."""
+    text = options.get("http_port", "")
+    if not text:
+        return 0
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"store URL {redact(url)!r}: http_port must be a port number, not {text!r}")
+    if scheme == "clickhouses" or options.get("alt_hosts"):
+        raise ValueError(f"store URL {redact(url)!r}: http_port cannot be combined with TLS or alt_hosts "
+                         "(JSON inserts go to one server in plain HTTP); drop it to insert over the native protocol")
+    return int(text)
+
+
 def open_store(url: str, settings: Mapping[str, Any] | None = None) -> Store:
     """Open the store a URL names; a bad URL is a ValueError that says what was expected.
     `settings`: ClickHouse settings for every query of this store (a server store only)."""
@@ -155,6 +174,7 @@ def open_store(url: str, settings: Mapping[str, Any] | None = None) -> Store:
         from pipeline.store.clickhouse import ClickHouseStore
 
         database = parsed.path.strip("/") or DEFAULT_DATABASE
+        http_port = _http_port(url, parsed.scheme, options)
         return ClickHouseStore(
             host=parsed.hostname or "127.0.0.1",
             port=parsed.port or (9440 if parsed.scheme == "clickhouses" else 9000),
@@ -166,6 +186,7 @@ def open_store(url: str, settings: Mapping[str, Any] | None = None) -> Store:
             pool_size=int(options.get("pool", 4)),
             alt_hosts=options.get("alt_hosts", ""),
             settings=settings,
+            http_port=http_port,
         )
     if parsed.scheme == "chdb":
         from pipeline.store.embedded import ChdbStore

@@ -22,6 +22,7 @@ from clickhouse_driver.errors import Error as DriverError
 from clickhouse_driver.errors import ServerException, TooLargeStringSize, TypeMismatchError
 
 from pipeline.store import CONTROL_LANE, LIMIT_CODES, QueryLimits, StoreError, is_data_error, limit_error
+from pipeline.store.http_insert import HttpInserts
 
 POOL_WAIT_S = 10.0
 # Raised while encoding a block client-side: the value does not fit its column; nothing was sent.
@@ -79,8 +80,11 @@ class ClickHouseStore:
 
     def __init__(self, host: str, port: int, database: str, user: str = "default", password: str = "",
                  timeout_s: float = 30.0, tls: dict[str, Any] | None = None, pool_size: int = 4,
-                 alt_hosts: str = "", settings: Mapping[str, Any] | None = None) -> None:
+                 alt_hosts: str = "", settings: Mapping[str, Any] | None = None, http_port: int = 0) -> None:
         self.database = database
+        # The loader's JSON-lines inserts over HTTP (pipeline/store/http_insert.py) when the URL names the port.
+        self.json_inserts = HttpInserts(host, http_port, database, user, password, timeout_s, settings) \
+            if http_port else None
         self._options: dict[str, Any] = {
             "host": host, "port": port, "user": user, "password": password,
             "connect_timeout": 5, "send_receive_timeout": timeout_s, "sync_request_timeout": 5, **(tls or {}),

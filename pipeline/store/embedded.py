@@ -55,6 +55,7 @@ def _arrow(values: Sequence[Any]) -> pyarrow.Array:
 
 class ChdbStore:
     dialect = "chdb"
+    json_inserts = None  # in-process: columns go in through Arrow, no text to parse
 
     def __init__(self, directory: str, database: str, pool_size: int = 3, cache_mb: int = 128) -> None:
         from chdb import session  # imported here: loading chdb costs ~0.5 s and 500 MB of mappings

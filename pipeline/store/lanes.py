@@ -25,6 +25,7 @@ class Lane:
     def __init__(self, store: Store, name: str, limits: QueryLimits | None = None) -> None:
         self.store, self.name, self.limits = store, name, limits
         self.database, self.dialect = store.database, store.dialect
+        self.json_inserts = None  # lanes read; only the loader inserts JSON lines
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None, *, lane: str = "",
                 limits: QueryLimits | None = None) -> list[tuple[Any, ...]]:

@@ -16,6 +16,7 @@ from pipeline import events
 from pipeline.loader import Loader, LoaderConfig
 from pipeline.store import Store, StoreError
 from pipeline.topics import KEY_FIELD, TOPIC_BY_KIND
+from svcpulse.services import ClickHouseServer
 
 
 def produce(bootstrap: str, items: Iterable[tuple[str, Any]], compression: str = "none") -> int:
@@ -100,3 +101,9 @@ class LoaderThread:
         self.loader.stop()
         self.thread.join(timeout=60)
         assert not self.thread.is_alive(), "loader did not stop"
+
+
+def store_url(store: Store, clickhouse: ClickHouseServer) -> str:
+    """The URL of a loader_store, for a loader process of its own."""
+    http = f"?http_port={clickhouse.http_port}" if store.json_inserts else ""
+    return f"clickhouse://127.0.0.1:{clickhouse.port}/{store.database}{http}"

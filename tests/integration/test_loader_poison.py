@@ -82,7 +82,8 @@ def test_events_outside_the_plausibility_window_go_to_the_dlq_on_chdb(broker: Ta
     assert count(chdb_store, f"rpc_calls WHERE callee = '{callee}'") == 5000
 
 
-def test_rows_the_store_refuses_are_bisected_out_with_the_stores_message(broker: Tansu, ch_store: Store) -> None:
+def test_rows_the_store_refuses_are_bisected_out_with_the_stores_message(broker: Tansu, loader_store: Store) -> None:
+    ch_store = loader_store
     ch_store.execute("ALTER TABLE rpc_calls MODIFY COLUMN code FixedString(3)")  # a narrower column than the contract
     items = [("rpc", rpc_event(i)) for i in range(20_000)]  # codes "200".."202" fit
     refused = {3: rpc_event(3, code="UNAVAILABLE"), 9_999: rpc_event(9_999, code="DEADLINE_EXCEEDED"),
