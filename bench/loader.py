@@ -21,7 +21,7 @@ they are provisional.
 cluster, events/s side by side and rows/s per shard (bench/cluster.py).
 Usage: .venv/bin/python bench/loader.py [--peer [--baseline REV] | --cluster] [--events N] [--rate R]
                                         [--loaders N] [--kafka-client kafka-python|confluent] [--batch-rows N]
-                                        [--inserts native,json]
+                                        [--clients confluent,kafka-python] [--inserts native,json]
 """
 
 from __future__ import annotations
@@ -173,9 +173,9 @@ def compare_with_peer(broker: Tansu, clickhouse: ClickHouseServer, args: argpars
     trees: list[tuple[str, Path | None]] = [("", None)]
     if args.baseline and unpack(args.baseline, work / "baseline", "pipeline"):
         trees.append((f" at {args.baseline}", work / "baseline"))
-    for (label, tree), client, inserts in itertools.product(trees, ("confluent", "kafka-python"), args.inserts):
-        if tree and inserts == "json":
-            continue  # a baseline drains as it was built: native inserts
+    for (label, tree), client, inserts in itertools.product(trees, args.clients, args.inserts):
+        if tree and inserts == "json" and not (tree / "pipeline" / "line_streams.py").exists():
+            continue  # a baseline from before JSON-lines inserts drains with native inserts only
         name = f"svcpulse load, {client}{', JSON/HTTP' if inserts == 'json' else ''}{label}"
         database = f"ours_{len(results)}"
         migrate(open_store(f"{url}/{database}"), log=False)
@@ -244,6 +244,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100_000, help="events/s offered (0 = flood)")
     parser.add_argument("--loaders", type=int, default=1, help="loader processes in the consumer group")
     parser.add_argument("--baseline", default="", help="with --peer: also drain with pipeline/ at this commit")
+    parser.add_argument("--clients", type=lambda text: text.split(","), default=["confluent", "kafka-python"],
+                        help="with --peer: the Kafka clients our loaders drain with")
     parser.add_argument("--inserts", type=lambda text: text.split(","), default=["native", "json"],
                         help="with --peer: how our loaders insert, native and/or json (JSON lines over HTTP)")
     parser.add_argument("--cluster", action="store_true", help="one server vs the local 2 x 2 cluster, same events")

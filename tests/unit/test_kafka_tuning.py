@@ -5,7 +5,7 @@ from __future__ import annotations
 from core.kafka import ConsumerTuning
 from core.kafka.confluent import consumer_config
 from core.kafka.kafka_python import consumer_options
-from pipeline.loader import FETCH_MAX_WAIT_MS
+from pipeline.loader_config import FETCH_MAX_WAIT_MS
 
 
 def test_the_fetch_wait_reaches_both_clients_and_defaults_to_theirs() -> None:
