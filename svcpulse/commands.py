@@ -145,6 +145,8 @@ def load(args: argparse.Namespace, settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: loader.stop())  # finish the batch (one attempt), commit, leave
     where = f" on cluster {settings.clickhouse_cluster}" if settings.clickhouse_cluster else ""
+    if store.json_inserts:  # docs/scaling.md, "JSON lines over HTTP"
+        where += f", JSON lines over HTTP port {store.json_inserts.port}"
     print(f"[load] {config.bootstrap} ({config.kafka_client}) -> {store.dialect}:{store.database}{where} "
           f"(batches of {config.batch_rows} rows or {config.batch_age_s} s); SIGTERM stops cleanly", flush=True)
     loader.run()
