@@ -96,7 +96,7 @@ def test_clickhouse_down_60s_mid_stream_loses_nothing(broker: Tansu, loader_stor
             produce(broker.bootstrap, [("rpc", e) for e in second])
             # issue 2 asks for 30 s, the production drills for 60 s: one test covers both; the JSON-lines path
             # takes the same retry loop, so its outage is shorter (the suite's time)
-            time.sleep(60 if loader_store.json_inserts is None else 20)
+            time.sleep(60 if loader_store.json_inserts is None else 10)
             assert loader.rows_loaded == len(first), "nothing can load while ClickHouse is down"
         finally:
             clickhouse.start()
